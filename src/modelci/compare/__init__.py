@@ -1,0 +1,1 @@
+"""The paired comparison of the candidate against the baseline, and the gate."""

@@ -1,0 +1,183 @@
+"""`modelci compare`: the candidate and the baseline on the same rows, with confidence, and the gate.
+
+Both models are ONNX files run in one ONNX Runtime process on the same evaluation rows, so the
+comparison is paired: the bootstrap resamples rows once and scores both models on each resample,
+which gives an honest confidence interval for the difference of every metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelci import atomic, github
+from modelci.config import Config, GateRule
+from modelci.evaluate.evaluator import finite_or_none, labels_of, metric_names
+from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER
+from modelci.evaluate.onnx_model import OnnxModel
+from modelci.registry import artifact
+from modelci.registry.reference import Reference
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COMPARISON_FILE = "comparison.json"
+COMPARISON_VERSION = 1
+BASELINE_DIR = "baseline"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    name: str
+    higher_is_better: bool
+    candidate: float | None
+    baseline: float | None = None
+    difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    verdict: str = "no-baseline"  # improved | unchanged | regressed | no-baseline
+    rule: str | None = None
+    passed: bool = True
+    reason: str | None = None
+
+
+@dataclass
+class Comparison:
+    passed: bool
+    baseline_status: str  # compared | no-baseline | not-comparable
+    baseline_reference: str
+    baseline_digest: str | None
+    rows: int
+    confidence: float
+    bootstrap: int
+    metrics: list[MetricComparison] = field(default_factory=list)
+    reason: str | None = None
+    version: int = COMPARISON_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _describe(rule: GateRule) -> str:
+    parts = [f"min {rule.min}" if rule.min is not None else "", f"max {rule.max}" if rule.max is not None else "",
+             f"max_drop {rule.max_drop}" if rule.max_drop is not None else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _bootstrap_indices(y: np.ndarray, task: str, resamples: int, seed: int) -> list[np.ndarray]:
+    """Row indices of each resample; stratified by class so every resample keeps the class mix."""
+    rng = np.random.default_rng(seed)
+    strata = ([np.flatnonzero(y == k) for k in np.unique(y)] if task != "regression" else [np.arange(len(y))])
+    return [np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata]) for _ in range(resamples)]
+
+
+def _interval(name: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
+              resamples: list[np.ndarray], confidence: float) -> tuple[float, float]:
+    """Percentile interval of (candidate − baseline) over the paired resamples."""
+    metric = FUNCTIONS[name]
+    differences = np.array([metric(y[i], candidate[i]) - metric(y[i], baseline[i]) for i in resamples])
+    differences = differences[np.isfinite(differences)]
+    if differences.size == 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _verdict(higher_is_better: bool, low: float, high: float, tolerance: float) -> str:
+    """improved / regressed only when the whole interval says so; unchanged otherwise."""
+    better_low, better_high = (low, high) if higher_is_better else (-high, -low)
+    if better_low > 0:
+        return "improved"
+    if better_high < -tolerance:
+        return "regressed"
+    return "unchanged"
+
+
+def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
+    if rule is None:
+        return row
+    problems = []
+    value = row.candidate
+    if value is None:
+        problems.append("the metric is undefined (not finite) for the candidate")
+    else:
+        if rule.min is not None and value < rule.min:
+            problems.append(f"{value:.4f} is below the minimum {rule.min}")
+        if rule.max is not None and value > rule.max:
+            problems.append(f"{value:.4f} is above the maximum {rule.max}")
+    if rule.max_drop is not None and row.verdict == "regressed":
+        problems.append(f"worse than the baseline by more than {rule.max_drop}, with {row_confidence_text(row)}")
+    return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
+                               "reason": "; ".join(problems) or None})
+
+
+def row_confidence_text(row: MetricComparison) -> str:
+    return f"difference {row.difference:+.4f}, interval [{row.ci_low:+.4f}, {row.ci_high:+.4f}]"
+
+
+def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFrame) -> str | None:
+    if baseline.task != candidate.task:
+        return f"the baseline is a {baseline.task} model, the candidate a {candidate.task} model"
+    if baseline.classes != candidate.classes:
+        return f"the classes differ: baseline {baseline.classes}, candidate {candidate.classes}"
+    missing = baseline.missing_inputs(frame)
+    if missing:
+        return f"the baseline needs columns the data no longer has: {', '.join(missing)}"
+    return None
+
+
+def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray | None,
+                     task: str) -> list[MetricComparison]:
+    rules = {rule.metric: rule for rule in config.gate}
+    names = list(dict.fromkeys([*metric_names(config), *rules]))
+    resamples = (_bootstrap_indices(y, task, config.compare.bootstrap, config.compare.seed)
+                 if baseline is not None else [])
+    rows = []
+    for name in names:
+        higher = name not in LOWER_IS_BETTER
+        value = FUNCTIONS[name](y, candidate)
+        row = MetricComparison(name, higher, finite_or_none(value))
+        if baseline is not None:
+            base = FUNCTIONS[name](y, baseline)
+            low, high = _interval(name, y, candidate, baseline, resamples, config.compare.confidence)
+            tolerance = rules[name].max_drop or 0.0 if name in rules else 0.0
+            row = MetricComparison(name, higher, finite_or_none(value), finite_or_none(base),
+                                   finite_or_none(value - base), finite_or_none(low), finite_or_none(high),
+                                   _verdict(higher, low, high, tolerance) if math.isfinite(low) else "unchanged")
+        rows.append(_apply_rule(row, rules.get(name)))
+    return rows
+
+
+def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_ref: Reference,
+            out: Path) -> Comparison:
+    """Compare the candidate with the baseline artifact and apply the gate; writes comparison.json."""
+    candidate = OnnxModel(candidate_path)
+    y = labels_of(candidate, frame)
+    scores = candidate.predict(frame)
+    result = Comparison(passed=True, baseline_status="no-baseline", baseline_reference=str(baseline_ref),
+                        baseline_digest=None, rows=len(frame), confidence=config.compare.confidence,
+                        bootstrap=config.compare.bootstrap)
+    baseline_scores = None
+    if artifact.resolve(baseline_ref) is None:
+        result.reason = f"no baseline: {baseline_ref} does not exist yet (the first publish creates it)"
+    else:
+        pulled = artifact.pull(baseline_ref, out / BASELINE_DIR)
+        result.baseline_digest = pulled.digest
+        baseline = OnnxModel(out / BASELINE_DIR / artifact.WEIGHT_FILE)
+        reason = _not_comparable(candidate, baseline, frame)
+        if reason:
+            result.baseline_status, result.reason = "not-comparable", reason
+        else:
+            result.baseline_status = "compared"
+            baseline_scores = baseline.predict(frame)
+    github.log(f"    baseline: {result.baseline_status}"
+               + (f" ({result.baseline_digest})" if result.baseline_digest else ""))
+    result.metrics = _compare_metrics(config, y, scores, baseline_scores, candidate.task)
+    result.passed = all(m.passed for m in result.metrics)
+    atomic.write_json(out / COMPARISON_FILE, result.to_json())
+    return result

@@ -1,0 +1,367 @@
+"""`modelci.yaml`: loaded, validated in full, and turned into frozen dataclasses.
+
+Every problem is collected before anything is reported, and each names the key, the value found
+and what is allowed. Relative paths in the file are relative to the file's own folder (the model
+repository's root), so commands work from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelci.errors import ConfigError
+from modelci.evaluate.metrics import METRICS_BY_TASK
+
+DEFAULT_CONFIG = "modelci.yaml"
+DEFAULT_REGISTRY = "oci:.modelci/registry"
+TASKS = ("binary", "multiclass", "regression")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    fraction: float = 0.2
+    seed: int = 0
+    stratify: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: Path
+    label: str
+    eval: Path | None = None
+    split: SplitConfig = field(default_factory=SplitConfig)
+    schema: Path | None = None
+    features: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    factory: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    metrics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GateRule:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    max_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 18
+    atol: float = 1e-4
+    rtol: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    gate: tuple[GateRule, ...] = ()
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    registry: str = DEFAULT_REGISTRY
+    path: Path = Path(DEFAULT_CONFIG)
+
+    @property
+    def root(self) -> Path:
+        """The model repository's root: the folder that holds the config file."""
+        return self.path.parent
+
+    def with_train(self, **changes: Any) -> Config:
+        """A copy with the given `train` settings replaced; `None` values are left as they are."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, **given))
+
+    def with_registry(self, registry: str | None) -> Config:
+        return self if registry is None else dataclasses.replace(self, registry=registry)
+
+
+class _Problems(list[str]):
+    """Collects one line per problem, each starting with the key it is about."""
+
+    def add(self, key: str, message: str) -> None:
+        self.append(f"{key}: {message}")
+
+
+def _unknown_keys(section: dict[str, Any], allowed: list[str], prefix: str, problems: _Problems) -> None:
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            advice = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+            problems.add(f"{prefix}{key}", f"unknown key; {advice}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # NOTE: YAML's `true` is a bool, which is an int in Python; never accept it as a number.
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _number(section: dict[str, Any], key: str, prefix: str, problems: _Problems,
+            default: float | None, *, positive: bool = False, integer: bool = False) -> Any:
+    value = section.get(key, default)
+    if value is None:
+        return None
+    kind: type | tuple[type, ...] = int if integer else (int, float)
+    what = "an integer" if integer else "a number"
+    if not _typed(value, kind):
+        problems.add(f"{prefix}{key}", f"expected {what}, got {value!r}")
+        return default
+    if positive and value <= 0:
+        problems.add(f"{prefix}{key}", f"expected {what} greater than 0, got {value!r}")
+        return default
+    return value
+
+
+def _choice(section: dict[str, Any], key: str, prefix: str, problems: _Problems,
+            choices: tuple[str, ...], default: str | None) -> Any:
+    value = section.get(key, default)
+    if value not in choices:
+        shown = "nothing" if value is None else repr(value)
+        problems.add(f"{prefix}{key}", f"expected one of {', '.join(choices)}; got {shown}")
+        return default
+    return value
+
+
+def _mapping(raw: dict[str, Any], key: str, problems: _Problems, *, required: bool) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            problems.add(key, "missing; this section is required")
+        return {}
+    if not isinstance(value, dict):
+        problems.add(key, f"expected a mapping of keys to values, got {value!r}")
+        return {}
+    return value
+
+
+def _path(value: Any, key: str, root: Path, problems: _Problems) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.add(key, f"expected a file path, got {value!r}")
+        return None
+    return root / value
+
+
+def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
+    section = _mapping(raw, "data", problems, required=True)
+    _unknown_keys(section, ["train", "eval", "split", "label", "schema", "features"], "data.", problems)
+    train = _path(section.get("train"), "data.train", root, problems)
+    if "train" not in section:
+        problems.add("data.train", "missing; name the training data file (Parquet or CSV)")
+    label = section.get("label")
+    if not isinstance(label, str) or not label:
+        problems.add("data.label", f"expected the name of the label column, got {label!r}")
+    if "eval" in section and "split" in section:
+        problems.add("data", "give either 'eval' (a file) or 'split' (a fraction of train), not both")
+    split = _split(section.get("split") or {}, problems)
+    features = section.get("features")
+    if features is not None and not (
+        isinstance(features, list) and features and all(isinstance(f, str) for f in features)
+    ):
+        problems.add("data.features", f"expected a list of column names, got {features!r}")
+        features = None
+    return DataConfig(
+        train=train or root,
+        label=label if isinstance(label, str) else "",
+        eval=_path(section.get("eval"), "data.eval", root, problems),
+        split=split,
+        schema=_path(section.get("schema"), "data.schema", root, problems),
+        features=tuple(features) if features else None,
+    )
+
+
+def _split(section: Any, problems: _Problems) -> SplitConfig:
+    if not isinstance(section, dict):
+        problems.add("data.split", f"expected a mapping such as {{fraction: 0.2}}, got {section!r}")
+        return SplitConfig()
+    _unknown_keys(section, ["fraction", "seed", "stratify"], "data.split.", problems)
+    fraction = _number(section, "fraction", "data.split.", problems, 0.2, positive=True)
+    if fraction is not None and fraction >= 1:
+        problems.add("data.split.fraction", f"expected a fraction between 0 and 1, got {fraction!r}")
+        fraction = 0.2
+    stratify = section.get("stratify", True)
+    if not isinstance(stratify, bool):
+        problems.add("data.split.stratify", f"expected true or false, got {stratify!r}")
+        stratify = True
+    seed = _number(section, "seed", "data.split.", problems, 0, integer=True)
+    return SplitConfig(fraction=fraction, seed=seed, stratify=stratify)
+
+
+def _model(raw: dict[str, Any], problems: _Problems) -> ModelConfig:
+    section = _mapping(raw, "model", problems, required=True)
+    _unknown_keys(section, ["factory", "params"], "model.", problems)
+    factory = section.get("factory")
+    if not isinstance(factory, str) or ":" not in factory:
+        problems.add("model.factory", f"expected 'FILE.py:FUNCTION' such as 'model.py:build', got {factory!r}")
+        factory = ""
+    params = section.get("params") or {}
+    if not isinstance(params, dict):
+        problems.add("model.params", f"expected a mapping of keyword arguments, got {params!r}")
+        params = {}
+    return ModelConfig(factory=factory, params=params)
+
+
+def _train(raw: dict[str, Any], problems: _Problems) -> TrainConfig:
+    section = _mapping(raw, "train", problems, required=False)
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    _unknown_keys(section, names, "train.", problems)
+    defaults = TrainConfig()
+    return TrainConfig(
+        epochs=_number(section, "epochs", "train.", problems, defaults.epochs, positive=True, integer=True),
+        batch_size=_number(section, "batch_size", "train.", problems, defaults.batch_size, positive=True, integer=True),
+        lr=_number(section, "lr", "train.", problems, defaults.lr, positive=True),
+        weight_decay=_number(section, "weight_decay", "train.", problems, defaults.weight_decay),
+        seed=_number(section, "seed", "train.", problems, defaults.seed, integer=True),
+        device=_choice(section, "device", "train.", problems, DEVICES, defaults.device),
+    )
+
+
+def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
+    section = _mapping(raw, "evaluate", problems, required=False)
+    _unknown_keys(section, ["metrics"], "evaluate.", problems)
+    metrics = section.get("metrics")
+    if metrics is None or task not in METRICS_BY_TASK:
+        return EvaluateConfig()
+    allowed = METRICS_BY_TASK[task]
+    if not isinstance(metrics, list) or not metrics:
+        problems.add("evaluate.metrics", f"expected a list of metric names from {', '.join(allowed)}")
+        return EvaluateConfig()
+    for name in metrics:
+        if name not in allowed:
+            problems.add("evaluate.metrics", f"{name!r} is not a {task} metric; allowed: {', '.join(allowed)}")
+    return EvaluateConfig(metrics=tuple(m for m in metrics if m in allowed))
+
+
+def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[GateRule, ...]:
+    rules = raw.get("gate") or []
+    if not isinstance(rules, list):
+        problems.add("gate", "expected a list of rules such as [{metric: roc_auc, min: 0.8, max_drop: 0.01}]")
+        return ()
+    allowed = METRICS_BY_TASK.get(task or "", ())
+    out = []
+    for i, rule in enumerate(rules):
+        prefix = f"gate[{i}]."
+        if not isinstance(rule, dict):
+            problems.add(f"gate[{i}]", f"expected a mapping with 'metric', got {rule!r}")
+            continue
+        _unknown_keys(rule, ["metric", "min", "max", "max_drop"], prefix, problems)
+        metric = rule.get("metric")
+        if allowed and metric not in allowed:
+            problems.add(f"{prefix}metric", f"expected a {task} metric ({', '.join(allowed)}), got {metric!r}")
+            continue
+        bounds = {k: _number(rule, k, prefix, problems, None) for k in ("min", "max", "max_drop")}
+        if bounds["max_drop"] is not None and bounds["max_drop"] < 0:
+            problems.add(f"{prefix}max_drop", f"expected 0 or more, got {bounds['max_drop']!r}")
+        if all(v is None for v in bounds.values()):
+            problems.add(f"gate[{i}]", "a rule needs at least one of min, max, max_drop")
+        out.append(GateRule(metric=str(metric), **bounds))
+    return tuple(out)
+
+
+def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
+    section = _mapping(raw, "compare", problems, required=False)
+    _unknown_keys(section, ["bootstrap", "confidence", "seed"], "compare.", problems)
+    confidence = _number(section, "confidence", "compare.", problems, 0.95, positive=True)
+    if confidence is not None and confidence >= 1:
+        problems.add("compare.confidence", f"expected a level between 0 and 1 such as 0.95, got {confidence!r}")
+        confidence = 0.95
+    return CompareConfig(
+        bootstrap=_number(section, "bootstrap", "compare.", problems, 1000, positive=True, integer=True),
+        confidence=confidence,
+        seed=_number(section, "seed", "compare.", problems, 0, integer=True),
+    )
+
+
+def _export(raw: dict[str, Any], problems: _Problems) -> ExportConfig:
+    section = _mapping(raw, "export", problems, required=False)
+    _unknown_keys(section, ["opset", "atol", "rtol"], "export.", problems)
+    opset = _number(section, "opset", "export.", problems, 18, integer=True)
+    if opset is not None and not 17 <= opset <= 23:
+        problems.add("export.opset", f"expected an ONNX opset from 17 to 23, got {opset!r}")
+        opset = 18
+    return ExportConfig(
+        opset=opset,
+        atol=_number(section, "atol", "export.", problems, 1e-4, positive=True),
+        rtol=_number(section, "rtol", "export.", problems, 1e-3, positive=True),
+    )
+
+
+def parse_config(raw: Any, path: Path) -> Config:
+    """Validate a parsed YAML document; raise `ConfigError` listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), [f"expected a mapping of sections at the top, got {raw!r}"])
+    problems = _Problems()
+    top = ["task", "data", "model", "train", "evaluate", "gate", "compare", "export", "registry"]
+    _unknown_keys(raw, top, "", problems)
+    task = _choice(raw, "task", "", problems, TASKS, None)
+    registry = raw.get("registry", DEFAULT_REGISTRY)
+    if not isinstance(registry, str) or not registry:
+        problems.add("registry", f"expected a reference such as 'oci:.modelci/registry', got {registry!r}")
+        registry = DEFAULT_REGISTRY
+    config = Config(
+        task=task or "",
+        data=_data(raw, path.parent, problems),
+        model=_model(raw, problems),
+        train=_train(raw, problems),
+        evaluate=_metrics(raw, task, problems),
+        gate=_gate(raw, task, problems),
+        compare=_compare(raw, problems),
+        export=_export(raw, problems),
+        registry=registry,
+        path=path,
+    )
+    if problems:
+        raise ConfigError(str(path), problems, hint="fix these keys; the README lists every setting")
+    return config
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read and validate the config file (default `modelci.yaml` in the working directory)."""
+    config_path = Path(path or DEFAULT_CONFIG)
+    if not config_path.is_file():
+        raise ConfigError(
+            str(config_path),
+            ["the file does not exist"],
+            hint="run modelci from the model repository's root, or pass --config PATH (or MODELCI_CONFIG)",
+        )
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(config_path), [f"not valid YAML: {exc}"]) from None
+    return parse_config(raw, config_path.resolve())

@@ -1,0 +1,1 @@
+"""Data: reading tables, the schema, checks and the dataset fingerprint."""

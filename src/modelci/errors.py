@@ -1,0 +1,62 @@
+"""The errors modelci reports to its users, each with its exit code and a way to fix it.
+
+They are turned into output in one place, `modelci.cli.main`; nothing else catches and prints them.
+Exit codes (documented in the README):
+
+- 0: success;
+- 1: a check or the gate said no (`CheckFailed`): the expected "red" outcome;
+- 2: the user's input is wrong (`UsageError` and its subclasses);
+- 3: the registry cannot be reached or answered something modelci cannot use (`RegistryError`).
+"""
+
+from __future__ import annotations
+
+
+class ModelciError(Exception):
+    """Base of every error modelci reports on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(ModelciError):
+    """The user's input is wrong: an option, a path, a file that cannot be read."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """`modelci.yaml` is missing or invalid. `problems` lists every problem found, not just one."""
+
+    def __init__(self, path: str, problems: list[str], *, hint: str | None = None) -> None:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path} is not valid:\n{lines}", hint=hint)
+        self.path = path
+        self.problems = problems
+
+
+class DataError(UsageError):
+    """Training or evaluation data cannot be read or used at all."""
+
+
+class ModelFactoryError(UsageError):
+    """The model factory named in the config cannot be imported, called or used."""
+
+
+class RegistryError(ModelciError):
+    """A registry cannot be reached, or holds something modelci cannot use."""
+
+    exit_code = 3
+
+
+class CheckFailed(ModelciError):
+    """A check ran and said no: data checks, parity, or the gate. Its report has been written."""
+
+    exit_code = 1

@@ -1,0 +1,120 @@
+"""Task metrics in plain numpy.
+
+They are called thousands of times by the paired bootstrap, so they avoid scikit-learn's per-call
+validation overhead; the tests check every one against scikit-learn. Classification metrics take
+the class-index labels `y` (n,) and the probabilities `p` (n, classes); regression metrics take the
+targets and the predictions, both (n,).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+Metric = Callable[[Array, Array], float]
+
+METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "accuracy", "f1", "log_loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
+_EPS = 1e-15
+
+
+def _positive(p: Array) -> Array:
+    return p[:, 1]
+
+
+def _binary_counts(y: Array, p: Array) -> tuple[float, float, float]:
+    predicted = _positive(p) >= 0.5
+    actual = y == 1
+    tp = float(np.sum(predicted & actual))
+    return tp, float(np.sum(predicted)), float(np.sum(actual))
+
+
+def accuracy(y: Array, p: Array) -> float:
+    return float(np.mean(np.argmax(p, axis=1) == y))
+
+
+def precision(y: Array, p: Array) -> float:
+    tp, predicted, _ = _binary_counts(y, p)
+    return tp / predicted if predicted else 0.0
+
+
+def recall(y: Array, p: Array) -> float:
+    tp, _, actual = _binary_counts(y, p)
+    return tp / actual if actual else 0.0
+
+
+def f1(y: Array, p: Array) -> float:
+    tp, predicted, actual = _binary_counts(y, p)
+    return 2 * tp / (predicted + actual) if predicted + actual else 0.0
+
+
+def roc_auc(y: Array, p: Array) -> float:
+    """Mann-Whitney U form of the area under the ROC curve, with ties given half credit."""
+    scores = _positive(p)
+    positives = y == 1
+    n_pos = int(positives.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # Average ranks for tied scores: each run of equal scores gets the mean of its positions.
+    _, starts, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mean_rank = starts + (counts + 1) / 2.0
+    ranks[order] = np.repeat(mean_rank, counts)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def log_loss(y: Array, p: Array) -> float:
+    chosen = p[np.arange(len(y)), y.astype(np.int64)]
+    return float(-np.mean(np.log(np.clip(chosen, _EPS, 1.0))))
+
+
+def brier(y: Array, p: Array) -> float:
+    return float(np.mean((_positive(p) - y) ** 2))
+
+
+def f1_macro(y: Array, p: Array) -> float:
+    predicted = np.argmax(p, axis=1)
+    scores = []
+    for k in range(p.shape[1]):
+        tp = float(np.sum((predicted == k) & (y == k)))
+        denominator = float(np.sum(predicted == k) + np.sum(y == k))
+        scores.append(2 * tp / denominator if denominator else 0.0)
+    return float(np.mean(scores))
+
+
+def rmse(y: Array, pred: Array) -> float:
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+def mae(y: Array, pred: Array) -> float:
+    return float(np.mean(np.abs(pred - y)))
+
+
+def r2(y: Array, pred: Array) -> float:
+    total = float(np.sum((y - np.mean(y)) ** 2))
+    return 1.0 - float(np.sum((y - pred) ** 2)) / total if total else float("nan")
+
+
+FUNCTIONS: dict[str, Metric] = {
+    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "roc_auc": roc_auc,
+    "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "rmse": rmse, "mae": mae, "r2": r2,
+}
+
+
+def compute(names: tuple[str, ...], y: Array, scores: Array) -> dict[str, float]:
+    return {name: FUNCTIONS[name](y, scores) for name in names}

@@ -1,0 +1,69 @@
+"""An exported model in ONNX Runtime: what evaluation, comparison and serving all run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelci.errors import UsageError
+from modelci.features import as_floats, as_strings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Keys of the ONNX model's metadata_props, written by `modelci export`.
+META_TASK = "modelci.task"
+META_CLASSES = "modelci.classes"
+META_LABEL = "modelci.label"
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    kind: str  # "float" or "string"
+
+
+class OnnxModel:
+    """An ONNX Runtime session plus what modelci wrote into the model: task, classes, label."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise UsageError(f"{path}: no such model file", hint="run `modelci export` first")
+        try:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare RuntimeErrors of many kinds
+            raise UsageError(f"{path}: not a model ONNX Runtime can load: {exc}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_TASK not in meta:
+            raise UsageError(f"{path}: not a model exported by modelci (no '{META_TASK}' metadata)")
+        self.path = path
+        self.task: str = meta[META_TASK]
+        self.classes: list[Any] = json.loads(meta.get(META_CLASSES, "[]"))
+        self.label: str = meta.get(META_LABEL, "")
+        self.inputs = [
+            ModelInput(i.name, "string" if i.type == "tensor(string)" else "float")
+            for i in self.session.get_inputs()
+        ]
+
+    def missing_inputs(self, frame: pd.DataFrame) -> list[str]:
+        return [i.name for i in self.inputs if i.name not in frame.columns]
+
+    def feeds(self, frame: pd.DataFrame) -> dict[str, NDArray[Any]]:
+        return {
+            i.name: (as_strings(frame[i.name]) if i.kind == "string" else as_floats(frame[i.name], i.name))[:, None]
+            for i in self.inputs
+        }
+
+    def predict(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """Class probabilities (n, classes) for classification, predictions (n,) for regression."""
+        output = self.session.run(None, self.feeds(frame))[0].astype(np.float64)
+        return output[:, 0] if self.task == "regression" else output

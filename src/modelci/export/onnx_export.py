@@ -1,0 +1,130 @@
+"""The trained PyTorch model and its preprocessing as one ONNX graph over the raw columns."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from modelci import atomic, github
+from modelci.config import Config
+from modelci.errors import UsageError
+from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
+from modelci.features import FeatureSpec, Target, onnx_preprocessing
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from onnx import ModelProto
+
+    from modelci.export.parity import ParityReport
+    from modelci.train.model import Scorer
+
+MODEL_FILE = "model.onnx"
+PARITY_FILE = "parity.json"
+SAMPLES_FILE = "samples.json"
+FEATURES = "features"
+ML_DOMAIN_OPSET = 3  # LabelEncoder with string keys and int64 values
+
+
+def output_name(task: str) -> str:
+    return "prediction" if task == "regression" else "probabilities"
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # NOTE: the exporters print progress to stdout and log warnings about optional operators
+    # (torchvision's, for example) that do not concern a user's model; a real failure still raises.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _torch_to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
+    """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so."""
+    import onnx
+
+    example = (torch.zeros(2, width),)
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                scorer, example, dynamo=True, opset_version=opset, input_names=[FEATURES],
+                output_names=[output], dynamic_shapes={FEATURES: {0: torch.export.Dim("batch")}},
+            )
+        assert program is not None
+        return program.model_proto, "dynamo"
+    except Exception as exc:  # noqa: BLE001 - any exporter failure leads to the fallback below
+        github.warning(f"the dynamo ONNX exporter failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                       "falling back to the TorchScript exporter")
+    buffer = io.BytesIO()
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(scorer, example, buffer, dynamo=False, opset_version=opset, input_names=[FEATURES],
+                              output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
+    except Exception as exc:
+        raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
+                         hint="use operators ONNX supports, or raise export.opset") from None
+    return onnx.load_from_string(buffer.getvalue()), "torchscript"
+
+
+def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
+    """Replace the graph's `features` input by nodes that compute it from the raw columns."""
+    from onnx import helper
+
+    inputs, nodes, initializers = onnx_preprocessing(spec, FEATURES)
+    graph = model.graph
+    del graph.input[:]
+    graph.input.extend(inputs)
+    for node in reversed(nodes):
+        graph.node.insert(0, node)
+    graph.initializer.extend(initializers)
+    if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
+
+
+def build_onnx(scorer: Scorer, spec: FeatureSpec, target: Target, label: str, opset: int) -> tuple[bytes, str]:
+    """The serialized ONNX model over raw columns, and which exporter made it."""
+    import onnx
+
+    model, exporter = _torch_to_onnx(scorer, spec.width, opset, output_name(target.task))
+    _prepend_preprocessing(model, spec)
+    for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
+                       (META_LABEL, label)):
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "modelci"
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise UsageError(f"the exported ONNX model is not valid: {exc}") from None
+    return model.SerializeToString(), exporter
+
+
+def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
+    """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.export.parity import check_parity, golden_samples
+    from modelci.train.model import load_checkpoint
+    from modelci.train.trainer import CHECKPOINT
+
+    scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
+    data, exporter = build_onnx(scorer, spec, target, label, config.export.opset)
+    atomic.write_bytes(out / MODEL_FILE, data)
+    onnx_model = OnnxModel(out / MODEL_FILE)
+    report = check_parity(scorer, spec, target, onnx_model, eval_frame, exporter=exporter,
+                          opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
+    atomic.write_json(out / PARITY_FILE, report.to_json())
+    atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
+    return report

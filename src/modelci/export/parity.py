@@ -1,0 +1,110 @@
+"""Parity: the exported ONNX model against the PyTorch model, on the evaluation rows.
+
+The PyTorch side gets its inputs from the numpy preprocessing, the ONNX side from the raw columns,
+so this checks the exported preprocessing as well as the network. Every mismatching row counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from modelci.evaluate.metrics import DEFAULT_METRICS, FUNCTIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.features import FeatureSpec, Target
+    from modelci.train.model import Scorer
+
+PARITY_VERSION = 1
+MAX_ROWS = 10_000
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    name: str
+    max_abs_error: float
+    mismatched: int
+    sample_rows: list[int]
+
+
+@dataclass(frozen=True)
+class MetricParity:
+    name: str
+    torch: float
+    onnx: float
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    passed: bool
+    exporter: str
+    opset: int
+    rows: int
+    atol: float
+    rtol: float
+    outputs: list[OutputParity]
+    metric: MetricParity
+    problems: list[str]
+    version: int = PARITY_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _compare_output(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> OutputParity:
+    if expected.shape != actual.shape:
+        return OutputParity(name, math.inf, len(expected), [])
+    close = np.isclose(actual, expected, atol=atol, rtol=rtol)
+    bad_rows = np.flatnonzero(~close.reshape(len(close), -1).all(axis=1))
+    error = np.abs(actual - expected)
+    max_error = float(np.nanmax(error)) if np.isfinite(error).all() else math.inf
+    return OutputParity(name, max_error, len(bad_rows), [int(r) for r in bad_rows[:SAMPLE_ROWS]])
+
+
+def check_parity(scorer: Scorer, spec: FeatureSpec, target: Target, onnx_model: OnnxModel, frame: pd.DataFrame,
+                 *, exporter: str, opset: int, atol: float, rtol: float) -> ParityReport:
+    """Run both models on up to MAX_ROWS rows; collect every mismatch before deciding."""
+    rows = frame.iloc[:MAX_ROWS]
+    with torch.no_grad():
+        expected = scorer(torch.as_tensor(spec.transform(rows))).numpy().astype(np.float64)
+    actual = onnx_model.predict(rows)
+    if target.task == "regression":
+        expected = expected[:, 0]
+    output = _compare_output(onnx_model.session.get_outputs()[0].name, expected, actual, atol, rtol)
+    name = DEFAULT_METRICS[target.task][0]
+    y = target.encode(rows[onnx_model.label]).astype(np.float64)
+    metric = MetricParity(name, FUNCTIONS[name](y, expected), FUNCTIONS[name](y, actual))
+    problems = []
+    if output.mismatched:
+        problems.append(f"output '{output.name}': {output.mismatched} of {len(rows)} rows differ by more than "
+                        f"atol={atol} + rtol={rtol}·|value| (largest difference {output.max_abs_error:.3g})")
+    if not abs(metric.torch - metric.onnx) <= atol:
+        problems.append(f"{name} differs: PyTorch {metric.torch:.6f}, ONNX {metric.onnx:.6f}")
+    return ParityReport(passed=not problems, exporter=exporter, opset=opset, rows=len(rows), atol=atol, rtol=rtol,
+                        outputs=[output], metric=metric, problems=problems)
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def golden_samples(onnx_model: OnnxModel, frame: pd.DataFrame) -> dict[str, Any]:
+    """A few raw input rows and the exported model's outputs for them, for smoke tests later."""
+    rows = frame.iloc[:SAMPLE_ROWS]
+    outputs = onnx_model.predict(rows)
+    return {
+        "version": 1,
+        "inputs": [{i.name: _json_value(row[i.name]) for i in onnx_model.inputs} for _, row in rows.iterrows()],
+        "outputs": outputs.tolist(),
+        "output": onnx_model.session.get_outputs()[0].name,
+    }

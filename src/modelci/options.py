@@ -1,0 +1,41 @@
+"""Options every command shares, and how a command turns them into a config and an output folder.
+
+Precedence, as DESIGN.md says: a flag, then its `MODELCI_*` environment variable, then
+`modelci.yaml`, then the default. Flags that override the config default to None ("not given").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from modelci.config import Config
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_OUT = ".modelci/out"
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="MODELCI_CONFIG",
+    default=None, help="The config file.  [default: modelci.yaml]",
+)
+out_option = click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), envvar="MODELCI_OUT", default=DEFAULT_OUT,
+    show_default=True, help="Folder for everything the command writes.",
+)
+
+
+def common(function: F) -> F:
+    """--config and --out, in that order in every command's help."""
+    return config_option(out_option(function))
+
+
+def prepare(config_path: Path | None, out: Path) -> Config:
+    from modelci.config import load_config
+
+    config = load_config(config_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return config

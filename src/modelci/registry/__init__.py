@@ -1,0 +1,1 @@
+"""Registries: references, the on-disk OCI Image Layout, and the ModelPack artifact."""

@@ -1,0 +1,156 @@
+"""The model artifact: an OCI manifest in the CNCF ModelPack format.
+
+`model.onnx` is the weight layer; every other file is a doc layer (metrics, data report, parity,
+golden samples, schema, report), each named by the `org.cncf.model.filepath` annotation. modelci's
+own facts travel as manifest annotations. The order of writing makes a tag safe to trust: blobs
+first, then the config and the manifest, and only then the tags.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from modelci import atomic
+from modelci.errors import RegistryError, UsageError
+from modelci.registry.layout import Descriptor, OciLayout
+from modelci.registry.reference import Reference
+
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
+CONFIG_MEDIA_TYPE = "application/vnd.cncf.model.config.v1+json"
+WEIGHT_MEDIA_TYPE = "application/vnd.cncf.model.weight.v1.raw"
+DOC_MEDIA_TYPE = "application/vnd.cncf.model.doc.v1.raw"
+FILEPATH = "org.cncf.model.filepath"
+WEIGHT_FILE = "model.onnx"
+# modelci's own manifest annotations.
+ANNOTATION_PREFIX = "io.modelci."
+
+
+@dataclass(frozen=True)
+class Pulled:
+    reference: Reference
+    digest: str
+    annotations: dict[str, str]
+    files: list[str]
+
+
+def open_layout(reference: Reference, *, create: bool) -> OciLayout:
+    if reference.path is None:
+        raise UsageError(
+            f"{reference}: remote registries are not supported by this version of modelci yet",
+            hint="use the embedded registry, oci:PATH (for example oci:.modelci/registry)",
+        )
+    return OciLayout.open(reference.path, create=create)
+
+
+def _model_config(layers: list[Descriptor], annotations: dict[str, str]) -> dict[str, Any]:
+    descriptor = {"createdAt": annotations.get("org.opencontainers.image.created")}
+    if "org.opencontainers.image.revision" in annotations:
+        descriptor["revision"] = annotations["org.opencontainers.image.revision"]
+    if "org.opencontainers.image.title" in annotations:
+        descriptor["name"] = annotations["org.opencontainers.image.title"]
+    return {
+        "descriptor": {k: v for k, v in descriptor.items() if v},
+        "config": {"format": "onnx", "precision": "fp32"},
+        # NOTE: raw (uncompressed) layers: a layer's DiffID is its digest.
+        "modelfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
+    }
+
+
+def _layer(layout: OciLayout, file: Path) -> Descriptor:
+    digest, size = layout.put_file(file)
+    media_type = WEIGHT_MEDIA_TYPE if file.name == WEIGHT_FILE else DOC_MEDIA_TYPE
+    return Descriptor(media_type, digest, size, {FILEPATH: file.name})
+
+
+def push_files(files: list[Path], reference: Reference, tags: list[str], annotations: dict[str, str]) -> Descriptor:
+    """Push the files as one artifact and point every tag at it; returns the manifest descriptor."""
+    if not any(f.name == WEIGHT_FILE for f in files):
+        raise UsageError(f"an artifact needs a {WEIGHT_FILE}", hint="run `modelci export` first")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"cannot push missing files: {', '.join(missing)}")
+    layout = open_layout(reference, create=True)
+    annotations = {"org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(timespec="seconds")
+                   .replace("+00:00", "Z")} | annotations
+    layers = [_layer(layout, f) for f in sorted(files, key=lambda f: (f.name != WEIGHT_FILE, f.name))]
+    config_bytes = json.dumps(_model_config(layers, annotations), sort_keys=True).encode()
+    config_digest, config_size = layout.put_bytes(config_bytes)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "config": Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size).to_json(),
+        "layers": [layer.to_json() for layer in layers],
+        "annotations": annotations,
+    }
+    digest, size = layout.put_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    descriptor = Descriptor(MANIFEST_MEDIA_TYPE, digest, size, artifact_type=ARTIFACT_TYPE)
+    if tags:
+        layout.set_tags(descriptor, tags)
+    return descriptor
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def resolve(reference: Reference) -> Descriptor | None:
+    """The manifest a reference names, or None when its tag does not exist (yet)."""
+    if reference.path is not None and (not reference.path.exists() or _is_empty_dir(reference.path)):
+        return None  # no registry yet: nothing was ever published
+    layout = open_layout(reference, create=False)
+    if reference.digest:
+        if not layout.has_blob(reference.digest):
+            return None
+        return Descriptor(MANIFEST_MEDIA_TYPE, reference.digest, layout.blob_path(reference.digest).stat().st_size)
+    return layout.resolve(reference.tag or "latest")
+
+
+def _manifest(layout: OciLayout, descriptor: Descriptor) -> dict[str, Any]:
+    manifest = json.loads(layout.read_bytes(descriptor))
+    if manifest.get("artifactType") != ARTIFACT_TYPE and manifest.get("config", {}).get("mediaType") != CONFIG_MEDIA_TYPE:
+        raise RegistryError(f"{descriptor.digest} is not a model artifact (artifactType "
+                            f"{manifest.get('artifactType')!r})")
+    return dict(manifest)
+
+
+def _safe_name(layer: dict[str, Any]) -> str:
+    name = str((layer.get("annotations") or {}).get(FILEPATH, ""))
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        # NOTE: a layer must never write outside the destination folder.
+        raise RegistryError(f"layer {layer.get('digest')} has an unsafe or missing file path {name!r}")
+    return name
+
+
+def pull(reference: Reference, destination: Path) -> Pulled:
+    """Pull an artifact into `destination`, replacing it whole only after every blob verified."""
+    descriptor = resolve(reference)
+    if descriptor is None:
+        raise UsageError(f"{reference}: no such artifact", hint="check the tag; `modelci push` creates it")
+    layout = open_layout(reference, create=False)
+    manifest = _manifest(layout, descriptor)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        names = []
+        for layer in manifest["layers"]:
+            name = _safe_name(layer)
+            with (staging / name).open("wb") as handle:
+                layout.copy_blob(Descriptor.from_json(layer), handle)
+            names.append(name)
+        atomic.write_json(staging / "manifest.json", manifest)
+        if destination.exists():
+            shutil.rmtree(destination)
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Pulled(reference.with_digest(descriptor.digest), descriptor.digest,
+                  dict(manifest.get("annotations") or {}), names)

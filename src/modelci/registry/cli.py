@@ -1,0 +1,43 @@
+"""`modelci push | pull`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelci import github
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG.")
+def push(directory: Path, target: str) -> None:
+    """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact."""
+    from modelci.errors import UsageError
+    from modelci.registry.artifact import push_files
+    from modelci.registry.reference import parse_reference
+
+    reference = parse_reference(target)
+    if not reference.tag:
+        raise UsageError(f"{target}: name the tag to push to", hint="e.g. --to oci:.modelci/registry:v1")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    descriptor = push_files(files, reference, [reference.tag], {})
+    github.set_output("digest", descriptor.digest)
+    github.log(f"pushed {len(files)} files to {reference} = {descriptor.digest}")
+    click.echo(descriptor.digest)
+
+
+@click.command()
+@click.argument("reference_text", metavar="REF")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the artifact's files to (replaced whole).")
+def pull(reference_text: str, output: Path) -> None:
+    """Pull the model artifact REF into a folder, verifying every file against its digest."""
+    from modelci.registry.artifact import pull as pull_artifact
+    from modelci.registry.reference import parse_reference
+
+    pulled = pull_artifact(parse_reference(reference_text), output)
+    github.set_output("digest", pulled.digest)
+    github.log(f"pulled {reference_text} = {pulled.digest} into {output}: {', '.join(pulled.files)}")
+    click.echo(pulled.digest)

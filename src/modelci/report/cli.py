@@ -1,0 +1,36 @@
+"""`modelci report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from modelci import github
+from modelci.options import out_option
+
+
+def stage(out: Path) -> bool:
+    """Write report.md and the job summary; set the `verdict` and `report` step outputs."""
+    from modelci import atomic
+    from modelci.report.markdown import REPORT_FILE, build_report, overall
+
+    markdown = build_report(out)
+    atomic.write_text(out / REPORT_FILE, markdown)
+    github.add_summary(markdown)
+    _, passed = overall(out)
+    github.set_output("verdict", "passed" if passed else "failed")
+    github.set_output("report", str(out / REPORT_FILE))
+    github.log(f"==> report: {out / REPORT_FILE}")
+    return passed
+
+
+@click.command()
+@out_option
+def report(out: Path) -> None:
+    """Write report.md (and the job summary in Actions) from the stages' outputs in OUT."""
+    if not out.is_dir():
+        from modelci.errors import UsageError
+
+        raise UsageError(f"{out}: no such folder", hint="run the stages first, or pass --out")
+    stage(out)

@@ -1,0 +1,131 @@
+"""`modelci report`: one markdown report from the JSON files the stages wrote to the output folder.
+
+Each section is drawn from its stage's file when that file exists, so a run that stopped early
+still reports what it found. The verdict comes first; details sit in collapsible sections.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REPORT_FILE = "report.md"
+# Hidden marker by which the pull-request comment is found and updated.
+MARKER = "<!-- modelci-report -->"
+
+
+def _load(out: Path, name: str) -> dict[str, Any] | None:
+    path = out / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _verdict_icon(verdict: str, passed: bool) -> str:
+    if not passed:
+        return "❌ failed"
+    return {"improved": "🟢 improved", "regressed": "🟠 regressed", "unchanged": "⚪ unchanged"}.get(verdict, "–")
+
+
+def overall(out: Path) -> tuple[str, bool]:
+    """The one-line verdict and whether the run passed, from what the stages wrote."""
+    data, parity, comparison = (_load(out, n) for n in ("data-report.json", "parity.json", "comparison.json"))
+    if data is not None and not data["passed"]:
+        return "❌ **Failed**: the data checks found problems.", False
+    if parity is not None and not parity["passed"]:
+        return "❌ **Failed**: the exported ONNX model does not match the trained model.", False
+    if comparison is None:
+        return "⚠️ **Incomplete**: the pipeline stopped before the comparison.", False
+    if not comparison["passed"]:
+        failed = ", ".join(m["name"] for m in comparison["metrics"] if not m["passed"])
+        return f"❌ **Failed**: the gate rejected {failed}.", False
+    if comparison["baseline_status"] == "compared":
+        return "✅ **Passed**: the candidate meets every gate rule against the baseline.", True
+    return f"✅ **Passed** ({comparison['baseline_status']}): {comparison.get('reason') or ''}", True
+
+
+def _comparison_section(comparison: dict[str, Any]) -> list[str]:
+    level = round(comparison["confidence"] * 100)
+    lines = ["## Metrics", ""]
+    if comparison["baseline_status"] == "compared":
+        lines.append(f"Baseline `{comparison['baseline_reference']}` = `{comparison['baseline_digest']}`, "
+                     f"paired on the same {comparison['rows']:,} evaluation rows; {level}% intervals from "
+                     f"{comparison['bootstrap']:,} bootstrap resamples.")
+    else:
+        lines.append(f"No comparison: {comparison.get('reason')}")
+    lines += ["", f"| metric | baseline | candidate | difference | {level}% interval | verdict | rule |",
+              "|---|---:|---:|---:|---|---|---|"]
+    for m in comparison["metrics"]:
+        interval = (f"[{_num(m['ci_low'], True)}, {_num(m['ci_high'], True)}]"
+                    if m["ci_low"] is not None else "–")
+        arrow = "↑" if m["higher_is_better"] else "↓"
+        lines.append(f"| {m['name']} {arrow} | {_num(m['baseline'])} | {_num(m['candidate'])} | "
+                     f"{_num(m['difference'], True)} | {interval} | {_verdict_icon(m['verdict'], m['passed'])} | "
+                     f"{m['rule'] or ''} |")
+    failures = [f"- **{m['name']}**: {m['reason']}" for m in comparison["metrics"] if not m["passed"]]
+    return [*lines, "", *failures, ""] if failures else [*lines, ""]
+
+
+def _data_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Data", "", "| dataset | rows | columns | failed checks | fingerprint |", "|---|---:|---:|---:|---|"]
+    for d in data["datasets"]:
+        errors = [v for v in d["violations"] if v["severity"] == "error"]
+        lines.append(f"| {d['name']} (`{d['path']}`) | {d['rows']:,} | {d['columns']} | {len(errors)} | "
+                     f"`{d['fingerprint'][:19]}…` |")
+    violations = [(d["name"], v) for d in data["datasets"] for v in d["violations"]]
+    if violations:
+        lines += ["", "<details><summary>Every finding</summary>", "",
+                  "| dataset | column | rule | rows | examples (row: value) |", "|---|---|---|---:|---|"]
+        for name, v in violations:
+            examples = ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"]))
+            icon = "❌" if v["severity"] == "error" else "⚠️"
+            lines.append(f"| {name} | {v['column']} | {icon} {v['rule']}: {v['message']} | {v['rows']:,} | {examples} |")
+        lines += ["", "</details>"]
+    return [*lines, ""]
+
+
+def _training_section(log: dict[str, Any]) -> list[str]:
+    last = log["epochs"][-1] if log["epochs"] else None
+    lines = ["## Training", "",
+             f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features), "
+             f"{log['parameters']:,} parameters, on `{log['device']}` ({log['environment'].get('device_name', '')}), "
+             f"{len(log['epochs'])} epochs in {log['seconds']:.1f} s, seed {log['seed']}."]
+    if last:
+        lines.append(f"Final training loss {last['loss']:.4f}, evaluation loss {last['eval_loss']:.4f}, "
+                     f"{last['samples_per_s']:,.0f} samples/s.")
+    return [*lines, ""]
+
+
+def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
+    status = "✅ passed" if parity["passed"] else "❌ failed"
+    output = parity["outputs"][0]
+    lines = ["## Export", "",
+             f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
+             f"{status}; largest difference {output['max_abs_error']:.2e} (atol {parity['atol']}, "
+             f"rtol {parity['rtol']}); {parity['metric']['name']} PyTorch {parity['metric']['torch']:.6f}, "
+             f"ONNX {parity['metric']['onnx']:.6f}."]
+    lines += [f"- {p}" for p in parity["problems"]]
+    if metrics:
+        lines.append(f"\nModel `{metrics['model_digest']}`.")
+    return [*lines, ""]
+
+
+def build_report(out: Path) -> str:
+    """The whole report as markdown, from whatever stage outputs exist in `out`."""
+    verdict, _ = overall(out)
+    lines = [MARKER, "# modelci report", "", verdict, ""]
+    sections = (("comparison.json", _comparison_section), ("data-report.json", _data_section),
+                ("train-log.json", _training_section))
+    for name, render in sections:
+        data = _load(out, name)
+        if data is not None:
+            lines += render(data)
+    parity = _load(out, "parity.json")
+    if parity is not None:
+        lines += _export_section(parity, _load(out, "metrics.json"))
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,1 @@
+"""Training: the user's model factory, the training loop and the checkpoint."""

@@ -1,0 +1,36 @@
+"""`modelci train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from modelci import github
+from modelci.options import common, prepare
+
+if TYPE_CHECKING:
+    from modelci.config import Config
+    from modelci.data.tables import Datasets
+    from modelci.train.trainer import TrainLog
+
+
+def stage(config: Config, out: Path, datasets: Datasets) -> TrainLog:
+    from modelci.train.trainer import train as train_model
+
+    with github.group(f"Training ({config.train.epochs} epochs)"):
+        return train_model(config, datasets, out)
+
+
+@click.command()
+@common
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Overrides train.epochs.")
+@click.option("--seed", type=int, default=None, help="Overrides train.seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Overrides train.device.")
+def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | None, device: str | None) -> None:
+    """Train the configured model; writes model.pt and train-log.json."""
+    from modelci.data.tables import load_datasets
+
+    config = prepare(config_path, out).with_train(epochs=epochs, seed=seed, device=device)
+    stage(config, out, load_datasets(config))

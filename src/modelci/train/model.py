@@ -1,0 +1,120 @@
+"""The user's model factory, the scoring head modelci puts on it, and the checkpoint file.
+
+Factory contract: `build(input_dim: int, output_dim: int, **params) -> torch.nn.Module`, where the
+module maps a float tensor (batch, input_dim) to (batch, output_dim) raw scores: one logit for a
+binary task, one per class for multiclass, one value for regression.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelci import atomic
+from modelci.config import Config
+from modelci.errors import ModelFactoryError
+from modelci.features import FeatureSpec, Target
+
+CHECKPOINT_VERSION = 1
+
+
+class Scorer(nn.Module):
+    """The user's network plus the task's output: probabilities, or predictions in label units."""
+
+    def __init__(self, net: nn.Module, target: Target) -> None:
+        super().__init__()
+        self.net = net
+        self.task = target.task
+        self.register_buffer("target_mean", torch.tensor(target.mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.tensor(target.std, dtype=torch.float32))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        scores = self.net(features)
+        if self.task == "binary":
+            positive = torch.sigmoid(scores[:, :1])
+            return torch.cat([1 - positive, positive], dim=1)
+        if self.task == "multiclass":
+            return torch.softmax(scores, dim=1)
+        return scores[:, :1] * self.target_std + self.target_mean
+
+
+def _user_frame(exc: BaseException, file: Path) -> str:
+    """Where in the user's file an exception came from, as 'model.py:12'."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == file]
+    return f"{file.name}:{frames[-1].lineno}" if frames else file.name
+
+
+def load_factory(config: Config) -> Callable[..., Any]:
+    file_part, _, function = config.model.factory.rpartition(":")
+    file = (config.root / file_part).resolve()
+    if not file.is_file():
+        raise ModelFactoryError(f"model.factory: {file_part} does not exist (looked in {config.root})",
+                                hint="set model.factory to 'FILE.py:FUNCTION', relative to modelci.yaml")
+    spec = importlib.util.spec_from_file_location(f"modelci_user_model_{file.stem}", file)
+    assert spec is not None and spec.loader is not None  # NOTE: always set for a .py file path
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent))  # the factory may import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ModelFactoryError(f"model.factory: importing {file_part} failed at {_user_frame(exc, file)}: "
+                                f"{type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(file.parent))
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ModelFactoryError(f"model.factory: {file_part} has no function '{function}'")
+    return factory  # type: ignore[no-any-return]
+
+
+def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
+    factory = load_factory(config)
+    file = (config.root / config.model.factory.rpartition(":")[0]).resolve()
+    try:
+        net = factory(input_dim=input_dim, output_dim=output_dim, **config.model.params)
+    except Exception as exc:
+        raise ModelFactoryError(f"model.factory: {config.model.factory} raised at {_user_frame(exc, file)}: "
+                                f"{type(exc).__name__}: {exc}",
+                                hint="check model.params in modelci.yaml against the factory's arguments") from None
+    if not isinstance(net, nn.Module):
+        raise ModelFactoryError(f"model.factory: {config.model.factory} returned {type(net).__name__}, "
+                                "not a torch.nn.Module")
+    with torch.no_grad():
+        try:
+            shape = tuple(net(torch.zeros(2, input_dim)).shape)
+        except Exception as exc:
+            raise ModelFactoryError(f"the model fails on a (2, {input_dim}) input: {type(exc).__name__}: {exc}",
+                                    hint=f"its first layer must take input_dim={input_dim} features") from None
+    if shape != (2, output_dim):
+        raise ModelFactoryError(f"the model returns shape {shape} for 2 rows; this task needs (2, {output_dim})",
+                                hint="build the last layer with output_dim outputs")
+    return net
+
+
+def save_checkpoint(path: Path, scorer: Scorer, spec: FeatureSpec, target: Target, config: Config) -> None:
+    with atomic.atomic_open(path) as handle:
+        torch.save({
+            "version": CHECKPOINT_VERSION,
+            "state_dict": scorer.state_dict(),
+            "features": spec.to_json(),
+            "target": target.to_json(),
+            "label": config.data.label,
+        }, handle)
+
+
+def load_checkpoint(path: Path, config: Config) -> tuple[Scorer, FeatureSpec, Target, str]:
+    """Rebuild the trained model from its checkpoint and the config's factory."""
+    if not path.is_file():
+        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+    scorer = Scorer(build_network(config, spec.width, target.output_dim), target)
+    scorer.load_state_dict(data["state_dict"])
+    return scorer.eval(), spec, target, str(data["label"])
