@@ -6,6 +6,7 @@ break it, and a few sample values with their row numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,13 @@ class DataReport:
         return asdict(self)
 
 
+def _json_safe(value: Any) -> Any:
+    """JSON has no infinities or NaN: such sample values are reported as their names."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
 def _violation(column: pa.ChunkedArray, mask: pa.ChunkedArray, name: str, rule: str, message: str) -> Violation | None:
     import pyarrow.compute as pc
 
@@ -67,7 +75,7 @@ def _violation(column: pa.ChunkedArray, mask: pa.ChunkedArray, name: str, rule: 
     if count == 0:
         return None
     rows = pc.indices_nonzero(mask).slice(0, SAMPLES)
-    values = pc.take(column, rows).to_pylist()
+    values = [_json_safe(v) for v in pc.take(column, rows).to_pylist()]
     return Violation(column=name, rule=rule, message=message, rows=count,
                      sample_values=values, sample_rows=[int(r) for r in rows.to_pylist()])
 
@@ -80,14 +88,17 @@ def _check_values(column: pa.ChunkedArray, rule: ColumnRule, kind: str) -> list[
     if not rule.nullable:
         found.append(_violation(column, pc.is_null(column), rule.name, "not_null",
                                 "empty values in a column the schema says is never empty"))
+    # NOTE: infinities are reported once, by the "finite" rule, not again as out of range.
+    in_range_candidates = column
     if kind == "float":
         infinite = pc.and_(pc.is_inf(column), pc.invert(pc.is_null(column)))
         found.append(_violation(column, infinite, rule.name, "finite", "infinite values"))
+        in_range_candidates = pc.if_else(infinite, None, column)
     if rule.min is not None and kind in ("int", "float"):
-        found.append(_violation(column, pc.less(column, rule.min), rule.name, "min",
+        found.append(_violation(column, pc.less(in_range_candidates, rule.min), rule.name, "min",
                                 f"values below the minimum {rule.min}"))
     if rule.max is not None and kind in ("int", "float"):
-        found.append(_violation(column, pc.greater(column, rule.max), rule.name, "max",
+        found.append(_violation(column, pc.greater(in_range_candidates, rule.max), rule.name, "max",
                                 f"values above the maximum {rule.max}"))
     if rule.allowed is not None:
         allowed = pa.array(list(rule.allowed))

@@ -1,0 +1,97 @@
+"""Config validation: every problem is reported with its key, the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelci.config import load_config, parse_config
+from modelci.errors import ConfigError
+
+VALID: dict[str, Any] = {
+    "task": "binary",
+    "data": {"train": "data/train.parquet", "label": "churned"},
+    "model": {"factory": "model.py:build"},
+}
+
+
+def with_changes(**sections: Any) -> dict[str, Any]:
+    return {**VALID, **sections}
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = parse_config(VALID, tmp_path / "modelci.yaml")
+    assert config.train.epochs == 20
+    assert config.registry == "oci:.modelci/registry"
+    assert config.data.train == tmp_path / "data/train.parquet"
+    assert config.data.eval is None
+    assert config.data.split.fraction == 0.2
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(with_changes(task="ranking"), "task: expected one of binary, multiclass, regression; got 'ranking'",
+                     id="bad-task"),
+        pytest.param({k: v for k, v in VALID.items() if k != "task"}, "task: expected one of", id="missing-task"),
+        pytest.param(with_changes(trian={}), "trian: unknown key; did you mean 'train'?", id="typo-section"),
+        pytest.param(with_changes(train={"epochs": "ten"}), "train.epochs: expected an integer, got 'ten'",
+                     id="epochs-not-int"),
+        pytest.param(with_changes(train={"epochs": 0}), "train.epochs: expected an integer greater than 0, got 0",
+                     id="epochs-zero"),
+        pytest.param(with_changes(train={"lr": True}), "train.lr: expected a number, got True", id="bool-not-number"),
+        pytest.param(with_changes(train={"device": "tpu"}), "train.device: expected one of auto, cpu, cuda; got 'tpu'",
+                     id="bad-device"),
+        pytest.param(with_changes(model={"factory": "model.py"}), "model.factory: expected 'FILE.py:FUNCTION'",
+                     id="factory-without-function"),
+        pytest.param(with_changes(data={"train": "t.csv"}), "data.label: expected the name of the label column",
+                     id="missing-label"),
+        pytest.param(with_changes(data={"train": "t.csv", "label": "y", "eval": "e.csv", "split": {}}),
+                     "data: give either 'eval'", id="eval-and-split"),
+        pytest.param(with_changes(data={"train": "t.csv", "label": "y", "split": {"fraction": 1.5}}),
+                     "data.split.fraction: expected a fraction between 0 and 1, got 1.5", id="bad-fraction"),
+        pytest.param(with_changes(evaluate={"metrics": ["rmse"]}), "'rmse' is not a binary metric", id="wrong-metric"),
+        pytest.param(with_changes(gate=[{"metric": "roc_auc"}]), "gate[0]: a rule needs at least one of",
+                     id="empty-rule"),
+        pytest.param(with_changes(gate=[{"metric": "roc_auc", "max_drop": -1}]), "gate[0].max_drop: expected 0 or more",
+                     id="negative-drop"),
+        pytest.param(with_changes(export={"opset": 9}), "export.opset: expected an ONNX opset from 17 to 23, got 9",
+                     id="old-opset"),
+        pytest.param(with_changes(compare={"confidence": 95}), "compare.confidence: expected a level between 0 and 1",
+                     id="percent-confidence"),
+    ],
+)
+def test_invalid_config_names_key_value_and_allowed(raw: dict[str, Any], expected: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, tmp_path / "modelci.yaml")
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+    assert caught.value.exit_code == 2
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    raw = with_changes(task="binary", train={"epochs": -1, "lr": "fast", "device": "tpu"})
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, tmp_path / "modelci.yaml")
+    assert [p.split(":")[0] for p in caught.value.problems] == ["train.epochs", "train.lr", "train.device"]
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "modelci.yaml"
+    broken.write_text("task: binary\ndata: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    broken.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping of sections"):
+        load_config(broken)
+
+
+def test_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "churn" / "modelci.yaml"
+    config = load_config(example)
+    assert yaml.safe_load(example.read_text())["task"] == config.task == "binary"
+    assert [rule.metric for rule in config.gate] == ["roc_auc", "log_loss"]

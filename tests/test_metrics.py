@@ -1,0 +1,56 @@
+"""modelci's numpy metrics give scikit-learn's answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from modelci.evaluate import metrics
+
+rng = np.random.default_rng(0)
+Y_BINARY = rng.integers(0, 2, 500).astype(np.float64)
+P1 = np.clip(Y_BINARY * 0.3 + rng.random(500) * 0.7, 0, 1)
+# Rounded scores make many ties, which the rank-based ROC AUC must handle like scikit-learn.
+P1_TIED = np.round(P1, 1)
+P_BINARY = np.column_stack([1 - P1, P1])
+P_TIED = np.column_stack([1 - P1_TIED, P1_TIED])
+Y_MULTI = rng.integers(0, 3, 500).astype(np.float64)
+P_MULTI = rng.dirichlet([1, 1, 1], 500)
+P_MULTI[np.arange(500), Y_MULTI.astype(int)] += 0.5
+P_MULTI /= P_MULTI.sum(axis=1, keepdims=True)
+Y_REG = rng.normal(10, 3, 500)
+PRED_REG = Y_REG + rng.normal(0, 1, 500)
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "scores", "expected"),
+    [
+        pytest.param("roc_auc", Y_BINARY, P_BINARY, sk.roc_auc_score(Y_BINARY, P1), id="roc_auc"),
+        pytest.param("roc_auc", Y_BINARY, P_TIED, sk.roc_auc_score(Y_BINARY, P1_TIED), id="roc_auc-ties"),
+        pytest.param("accuracy", Y_BINARY, P_BINARY, sk.accuracy_score(Y_BINARY, P1 >= 0.5), id="accuracy"),
+        pytest.param("precision", Y_BINARY, P_BINARY, sk.precision_score(Y_BINARY, P1 >= 0.5), id="precision"),
+        pytest.param("recall", Y_BINARY, P_BINARY, sk.recall_score(Y_BINARY, P1 >= 0.5), id="recall"),
+        pytest.param("f1", Y_BINARY, P_BINARY, sk.f1_score(Y_BINARY, P1 >= 0.5), id="f1"),
+        pytest.param("log_loss", Y_BINARY, P_BINARY, sk.log_loss(Y_BINARY, P_BINARY), id="log_loss"),
+        pytest.param("brier", Y_BINARY, P_BINARY, sk.brier_score_loss(Y_BINARY, P1), id="brier"),
+        pytest.param("accuracy", Y_MULTI, P_MULTI, sk.accuracy_score(Y_MULTI, P_MULTI.argmax(1)), id="multi-accuracy"),
+        pytest.param("f1_macro", Y_MULTI, P_MULTI, sk.f1_score(Y_MULTI, P_MULTI.argmax(1), average="macro"),
+                     id="f1_macro"),
+        pytest.param("log_loss", Y_MULTI, P_MULTI, sk.log_loss(Y_MULTI, P_MULTI), id="multi-log_loss"),
+        pytest.param("rmse", Y_REG, PRED_REG, np.sqrt(sk.mean_squared_error(Y_REG, PRED_REG)), id="rmse"),
+        pytest.param("mae", Y_REG, PRED_REG, sk.mean_absolute_error(Y_REG, PRED_REG), id="mae"),
+        pytest.param("r2", Y_REG, PRED_REG, sk.r2_score(Y_REG, PRED_REG), id="r2"),
+    ],
+)
+def test_metric_matches_scikit_learn(name: str, y: np.ndarray, scores: np.ndarray, expected: float) -> None:
+    assert metrics.FUNCTIONS[name](y, scores) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_roc_auc_with_one_class_is_undefined() -> None:
+    assert np.isnan(metrics.roc_auc(np.ones(10), P_BINARY[:10]))
+
+
+def test_every_task_metric_has_a_function() -> None:
+    for names in metrics.METRICS_BY_TASK.values():
+        assert set(names) <= set(metrics.FUNCTIONS)

@@ -1,0 +1,125 @@
+"""`modelci run` end to end on a small copy of the example, against the embedded registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import git
+from modelci.registry.layout import OciLayout
+
+OUT = Path(".modelci/out")
+REGISTRY = Path(".modelci/registry")
+
+
+def read(name: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((OUT / name).read_text())
+
+
+def main_digest() -> str:
+    return OciLayout.open(REGISTRY, create=False).tags()["main"].digest
+
+
+def set_params(repo: Path, params: str) -> None:
+    config = (repo / "modelci.yaml").read_text()
+    start = config.index("params: {")
+    end = config.index("}", start) + 1
+    (repo / "modelci.yaml").write_text(config[:start] + f"params: {params}" + config[end:])
+
+
+def test_publish_then_compare_against_the_published_baseline(cli, repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    first = cli("run", "--publish")
+    assert first.code == 0, first.err
+    comparison = read("comparison.json")
+    assert comparison["baseline_status"] == "no-baseline"
+    assert "no baseline" in (OUT / "report.md").read_text()
+    published = main_digest()
+    revision = git(repo, "rev-parse", "HEAD")
+    tags = OciLayout.open(REGISTRY, create=False).tags()
+    assert tags[f"sha-{revision}"].digest == published
+
+    set_params(repo, "{hidden: 64, layers: 2, dropout: 0.05}")
+    git(repo, "commit", "-qam", "less dropout")
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs.txt"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    second = cli("run")
+    assert second.code == 0, second.err
+
+    comparison = read("comparison.json")
+    assert comparison["baseline_status"] == "compared"
+    assert comparison["baseline_digest"] == published
+    assert published in (OUT / "report.md").read_text()
+    roc = next(m for m in comparison["metrics"] if m["name"] == "roc_auc")
+    assert roc["baseline"] != roc["candidate"]
+    assert roc["ci_low"] <= roc["difference"] <= roc["ci_high"]
+    assert main_digest() == published  # a run without --publish moves nothing
+    assert summary.read_text() == (OUT / "report.md").read_text()
+    assert "verdict=passed\n" in outputs.read_text()
+
+
+def test_identical_model_is_unchanged_with_zero_in_the_interval(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("run", "--publish").code == 0
+    baseline_metrics = read("metrics.json")["metrics"]
+    assert cli("run").code == 0
+    assert read("metrics.json")["metrics"] == baseline_metrics  # same data, seed and machine: same model
+    for metric in read("comparison.json")["metrics"]:
+        assert metric["verdict"] == "unchanged"
+        assert metric["ci_low"] <= 0 <= metric["ci_high"]
+
+
+def test_worse_model_fails_the_gate_and_publishes_nothing(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("run", "--publish").code == 0
+    published = main_digest()
+    set_params(repo, "{hidden: 1, layers: 1, dropout: 0.0}")
+    (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text().replace("epochs: 4", "epochs: 1")
+                                       .replace("lr: 0.002", "lr: 0.00001"))
+    git(repo, "commit", "-qam", "a broken model")
+    result = cli("run", "--publish")
+    assert result.code == 1
+    assert "the gate failed: roc_auc" in result.err
+    roc = next(m for m in read("comparison.json")["metrics"] if m["name"] == "roc_auc")
+    assert (roc["verdict"], roc["passed"]) == ("regressed", False)
+    assert "❌ **Failed**: the gate rejected roc_auc" in (OUT / "report.md").read_text()
+    assert main_digest() == published
+
+
+def test_publish_outside_git_needs_a_revision(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / ".git").rename(repo / "git-moved")
+    result = cli("run", "--publish")
+    assert result.code == 2
+    assert "pass --revision SHA" in result.err
+    assert cli("run", "--publish", "--revision", "0" * 40).code == 0
+    assert "sha-" + "0" * 40 in OciLayout.open(REGISTRY, create=False).tags()
+
+
+def test_exported_model_takes_raw_rows_and_matches_pytorch(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    """Raw rows in, the same predictions out of PyTorch and ONNX, unseen and empty values included."""
+    import torch
+
+    from modelci.config import load_config
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.train.model import load_checkpoint
+
+    assert cli("train").code == 0
+    assert cli("export").code == 0
+    parity = read("parity.json")
+    assert parity["passed"] and parity["rows"] == 500
+    rows = pd.read_parquet(repo / "data" / "eval.parquet").iloc[:6].copy()
+    rows.loc[0, "contract"] = "a-contract-never-seen"
+    rows.loc[1, "total_charges"] = np.nan
+    rows.loc[2, "payment_method"] = None
+    model = OnnxModel(OUT / "model.onnx")
+    assert {i.name for i in model.inputs} == set(rows.columns) - {"churned"}
+    scorer, spec, _, _ = load_checkpoint(OUT / "model.pt", load_config("modelci.yaml"))
+    with torch.no_grad():
+        expected = scorer(torch.as_tensor(spec.transform(rows))).numpy()
+    np.testing.assert_allclose(model.predict(rows), expected, atol=1e-5)
+    samples = read("samples.json")
+    assert len(samples["inputs"]) == len(samples["outputs"]) == 5
+    np.testing.assert_allclose(model.predict(pd.DataFrame(samples["inputs"])), samples["outputs"], atol=1e-6)

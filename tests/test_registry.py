@@ -1,0 +1,163 @@
+"""The embedded registry: references, the OCI Image Layout, and the model artifact."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from modelci.errors import RegistryError, UsageError
+from modelci.registry import artifact
+from modelci.registry.layout import REF_NAME, OciLayout
+from modelci.registry.reference import Reference, parse_reference
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("oci:reg", Reference(path=Path("/base/reg")), id="layout"),
+        pytest.param("oci:reg:main", Reference(path=Path("/base/reg"), tag="main"), id="layout-tag"),
+        pytest.param("oci:/abs/reg:v1.2.3", Reference(path=Path("/abs/reg"), tag="v1.2.3"), id="absolute"),
+        pytest.param("oci:./a.b/reg", Reference(path=Path("/base/a.b/reg")), id="dotted-folder"),
+        pytest.param("oci:reg@sha256:" + "a" * 64, Reference(path=Path("/base/reg"), digest="sha256:" + "a" * 64),
+                     id="layout-digest"),
+        pytest.param("ghcr.io/acme/churn:main", Reference(host="ghcr.io", repository="acme/churn", tag="main"),
+                     id="remote"),
+        pytest.param("localhost:5000/churn", Reference(host="localhost:5000", repository="churn"), id="remote-port"),
+    ],
+)
+def test_parse_reference(text: str, expected: Reference) -> None:
+    assert parse_reference(text, base=Path("/base")) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("oci:", "names no folder", id="empty-path"),
+        pytest.param("oci:reg:-bad", "not a valid tag", id="bad-tag"),
+        pytest.param("oci:reg@sha256:abc", "not a sha256 digest", id="short-digest"),
+        pytest.param("churn", "not a registry reference", id="no-host"),
+        pytest.param("ghcr.io/Acme/churn", "not a registry reference", id="uppercase-repo"),
+    ],
+)
+def test_invalid_reference(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_reference(text)
+
+
+def make_artifact(folder: Path, weights: bytes = b"onnx-bytes") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(weights)
+    (folder / "metrics.json").write_text('{"roc_auc": 0.9}')
+    return sorted(folder.iterdir())
+
+
+def test_push_then_pull_round_trip(tmp_path: Path) -> None:
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}")
+    files = make_artifact(tmp_path / "src")
+    pushed = artifact.push_files(files, registry, ["sha-abc", "main"], {"org.opencontainers.image.revision": "abc"})
+
+    layout = OciLayout.open(tmp_path / "reg", create=False)
+    assert json.loads((tmp_path / "reg" / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert {tag: d.digest for tag, d in layout.tags().items()} == {"sha-abc": pushed.digest, "main": pushed.digest}
+
+    manifest = json.loads(layout.read_bytes(pushed))
+    assert manifest["artifactType"] == artifact.ARTIFACT_TYPE
+    assert manifest["config"]["mediaType"] == artifact.CONFIG_MEDIA_TYPE
+    assert [(layer["mediaType"], layer["annotations"][artifact.FILEPATH]) for layer in manifest["layers"]] == [
+        (artifact.WEIGHT_MEDIA_TYPE, "model.onnx"), (artifact.DOC_MEDIA_TYPE, "metrics.json")]
+    config = json.loads(layout.blob_path(manifest["config"]["digest"]).read_bytes())
+    assert set(config) == {"descriptor", "config", "modelfs"}
+    assert config["modelfs"]["diff_ids"] == [layer["digest"] for layer in manifest["layers"]]
+
+    pulled = artifact.pull(registry.with_tag("main"), tmp_path / "dest")
+    assert pulled.digest == pushed.digest
+    assert (tmp_path / "dest" / "model.onnx").read_bytes() == b"onnx-bytes"
+    assert pulled.annotations["org.opencontainers.image.revision"] == "abc"
+
+
+def test_moving_a_tag_keeps_the_others(tmp_path: Path) -> None:
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}")
+    first = artifact.push_files(make_artifact(tmp_path / "a", b"one"), registry, ["sha-1", "main"], {})
+    second = artifact.push_files(make_artifact(tmp_path / "b", b"two"), registry, ["sha-2", "main"], {})
+    tags = OciLayout.open(tmp_path / "reg", create=False).tags()
+    assert {t: d.digest for t, d in tags.items()} == {"sha-1": first.digest, "sha-2": second.digest,
+                                                      "main": second.digest}
+
+
+def test_corrupt_blob_is_detected_and_destination_untouched(tmp_path: Path) -> None:
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}:main")
+    pushed = artifact.push_files(make_artifact(tmp_path / "src"), registry, ["main"], {})
+    destination = tmp_path / "dest"
+    destination.mkdir()
+    (destination / "keep.txt").write_text("earlier pull")
+    layout = OciLayout.open(tmp_path / "reg", create=False)
+    weights = json.loads(layout.read_bytes(pushed))["layers"][0]["digest"]
+    blob = layout.blob_path(weights)
+    blob.write_bytes(b"onnx-bytez")  # same size, one byte changed
+    with pytest.raises(RegistryError, match="corrupt"):
+        artifact.pull(registry, destination)
+    assert [p.name for p in destination.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")] == []
+
+
+def test_folder_that_is_not_a_layout_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "reg").mkdir()
+    (tmp_path / "reg" / "notes.txt").write_text("my files")
+    with pytest.raises(UsageError, match="is not an OCI image layout"):
+        artifact.push_files(make_artifact(tmp_path / "src"), parse_reference(f"oci:{tmp_path / 'reg'}"), ["x"], {})
+    assert sorted(p.name for p in (tmp_path / "reg").iterdir()) == ["notes.txt"]
+
+
+def test_missing_tag_resolves_to_nothing(tmp_path: Path) -> None:
+    assert artifact.resolve(parse_reference(f"oci:{tmp_path / 'absent'}:main")) is None
+    artifact.push_files(make_artifact(tmp_path / "src"), parse_reference(f"oci:{tmp_path / 'reg'}"), ["v1"], {})
+    assert artifact.resolve(parse_reference(f"oci:{tmp_path / 'reg'}:main")) is None
+    with pytest.raises(UsageError, match="no such artifact"):
+        artifact.pull(parse_reference(f"oci:{tmp_path / 'reg'}:main"), tmp_path / "dest")
+
+
+def test_layer_path_outside_the_destination_is_refused(tmp_path: Path) -> None:
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}:main")
+    pushed = artifact.push_files(make_artifact(tmp_path / "src"), registry, ["main"], {})
+    layout = OciLayout.open(tmp_path / "reg", create=False)
+    manifest = json.loads(layout.read_bytes(pushed))
+    manifest["layers"][1]["annotations"][artifact.FILEPATH] = "../../escape.txt"
+    evil = layout.put_bytes(json.dumps(manifest).encode())
+    tampered = type(pushed)(pushed.media_type, evil[0], evil[1], artifact_type=pushed.artifact_type)
+    layout.set_tags(tampered, ["main"])
+    with pytest.raises(RegistryError, match="unsafe"):
+        artifact.pull(registry, tmp_path / "dest")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def _push_tag(args: tuple[str, int]) -> str:
+    root, i = args
+    folder = Path(root) / f"src{i}"
+    return artifact.push_files(make_artifact(folder, f"weights {i}".encode()),
+                               parse_reference(f"oci:{root}/reg"), [f"t{i}"], {}).digest
+
+
+def test_concurrent_writers_lose_no_tag(tmp_path: Path) -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        digests = pool.map(_push_tag, [(str(tmp_path), i) for i in range(12)])
+    tags = OciLayout.open(tmp_path / "reg", create=False).tags()
+    assert {t: d.digest for t, d in tags.items()} == {f"t{i}": digests[i] for i in range(12)}
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo (Debian package) is not installed; .ci/run installs it")
+def test_another_oci_tool_reads_the_layout(tmp_path: Path) -> None:
+    """skopeo, which knows nothing of modelci, reads the manifest and copies the artifact verbatim."""
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}")
+    pushed = artifact.push_files(make_artifact(tmp_path / "src"), registry, ["main"], {})
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{tmp_path / 'reg'}:main"],
+                         check=True, capture_output=True).stdout
+    assert json.loads(raw)["artifactType"] == artifact.ARTIFACT_TYPE
+    subprocess.run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{tmp_path / 'reg'}:main",
+                    f"oci:{tmp_path / 'copy'}:main"], check=True, capture_output=True)
+    copied = json.loads((tmp_path / "copy" / "index.json").read_text())["manifests"][0]
+    assert (copied["digest"], copied["annotations"][REF_NAME]) == (pushed.digest, "main")
