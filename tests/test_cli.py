@@ -65,9 +65,11 @@ def test_truncated_parquet(cli, repo: Path) -> None:  # type: ignore[no-untyped-
         pytest.param("def other():\n    pass\n", ("model.py has no function 'build'",), id="no-function"),
         pytest.param("def build(input_dim, output_dim, **kw):\n    raise ValueError('no luck')\n",
                      ("raised at model.py:2: ValueError: no luck",), id="factory-raises"),
-        pytest.param("from torch import nn\ndef build(input_dim, output_dim, **kw):\n    return nn.Linear(input_dim, 3)\n",
+        pytest.param("from torch import nn\ndef build(input_dim, output_dim, **kw):\n"
+                     "    return nn.Linear(input_dim, 3)\n",
                      ("returns shape (2, 3) for 2 rows; this task needs (2, 1)",), id="wrong-output-shape"),
-        pytest.param("def build(input_dim, output_dim, **kw):\n    return 42\n", ("returned int, not a torch.nn.Module",),
+        pytest.param("def build(input_dim, output_dim, **kw):\n    return 42\n",
+                     ("returned int, not a torch.nn.Module",),
                      id="not-a-module"),
     ],
 )
@@ -130,7 +132,8 @@ def test_infer_schema_writes_an_editable_schema(cli, repo: Path) -> None:  # typ
     assert result.code == 0
     text = (repo / "inferred.yaml").read_text()
     assert text.startswith("# Written by `modelci data infer-schema`")
-    assert "contract:" in text and "month-to-month" in text
+    assert "contract:" in text
+    assert "month-to-month" in text
     (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text().replace("schema.yaml", "inferred.yaml"))
     assert cli("data", "check").code == 0
 

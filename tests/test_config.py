@@ -34,7 +34,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param(with_changes(task="ranking"), "task: expected one of binary, multiclass, regression; got 'ranking'",
+        pytest.param(with_changes(task="ranking"),
+                     "task: expected one of binary, multiclass, regression; got 'ranking'",
                      id="bad-task"),
         pytest.param({k: v for k, v in VALID.items() if k != "task"}, "task: expected one of", id="missing-task"),
         pytest.param(with_changes(trian={}), "trian: unknown key; did you mean 'train'?", id="typo-section"),

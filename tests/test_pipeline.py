@@ -109,7 +109,8 @@ def test_exported_model_takes_raw_rows_and_matches_pytorch(cli, repo: Path) -> N
     assert cli("train").code == 0
     assert cli("export").code == 0
     parity = read("parity.json")
-    assert parity["passed"] and parity["rows"] == 500
+    assert parity["passed"]
+    assert parity["rows"] == 500
     rows = pd.read_parquet(repo / "data" / "eval.parquet").iloc[:6].copy()
     rows.loc[0, "contract"] = "a-contract-never-seen"
     rows.loc[1, "total_charges"] = np.nan

@@ -149,7 +149,7 @@ def test_concurrent_writers_lose_no_tag(tmp_path: Path) -> None:
     assert {t: d.digest for t, d in tags.items()} == {f"t{i}": digests[i] for i in range(12)}
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo (Debian package) is not installed; .ci/run installs it")
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo (a Debian package) is missing; .ci/run installs it")
 def test_another_oci_tool_reads_the_layout(tmp_path: Path) -> None:
     """skopeo, which knows nothing of modelci, reads the manifest and copies the artifact verbatim."""
     registry = parse_reference(f"oci:{tmp_path / 'reg'}")

@@ -57,7 +57,7 @@ def as_strings(series: pd.Series) -> NDArray[np.object_]:
 
 def as_floats(series: pd.Series, name: str) -> NDArray[np.float32]:
     try:
-        return series.to_numpy(dtype=np.float32, na_value=np.nan)
+        return np.asarray(series.to_numpy(dtype=np.float32, na_value=np.nan), dtype=np.float32)
     except (TypeError, ValueError):
         raise DataError(f"column '{name}' holds values that are not numbers",
                         hint="fix the data, or declare the column as a string in the schema") from None
@@ -119,7 +119,10 @@ class FeatureSpec:
         )
 
 
-def onnx_preprocessing(spec: FeatureSpec, output: str) -> tuple[list[ValueInfoProto], list[NodeProto], list[TensorProto]]:
+OnnxParts = tuple[list["ValueInfoProto"], list["NodeProto"], list["TensorProto"]]
+
+
+def onnx_preprocessing(spec: FeatureSpec, output: str) -> OnnxParts:
     """ONNX inputs (one per raw column), nodes and initializers that compute `spec.transform`."""
     from onnx import TensorProto, helper
 
@@ -202,7 +205,7 @@ class Target:
             return as_floats(series, str(series.name)).astype(np.float64)
         index = {c: i for i, c in enumerate(self.classes)}
         codes = np.array([index.get(_plain(v), -1) for v in series.tolist()], dtype=np.int64)
-        unknown = sorted({str(v) for v, code in zip(series.tolist(), codes) if code < 0})
+        unknown = sorted({str(v) for v, code in zip(series.tolist(), codes, strict=True) if code < 0})
         if unknown:
             raise DataError(
                 f"label column '{series.name}' holds values the training data never had: {unknown[:10]}",

@@ -110,7 +110,7 @@ def _split(frame: pd.DataFrame, config: Config) -> Datasets:
         if split.stratify and config.task != "regression" else [np.arange(len(frame))]
     )
     for rows in groups:
-        chosen = rng.permutation(rows)[: int(round(len(rows) * split.fraction))]
+        chosen = rng.permutation(rows)[: round(len(rows) * split.fraction)]
         eval_rows.append(chosen)
     mask = np.zeros(len(frame), dtype=bool)
     mask[np.concatenate(eval_rows)] = True

@@ -40,7 +40,7 @@ class OnnxModel:
             options = ort.SessionOptions()
             options.log_severity_level = 3
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare RuntimeErrors of many kinds
+        except Exception as exc:
             raise UsageError(f"{path}: not a model ONNX Runtime can load: {exc}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_TASK not in meta:
@@ -65,5 +65,5 @@ class OnnxModel:
 
     def predict(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Class probabilities (n, classes) for classification, predictions (n,) for regression."""
-        output = self.session.run(None, self.feeds(frame))[0].astype(np.float64)
+        output = np.asarray(self.session.run(None, self.feeds(frame))[0], dtype=np.float64)
         return output[:, 0] if self.task == "regression" else output

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,18 +67,19 @@ def _torch_to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple
             )
         assert program is not None
         return program.model_proto, "dynamo"
-    except Exception as exc:  # noqa: BLE001 - any exporter failure leads to the fallback below
+    except Exception as exc:
         github.warning(f"the dynamo ONNX exporter failed ({type(exc).__name__}: {str(exc)[:300]}); "
                        "falling back to the TorchScript exporter")
-    buffer = io.BytesIO()
-    try:
-        with _quiet_exporter():
-            torch.onnx.export(scorer, example, buffer, dynamo=False, opset_version=opset, input_names=[FEATURES],
-                              output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
-    except Exception as exc:
-        raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
-                         hint="use operators ONNX supports, or raise export.opset") from None
-    return onnx.load_from_string(buffer.getvalue()), "torchscript"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        try:
+            with _quiet_exporter():
+                torch.onnx.export(scorer, example, path, dynamo=False, opset_version=opset, input_names=[FEATURES],
+                                  output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
+        except Exception as exc:
+            raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
+                             hint="use operators ONNX supports, or raise export.opset") from None
+        return onnx.load(path), "torchscript"
 
 
 def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:

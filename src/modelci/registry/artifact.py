@@ -115,7 +115,8 @@ def resolve(reference: Reference) -> Descriptor | None:
 
 def _manifest(layout: OciLayout, descriptor: Descriptor) -> dict[str, Any]:
     manifest = json.loads(layout.read_bytes(descriptor))
-    if manifest.get("artifactType") != ARTIFACT_TYPE and manifest.get("config", {}).get("mediaType") != CONFIG_MEDIA_TYPE:
+    config_type = manifest.get("config", {}).get("mediaType")
+    if manifest.get("artifactType") != ARTIFACT_TYPE and config_type != CONFIG_MEDIA_TYPE:
         raise RegistryError(f"{descriptor.digest} is not a model artifact (artifactType "
                             f"{manifest.get('artifactType')!r})")
     return dict(manifest)

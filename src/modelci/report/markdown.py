@@ -82,9 +82,10 @@ def _data_section(data: dict[str, Any]) -> list[str]:
         lines += ["", "<details><summary>Every finding</summary>", "",
                   "| dataset | column | rule | rows | examples (row: value) |", "|---|---|---|---:|---|"]
         for name, v in violations:
-            examples = ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"]))
+            examples = ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=True))
             icon = "❌" if v["severity"] == "error" else "⚠️"
-            lines.append(f"| {name} | {v['column']} | {icon} {v['rule']}: {v['message']} | {v['rows']:,} | {examples} |")
+            finding = f"{icon} {v['rule']}: {v['message']}"
+            lines.append(f"| {name} | {v['column']} | {finding} | {v['rows']:,} | {examples} |")
         lines += ["", "</details>"]
     return [*lines, ""]
 

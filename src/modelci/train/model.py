@@ -28,6 +28,9 @@ CHECKPOINT_VERSION = 1
 class Scorer(nn.Module):
     """The user's network plus the task's output: probabilities, or predictions in label units."""
 
+    target_mean: torch.Tensor  # buffers, declared for the type checker
+    target_std: torch.Tensor
+
     def __init__(self, net: nn.Module, target: Target) -> None:
         super().__init__()
         self.net = net
@@ -36,7 +39,7 @@ class Scorer(nn.Module):
         self.register_buffer("target_std", torch.tensor(target.std, dtype=torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        scores = self.net(features)
+        scores: torch.Tensor = self.net(features)
         if self.task == "binary":
             positive = torch.sigmoid(scores[:, :1])
             return torch.cat([1 - positive, positive], dim=1)
@@ -58,7 +61,8 @@ def load_factory(config: Config) -> Callable[..., Any]:
         raise ModelFactoryError(f"model.factory: {file_part} does not exist (looked in {config.root})",
                                 hint="set model.factory to 'FILE.py:FUNCTION', relative to modelci.yaml")
     spec = importlib.util.spec_from_file_location(f"modelci_user_model_{file.stem}", file)
-    assert spec is not None and spec.loader is not None  # NOTE: always set for a .py file path
+    if spec is None or spec.loader is None:  # NOTE: never for a .py file path; here for the type checker
+        raise ModelFactoryError(f"model.factory: {file_part} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(file.parent))  # the factory may import its neighbours
     try:
