@@ -7,6 +7,7 @@ import multiprocessing
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,8 @@ from modelci.errors import RegistryError, UsageError
 from modelci.registry import artifact
 from modelci.registry.layout import REF_NAME, OciLayout
 from modelci.registry.reference import Reference, parse_reference
+
+WRITERS = 4
 
 
 @pytest.mark.parametrize(
@@ -135,16 +138,20 @@ def test_layer_path_outside_the_destination_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "escape.txt").exists()
 
 
-def _push_tag(args: tuple[str, int]) -> str:
-    root, i = args
+def _push_tag(args: tuple[str, int, Any]) -> str:
+    root, i, barrier = args
+    if i < WRITERS:
+        barrier.wait()  # the first writers start together, racing to create the registry itself
     folder = Path(root) / f"src{i}"
     return artifact.push_files(make_artifact(folder, f"weights {i}".encode()),
                                parse_reference(f"oci:{root}/reg"), [f"t{i}"], {}).digest
 
 
 def test_concurrent_writers_lose_no_tag(tmp_path: Path) -> None:
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        digests = pool.map(_push_tag, [(str(tmp_path), i) for i in range(12)])
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(WRITERS) as pool:
+        barrier = manager.Barrier(WRITERS)
+        digests = pool.map(_push_tag, [(str(tmp_path), i, barrier) for i in range(12)], chunksize=1)
     tags = OciLayout.open(tmp_path / "reg", create=False).tags()
     assert {t: d.digest for t, d in tags.items()} == {f"t{i}": digests[i] for i in range(12)}
 

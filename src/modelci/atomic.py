@@ -19,7 +19,8 @@ def _umask() -> int:
 
 # NOTE: mkstemp creates files readable by their owner only; the files modelci writes (outputs,
 # registry blobs) get the usual mode of a new file instead, so other users and tools can read them.
-FILE_MODE = 0o666 & ~_umask()
+UMASK = _umask()
+FILE_MODE = 0o666 & ~UMASK
 
 
 @contextmanager

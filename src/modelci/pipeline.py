@@ -8,6 +8,7 @@ written however far the pipeline got, and nothing is published unless every stag
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,11 +39,10 @@ def git_revision(root: Path) -> str | None:
 
 def _clear(out: Path) -> None:
     from modelci.compare.comparison import BASELINE_DIR
-    from modelci.registry.layout import remove_tree
 
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    remove_tree(out / BASELINE_DIR)
+    shutil.rmtree(out / BASELINE_DIR, ignore_errors=True)
 
 
 def publish(config: Config, out: Path, revision: str) -> str:

@@ -111,13 +111,10 @@ def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricCompariso
         if rule.max is not None and value > rule.max:
             problems.append(f"{value:.4f} is above the maximum {rule.max}")
     if rule.max_drop is not None and row.verdict == "regressed":
-        problems.append(f"worse than the baseline by more than {rule.max_drop}, with {row_confidence_text(row)}")
+        problems.append(f"worse than the baseline by more than {rule.max_drop}: difference {row.difference:+.4f}, "
+                        f"interval [{row.ci_low:+.4f}, {row.ci_high:+.4f}]")
     return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
                                "reason": "; ".join(problems) or None})
-
-
-def row_confidence_text(row: MetricComparison) -> str:
-    return f"difference {row.difference:+.4f}, interval [{row.ci_low:+.4f}, {row.ci_high:+.4f}]"
 
 
 def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFrame) -> str | None:
@@ -145,7 +142,8 @@ def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, basel
         if baseline is not None:
             base = FUNCTIONS[name](y, baseline)
             low, high = _interval(name, y, candidate, baseline, resamples, config.compare.confidence)
-            tolerance = rules[name].max_drop or 0.0 if name in rules else 0.0
+            rule = rules.get(name)
+            tolerance = rule.max_drop if rule is not None and rule.max_drop is not None else 0.0
             row = MetricComparison(name, higher, finite_or_none(value), finite_or_none(base),
                                    finite_or_none(value - base), finite_or_none(low), finite_or_none(high),
                                    _verdict(higher, low, high, tolerance) if math.isfinite(low) else "unchanged")
@@ -163,10 +161,13 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
                         baseline_digest=None, rows=len(frame), confidence=config.compare.confidence,
                         bootstrap=config.compare.bootstrap)
     baseline_scores = None
-    if artifact.resolve(baseline_ref) is None:
+    # NOTE: the tag is resolved once; everything after works on that digest, so a publish that
+    # moves the tag meanwhile cannot change what this run compares against.
+    descriptor = artifact.resolve(baseline_ref)
+    if descriptor is None:
         result.reason = f"no baseline: {baseline_ref} does not exist yet (the first publish creates it)"
     else:
-        pulled = artifact.pull(baseline_ref, out / BASELINE_DIR)
+        pulled = artifact.pull(baseline_ref.with_digest(descriptor.digest), out / BASELINE_DIR)
         result.baseline_digest = pulled.digest
         baseline = OnnxModel(out / BASELINE_DIR / artifact.WEIGHT_FILE)
         reason = _not_comparable(candidate, baseline, frame)

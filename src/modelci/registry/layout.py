@@ -64,23 +64,37 @@ class OciLayout:
     @classmethod
     def open(cls, root: Path, *, create: bool) -> OciLayout:
         """Open a layout; with `create`, make one in a missing or empty folder."""
-        marker = root / LAYOUT_FILE
-        if marker.is_file():
-            layout = cls(root)
-            layout._check_marker()
-            return layout
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise UsageError(f"{root} is not an OCI image layout (no '{LAYOUT_FILE}' file in it)",
-                             hint="point the registry at an empty or new folder, or at an existing layout")
-        if not create:
-            raise UsageError(f"{root}: no registry here", hint="push an artifact first, or check the path")
-        root.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(root / LAYOUT_FILE, {"imageLayoutVersion": "1.0.0"})
+        if not (root / LAYOUT_FILE).is_file():
+            if root.exists() and (not root.is_dir() or any(root.iterdir())):
+                raise UsageError(f"{root} is not an OCI image layout (no '{LAYOUT_FILE}' file in it)",
+                                 hint="point the registry at an empty or new folder, or at an existing layout")
+            if not create:
+                raise UsageError(f"{root}: no registry here", hint="push an artifact first, or check the path")
+            cls._create(root)
         layout = cls(root)
-        with layout._locked():
-            if not (root / INDEX_FILE).exists():
-                layout._write_index([])
+        layout._check_marker()
         return layout
+
+    @classmethod
+    def _create(cls, root: Path) -> None:
+        """Build a new layout beside `root` and rename it into place whole.
+
+        NOTE: the folder then never exists half-made, which another writer would take for a folder
+        that is not a layout; when two writers create it at once, one rename wins and the other
+        writer uses the winner's layout.
+        """
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            os.chmod(staging, 0o777 & ~atomic.UMASK)
+            atomic.write_json(staging / LAYOUT_FILE, {"imageLayoutVersion": "1.0.0"})
+            cls(staging)._write_index([])
+            os.rename(staging, root)  # replaces `root` only if it is missing or an empty folder
+        except OSError:
+            if not (root / LAYOUT_FILE).is_file():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _check_marker(self) -> None:
         try:
@@ -204,6 +218,3 @@ class OciLayout:
                 manifests.append(tagged.to_json())
             self._write_index(manifests)
 
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
