@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -38,6 +39,17 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def stream_sha256(source: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
+    """Hash a stream in blocks, copying it into `sink` on the way; returns ("sha256:…", size)."""
+    hasher, size = hashlib.sha256(), 0
+    for block in iter(lambda: source.read(1 << 20), b""):
+        hasher.update(block)
+        size += len(block)
+        if sink is not None:
+            sink.write(block)
+    return f"sha256:{hasher.hexdigest()}", size
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from modelci.evaluate.evaluator import labels_of
 from modelci.evaluate.metrics import DEFAULT_METRICS, FUNCTIONS
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def check_parity(scorer: Scorer, spec: FeatureSpec, target: Target, onnx_model: 
         expected = expected[:, 0]
     output = _compare_output(onnx_model.session.get_outputs()[0].name, expected, actual, atol, rtol)
     name = DEFAULT_METRICS[target.task][0]
-    y = target.encode(rows[onnx_model.label]).astype(np.float64)
+    y = labels_of(onnx_model, rows)
     metric = MetricParity(name, FUNCTIONS[name](y, expected), FUNCTIONS[name](y, actual))
     problems = []
     if output.mismatched:

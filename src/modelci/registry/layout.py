@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -125,18 +126,13 @@ class OciLayout:
         """Copy a file in as a blob, hashing while copying; one read of the source."""
         blobs = self.root / "blobs" / "sha256"
         blobs.mkdir(parents=True, exist_ok=True)
-        hasher, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(prefix=".upload.", dir=blobs)
         os.fchmod(fd, atomic.FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as target, source.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    hasher.update(block)
-                    target.write(block)
-                    size += len(block)
+                digest, size = atomic.stream_sha256(handle, target)
                 target.flush()
                 os.fsync(target.fileno())
-            digest = f"sha256:{hasher.hexdigest()}"
             os.replace(tmp, self.blob_path(digest))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -145,28 +141,18 @@ class OciLayout:
 
     def read_bytes(self, descriptor: Descriptor) -> bytes:
         """A blob's content, verified against its digest and size."""
-        path = self.blob_path(descriptor.digest)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise RegistryError(f"{self.root}: blob {descriptor.digest} is missing") from None
-        if len(data) != descriptor.size or sha256_digest(data) != descriptor.digest:
-            raise RegistryError(f"{self.root}: blob {descriptor.digest} is corrupt (its content does not match "
-                                "its digest)", hint="push the artifact again")
-        return data
+        buffer = io.BytesIO()
+        self.copy_blob(descriptor, buffer)
+        return buffer.getvalue()
 
     def copy_blob(self, descriptor: Descriptor, target: IO[bytes]) -> None:
         """Stream a blob into `target`, verifying it; raises before the caller commits the file."""
-        hasher, size = hashlib.sha256(), 0
         try:
             with self.blob_path(descriptor.digest).open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    hasher.update(block)
-                    target.write(block)
-                    size += len(block)
+                digest, size = atomic.stream_sha256(handle, target)
         except FileNotFoundError:
             raise RegistryError(f"{self.root}: blob {descriptor.digest} is missing") from None
-        if size != descriptor.size or f"sha256:{hasher.hexdigest()}" != descriptor.digest:
+        if size != descriptor.size or digest != descriptor.digest:
             raise RegistryError(f"{self.root}: blob {descriptor.digest} is corrupt (its content does not match "
                                 "its digest)", hint="push the artifact again")
 

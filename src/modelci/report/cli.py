@@ -13,12 +13,11 @@ from modelci.options import out_option
 def stage(out: Path) -> bool:
     """Write report.md and the job summary; set the `verdict` and `report` step outputs."""
     from modelci import atomic
-    from modelci.report.markdown import REPORT_FILE, build_report, overall
+    from modelci.report.markdown import REPORT_FILE, build_report
 
-    markdown = build_report(out)
+    markdown, passed = build_report(out)
     atomic.write_text(out / REPORT_FILE, markdown)
     github.add_summary(markdown)
-    _, passed = overall(out)
     github.set_output("verdict", "passed" if passed else "failed")
     github.set_output("report", str(out / REPORT_FILE))
     github.log(f"==> report: {out / REPORT_FILE}")

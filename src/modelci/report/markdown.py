@@ -116,9 +116,9 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
     return [*lines, ""]
 
 
-def build_report(out: Path) -> str:
-    """The whole report as markdown, from whatever stage outputs exist in `out`."""
-    verdict, _ = overall(out)
+def build_report(out: Path) -> tuple[str, bool]:
+    """The whole report as markdown, from whatever stage outputs exist in `out`, and whether it passed."""
+    verdict, passed = overall(out)
     lines = [MARKER, "# modelci report", "", verdict, ""]
     sections = (("comparison.json", _comparison_section), ("data-report.json", _data_section),
                 ("train-log.json", _training_section))
@@ -129,4 +129,4 @@ def build_report(out: Path) -> str:
     parity = _load(out, "parity.json")
     if parity is not None:
         lines += _export_section(parity, _load(out, "metrics.json"))
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n", passed
