@@ -122,7 +122,7 @@ def test_data_check_in_actions_annotates_the_file(cli, repo: Path, tmp_path: Pat
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     result = cli("data", "check")
     assert result.code == 1
-    assert "::error file=data/eval.parquet::senior: the column is missing from the data (500 rows)" in result.err
+    assert "::error file=data/eval.parquet::senior: the column is missing from eval.parquet (500 rows)" in result.err
     assert "::group::Data checks" in result.err
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule, drift_rule
 from modelci.errors import ConfigError
 from modelci.evaluate.metrics import METRICS_BY_TASK
 
@@ -22,6 +23,7 @@ DEFAULT_CONFIG = "modelci.yaml"
 DEFAULT_REGISTRY = "oci:.modelci/registry"
 TASKS = ("binary", "multiclass", "regression")
 DEVICES = ("auto", "cpu", "cuda")
+INVALID_ROWS = ("keep", "drop", "clip")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,30 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class CleanConfig:
+    """What to do with rows before training; the user's files are never changed."""
+
+    drop_duplicates: bool = False
+    drop_null_label: bool = False
+    invalid_rows: str = "keep"  # keep | drop | clip (clip out-of-range numbers, drop other invalid rows)
+
+    @property
+    def active(self) -> bool:
+        return self.drop_duplicates or self.drop_null_label or self.invalid_rows != "keep"
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    method: str = "psi"
+    threshold: float = DRIFT_THRESHOLDS["psi"]
+    severity: str = "warning"  # warning | error
+
+    @property
+    def rule(self) -> DriftRule:
+        return DriftRule(method=self.method, threshold=self.threshold)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: Path
     label: str
@@ -39,6 +65,8 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     schema: Path | None = None
     features: tuple[str, ...] | None = None
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 @dataclass(frozen=True)
@@ -180,7 +208,8 @@ def _path(value: Any, key: str, root: Path, problems: _Problems) -> Path | None:
 
 def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     section = _mapping(raw, "data", problems, required=True)
-    _unknown_keys(section, ["train", "eval", "split", "label", "schema", "features"], "data.", problems)
+    _unknown_keys(section, ["train", "eval", "split", "label", "schema", "features", "clean", "drift"], "data.",
+                  problems)
     train = _path(section.get("train"), "data.train", root, problems)
     if "train" not in section:
         problems.add("data.train", "missing; name the training data file (Parquet or CSV)")
@@ -203,7 +232,40 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
         split=split,
         schema=_path(section.get("schema"), "data.schema", root, problems),
         features=tuple(features) if features else None,
+        clean=_clean(section.get("clean") or {}, problems),
+        drift=_drift(section.get("drift") or {}, problems),
     )
+
+
+def _flag(section: dict[str, Any], key: str, prefix: str, problems: _Problems) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        problems.add(f"{prefix}{key}", f"expected true or false, got {value!r}")
+        return False
+    return value
+
+
+def _clean(section: Any, problems: _Problems) -> CleanConfig:
+    if not isinstance(section, dict):
+        problems.add("data.clean", f"expected a mapping such as {{drop_duplicates: true}}, got {section!r}")
+        return CleanConfig()
+    _unknown_keys(section, ["drop_duplicates", "drop_null_label", "invalid_rows"], "data.clean.", problems)
+    return CleanConfig(drop_duplicates=_flag(section, "drop_duplicates", "data.clean.", problems),
+                       drop_null_label=_flag(section, "drop_null_label", "data.clean.", problems),
+                       invalid_rows=_choice(section, "invalid_rows", "data.clean.", problems, INVALID_ROWS, "keep"))
+
+
+def _drift(section: Any, problems: _Problems) -> DriftConfig:
+    if not isinstance(section, dict):
+        problems.add("data.drift", f"expected a mapping such as {{method: psi, threshold: 0.2}}, got {section!r}")
+        return DriftConfig()
+    found: list[str] = []
+    rule = drift_rule({k: v for k, v in section.items() if k != "severity"}, "data.drift", found)
+    problems.extend(found)
+    severity = _choice(section, "severity", "data.drift.", problems, ("warning", "error"), "warning")
+    if rule is None:
+        return DriftConfig(severity=severity)
+    return DriftConfig(method=rule.method, threshold=rule.threshold, severity=severity)
 
 
 def _split(section: Any, problems: _Problems) -> SplitConfig:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 # Everything a run writes to the output folder; cleared at the start so no stale file from an
 # earlier run can be mistaken for this run's.
-OUTPUTS = ("data-report.json", "model.pt", "train-log.json", "model.onnx", "parity.json", "samples.json",
-           "metrics.json", "comparison.json", "report.md")
-EVIDENCE = ("data-report.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
+OUTPUTS = ("data-report.json", "data-profile.json", "model.pt", "train-log.json", "model.onnx", "parity.json",
+           "samples.json", "metrics.json", "comparison.json", "report.md")
+EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
             "comparison.json", "report.md")
 
 
@@ -81,17 +81,24 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
     from modelci.data.tables import load_datasets
     from modelci.evaluate import cli as evaluate_cli
     from modelci.export import cli as export_cli
+    from modelci.registry.artifact import resolve
     from modelci.report import cli as report_cli
     from modelci.train import cli as train_cli
 
     _clear(out)
+    # NOTE: the baseline's tag is resolved once; drift and the comparison both use that digest,
+    # even if `main` moves while this runs.
+    reference = compare_cli.baseline_reference(config, baseline)
+    descriptor = resolve(reference)
+    pinned = reference.with_digest(descriptor.digest) if descriptor is not None else reference
     try:
-        data_cli.stage(config, out)
+        data_cli.stage(config, out, pinned)
         datasets = load_datasets(config)
+        data_cli.record_cleaning(out, datasets.cleaning)
         train_cli.stage(config, out, datasets)
         export_cli.stage(config, out, datasets.eval)
         evaluate_cli.stage(config, out, datasets.eval)
-        compare_cli.stage(config, out, datasets.eval, compare_cli.baseline_reference(config, baseline))
+        compare_cli.stage(config, out, datasets.eval, pinned)
     finally:
         report_cli.stage(out)
     if revision is not None:

@@ -1,139 +1,58 @@
-"""`modelci data check`: every schema rule over every column of the training and evaluation data.
+"""`modelci data check`: the schema's rules, dataset rules, leakage and drift, over training and eval data.
 
-All violations are collected before anything is reported: the column, the rule, how many rows
-break it, and a few sample values with their row numbers.
+Each dataset is read once (`scan`). Every violation is collected before anything is reported:
+the column, the rule, how many rows break it, and a few sample values with their row numbers.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
-from modelci.data.schema import ColumnRule, Schema, arrow_kind
-from modelci.data.tables import fingerprint, read_table
+from modelci.data.drift import ColumnDrift, measure
+from modelci.data.profile import PROFILE_VERSION, class_counts
+from modelci.data.rules import Violation, rows_violation
+from modelci.data.scan import Scan, scan
+from modelci.data.schema import Schema, load_schema
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from modelci.config import Config
 
-REPORT_VERSION = 1
-SAMPLES = 5
+REPORT_VERSION = 2
+# Rules that `data.clean` settles by dropping (or clipping) the rows that break them.
+ROW_RULES = ("type", "not_null", "finite", "min", "max", "allowed", "pattern")
 
 
-@dataclass(frozen=True)
-class Violation:
-    column: str
-    rule: str
-    message: str
-    rows: int
-    severity: str = "error"
-    sample_values: list[Any] = field(default_factory=list)
-    sample_rows: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
+@dataclass
 class DatasetResult:
     name: str
     path: str
+    files: list[str]
     rows: int
     columns: int
     fingerprint: str
     violations: list[Violation]
+    drift: list[ColumnDrift] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Violation]:
         return [v for v in self.violations if v.severity == "error"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DataReport:
     passed: bool
     datasets: list[DatasetResult]
     schema: str | None
+    baseline_profile: str | None = None
+    drift_severity: str = "warning"
+    cleaning: dict[str, Any] | None = None
     version: int = REPORT_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no infinities or NaN: such sample values are reported as their names."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def _violation(column: pa.ChunkedArray, mask: pa.ChunkedArray, name: str, rule: str, message: str) -> Violation | None:
-    import pyarrow.compute as pc
-
-    mask = pc.fill_null(mask, False)
-    count = int(pc.sum(mask).as_py() or 0)
-    if count == 0:
-        return None
-    rows = pc.indices_nonzero(mask).slice(0, SAMPLES)
-    values = [_json_safe(v) for v in pc.take(column, rows).to_pylist()]
-    return Violation(column=name, rule=rule, message=message, rows=count,
-                     sample_values=values, sample_rows=[int(r) for r in rows.to_pylist()])
-
-
-def _check_values(column: pa.ChunkedArray, rule: ColumnRule, kind: str) -> list[Violation]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    found: list[Violation | None] = []
-    if not rule.nullable:
-        found.append(_violation(column, pc.is_null(column), rule.name, "not_null",
-                                "empty values in a column the schema says is never empty"))
-    # NOTE: infinities are reported once, by the "finite" rule, not again as out of range.
-    in_range_candidates = column
-    if kind == "float":
-        infinite = pc.and_(pc.is_inf(column), pc.invert(pc.is_null(column)))
-        found.append(_violation(column, infinite, rule.name, "finite", "infinite values"))
-        in_range_candidates = pc.if_else(infinite, None, column)
-    if rule.min is not None and kind in ("int", "float"):
-        found.append(_violation(column, pc.less(in_range_candidates, rule.min), rule.name, "min",
-                                f"values below the minimum {rule.min}"))
-    if rule.max is not None and kind in ("int", "float"):
-        found.append(_violation(column, pc.greater(in_range_candidates, rule.max), rule.name, "max",
-                                f"values above the maximum {rule.max}"))
-    if rule.allowed is not None:
-        allowed = pa.array(list(rule.allowed))
-        outside = pc.and_(pc.invert(pc.is_in(column, value_set=allowed.cast(column.type, safe=False))),
-                          pc.invert(pc.is_null(column)))
-        shown = ", ".join(map(str, rule.allowed[:10]))
-        found.append(_violation(column, outside, rule.name, "allowed", f"values outside the allowed set ({shown})"))
-    return [v for v in found if v is not None]
-
-
-def _type_matches(expected: str, actual: str | None) -> bool:
-    # NOTE: integers are valid floats (CSV readers infer `1.0` columns without decimals as int).
-    return actual == expected or (expected == "float" and actual == "int")
-
-
-def check_table(table: pa.Table, schema: Schema) -> list[Violation]:
-    """Check one table against the schema; returns every violation found."""
-    violations: list[Violation] = []
-    for rule in schema.columns:
-        if rule.name not in table.column_names:
-            violations.append(Violation(column=rule.name, rule="present", rows=table.num_rows,
-                                        message="the column is missing from the data"))
-            continue
-        column = table.column(rule.name)
-        actual = arrow_kind(column.type)
-        if not _type_matches(rule.type, actual):
-            violations.append(Violation(column=rule.name, rule="type", rows=table.num_rows,
-                                        message=f"expected {rule.type}, found {column.type}"))
-            continue
-        violations.extend(_check_values(column, rule, rule.type))
-    for name in table.column_names:
-        if schema.column(name) is None:
-            violations.append(Violation(column=name, rule="unexpected", rows=0, severity="warning",
-                                        message="the column is not in the schema; add it there to check it"))
-    return violations
 
 
 def shown_path(path: Path, root: Path) -> str:
@@ -141,34 +60,138 @@ def shown_path(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _check_dataset(name: str, path: Path, schema: Schema | None, root: Path) -> DatasetResult:
-    table = read_table(path)
-    violations = check_table(table, schema) if schema else []
-    return DatasetResult(name=name, path=shown_path(path, root), rows=table.num_rows, columns=table.num_columns,
-                         fingerprint=fingerprint(path), violations=violations)
+def _dataset_rules(found: Scan, schema: Schema | None, label: str) -> list[Violation]:
+    rules = schema.dataset if schema else None
+    violations: list[Violation] = []
+    if rules is not None and rules.rows.breaks(found.rows):
+        violations.append(Violation(column=None, rule="rows", rows=found.rows,
+                                    message=f"{found.rows} rows; the schema wants {rules.rows.describe()}"))
+    severity = rules.duplicates if rules else "warning"
+    if severity != "ignore":
+        repeated = found.keys.duplicates()
+        if repeated.rows:
+            violations.append(rows_violation("duplicates", "rows that repeat an earlier row exactly", repeated,
+                                             severity))
+    violations += _label_rules(found, schema, label)
+    return violations
+
+
+def _label_rules(found: Scan, schema: Schema | None, label: str) -> list[Violation]:
+    profile = found.profile.columns.get(label)
+    if profile is None:
+        return [Violation(column=label, rule="present", rows=found.rows,
+                          message="the label column (data.label in modelci.yaml) is missing from the data")]
+    described = profile.to_json()
+    violations = []
+    if (schema is None or schema.column(label) is None) and described["nulls"]:
+        violations.append(Violation(column=label, rule="not_null", rows=described["nulls"],
+                                    message="rows without a label"))
+    balance = schema.dataset.class_balance if schema else None
+    classes = class_counts(described)
+    if balance is not None and (balance.min is not None or balance.max is not None) and classes:
+        total = sum(count for _, count in classes)
+        for value, count in classes:
+            if balance.breaks(count / total):
+                violations.append(Violation(
+                    column=label, rule="class_balance", rows=count, sample_values=[value],
+                    message=f"class {value!r} is {count / total:.2%} of the rows; the schema wants "
+                            f"{balance.describe()} for each class"))
+    return violations
+
+
+def _leakage(train: Scan, evaluation: Scan, schema: Schema | None) -> list[Violation]:
+    severity = schema.dataset.leakage if schema else "error"
+    if severity == "ignore":
+        return []
+    shared = evaluation.keys.shared_with(train.keys)
+    if not shared.rows:
+        return []
+    return [rows_violation("leakage", "evaluation rows that also appear in the training data", shared, severity)]
+
+
+def _settle_by_cleaning(violations: list[Violation], config: Config) -> None:
+    """Mark the violations that `data.clean` removes before training as cleaned, not errors."""
+    clean = config.data.clean
+    for v in violations:
+        if v.severity != "error":
+            continue
+        if ((v.rule == "duplicates" and clean.drop_duplicates)
+                or (v.rule == "not_null" and v.column == config.data.label and clean.drop_null_label)
+                or (v.rule in ROW_RULES and clean.invalid_rows != "keep")):
+            v.severity = "cleaned"
+
+
+def _result(name: str, found: Scan, violations: list[Violation], config: Config) -> DatasetResult:
+    return DatasetResult(name=name, path=shown_path(found.path, config.root),
+                         files=[shown_path(f, config.root) for f in found.files], rows=found.rows,
+                         columns=len(found.columns), fingerprint=found.fingerprint, violations=violations)
+
+
+def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, baseline_name: str | None = None,
+               *, profile_columns: bool = True) -> tuple[DataReport, dict[str, Any]]:
+    """Check the training (and evaluation) data; returns the report and the data profile.
+
+    `profile_columns=False` profiles only the label (for measuring what the profile costs).
+    """
+    schema = load_schema(config.data.schema) if config.data.schema else None
+    if schema is None:
+        github.warning("no data.schema in modelci.yaml: only reading, profiling and comparing the data; "
+                       "write one with `modelci data infer-schema`")
+    paths = {"train": config.data.train, **({"eval": config.data.eval} if config.data.eval else {})}
+    scans: dict[str, Scan] = {}
+    try:
+        for name, path in paths.items():
+            scans[name] = scan(path, schema, profile=profile_columns, label=config.data.label)
+        results = []
+        for name, found in scans.items():
+            violations = found.violations + _dataset_rules(found, schema, config.data.label)
+            if name == "eval":
+                violations += _leakage(scans["train"], found, schema)
+            _settle_by_cleaning(violations, config)
+            results.append(_result(name, found, violations, config))
+    finally:
+        for found in scans.values():
+            found.close()
+    datasets = {name: {"fingerprint": found.fingerprint, **found.profile.to_json()} for name, found in scans.items()}
+    if baseline_profile is not None:
+        for result in results:
+            old = baseline_profile.get("datasets", {}).get(result.name)
+            if old is not None:
+                result.drift = measure(old, datasets[result.name], config.data.drift.rule, schema)
+    drift_fails = config.data.drift.severity == "error" and any(
+        d.verdict == "drifted" for r in results for d in r.drift)
+    report = DataReport(
+        passed=not any(r.errors for r in results) and not drift_fails, datasets=results,
+        schema=shown_path(config.data.schema, config.root) if config.data.schema else None,
+        baseline_profile=baseline_name if baseline_profile is not None else None,
+        drift_severity=config.data.drift.severity)
+    return report, {"version": PROFILE_VERSION, "datasets": datasets}
 
 
 def announce(report: DataReport) -> None:
-    """Annotations on the data files, one per violation, and a summary line per dataset."""
+    """Annotations on the data files, one per violation and drifted column, and a line per dataset."""
     for dataset in report.datasets:
         for v in dataset.violations:
-            sample = f"; e.g. row {v.sample_rows[0]}: {v.sample_values[0]!r}" if v.sample_rows else ""
-            text = f"{v.column}: {v.message} ({v.rows} rows{sample})"
+            if v.severity == "ignore":
+                continue
+            sample = f"; e.g. row {v.sample_rows[0]}" if v.sample_rows else ""
+            sample += f": {v.sample_values[0]!r}" if v.sample_values and v.sample_rows else ""
+            where = f"{v.column}: " if v.column else ""
+            text = f"{where}{v.message} ({v.rows} rows{sample})"
+            if v.severity == "cleaned":
+                github.log(f"    {dataset.name}: {text}; removed before training by data.clean")
+                continue
             (github.error if v.severity == "error" else github.warning)(text, file=dataset.path)
-        github.log(f"    {dataset.name}: {dataset.rows} rows, {len(dataset.errors)} failed checks")
+        for d in dataset.drift:
+            if d.verdict == "drifted":
+                (github.error if report.drift_severity == "error" else github.warning)(
+                    f"{d.column}: drifted from the baseline ({_drift_text(d)})", file=dataset.path)
+        drifted = sum(d.verdict == "drifted" for d in dataset.drift)
+        github.log(f"    {dataset.name}: {dataset.rows} rows, {len(dataset.errors)} failed checks"
+                   + (f", {drifted} of {len(dataset.drift)} columns drifted" if dataset.drift else ""))
 
 
-def check_data(config: Config) -> DataReport:
-    """Check the configured training (and evaluation) data against the configured schema."""
-    from modelci.data.schema import load_schema
-
-    schema = load_schema(config.data.schema) if config.data.schema else None
-    if schema is None:
-        github.warning("no data.schema in modelci.yaml: only reading the data; "
-                       "write one with `modelci data infer-schema`")
-    datasets = [_check_dataset("train", config.data.train, schema, config.root)]
-    if config.data.eval is not None:
-        datasets.append(_check_dataset("eval", config.data.eval, schema, config.root))
-    passed = not any(d.errors for d in datasets)
-    shown_schema = shown_path(config.data.schema, config.root) if config.data.schema else None
-    return DataReport(passed=passed, datasets=datasets, schema=shown_schema)
+def _drift_text(d: ColumnDrift) -> str:
+    if d.method == "ks":
+        return f"ks statistic {d.score:.3f}, p-value {d.p_value:.2g} < {d.threshold}"
+    return f"{d.method} {d.score:.3f} > {d.threshold}"

@@ -1,37 +1,76 @@
-"""`modelci data check | infer-schema`."""
+"""`modelci data check | profile | infer-schema`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelci import github
-from modelci.options import common, prepare
+from modelci.options import common, out_option, prepare
 
 if TYPE_CHECKING:
     from modelci.config import Config
     from modelci.data.check import DataReport
+    from modelci.registry.reference import Reference
 
 DATA_REPORT = "data-report.json"
 
 
-def stage(config: Config, out: Path) -> DataReport:
-    """Check the data; writes data-report.json, and raises CheckFailed when a check fails."""
+def baseline_profile(baseline: Reference) -> dict[str, Any] | None:
+    """The data profile kept in the baseline artifact, or None when there is no baseline (or it has none)."""
+    from modelci.data.profile import PROFILE_FILE, PROFILE_VERSION
+    from modelci.registry.artifact import read_file
+
+    data = read_file(baseline, PROFILE_FILE)
+    if data is None:
+        return None
+    profile = json.loads(data)
+    if profile.get("version") != PROFILE_VERSION:
+        github.warning(f"{baseline}: its data profile has version {profile.get('version')}; drift is not measured")
+        return None
+    return dict(profile)
+
+
+def stage(config: Config, out: Path, baseline: Reference | None = None) -> DataReport:
+    """Check and profile the data; writes data-report.json and data-profile.json, raises CheckFailed on failure."""
     from modelci import atomic
     from modelci.data.check import announce, check_data
+    from modelci.data.profile import PROFILE_FILE
     from modelci.errors import CheckFailed
 
     with github.group("Data checks"):
-        report = check_data(config)
+        previous = baseline_profile(baseline) if baseline is not None else None
+        github.log(f"    drift: against {baseline}" if previous else "    drift: no baseline profile to compare with")
+        report, profile = check_data(config, previous, str(baseline) if previous else None)
+        atomic.write_json(out / PROFILE_FILE, profile)
         atomic.write_json(out / DATA_REPORT, report.to_json())
         announce(report)
     if not report.passed:
         count = sum(len(d.errors) for d in report.datasets)
-        raise CheckFailed(f"the data checks failed: {count} problems (see {out / DATA_REPORT})",
+        drifted = sum(d.verdict == "drifted" for r in report.datasets for d in r.drift)
+        what = f"{count} problems" + (f", {drifted} drifted columns" if report.drift_severity == "error" else "")
+        raise CheckFailed(f"the data checks failed: {what} (see {out / DATA_REPORT})",
                           hint="fix the data, or the schema if the data is right")
     return report
+
+
+def record_cleaning(out: Path, cleaning: dict[str, Any]) -> None:
+    """Add what `data.clean` removed before training to data-report.json."""
+    from modelci import atomic
+
+    if not cleaning:
+        return
+    path = out / DATA_REPORT
+    report = json.loads(path.read_text())
+    report["cleaning"] = cleaning
+    atomic.write_json(path, report)
+    for name, counts in cleaning.items():
+        github.log(f"    {name}: cleaning kept {counts['rows_after']} of {counts['rows_before']} rows "
+                   f"(dropped {counts['duplicates']} duplicates, {counts['null_label']} without a label, "
+                   f"{counts['invalid']} invalid; clipped {counts['clipped']} values)")
 
 
 @click.group()
@@ -41,9 +80,31 @@ def data() -> None:
 
 @data.command("check")
 @common
-def check(config_path: Path | None, out: Path) -> None:
-    """Check the training and evaluation data against the schema."""
-    stage(prepare(config_path, out), out)
+@click.option("--baseline", default=None,
+              help="The artifact whose data profile drift is measured against.  [default: REGISTRY:main]")
+def check(config_path: Path | None, out: Path, baseline: str | None) -> None:
+    """Check the training and evaluation data against the schema, and measure drift."""
+    from modelci.compare.cli import baseline_reference
+
+    config = prepare(config_path, out)
+    stage(config, out, baseline_reference(config, baseline))
+
+
+@data.command("profile")
+@click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
+@out_option
+def profile_command(data_path: Path, out: Path) -> None:
+    """Write per-column statistics and histograms of DATA to OUT/data-profile.json."""
+    from modelci import atomic
+    from modelci.data.profile import PROFILE_FILE, PROFILE_VERSION
+    from modelci.data.scan import scan
+
+    found = scan(data_path, None)
+    found.close()
+    document = {"version": PROFILE_VERSION,
+                "datasets": {"data": {"fingerprint": found.fingerprint, **found.profile.to_json()}}}
+    atomic.write_json(out / PROFILE_FILE, document)
+    github.log(f"wrote {out / PROFILE_FILE}: {found.rows} rows, {len(found.columns)} columns")
 
 
 @data.command("infer-schema")
@@ -53,8 +114,10 @@ def check(config_path: Path | None, out: Path) -> None:
 def infer_schema_command(data_path: Path, output: Path) -> None:
     """Write a schema inferred from DATA, for a person to edit."""
     from modelci import atomic
+    from modelci.data.scan import scan
     from modelci.data.schema import dump_schema, infer_schema
-    from modelci.data.tables import read_table
 
-    atomic.write_text(output, dump_schema(infer_schema(read_table(data_path))))
+    found = scan(data_path, None)
+    found.close()
+    atomic.write_text(output, dump_schema(infer_schema(found.profile.to_json())))
     github.log(f"wrote {output}: review the ranges and allowed values, then set data.schema in modelci.yaml")

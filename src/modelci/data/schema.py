@@ -18,6 +18,17 @@ SCHEMA_VERSION = 1
 # NOTE: a string column with at most this many distinct values is treated as a category and its
 # values are listed in the inferred schema; above it, listing them would be noise.
 MAX_CATEGORIES = 50
+SEVERITIES = ("error", "warning", "ignore")
+# Drift measures and the score above which a column has drifted (for ks: the p-value below which).
+DRIFT_THRESHOLDS = {"psi": 0.2, "js": 0.1, "linf": 0.1, "ks": 0.05}
+COLUMN_KEYS = ("type", "nullable", "min", "max", "allowed", "unique", "pattern", "drift")
+DATASET_KEYS = ("rows", "duplicates", "leakage", "class_balance")
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    method: str
+    threshold: float
 
 
 @dataclass(frozen=True)
@@ -28,14 +39,110 @@ class ColumnRule:
     min: float | None = None
     max: float | None = None
     allowed: tuple[Any, ...] | None = None
+    unique: bool = False
+    pattern: str | None = None
+    drift: DriftRule | bool | None = True  # True: the config's default measure; False: not measured
+
+
+@dataclass(frozen=True)
+class Bounds:
+    min: float | None = None
+    max: float | None = None
+
+    def breaks(self, value: float) -> bool:
+        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+
+    def describe(self) -> str:
+        return " and ".join(p for p in (f"at least {self.min}" if self.min is not None else "",
+                                        f"at most {self.max}" if self.max is not None else "") if p)
+
+
+@dataclass(frozen=True)
+class DatasetRules:
+    rows: Bounds = Bounds()
+    duplicates: str = "warning"
+    leakage: str = "error"
+    class_balance: Bounds = Bounds()
 
 
 @dataclass(frozen=True)
 class Schema:
     columns: tuple[ColumnRule, ...]
+    dataset: DatasetRules = DatasetRules()
 
     def column(self, name: str) -> ColumnRule | None:
         return next((c for c in self.columns if c.name == name), None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def drift_rule(raw: Any, key: str, problems: list[str]) -> DriftRule | None:
+    """`{method: psi, threshold: 0.2}` (threshold optional), validated."""
+    if not isinstance(raw, dict) or raw.get("method", "psi") not in DRIFT_THRESHOLDS:
+        problems.append(f"{key}: expected {{method: {' | '.join(DRIFT_THRESHOLDS)}, threshold: NUMBER}} or false, "
+                        f"got {raw!r}")
+        return None
+    unknown = set(raw) - {"method", "threshold", "severity"}
+    if unknown:
+        problems.append(f"{key}: unknown keys {sorted(unknown)}; allowed: method, threshold")
+    method = raw.get("method", "psi")
+    threshold = raw.get("threshold", DRIFT_THRESHOLDS[method])
+    if not _is_number(threshold) or threshold <= 0:
+        problems.append(f"{key}.threshold: expected a number greater than 0, got {threshold!r}")
+        threshold = DRIFT_THRESHOLDS[method]
+    return DriftRule(method=method, threshold=float(threshold))
+
+
+def _bounds(raw: Any, key: str, problems: list[str]) -> Bounds:
+    if raw is None:
+        return Bounds()
+    if not isinstance(raw, dict) or set(raw) - {"min", "max"} or not all(_is_number(v) for v in raw.values()):
+        problems.append(f"{key}: expected {{min: NUMBER, max: NUMBER}} (either may be left out), got {raw!r}")
+        return Bounds()
+    return Bounds(min=raw.get("min"), max=raw.get("max"))
+
+
+def _severity(raw: dict[str, Any], key: str, default: str, problems: list[str]) -> str:
+    value = raw.get(key, default)
+    if value not in SEVERITIES:
+        problems.append(f"dataset.{key}: expected one of {', '.join(SEVERITIES)}, got {value!r}")
+        return default
+    return str(value)
+
+
+def _dataset(raw: Any, problems: list[str]) -> DatasetRules:
+    if raw is None:
+        return DatasetRules()
+    if not isinstance(raw, dict):
+        problems.append(f"dataset: expected a mapping with any of {', '.join(DATASET_KEYS)}, got {raw!r}")
+        return DatasetRules()
+    unknown = set(raw) - set(DATASET_KEYS)
+    if unknown:
+        problems.append(f"dataset: unknown keys {sorted(unknown)}; allowed: {', '.join(DATASET_KEYS)}")
+    balance = _bounds(raw.get("class_balance"), "dataset.class_balance", problems)
+    if any(v is not None and not 0 <= v <= 1 for v in (balance.min, balance.max)):
+        problems.append("dataset.class_balance: min and max are shares of the rows, from 0 to 1")
+    return DatasetRules(rows=_bounds(raw.get("rows"), "dataset.rows", problems),
+                        duplicates=_severity(raw, "duplicates", "warning", problems),
+                        leakage=_severity(raw, "leakage", "error", problems), class_balance=balance)
+
+
+def _pattern(value: Any, key: str, problems: list[str]) -> str | None:
+    import re
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{key}.pattern: expected a regular expression, got {value!r}")
+        return None
+    try:
+        re.compile(value)
+    except re.error as exc:
+        problems.append(f"{key}.pattern: not a valid regular expression ({exc})")
+        return None
+    return value
 
 
 def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
@@ -43,25 +150,30 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     if not isinstance(raw, dict):
         problems.append(f"{key}: expected a mapping such as {{type: float}}, got {raw!r}")
         return None
-    unknown = set(raw) - {"type", "nullable", "min", "max", "allowed"}
+    unknown = set(raw) - set(COLUMN_KEYS)
     if unknown:
-        problems.append(f"{key}: unknown keys {sorted(unknown)}; allowed: type, nullable, min, max, allowed")
+        problems.append(f"{key}: unknown keys {sorted(unknown)}; allowed: {', '.join(COLUMN_KEYS)}")
     kind = raw.get("type")
     if kind not in TYPES:
         problems.append(f"{key}.type: expected one of {', '.join(TYPES)}, got {kind!r}")
         return None
     for bound in ("min", "max"):
         value = raw.get(bound)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not _is_number(value):
             problems.append(f"{key}.{bound}: expected a number, got {value!r}")
     allowed = raw.get("allowed")
     if allowed is not None and not isinstance(allowed, list):
         problems.append(f"{key}.allowed: expected a list of values, got {allowed!r}")
         allowed = None
+    if raw.get("pattern") is not None and kind != "string":
+        problems.append(f"{key}.pattern: only string columns can have a pattern")
+    drift = raw.get("drift", True)
     return ColumnRule(
         name=name, type=kind, nullable=bool(raw.get("nullable", False)),
         min=raw.get("min"), max=raw.get("max"),
         allowed=tuple(allowed) if allowed is not None else None,
+        unique=bool(raw.get("unique", False)), pattern=_pattern(raw.get("pattern"), key, problems),
+        drift=drift if isinstance(drift, bool) else drift_rule(drift, f"{key}.drift", problems),
     )
 
 
@@ -76,10 +188,14 @@ def load_schema(path: Path) -> Schema:
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict) or not raw["columns"]:
         raise ConfigError(str(path), ["expected a top-level 'columns' mapping of column name to rules"])
     problems: list[str] = []
+    unknown = set(raw) - {"version", "columns", "dataset"}
+    if unknown:
+        problems.append(f"unknown top-level keys {sorted(unknown)}; allowed: version, dataset, columns")
     columns = [_column(str(name), rules, problems) for name, rules in raw["columns"].items()]
+    dataset = _dataset(raw.get("dataset"), problems)
     if problems:
         raise ConfigError(str(path), problems)
-    return Schema(columns=tuple(c for c in columns if c is not None))
+    return Schema(columns=tuple(c for c in columns if c is not None), dataset=dataset)
 
 
 def arrow_kind(data_type: pa.DataType) -> str | None:
@@ -97,31 +213,27 @@ def arrow_kind(data_type: pa.DataType) -> str | None:
     return None
 
 
-def _infer_column(column: pa.ChunkedArray) -> dict[str, Any]:
-    import pyarrow.compute as pc
-
-    kind = arrow_kind(column.type) or "string"
+def _infer_column(profile: dict[str, Any]) -> dict[str, Any]:
+    kind = profile["type"]
     rule: dict[str, Any] = {"type": kind}
-    if column.null_count:
+    if profile["nulls"]:
         rule["nullable"] = True
-    if kind in ("int", "float"):
-        bounds = pc.min_max(column).as_py()
-        rule["min"], rule["max"] = bounds["min"], bounds["max"]
-        distinct = pc.unique(column.drop_null())
-        if kind == "int" and len(distinct) <= 2:
-            rule["allowed"] = sorted(distinct.to_pylist())
-    elif kind == "string":
-        distinct = pc.unique(column.drop_null())
-        if len(distinct) <= MAX_CATEGORIES:
-            rule["allowed"] = sorted(distinct.to_pylist())
+    frequencies = profile.get("frequencies")
+    if profile["kind"] == "numeric" and profile["count"]:
+        rule["min"], rule["max"] = profile["min"], profile["max"]
+        if kind == "int" and frequencies is not None and len(frequencies) <= 2:
+            rule["allowed"] = sorted(value for value, _ in frequencies)
+    elif kind == "string" and frequencies is not None and len(frequencies) <= MAX_CATEGORIES:
+        rule["allowed"] = sorted(value for value, _ in frequencies)
     return rule
 
 
-def infer_schema(table: pa.Table) -> dict[str, Any]:
-    """A starting schema from data: types, nullability, observed ranges and small category sets."""
+def infer_schema(profile: dict[str, Any]) -> dict[str, Any]:
+    """A starting schema from a dataset's profile: types, nullability, observed ranges and small category sets."""
     return {
         "version": SCHEMA_VERSION,
-        "columns": {name: _infer_column(table.column(name)) for name in table.column_names},
+        "dataset": {"duplicates": "warning", "leakage": "error"},
+        "columns": {name: _infer_column(column) for name, column in profile["columns"].items()},
     }
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import glob
-import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from modelci.config import Config
+    from modelci.data.schema import Schema
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
@@ -42,51 +42,46 @@ def resolve_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_one(path: Path) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
-
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unknown file type '{path.suffix}'", hint="use .parquet or .csv files")
-    try:
-        table = pq.read_table(path) if kind == "parquet" else pa_csv.read_csv(path)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as {kind.upper()}: {reason}",
-                        hint=f"check that the file is a complete, valid {kind.upper()} file") from None
-    if table.num_rows == 0:
-        raise DataError(f"{path}: the file has no rows")
-    return table
-
-
-def read_table(path: Path) -> pa.Table:
-    """Read every file a path names into one Arrow table; files must share their columns."""
+def _typed(batch: pa.RecordBatch, schema: Schema | None) -> pa.Table:
+    """A batch with the schema's columns converted to their types; values that do not parse become empty."""
     import pyarrow as pa
 
-    tables = [_read_one(p) for p in resolve_files(path)]
+    from modelci.data.columns import column_batch
+
+    columns = []
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        rule = schema.column(name) if schema else None
+        converted = column_batch(array, rule.type if rule else None)
+        if converted.kind == "string":
+            columns.append(converted.raw.cast(pa.string()))
+        else:
+            assert converted.values is not None
+            values = converted.values.astype(bool) if converted.kind == "bool" else converted.values
+            columns.append(pa.array(values, mask=converted.missing))
+    return pa.Table.from_arrays(columns, names=batch.schema.names)
+
+
+def read_table(path: Path, schema: Schema | None = None) -> pa.Table:
+    """Read every file a path names into one Arrow table, with the schema's columns in their types."""
+    import pyarrow as pa
+
+    from modelci.data import source
+
+    text = [r.name for r in schema.columns if r.type != "string"] if schema else []
+    tables = [_typed(batch, schema) for _, batch in source.batches(path, text_columns=text)]
+    if not tables:
+        raise DataError(f"{path}: the data has no rows", hint="check that the file holds data, not just a header")
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as exc:
         raise DataError(f"{path}: the files do not share one set of columns: {exc}") from None
 
 
-def fingerprint(path: Path) -> str:
-    """A content hash of the data files a path names: their names and bytes, in sorted order."""
-    digest = hashlib.sha256()
-    for file in resolve_files(path):
-        digest.update(file.name.encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
-
-
 @dataclass(frozen=True)
 class Datasets:
     train: pd.DataFrame
     eval: pd.DataFrame
+    cleaning: dict[str, Any] = field(default_factory=dict)  # what data.clean removed, per dataset
 
 
 def _require_label(frame: pd.DataFrame, label: str, where: Path) -> None:
@@ -117,12 +112,30 @@ def _split(frame: pd.DataFrame, config: Config) -> Datasets:
     return Datasets(train=frame[~mask].reset_index(drop=True), eval=frame[mask].reset_index(drop=True))
 
 
+def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    from modelci.data.clean import clean_table
+
+    table = read_table(path, schema)
+    report = None
+    if config.data.clean.active:
+        table, cleaning = clean_table(table, schema, config.data.clean, config.data.label)
+        report = asdict(cleaning)
+    frame = table.to_pandas()
+    _require_label(frame, config.data.label, path)
+    return frame, report
+
+
 def load_datasets(config: Config) -> Datasets:
-    """The training and evaluation frames: `data.eval` when given, else a seeded (stratified) split."""
-    train = read_table(config.data.train).to_pandas()
-    _require_label(train, config.data.label, config.data.train)
+    """The training and evaluation frames, cleaned as `data.clean` says: `data.eval` or a seeded split."""
+    from modelci.data.schema import load_schema
+
+    schema = load_schema(config.data.schema) if config.data.schema else None
+    train, cleaned = _load(config.data.train, config, schema)
+    cleaning = {"train": cleaned} if cleaned else {}
     if config.data.eval is None:
-        return _split(train, config)
-    evaluation = read_table(config.data.eval).to_pandas()
-    _require_label(evaluation, config.data.label, config.data.eval)
-    return Datasets(train=train, eval=evaluation)
+        split = _split(train, config)
+        return Datasets(train=split.train, eval=split.eval, cleaning=cleaning)
+    evaluation, cleaned = _load(config.data.eval, config, schema)
+    if cleaned:
+        cleaning["eval"] = cleaned
+    return Datasets(train=train, eval=evaluation, cleaning=cleaning)

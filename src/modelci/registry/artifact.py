@@ -155,3 +155,15 @@ def pull(reference: Reference, destination: Path) -> Pulled:
         raise
     return Pulled(reference.with_digest(descriptor.digest), descriptor.digest,
                   dict(manifest.get("annotations") or {}), names)
+
+
+def read_file(reference: Reference, name: str) -> bytes | None:
+    """One file of an artifact, verified; None when the artifact, or that file in it, does not exist."""
+    descriptor = resolve(reference)
+    if descriptor is None:
+        return None
+    layout = open_layout(reference, create=False)
+    for layer in _manifest(layout, descriptor)["layers"]:
+        if (layer.get("annotations") or {}).get(FILEPATH) == name:
+            return layout.read_bytes(Descriptor.from_json(layer))
+    return None

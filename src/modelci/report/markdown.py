@@ -71,23 +71,57 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
     return [*lines, "", *failures, ""] if failures else [*lines, ""]
 
 
+def _examples(v: dict[str, Any]) -> str:
+    if not v["sample_values"]:
+        return ", ".join(f"row {r}" for r in v["sample_rows"])
+    return ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=False))
+
+
+def _findings(data: dict[str, Any]) -> list[str]:
+    violations = [(d["name"], v) for d in data["datasets"] for v in d["violations"]]
+    if not violations:
+        return []
+    icons = {"error": "❌", "warning": "⚠️", "cleaned": "🧹"}
+    lines = ["", "<details><summary>Every finding</summary>", "",
+             "| dataset | column | rule | rows | examples (row: value) |", "|---|---|---|---:|---|"]
+    for name, v in violations:
+        finding = f"{icons.get(v['severity'], '')} {v['rule']}: {v['message']}"
+        lines.append(f"| {name} | {v['column'] or '(rows)'} | {finding} | {v['rows']:,} | {_examples(v)} |")
+    return [*lines, "", "</details>"]
+
+
+def _drift(data: dict[str, Any]) -> list[str]:
+    rows = [(d["name"], c) for d in data["datasets"] for c in d.get("drift", [])]
+    if not rows:
+        return []
+    drifted = [(n, c) for n, c in rows if c["verdict"] == "drifted"]
+    lines = ["", f"Drift against the baseline's data: {len(drifted)} of {len(rows)} columns drifted.", "",
+             "<details><summary>Drift by column</summary>", "",
+             "| dataset | column | measure | score | threshold | verdict |", "|---|---|---|---:|---:|---|"]
+    for name, c in sorted(rows, key=lambda r: r[1]["verdict"] != "drifted"):
+        score = "" if c["score"] is None else f"{c['score']:.4f}"
+        if c["p_value"] is not None:
+            score += f" (p {c['p_value']:.2g})"
+        verdict = {"drifted": "⚠️ drifted", "stable": "stable"}.get(c["verdict"], c["reason"] or c["verdict"])
+        lines.append(f"| {name} | {c['column']} | {c['method']} | {score} | {c['threshold']} | {verdict} |")
+    return [*lines, "", "</details>"]
+
+
+def _cleaning(data: dict[str, Any]) -> list[str]:
+    cleaning = data.get("cleaning") or {}
+    lines = [f"- {name}: kept {c['rows_after']:,} of {c['rows_before']:,} rows: dropped {c['duplicates']:,} "
+             f"duplicates, {c['null_label']:,} without a label, {c['invalid']:,} invalid; clipped {c['clipped']:,} "
+             "values" for name, c in cleaning.items()]
+    return ["", "Cleaning before training (`data.clean`):", "", *lines] if lines else []
+
+
 def _data_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Data", "", "| dataset | rows | columns | failed checks | fingerprint |", "|---|---:|---:|---:|---|"]
     for d in data["datasets"]:
         errors = [v for v in d["violations"] if v["severity"] == "error"]
         lines.append(f"| {d['name']} (`{d['path']}`) | {d['rows']:,} | {d['columns']} | {len(errors)} | "
                      f"`{d['fingerprint'][:19]}…` |")
-    violations = [(d["name"], v) for d in data["datasets"] for v in d["violations"]]
-    if violations:
-        lines += ["", "<details><summary>Every finding</summary>", "",
-                  "| dataset | column | rule | rows | examples (row: value) |", "|---|---|---|---:|---|"]
-        for name, v in violations:
-            examples = ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=True))
-            icon = "❌" if v["severity"] == "error" else "⚠️"
-            finding = f"{icon} {v['rule']}: {v['message']}"
-            lines.append(f"| {name} | {v['column']} | {finding} | {v['rows']:,} | {examples} |")
-        lines += ["", "</details>"]
-    return [*lines, ""]
+    return [*lines, *_findings(data), *_drift(data), *_cleaning(data), ""]
 
 
 def _training_section(log: dict[str, Any]) -> list[str]:

@@ -1,0 +1,173 @@
+"""One column of one record batch, converted once to what every check, the profile and the row key need.
+
+Numbers become a numpy array with a mask of missing values (null or NaN); text becomes a
+dictionary of distinct values and a code per row. Text in a column the schema says holds
+numbers or booleans (every column of a CSV file, or a mistyped Parquet column) is parsed here,
+and the values that do not parse are marked rather than stopping the read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelci.data.schema import arrow_kind
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# NOTE: the text forms of numbers that Arrow's cast accepts, once surrounding blanks are trimmed.
+_INTEGER = r"^[-+]?[0-9]+$"
+_FLOAT = r"^[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[iI][nN][fF]([iI][nN][iI][tT][yY])?)$"
+_BOOLEAN = {"true": 1, "false": 0, "1": 1, "0": 0, "yes": 1, "no": 0}
+MISSING_BITS = np.uint64(0x6A09E667F3BCC908)
+
+
+@dataclass
+class ColumnBatch:
+    """The values of one column in one batch, as the kind the schema (or the data) says."""
+
+    kind: str  # int | float | bool | string
+    raw: pa.Array  # as read, for showing sample values
+    missing: np.ndarray | None = None  # True where the value is null or NaN; None when none is
+    values: np.ndarray | None = None  # numbers: float64 or int64; bool as 0/1 (anything where missing)
+    dictionary: pa.Array | None = None  # text: the distinct values
+    codes: np.ndarray | None = None  # text: index into `dictionary`, -1 where missing
+    unparsed: np.ndarray | None = None  # True where the text is not a valid value of `kind`
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def present(self) -> np.ndarray | None:
+        """The values that are not missing (numbers only)."""
+        assert self.values is not None
+        return self.values if self.missing is None else self.values[~self.missing]
+
+    def samples(self, rows: np.ndarray) -> list[Any]:
+        return [_json_value(v) for v in self.raw.take(rows).to_pylist()]
+
+    def bits(self) -> np.ndarray:
+        """64 content bits per value, the same for equal values in any batch or file; missing values share one."""
+        if self.kind == "string":
+            import pandas as pd
+
+            assert self.dictionary is not None
+            assert self.codes is not None
+            # NOTE: SipHash-2-4 with pandas' fixed key: stable across runs, machines and versions.
+            words = self.dictionary.to_numpy(zero_copy_only=False)
+            hashed = np.append(pd.util.hash_array(words, categorize=False), MISSING_BITS)
+            return np.asarray(hashed[self.codes], dtype=np.uint64)
+        assert self.values is not None
+        # NOTE: + 0.0 turns -0.0 into 0.0
+        bits = (self.values + 0.0).view(np.uint64) if self.kind == "float" else self.values.astype(np.uint64)
+        return bits if self.missing is None else np.where(self.missing, MISSING_BITS, bits)
+
+
+def _json_value(value: Any) -> Any:
+    """JSON has no infinities or NaN: such sample values are reported as their names."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def column_batch(array: pa.Array, kind: str | None = None) -> ColumnBatch:
+    """Convert one column to `kind` (default: the kind of its Arrow type; other types are read as text)."""
+    found = arrow_kind(array.type)
+    kind = kind or found or "string"
+    if kind == "string":
+        return _text(array)
+    if found == "string":
+        return _parse(array, kind)
+    if found in ("int", "float", "bool"):
+        return _number(array, kind, found)
+    return _unreadable(array, kind)
+
+
+def _validity(array: pa.Array) -> np.ndarray | None:
+    return None if array.null_count == 0 else ~array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _number(array: pa.Array, kind: str, found: str) -> ColumnBatch:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = _validity(array)
+    source = pc.fill_null(array, 0) if missing is not None else array
+    if found == "bool":
+        source = source.cast(pa.uint8())
+    values = source.to_numpy(zero_copy_only=False)
+    unparsed = None
+    if kind == "float":
+        values = values.astype(np.float64, copy=False)
+        nan = np.isnan(values)
+        if nan.any():
+            missing = nan if missing is None else missing | nan
+    elif found == "float":  # NOTE: a float column where the schema says int or bool: whole numbers pass
+        nan = np.isnan(values)
+        if nan.any():
+            missing = nan if missing is None else missing | nan
+        whole = np.isfinite(values) & (values == np.round(values))
+        unparsed = _marked(~whole & ~(missing if missing is not None else False))
+        values = np.where(whole, values, 0).astype(np.int64)
+    else:
+        values = values.astype(np.int64, copy=False)
+    if kind == "bool":
+        unparsed = _marked((values != 0) & (values != 1) & ~(missing if missing is not None else False))
+    return ColumnBatch(kind=kind, raw=array, missing=missing, values=values, unparsed=unparsed)
+
+
+def _marked(mask: np.ndarray) -> np.ndarray | None:
+    return mask if mask.any() else None
+
+
+def _text(array: pa.Array) -> ColumnBatch:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arrow_kind(array.type) != "string" or pa.types.is_large_string(array.type):
+        array = array.cast(pa.string())
+    encoded = array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
+    dictionary = encoded.dictionary
+    if not pa.types.is_string(dictionary.type):
+        dictionary = dictionary.cast(pa.string())
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    missing = codes < 0
+    return ColumnBatch(kind="string", raw=array, missing=missing if missing.any() else None,
+                       dictionary=dictionary, codes=codes)
+
+
+def _parse(array: pa.Array, kind: str) -> ColumnBatch:
+    """Text where the schema says numbers or booleans: parse it, marking what does not parse."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _text(array)
+    assert text.dictionary is not None
+    assert text.codes is not None
+    words = pc.utf8_trim_whitespace(text.dictionary)
+    if kind == "bool":
+        lookup = {w: _BOOLEAN.get(str(w).lower(), -1) for w in words.to_pylist()}
+        parsed = np.array([lookup[w] for w in words.to_pylist()], dtype=np.int64)
+        good = parsed >= 0
+    else:
+        good = pc.match_substring_regex(words, _INTEGER if kind == "int" else _FLOAT).to_numpy(zero_copy_only=False)
+        target = pa.int64() if kind == "int" else pa.float64()
+        parsed = pc.fill_null(pc.if_else(pa.array(good), words, None).cast(target), 0).to_numpy(zero_copy_only=False)
+    if len(parsed) == 0:
+        parsed = np.zeros(0, dtype=np.float64 if kind == "float" else np.int64)
+    codes = text.codes
+    at = np.maximum(codes, 0)
+    values = np.where(good[at], parsed[at], 0).astype(np.float64 if kind == "float" else np.int64)
+    missing = codes < 0
+    unparsed = ~missing & ~good[at]
+    return ColumnBatch(kind=kind, raw=array, missing=_marked(missing | unparsed), values=values,
+                       unparsed=_marked(unparsed))
+
+
+def _unreadable(array: pa.Array, kind: str) -> ColumnBatch:
+    """A type modelci does not read (dates, lists, ...): every value is marked as not of `kind`."""
+    every = np.ones(len(array), dtype=bool)
+    zeros = np.zeros(len(array), dtype=np.float64 if kind == "float" else np.int64)
+    return ColumnBatch(kind=kind, raw=array, missing=every, values=zeros, unparsed=every)

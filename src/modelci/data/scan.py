@@ -1,0 +1,157 @@
+"""One pass over a dataset: schema checks, row keys (duplicates, leakage, fingerprint) and the profile.
+
+Each record batch is converted once per column (`ColumnBatch`) and then handed to the column's
+checker, the profile and the row hasher; nothing but counts, samples, sketches and 16-byte row
+keys outlives the batch, so memory does not grow with the number of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from modelci.data import source
+from modelci.data.columns import MISSING_BITS, ColumnBatch, column_batch
+from modelci.data.profile import DatasetProfile
+from modelci.data.rowhash import KeyStore, RowHasher
+from modelci.data.rules import ColumnChecker, Violation
+from modelci.data.schema import Schema, arrow_kind
+from modelci.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FINGERPRINT_VERSION = "rows-v1"
+
+
+@dataclass
+class Scan:
+    """What one pass found in one dataset. `keys` holds the row keys until `close()`."""
+
+    path: Path
+    files: list[Path]
+    rows: int
+    columns: list[str]
+    fingerprint: str
+    violations: list[Violation]
+    profile: DatasetProfile  # every column's, or only the label's when profiling is off
+    keys: KeyStore
+    file_starts: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.keys.close()
+
+    def file_of(self, row: int) -> Path:
+        """The file that holds a row of the dataset."""
+        at = int(np.searchsorted(np.asarray(self.file_starts), row, side="right")) - 1
+        return self.files[max(at, 0)]
+
+
+class _Pass:
+    """The state of one pass; `feed` takes one batch."""
+
+    def __init__(self, schema: Schema | None, profile: bool, label: str | None) -> None:
+        self.schema = schema
+        self.profile_all, self.label = profile, label
+        self.checkers = {r.name: ColumnChecker(r) for r in schema.columns} if schema else {}
+        self.profile = DatasetProfile()
+        self.kinds: dict[str, str] = {r.name: r.type for r in schema.columns} if schema else {}
+        self.columns: list[str] = []
+        self.keys = KeyStore()
+        self.digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
+        self.rows = 0
+        self.files: list[Path] = []
+        self.file_starts: list[int] = []
+        self.missing: dict[str, Violation] = {}
+        self.unreadable: dict[str, Violation] = {}
+
+    def start_file(self, file: Path, batch: pa.RecordBatch) -> None:
+        self.files.append(file)
+        self.file_starts.append(self.rows)
+        if not self.columns:
+            self._fix_columns(batch)
+        for name in self.checkers:
+            if name not in batch.schema.names:
+                self.missing.setdefault(name, Violation(column=name, rule="present", rows=0,
+                                                        message=f"the column is missing from {file.name}"))
+
+    def _fix_columns(self, batch: pa.RecordBatch) -> None:
+        """The columns that make up a row (and its key): the schema's, then any others, in a fixed order."""
+        declared = list(self.kinds)
+        self.columns = declared + [n for n in batch.schema.names if n not in self.kinds]
+        for field_ in batch.schema:
+            if field_.name not in self.kinds:
+                self.kinds[field_.name] = arrow_kind(field_.type) or "string"
+        self.digest.update(repr([(n, self.kinds[n]) for n in self.columns]).encode())
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        hasher = RowHasher(batch.num_rows)
+        names = batch.schema.names
+        for name in self.columns:
+            if name not in names:
+                if name in self.missing:
+                    self.missing[name].rows += batch.num_rows
+                hasher.add(np.full(batch.num_rows, MISSING_BITS, dtype=np.uint64))
+                continue
+            column = column_batch(batch.column(names.index(name)), self.kinds[name])
+            self._check(name, column)
+            hasher.add(column.bits())
+        keys = hasher.keys()
+        self.digest.update(keys.tobytes())
+        self.keys.add(keys, np.arange(self.rows, self.rows + batch.num_rows))
+        self.profile.rows += batch.num_rows
+        self.rows += batch.num_rows
+
+    def _check(self, name: str, column: ColumnBatch) -> None:
+        checker = self.checkers.get(name)
+        if checker is not None:
+            checker.check(column, self.rows)
+        if self.profile_all or name == self.label:
+            self.profile.add(name, column)
+
+    def close(self) -> None:
+        self.keys.close()
+        for checker in self.checkers.values():
+            if checker.values is not None:
+                checker.values.close()
+
+    def violations(self) -> list[Violation]:
+        found = [v for v in self.missing.values() if v.rows]
+        if self.schema is not None:
+            found += [Violation(column=name, rule="unexpected", rows=0, severity="warning",
+                                message="the column is not in the schema; add it there to check it")
+                      for name in self.columns if name not in self.checkers]
+        for checker in self.checkers.values():
+            found += checker.finish()
+        return found
+
+
+def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str | None = None) -> Scan:
+    """Check, hash and profile every batch of the data at `path`; raises `DataError` if it cannot be read.
+
+    With `profile` off, only the `label` column is profiled (class balance needs its counts).
+    """
+    state = _Pass(schema, profile, label)
+    # NOTE: columns the schema says hold numbers or booleans are read from CSV as text and parsed
+    # by modelci, so bad values are counted as violations with their rows instead of stopping the read.
+    text = [r.name for r in schema.columns if r.type != "string"] if schema else []
+    current: Path | None = None
+    try:
+        for file, batch in source.batches(path, text_columns=text):
+            if file != current:
+                current = file
+                state.start_file(file, batch)
+            state.feed(batch)
+    except BaseException:
+        state.close()
+        raise
+    if state.rows == 0:
+        state.close()
+        raise DataError(f"{path}: the data has no rows", hint="check that the file holds data, not just a header")
+    return Scan(path=path, files=state.files, rows=state.rows, columns=state.columns,
+                fingerprint=f"sha256:{state.digest.hexdigest()}", violations=state.violations(),
+                profile=state.profile, keys=state.keys, file_starts=state.file_starts)
