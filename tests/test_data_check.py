@@ -29,8 +29,13 @@ def set_config(repo: Path, old: str, new: str) -> None:
 
 
 def add_to_schema(repo: Path, text: str) -> None:
+    """Add columns (or, replacing the example's, a `dataset:` section) to the example's schema."""
     path = repo / "schema.yaml"
-    path.write_text(path.read_text() + text)
+    schema = path.read_text()
+    if "\ndataset:" in text:
+        start = schema.index("dataset:\n")
+        schema = schema[:start] + schema[schema.index("columns:\n"):]
+    path.write_text(schema + text)
 
 
 def test_dataset_rules_duplicates_class_balance_leakage_unique_and_pattern(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
@@ -166,11 +171,12 @@ def test_missing_label_and_schema_column_are_reported_as_failed_checks(cli, repo
 
 
 def test_bad_schema_file_lists_every_problem(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
-    add_to_schema(repo, "  name: {type: string, pattern: '([a-z'}\ndataset: {duplicates: maybe, rowz: 3}\n")
+    add_to_schema(repo, "  name: {type: string, pattern: '([a-z'}\n  code: {type: int, allowed: [a, 1]}\n"
+                        "dataset: {duplicates: maybe, rowz: 3}\n")
     result = cli("data", "check")
     assert result.code == 2
-    for fragment in ("columns.name.pattern: not a valid regular expression", "dataset.duplicates: expected one of",
-                     "dataset: unknown keys ['rowz']"):
+    for fragment in ("columns.name.pattern: not a valid RE2 regular expression", "dataset.duplicates: expected one of",
+                     "dataset: unknown keys ['rowz']", "columns.code.allowed: ['a'] are not int values"):
         assert fragment in result.err
 
 
@@ -192,8 +198,7 @@ def test_cleaning_drops_and_clips_and_reports_counts(cli, repo: Path, invalid_ro
     set_config(repo, "  schema: schema.yaml\n",
                "  schema: schema.yaml\n  clean: {drop_duplicates: true, drop_null_label: true, "
                f"invalid_rows: {invalid_rows}}}\n")
-    add_to_schema(repo, "dataset: {duplicates: error}\n")
-    result = cli("run")
+    result = cli("run")  # the example's schema says duplicates are errors
     assert result.code == 0, result.err
     data = report(repo)
     assert {v["severity"] for v in data["datasets"][0]["violations"]} == {"cleaned"}

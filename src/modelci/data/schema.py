@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 # values are listed in the inferred schema; above it, listing them would be noise.
 MAX_CATEGORIES = 50
 SEVERITIES = ("error", "warning", "ignore")
+ALLOWED_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "string": str, "bool": bool}
 # Drift measures and the score above which a column has drifted (for ks: the p-value below which).
 DRIFT_THRESHOLDS = {"psi": 0.2, "js": 0.1, "linf": 0.1, "ks": 0.05}
 COLUMN_KEYS = ("type", "nullable", "min", "max", "allowed", "unique", "pattern", "drift")
@@ -137,10 +138,15 @@ def _pattern(value: Any, key: str, problems: list[str]) -> str | None:
     if not isinstance(value, str):
         problems.append(f"{key}.pattern: expected a regular expression, got {value!r}")
         return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
         re.compile(value)
-    except re.error as exc:
-        problems.append(f"{key}.pattern: not a valid regular expression ({exc})")
+        # NOTE: patterns run in Arrow, whose RE2 syntax has no lookarounds or backreferences.
+        pc.match_substring_regex(pa.array([""]), value)
+    except (re.error, pa.ArrowInvalid) as exc:
+        problems.append(f"{key}.pattern: not a valid RE2 regular expression ({str(exc).splitlines()[0]})")
         return None
     return value
 
@@ -164,6 +170,10 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     allowed = raw.get("allowed")
     if allowed is not None and not isinstance(allowed, list):
         problems.append(f"{key}.allowed: expected a list of values, got {allowed!r}")
+        allowed = None
+    wrong = [v for v in allowed or [] if not isinstance(v, ALLOWED_TYPES[kind]) or (kind != "bool" and v is True)]
+    if wrong:
+        problems.append(f"{key}.allowed: {wrong!r} are not {kind} values")
         allowed = None
     if raw.get("pattern") is not None and kind != "string":
         problems.append(f"{key}.pattern: only string columns can have a pattern")
