@@ -198,10 +198,11 @@ class KeyStore:
         part = (keys[:, 0] >> np.uint64(56)).astype(np.uint8)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        # NOTE: one gather, then contiguous slices; np.take is several times faster than fancy indexing here.
+        keys, rows = np.take(keys, order, axis=0), np.take(rows, order)
         for p in range(PARTITIONS):
-            chosen = order[bounds[p]:bounds[p + 1]]
-            if len(chosen):
-                yield p, keys[chosen], rows[chosen]
+            if bounds[p + 1] > bounds[p]:
+                yield p, keys[bounds[p]:bounds[p + 1]], rows[bounds[p]:bounds[p + 1]]
 
     def partitions(self, split: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(partition, keys, rows) in increasing partition order, rows in the order added.

@@ -65,7 +65,10 @@ def _parquet(path: Path, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
     text = [f.name for f in handle.schema_arrow if pat.is_string(f.type) or pat.is_large_string(f.type)]
     handle = pq.ParquetFile(path, read_dictionary=text)
     wanted = [c for c in columns if c in names] if columns is not None else None
-    yield from handle.iter_batches(batch_size=BATCH_ROWS, columns=wanted)
+    # NOTE: one row group per reader: a reader over the whole file keeps every row group it has
+    # decoded until it ends (pyarrow 26), so memory would grow with the file.
+    for group in range(handle.num_row_groups):
+        yield from handle.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=wanted)
 
 
 def _csv(path: Path, text_columns: list[str], ragged: Ragged) -> Iterator[pa.RecordBatch]:
