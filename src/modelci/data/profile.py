@@ -54,14 +54,16 @@ class NumericProfile:
                 values = values[finite]
         if len(values) == 0:
             return
-        self._moments(values)
-        self.sketch.add(values.astype(np.float64, copy=False))
+        low, high = self._moments(values)
         if self.kind == "int":
             self._count_integers(values)
+        if self.int_counts is None or self.kind != "int":
+            self.sketch.add(values.astype(np.float64, copy=False), bounds=(low, high))
 
-    def _moments(self, values: np.ndarray) -> None:
+    def _moments(self, values: np.ndarray) -> tuple[float, float]:
         n = len(values)
-        self.min, self.max = min(self.min, float(values.min())), max(self.max, float(values.max()))
+        low, high = float(values.min()), float(values.max())
+        self.min, self.max = min(self.min, low), max(self.max, high)
         mean = float(values.mean())
         centered = values - mean
         m2 = float(np.einsum("i,i->", centered, centered))
@@ -70,12 +72,14 @@ class NumericProfile:
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
+        return low, high
 
     def _count_integers(self, values: np.ndarray) -> None:
         if self.int_counts is None:
             return
         low, high = int(self.min), int(self.max)
         if high - low >= INT_SPAN:
+            self._flush_integers()
             self.int_counts = None
             return
         if len(self.int_counts) == 0 or low < self.int_offset or high >= self.int_offset + len(self.int_counts):
@@ -84,6 +88,12 @@ class NumericProfile:
             grown[start:start + len(self.int_counts)] = self.int_counts
             self.int_offset, self.int_counts = low, grown
         self.int_counts += np.bincount(values - self.int_offset, minlength=len(self.int_counts))
+
+    def _flush_integers(self) -> None:
+        """Move the integer counts into the sketch (kept as counts while the values span little)."""
+        if self.int_counts is not None and len(self.int_counts):
+            held = np.flatnonzero(self.int_counts)
+            self.sketch.add((held + self.int_offset).astype(np.float64), weights=self.int_counts[held])
 
     def frequencies(self) -> list[list[Any]] | None:
         if self.int_counts is None or self.kind != "int":
@@ -96,13 +106,16 @@ class NumericProfile:
                                 "infinite": self.infinite}
         if self.count == 0:
             return data
+        if self.int_counts is not None and self.sketch.total < self.count:
+            self._flush_integers()
         std = float(np.sqrt(self.m2 / (self.count - 1))) if self.count > 1 else 0.0
         edges, counts = self.sketch.histogram(self.min, self.max, HISTOGRAM_BINS)
         data |= {
             "min": _number(self.min, self.kind), "max": _number(self.max, self.kind),
             "mean": self.mean, "std": std,
             "quantiles": dict(zip((f"p{round(q * 100)}" for q in QUANTILES),
-                                  self.sketch.quantiles(list(QUANTILES), self.min, self.max), strict=True)),
+                                  (_number(v, self.kind) for v in self.sketch.quantiles(list(QUANTILES), self.min,
+                                                                                        self.max)), strict=True)),
             "histogram": {"edges": edges, "counts": counts},
             "sketch": self.sketch.to_json(),
         }
@@ -113,7 +126,7 @@ class NumericProfile:
 
 
 def _number(value: float, kind: str) -> float | int:
-    return int(value) if kind == "int" else value
+    return round(value) if kind == "int" else value
 
 
 @dataclass

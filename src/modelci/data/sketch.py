@@ -51,13 +51,18 @@ class Sketch:
     offset: int = 0
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray, weights: np.ndarray | None = None,
+            bounds: tuple[float, float] | None = None) -> None:
+        """Count float64 values (each `weights` times); `bounds`, their min and max if known, saves a pass."""
         if len(values) == 0:
             return
         buckets = bucket_of(values)
-        low, high = int(buckets.min()), int(buckets.max())
+        if bounds is None:
+            low, high = int(buckets.min()), int(buckets.max())
+        else:
+            low, high = (int(b) for b in bucket_of(np.asarray(bounds, dtype=np.float64)))
         self._cover(low, high)
-        counted = np.bincount(buckets - low, minlength=high - low + 1)
+        counted = np.bincount(buckets - low, weights=weights, minlength=high - low + 1).astype(np.int64)
         self.counts[low - self.offset: high - self.offset + 1] += counted
 
     def _cover(self, low: int, high: int) -> None:
@@ -88,7 +93,9 @@ class Sketch:
         rank = np.cumsum(counts)
         at = np.searchsorted(rank, np.asarray(probabilities) * rank[-1], side="left")
         lower, upper = bucket_edges(buckets[np.minimum(at, len(buckets) - 1)])
-        return [float(v) for v in np.clip((lower + upper) / 2, low, high)]
+        # NOTE: the buckets next to zero reach down to the smallest float: zero is their value.
+        middle = np.where((lower == 0) | (upper == 0), 0.0, (lower + upper) / 2)
+        return [float(v) for v in np.clip(middle, low, high)]
 
     def histogram(self, low: float, high: float, bins: int) -> tuple[list[float], list[int]]:
         """`bins` bins from `low` to `high`, equal in width between the 1st and 99th percentiles.
