@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelci import github
 from modelci.data.drift import ColumnDrift, measure
-from modelci.data.profile import PROFILE_VERSION, class_counts
+from modelci.data.profile import PROFILE_VERSION
 from modelci.data.rules import Violation, rows_violation
 from modelci.data.scan import Scan, scan
 from modelci.data.schema import Schema, load_schema
@@ -81,13 +81,12 @@ def _label_rules(found: Scan, schema: Schema | None, label: str) -> list[Violati
     if profile is None:
         return [Violation(column=label, rule="present", rows=found.rows,
                           message="the label column (data.label in modelci.yaml) is missing from the data")]
-    described = profile.to_json()
     violations = []
-    if (schema is None or schema.column(label) is None) and described["nulls"]:
-        violations.append(Violation(column=label, rule="not_null", rows=described["nulls"],
+    if (schema is None or schema.column(label) is None) and profile.nulls:
+        violations.append(Violation(column=label, rule="not_null", rows=profile.nulls,
                                     message="rows without a label"))
     balance = schema.dataset.class_balance if schema else None
-    classes = class_counts(described)
+    classes = profile.frequencies()
     if balance is not None and (balance.min is not None or balance.max is not None) and classes:
         total = sum(count for _, count in classes)
         for value, count in classes:
@@ -172,8 +171,6 @@ def announce(report: DataReport) -> None:
     """Annotations on the data files, one per violation and drifted column, and a line per dataset."""
     for dataset in report.datasets:
         for v in dataset.violations:
-            if v.severity == "ignore":
-                continue
             sample = f"; e.g. row {v.sample_rows[0]}" if v.sample_rows else ""
             sample += f": {v.sample_values[0]!r}" if v.sample_values and v.sample_rows else ""
             where = f"{v.column}: " if v.column else ""

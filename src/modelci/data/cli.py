@@ -14,6 +14,7 @@ from modelci.options import common, out_option, prepare
 if TYPE_CHECKING:
     from modelci.config import Config
     from modelci.data.check import DataReport
+    from modelci.data.scan import Scan
     from modelci.registry.reference import Reference
 
 DATA_REPORT = "data-report.json"
@@ -90,6 +91,15 @@ def check(config_path: Path | None, out: Path, baseline: str | None) -> None:
     stage(config, out, baseline_reference(config, baseline))
 
 
+def _profiled(data_path: Path) -> Scan:
+    """One pass over DATA with no schema: its profile, rows and columns."""
+    from modelci.data.scan import scan
+
+    found = scan(data_path, None)
+    found.close()
+    return found
+
+
 @data.command("profile")
 @click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
 @out_option
@@ -97,10 +107,8 @@ def profile_command(data_path: Path, out: Path) -> None:
     """Write per-column statistics and histograms of DATA to OUT/data-profile.json."""
     from modelci import atomic
     from modelci.data.profile import PROFILE_FILE, PROFILE_VERSION
-    from modelci.data.scan import scan
 
-    found = scan(data_path, None)
-    found.close()
+    found = _profiled(data_path)
     document = {"version": PROFILE_VERSION,
                 "datasets": {"data": {"fingerprint": found.fingerprint, **found.profile.to_json()}}}
     atomic.write_json(out / PROFILE_FILE, document)
@@ -114,10 +122,8 @@ def profile_command(data_path: Path, out: Path) -> None:
 def infer_schema_command(data_path: Path, output: Path) -> None:
     """Write a schema inferred from DATA, for a person to edit."""
     from modelci import atomic
-    from modelci.data.scan import scan
     from modelci.data.schema import dump_schema, infer_schema
 
-    found = scan(data_path, None)
-    found.close()
+    found = _profiled(data_path)
     atomic.write_text(output, dump_schema(infer_schema(found.profile.to_json())))
     github.log(f"wrote {output}: review the ranges and allowed values, then set data.schema in modelci.yaml")

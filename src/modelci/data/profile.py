@@ -188,9 +188,3 @@ class DatasetProfile:
 
     def to_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "columns": {name: p.to_json() for name, p in self.columns.items()}}
-
-
-def class_counts(profile: dict[str, Any]) -> list[list[Any]] | None:
-    """The label's classes and their counts, from a column's profile, when it has frequencies."""
-    frequencies = profile.get("frequencies")
-    return frequencies if isinstance(frequencies, list) else None

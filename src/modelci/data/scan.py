@@ -8,7 +8,7 @@ keys outlives the batch, so memory does not grow with the number of rows.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,15 +40,9 @@ class Scan:
     violations: list[Violation]
     profile: DatasetProfile  # every column's, or only the label's when profiling is off
     keys: KeyStore
-    file_starts: list[int] = field(default_factory=list)
 
     def close(self) -> None:
         self.keys.close()
-
-    def file_of(self, row: int) -> Path:
-        """The file that holds a row of the dataset."""
-        at = int(np.searchsorted(np.asarray(self.file_starts), row, side="right")) - 1
-        return self.files[max(at, 0)]
 
 
 class _Pass:
@@ -65,13 +59,11 @@ class _Pass:
         self.digest = hashlib.sha256(FINGERPRINT_VERSION.encode())
         self.rows = 0
         self.files: list[Path] = []
-        self.file_starts: list[int] = []
         self.missing: dict[str, Violation] = {}
         self.unreadable: dict[str, Violation] = {}
 
     def start_file(self, file: Path, batch: pa.RecordBatch) -> None:
         self.files.append(file)
-        self.file_starts.append(self.rows)
         if not self.columns:
             self._fix_columns(batch)
         for name in self.checkers:
@@ -154,4 +146,4 @@ def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str 
         raise DataError(f"{path}: the data has no rows", hint="check that the file holds data, not just a header")
     return Scan(path=path, files=state.files, rows=state.rows, columns=state.columns,
                 fingerprint=f"sha256:{state.digest.hexdigest()}", violations=state.violations(),
-                profile=state.profile, keys=state.keys, file_starts=state.file_starts)
+                profile=state.profile, keys=state.keys)

@@ -54,21 +54,19 @@ def _kind(path: Path) -> str:
     return kind
 
 
-def _parquet(path: Path, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+def _parquet(path: Path) -> Iterator[pa.RecordBatch]:
     import pyarrow.parquet as pq
     import pyarrow.types as pat
 
     handle = pq.ParquetFile(path)
-    names = set(handle.schema_arrow.names)
     # NOTE: text columns are read as dictionaries: Parquet stores them that way, and checks and
     # profiles then work on each distinct value once instead of once per row.
     text = [f.name for f in handle.schema_arrow if pat.is_string(f.type) or pat.is_large_string(f.type)]
     handle = pq.ParquetFile(path, read_dictionary=text)
-    wanted = [c for c in columns if c in names] if columns is not None else None
     # NOTE: one row group per reader: a reader over the whole file keeps every row group it has
     # decoded until it ends (pyarrow 26), so memory would grow with the file.
     for group in range(handle.num_row_groups):
-        yield from handle.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=wanted)
+        yield from handle.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
 
 
 def _csv(path: Path, text_columns: list[str], ragged: Ragged) -> Iterator[pa.RecordBatch]:
@@ -113,14 +111,13 @@ def _require_text(path: Path, batch: pa.RecordBatch) -> None:
                             hint="save the file with UTF-8 encoding (most tools offer it on export)")
 
 
-def file_batches(path: Path, columns: list[str] | None = None,
-                 text_columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def file_batches(path: Path, text_columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The record batches of one file; a file that cannot be read raises `DataError`."""
     import pyarrow as pa
 
     kind = _kind(path)
     ragged = Ragged()
-    batches = _parquet(path, columns) if kind == "parquet" else _csv(path, text_columns or [], ragged)
+    batches = _parquet(path) if kind == "parquet" else _csv(path, text_columns or [], ragged)
     try:
         for batch in batches:
             _require_text(path, batch)
@@ -132,11 +129,10 @@ def file_batches(path: Path, columns: list[str] | None = None,
                         hint="quote fields that contain the delimiter, and give every line one field per column")
 
 
-def batches(path: Path, columns: list[str] | None = None,
-            text_columns: list[str] | None = None) -> Iterator[tuple[Path, pa.RecordBatch]]:
+def batches(path: Path, text_columns: list[str] | None = None) -> Iterator[tuple[Path, pa.RecordBatch]]:
     """(file, batch) for every batch of every file the path names, read one step ahead of the caller."""
     files = resolve_files(path)
-    return read_ahead((file, batch) for file in files for batch in file_batches(file, columns, text_columns))
+    return read_ahead((file, batch) for file in files for batch in file_batches(file, text_columns))
 
 
 def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
