@@ -9,6 +9,7 @@ and the values that do not parse are marked rather than stopping the read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,10 +41,17 @@ class ColumnBatch:
     def __len__(self) -> int:
         return len(self.raw)
 
-    def present(self) -> np.ndarray | None:
+    # NOTE: the checks and the profile both need these; cached, each is computed once per batch.
+    @cached_property
+    def present(self) -> np.ndarray:
         """The values that are not missing (numbers only)."""
         assert self.values is not None
         return self.values if self.missing is None else self.values[~self.missing]
+
+    @cached_property
+    def bounds(self) -> tuple[Any, Any] | None:
+        """The smallest and largest present value (numbers only); None when no value is present."""
+        return (self.present.min(), self.present.max()) if len(self.present) else None
 
     def samples(self, rows: np.ndarray) -> list[Any]:
         return [_json_value(v) for v in self.raw.take(rows).to_pylist()]

@@ -29,6 +29,27 @@ INT_SPAN = 1024
 SHOWN_FREQUENCIES = 50
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared differences from the mean; merged with Chan et al.'s parallel update."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def merge(self, other: Moments) -> Moments:
+        total = self.n + other.n
+        if other.n == 0:
+            return self
+        delta = other.mean - self.mean
+        return Moments(total, self.mean + delta * other.n / total,
+                       self.m2 + other.m2 + delta * delta * self.n * other.n / total)
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / (self.n - 1))) if self.n > 1 else 0.0
+
+
 @dataclass
 class NumericProfile:
     kind: str
@@ -37,49 +58,55 @@ class NumericProfile:
     infinite: int = 0
     min: float = np.inf
     max: float = -np.inf
-    mean: float = 0.0
-    m2: float = 0.0  # sum of squared differences from the mean (Chan et al.'s parallel update)
-    sketch: Sketch = field(default_factory=Sketch)
+    moments: Moments = Moments()  # of the values not held in `int_counts`
+    sketch: Sketch = field(default_factory=Sketch)  # of the values not held in `int_counts`
+    # NOTE: an integer column is counted value by value while its values span fewer than INT_SPAN
+    # numbers; its moments and sketch then come from the counts, exactly and at no cost per batch.
     int_offset: int = 0
-    int_counts: np.ndarray | None = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    int_counts: np.ndarray | None = None
+    scratch: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "int":
+            self.int_counts = np.zeros(0, dtype=np.int64)
 
     def add(self, column: ColumnBatch) -> None:
-        values = column.present()
-        assert values is not None
+        values = column.present
         self.nulls += len(column) - len(values)
-        if self.kind == "float":
-            finite = np.isfinite(values)
-            if not finite.all():
-                self.infinite += int(len(values) - finite.sum())
-                values = values[finite]
-        if len(values) == 0:
+        if column.bounds is None:
             return
-        low, high = self._moments(values)
-        if self.kind == "int":
+        low, high = (float(b) for b in column.bounds)
+        if self.kind == "float" and not (np.isfinite(low) and np.isfinite(high)):
+            finite = np.isfinite(values)
+            self.infinite += int(len(values) - finite.sum())
+            values = values[finite]
+            if len(values) == 0:
+                return
+            low, high = float(values.min()), float(values.max())
+        self.count += len(values)
+        self.min, self.max = min(self.min, low), max(self.max, high)
+        if self.int_counts is not None:
             self._count_integers(values)
-        if self.int_counts is None or self.kind != "int":
+        if self.int_counts is None:
+            self.moments = self.moments.merge(self._batch_moments(values))
             self.sketch.add(values.astype(np.float64, copy=False), bounds=(low, high))
 
-    def _moments(self, values: np.ndarray) -> tuple[float, float]:
+    def _batch_moments(self, values: np.ndarray) -> Moments:
         n = len(values)
-        low, high = float(values.min()), float(values.max())
-        self.min, self.max = min(self.min, low), max(self.max, high)
         mean = float(values.mean())
-        centered = values - mean
-        m2 = float(np.einsum("i,i->", centered, centered))
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.count = total
-        return low, high
+        if len(self.scratch) < n:
+            self.scratch = np.empty(n, dtype=np.float64)
+        # NOTE: centred in a buffer kept between batches: a fresh one each batch costs more in page
+        # faults than the arithmetic does. einsum, not np.dot: BLAS threads spin after each call,
+        # taking the core the reader thread decodes on.
+        centered = np.subtract(values, mean, out=self.scratch[:n])
+        return Moments(n, mean, float(np.einsum("i,i->", centered, centered)))
 
     def _count_integers(self, values: np.ndarray) -> None:
-        if self.int_counts is None:
-            return
+        assert self.int_counts is not None
         low, high = int(self.min), int(self.max)
         if high - low >= INT_SPAN:
-            self._flush_integers()
+            self.moments, self.sketch = self.all_moments(), self.all_values()
             self.int_counts = None
             return
         if len(self.int_counts) == 0 or low < self.int_offset or high >= self.int_offset + len(self.int_counts):
@@ -87,37 +114,53 @@ class NumericProfile:
             start = self.int_offset - low
             grown[start:start + len(self.int_counts)] = self.int_counts
             self.int_offset, self.int_counts = low, grown
-        self.int_counts += np.bincount(values - self.int_offset, minlength=len(self.int_counts))
+        shifted = values - self.int_offset if self.int_offset else values
+        self.int_counts += np.bincount(shifted, minlength=len(self.int_counts))
 
-    def _flush_integers(self) -> None:
-        """Move the integer counts into the sketch (kept as counts while the values span little)."""
-        if self.int_counts is not None and len(self.int_counts):
-            held = np.flatnonzero(self.int_counts)
-            self.sketch.add((held + self.int_offset).astype(np.float64), weights=self.int_counts[held])
+    def _held_integers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The integers counted in `int_counts` (as float64) and how many times each."""
+        if self.int_counts is None:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        held = np.flatnonzero(self.int_counts)
+        return (held + self.int_offset).astype(np.float64), self.int_counts[held]
+
+    def all_moments(self) -> Moments:
+        values, counts = self._held_integers()
+        if len(values) == 0:
+            return self.moments
+        n = int(counts.sum())
+        mean = float(np.dot(values, counts) / n)
+        return self.moments.merge(Moments(n, mean, float(np.dot((values - mean) ** 2, counts))))
+
+    def all_values(self) -> Sketch:
+        """The sketch of every value, those held as integer counts included."""
+        values, counts = self._held_integers()
+        if len(values) == 0:
+            return self.sketch
+        sketch = Sketch(self.sketch.offset, self.sketch.counts.copy())
+        sketch.add(values, weights=counts)
+        return sketch
 
     def frequencies(self) -> list[list[Any]] | None:
-        if self.int_counts is None or self.kind != "int":
+        if self.int_counts is None:
             return None
-        held = np.flatnonzero(self.int_counts)
-        return [[int(v + self.int_offset), int(self.int_counts[v])] for v in held]
+        values, counts = self._held_integers()
+        return [[int(v), int(c)] for v, c in zip(values, counts, strict=True)]
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": "numeric", "type": self.kind, "count": self.count, "nulls": self.nulls,
                                 "infinite": self.infinite}
         if self.count == 0:
             return data
-        if self.int_counts is not None and self.sketch.total < self.count:
-            self._flush_integers()
-        std = float(np.sqrt(self.m2 / (self.count - 1))) if self.count > 1 else 0.0
-        edges, counts = self.sketch.histogram(self.min, self.max, HISTOGRAM_BINS)
+        moments, sketch = self.all_moments(), self.all_values()
+        edges, counts = sketch.histogram(self.min, self.max, HISTOGRAM_BINS)
+        quantiles = zip(QUANTILES, sketch.quantiles(list(QUANTILES), self.min, self.max), strict=True)
         data |= {
             "min": _number(self.min, self.kind), "max": _number(self.max, self.kind),
-            "mean": self.mean, "std": std,
-            "quantiles": dict(zip((f"p{round(q * 100)}" for q in QUANTILES),
-                                  (_number(v, self.kind) for v in self.sketch.quantiles(list(QUANTILES), self.min,
-                                                                                        self.max)), strict=True)),
+            "mean": moments.mean, "std": moments.std,
+            "quantiles": {f"p{round(q * 100)}": _number(v, self.kind) for q, v in quantiles},
             "histogram": {"edges": edges, "counts": counts},
-            "sketch": self.sketch.to_json(),
+            "sketch": sketch.to_json(),
         }
         frequencies = self.frequencies()
         if frequencies is not None and len(frequencies) <= SHOWN_FREQUENCIES:
@@ -143,15 +186,15 @@ class CategoricalProfile:
         if self.counts is None:
             return
         if self.kind == "bool":
-            values = column.present()
-            assert values is not None
+            values = column.present
             names: list[Any] = [False, True]
             tally = np.bincount(values, minlength=2)
         else:
             assert column.dictionary is not None
             assert column.codes is not None
             names = column.dictionary.to_pylist()
-            tally = np.bincount(column.codes[column.codes >= 0], minlength=len(names))
+            codes = column.codes if column.missing is None else column.codes[~column.missing]
+            tally = np.bincount(codes, minlength=len(names))
         for at in np.flatnonzero(tally):
             self.counts[names[at]] = self.counts.get(names[at], 0) + int(tally[at])
         if len(self.counts) > MAX_FREQUENCIES:

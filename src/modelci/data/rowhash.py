@@ -3,8 +3,8 @@
 Each value is turned into 64 bits that depend only on its content (`ColumnBatch.bits`), mixed,
 and folded into two independent 64-bit lanes. Two different rows share a key with probability
 about 2**-128, so the counts are exact for any table that fits on a disk. Keys are kept in memory
-up to a limit, then spilled to disk in 256 partitions by their top byte; each partition is then
-small enough to count on its own.
+up to a limit, then spilled to disk in runs sorted into 256 partitions by their top byte; each
+partition is then small enough to count on its own.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -150,7 +151,12 @@ class Matches:
 
 
 class KeyStore:
-    """Row keys with their row numbers, in memory up to `limit` keys and then on disk."""
+    """Row keys with their row numbers, in memory up to `limit` keys and then on disk.
+
+    Each spill writes one run: the held keys sorted by partition into one file, their row numbers
+    into another, and where each partition starts kept in memory. Reading a partition back takes
+    its slice of every run.
+    """
 
     def __init__(self, limit: int = SPILL_ROWS) -> None:
         self.limit = limit
@@ -158,6 +164,7 @@ class KeyStore:
         self._rows: list[np.ndarray] = []
         self._held = 0
         self._spill: Path | None = None
+        self._runs: list[np.ndarray] = []  # per run: partition p is [bounds[p], bounds[p + 1])
 
     def __enter__(self) -> KeyStore:
         return self
@@ -175,31 +182,36 @@ class KeyStore:
         self._rows.append(rows.astype(np.int64, copy=False))
         self._held += len(keys)
         if self._held >= self.limit:
-            self._write_partitions()
+            self._write_run()
 
-    def _write_partitions(self) -> None:
+    def _write_run(self) -> None:
+        if not self._keys:
+            return
         if self._spill is None:
             self._spill = Path(tempfile.mkdtemp(prefix="modelci-keys-"))
-        for part, keys, rows in self._split_held():
-            with (self._spill / f"{part:03d}.keys").open("ab") as handle:
-                handle.write(keys.tobytes())
-            with (self._spill / f"{part:03d}.rows").open("ab") as handle:
-                handle.write(rows.tobytes())
+        keys, rows, bounds = self._sorted_held()
+        keys.tofile(self._spill / f"{len(self._runs)}.keys")
+        rows.tofile(self._spill / f"{len(self._runs)}.rows")
+        self._runs.append(bounds)
         self._keys, self._rows, self._held = [], [], 0
 
     @property
     def spilled(self) -> bool:
         return self._spill is not None
 
-    def _split_held(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        if not self._keys:
-            return
+    def _sorted_held(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The held keys and rows ordered by partition (stably), and where each partition starts."""
         keys, rows = np.concatenate(self._keys), np.concatenate(self._rows)
         part = (keys[:, 0] >> np.uint64(56)).astype(np.uint8)
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
-        # NOTE: one gather, then contiguous slices; np.take is several times faster than fancy indexing here.
-        keys, rows = np.take(keys, order, axis=0), np.take(rows, order)
+        # NOTE: np.take is several times faster than fancy indexing here.
+        return np.take(keys, order, axis=0), np.take(rows, order), bounds
+
+    def _split_held(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        if not self._keys:
+            return
+        keys, rows, bounds = self._sorted_held()
         for p in range(PARTITIONS):
             if bounds[p + 1] > bounds[p]:
                 yield p, keys[bounds[p]:bounds[p + 1]], rows[bounds[p]:bounds[p + 1]]
@@ -215,12 +227,16 @@ class KeyStore:
             elif self._keys:
                 yield -1, np.concatenate(self._keys), np.concatenate(self._rows)
             return
-        self._write_partitions()
-        for p in range(PARTITIONS):
-            path = self._spill / f"{p:03d}.keys"
-            if path.exists():
-                keys = np.fromfile(path, dtype=np.uint64).reshape(-1, 2)
-                yield p, keys, np.fromfile(self._spill / f"{p:03d}.rows", dtype=np.int64)
+        self._write_run()
+        with ExitStack() as files:
+            runs = [(files.enter_context((self._spill / f"{r}.keys").open("rb")),
+                     files.enter_context((self._spill / f"{r}.rows").open("rb")), bounds)
+                    for r, bounds in enumerate(self._runs)]
+            for p in range(PARTITIONS):
+                slices = [_read_run(keys, rows, int(bounds[p]), int(bounds[p + 1]))
+                          for keys, rows, bounds in runs if bounds[p + 1] > bounds[p]]
+                if slices:
+                    yield p, np.concatenate([k for k, _ in slices]), np.concatenate([r for _, r in slices])
 
     def duplicates(self) -> Matches:
         """The rows whose key appeared in an earlier row."""
@@ -242,3 +258,11 @@ class KeyStore:
             if current is not None and current[0] == p:
                 found.add(np.sort(rows[shared_keys(keys, current[1])]))
         return found
+
+
+def _read_run(keys: BinaryIO, rows: BinaryIO, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entries `start` to `end` of one spilled run: (n, 2) keys and their row numbers."""
+    keys.seek(start * 16)
+    rows.seek(start * 8)
+    return (np.fromfile(keys, dtype=np.uint64, count=(end - start) * 2).reshape(-1, 2),
+            np.fromfile(rows, dtype=np.int64, count=end - start))

@@ -59,12 +59,11 @@ def rule_masks(batch: ColumnBatch, rule: ColumnRule) -> Iterator[tuple[str, str,
 
 
 def _number_masks(batch: ColumnBatch, rule: ColumnRule) -> Iterator[tuple[str, str, np.ndarray]]:
-    values, present = batch.values, batch.present()
+    values = batch.values
     assert values is not None
-    assert present is not None
-    if len(present) == 0:
+    if batch.bounds is None:
         return
-    low, high = present.min(), present.max()
+    low, high = batch.bounds
     # NOTE: the common case, every value finite and in range, costs two reductions and no masks.
     infinite = batch.kind == "float" and not (np.isfinite(low) and np.isfinite(high))
     below = rule.min is not None and low < rule.min

@@ -16,19 +16,28 @@ import numpy as np
 
 MANTISSA_BITS = 6
 _SHIFT = np.uint64(52 - MANTISSA_BITS)
-_SIGN = np.int64(-(2**63))
-_SIGN_SHIFT = np.int64(63)
+_NEGATIVE = 1 << (11 + MANTISSA_BITS)  # the first bit pattern with the sign bit set
+_LAST = 2 * _NEGATIVE - 1
+
+
+def pattern_of(values: np.ndarray) -> np.ndarray:
+    """The top bits of each float64 (sign, exponent, 6 bits of mantissa): its bucket, in bit-pattern order."""
+    return np.asarray((values.view(np.uint64) >> _SHIFT).view(np.int64))
+
+
+def _ordered(patterns: np.ndarray) -> np.ndarray:
+    """Bucket numbers in the order of the values: negative values' patterns grow with their magnitude."""
+    return np.where(patterns < _NEGATIVE, patterns + _NEGATIVE, _LAST - patterns)
+
+
+def _patterns(buckets: np.ndarray) -> np.ndarray:
+    """The inverse of `_ordered`."""
+    return np.where(buckets >= _NEGATIVE, buckets - _NEGATIVE, _LAST - buckets)
 
 
 def bucket_of(values: np.ndarray) -> np.ndarray:
     """The bucket number of each finite float64 value; bucket numbers increase with the values."""
-    # NOTE: flipping every bit of a negative float and the sign bit of a positive one gives
-    # unsigned integers in the order of the values; the top bits of those are the bucket.
-    bits = values.view(np.int64)
-    flipped = bits >> _SIGN_SHIFT
-    flipped |= _SIGN
-    flipped ^= bits
-    return np.asarray((flipped.view(np.uint64) >> _SHIFT).view(np.int64))
+    return _ordered(pattern_of(values))
 
 
 def _value_at(buckets: np.ndarray) -> np.ndarray:
@@ -46,33 +55,39 @@ def bucket_edges(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Sketch:
-    """Counts per bucket: a dense array over the buckets seen so far."""
+    """Counts per bucket: a dense array over the bit patterns seen so far."""
 
     offset: int = 0
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _held: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, values: np.ndarray, weights: np.ndarray | None = None,
             bounds: tuple[float, float] | None = None) -> None:
-        """Count float64 values (each `weights` times); `bounds`, their min and max if known, saves a pass."""
+        """Count float64 values (each `weights` times); `bounds`, their min and max if known, saves two passes."""
         if len(values) == 0:
             return
-        buckets = bucket_of(values)
-        if bounds is None:
-            low, high = int(buckets.min()), int(buckets.max())
-        else:
-            low, high = (int(b) for b in bucket_of(np.asarray(bounds, dtype=np.float64)))
+        # NOTE: counted by bit pattern, which is one shift per value; ordering the buckets by value
+        # is left to the few that hold values, when the sketch is read.
+        self._held = None
+        patterns = pattern_of(values)
+        low, high = _span(*bounds) if bounds is not None else (int(patterns.min()), int(patterns.max()))
         self._cover(low, high)
-        counted = np.bincount(buckets - low, weights=weights, minlength=high - low + 1).astype(np.int64)
-        self.counts[low - self.offset: high - self.offset + 1] += counted
+        patterns -= self.offset
+        # NOTE: counted in place: data that crosses zero spans some 10^5 patterns (the tiny magnitudes
+        # between), and a bincount would allocate and add that many each batch.
+        np.add.at(self.counts, patterns, 1 if weights is None else weights)
 
     def _cover(self, low: int, high: int) -> None:
-        if len(self.counts) == 0:
-            self.offset, self.counts = low, np.zeros(high - low + 1, dtype=np.int64)
+        end = self.offset + len(self.counts) - 1
+        if len(self.counts) and self.offset <= low and high <= end:
             return
-        start, end = min(low, self.offset), max(high, self.offset + len(self.counts) - 1)
-        if start == self.offset and end == self.offset + len(self.counts) - 1:
-            return
-        grown = np.zeros(end - start + 1, dtype=np.int64)
+        # NOTE: grown to whole powers of two and one more on each side: each new batch tends to reach
+        # a little further out, and copying the counts every time would cost more than counting.
+        binade = 1 << MANTISSA_BITS
+        start = (min(low, self.offset) if len(self.counts) else low) // binade * binade - binade
+        stop = (max(high, end) if len(self.counts) else high) // binade * binade + 2 * binade
+        start, stop = max(start, 0), min(stop, _LAST + 1)
+        grown = np.zeros(stop - start, dtype=np.int64)
         grown[self.offset - start: self.offset - start + len(self.counts)] = self.counts
         self.offset, self.counts = start, grown
 
@@ -81,9 +96,13 @@ class Sketch:
         return int(self.counts.sum())
 
     def buckets(self) -> tuple[np.ndarray, np.ndarray]:
-        """The buckets that hold values, and their counts."""
-        held = np.flatnonzero(self.counts)
-        return held + self.offset, self.counts[held]
+        """The buckets that hold values, in increasing order, and their counts."""
+        if self._held is None:
+            held = np.flatnonzero(self.counts)
+            buckets = _ordered(held + self.offset)
+            order = np.argsort(buckets)
+            self._held = buckets[order], self.counts[held[order]]
+        return self._held
 
     def quantiles(self, probabilities: list[float], low: float, high: float) -> list[float]:
         """Each quantile as the middle of its bucket, kept inside the observed [low, high]."""
@@ -126,8 +145,14 @@ class Sketch:
             raise ValueError(f"a sketch with {data.get('mantissa_bits')} mantissa bits; this modelci reads "
                              f"{MANTISSA_BITS}")
         sketch = cls()
-        buckets = np.asarray(data["buckets"], dtype=np.int64)
-        if len(buckets):
-            sketch._cover(int(buckets.min()), int(buckets.max()))
-            sketch.counts[buckets - sketch.offset] = np.asarray(data["counts"], dtype=np.int64)
+        patterns = _patterns(np.asarray(data["buckets"], dtype=np.int64))
+        if len(patterns):
+            sketch._cover(int(patterns.min()), int(patterns.max()))
+            sketch.counts[patterns - sketch.offset] = np.asarray(data["counts"], dtype=np.int64)
         return sketch
+
+
+def _span(low: float, high: float) -> tuple[int, int]:
+    """The lowest and highest bit pattern of any value from `low` to `high` (zero has two: 0.0 and -0.0)."""
+    ends = pattern_of(np.array([low, high, *((0.0, -0.0) if low <= 0 <= high else ())], dtype=np.float64))
+    return int(ends.min()), int(ends.max())
