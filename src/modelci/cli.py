@@ -54,7 +54,7 @@ def cli() -> None:
     """Continuous integration for machine-learning models.
 
     Options come from flags, then MODELCI_* environment variables, then modelci.yaml.
-    Exit codes: 0 success, 1 a check or the gate said no, 2 bad input, 3 registry failure.
+    Exit codes: 0 success, 1 a check or the gate said no, 2 bad input, 3 registry failure, 4 out of memory.
     """
 
 

@@ -23,6 +23,9 @@ DEFAULT_CONFIG = "modelci.yaml"
 DEFAULT_REGISTRY = "oci:.modelci/registry"
 TASKS = ("binary", "multiclass", "regression")
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("constant", "cosine", "onecycle")
+CLASS_WEIGHTS = ("none", "balanced")
+PRECISIONS = ("auto", "fp32", "bf16")
 INVALID_ROWS = ("keep", "drop", "clip")
 
 
@@ -83,6 +86,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    schedule: str = "constant"  # constant | cosine | onecycle, stepped every batch
+    patience: int = 0  # epochs without a better eval loss before stopping; 0: never stop early
+    grad_clip: float | None = None  # the largest gradient norm; None: not clipped
+    class_weights: str = "none"  # none | balanced (classes weighted by their inverse frequency)
+    precision: str = "auto"  # auto (bf16 on a CUDA device that has it, else fp32) | fp32 | bf16
+    deterministic: bool = False  # deterministic algorithms only; slower on GPUs
 
 
 @dataclass(frozen=True)
@@ -311,7 +320,21 @@ def _train(raw: dict[str, Any], problems: _Problems) -> TrainConfig:
         weight_decay=_number(section, "weight_decay", "train.", problems, defaults.weight_decay),
         seed=_number(section, "seed", "train.", problems, defaults.seed, integer=True),
         device=_choice(section, "device", "train.", problems, DEVICES, defaults.device),
+        schedule=_choice(section, "schedule", "train.", problems, SCHEDULES, defaults.schedule),
+        patience=_count(section, "patience", "train.", problems, defaults.patience),
+        grad_clip=_number(section, "grad_clip", "train.", problems, defaults.grad_clip, positive=True),
+        class_weights=_choice(section, "class_weights", "train.", problems, CLASS_WEIGHTS, defaults.class_weights),
+        precision=_choice(section, "precision", "train.", problems, PRECISIONS, defaults.precision),
+        deterministic=_flag(section, "deterministic", "train.", problems),
     )
+
+
+def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: int) -> int:
+    value = _number(section, key, prefix, problems, default, integer=True)
+    if value < 0:
+        problems.add(f"{prefix}{key}", f"expected 0 or more, got {value!r}")
+        return default
+    return int(value)
 
 
 def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
@@ -408,6 +431,8 @@ def parse_config(raw: Any, path: Path) -> Config:
         registry=registry,
         path=path,
     )
+    if config.task == "regression" and config.train.class_weights != "none":
+        problems.add("train.class_weights", "class weights need classes; a regression task has none")
     if problems:
         raise ConfigError(str(path), problems, hint="fix these keys; the README lists every setting")
     return config

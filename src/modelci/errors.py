@@ -6,7 +6,8 @@ Exit codes (documented in the README):
 - 0: success;
 - 1: a check or the gate said no (`CheckFailed`): the expected "red" outcome;
 - 2: the user's input is wrong (`UsageError` and its subclasses);
-- 3: the registry cannot be reached or answered something modelci cannot use (`RegistryError`).
+- 3: the registry cannot be reached or answered something modelci cannot use (`RegistryError`);
+- 4: training ran out of memory (`OutOfMemory`); `train-log.json` records the peak memory.
 """
 
 from __future__ import annotations
@@ -60,3 +61,9 @@ class CheckFailed(ModelciError):
     """A check ran and said no: data checks, parity, or the gate. Its report has been written."""
 
     exit_code = 1
+
+
+class OutOfMemory(ModelciError):
+    """Training ran out of GPU (or CPU) memory. The training log says how far it got and the peak memory."""
+
+    exit_code = 4

@@ -128,11 +128,16 @@ def _training_section(log: dict[str, Any]) -> list[str]:
     last = log["epochs"][-1] if log["epochs"] else None
     lines = ["## Training", "",
              f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features), "
-             f"{log['parameters']:,} parameters, on `{log['device']}` ({log['environment'].get('device_name', '')}), "
-             f"{len(log['epochs'])} epochs in {log['seconds']:.1f} s, seed {log['seed']}."]
+             f"{log['parameters']:,} parameters, on `{log['device']}` ({log['environment'].get('device_name', '')}, "
+             f"{log.get('precision', 'fp32')}), {len(log['epochs'])} epochs in {log['seconds']:.1f} s, "
+             f"seed {log['seed']}."]
     if last:
         lines.append(f"Final training loss {last['loss']:.4f}, evaluation loss {last['eval_loss']:.4f}, "
                      f"{last['samples_per_s']:,.0f} samples/s.")
+    if log.get("stopped_early"):
+        lines.append(f"Stopped early; the model is epoch {log['best_epoch']}'s, which had the lowest evaluation loss.")
+    if log.get("resumed_from"):
+        lines.append(f"Resumed after epoch {log['resumed_from']} from a saved state.")
     return [*lines, ""]
 
 

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from modelci.train.trainer import TrainLog
 
 
-def stage(config: Config, out: Path, datasets: Datasets) -> TrainLog:
+def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False) -> TrainLog:
     from modelci.train.trainer import train as train_model
 
     with github.group(f"Training ({config.train.epochs} epochs)"):
-        return train_model(config, datasets, out)
+        return train_model(config, datasets, out, resume=resume)
 
 
 @click.command()
@@ -28,9 +28,12 @@ def stage(config: Config, out: Path, datasets: Datasets) -> TrainLog:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Overrides train.epochs.")
 @click.option("--seed", type=int, default=None, help="Overrides train.seed.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Overrides train.device.")
-def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | None, device: str | None) -> None:
+@click.option("--resume", is_flag=True,
+              help="Continue from the state saved after the last finished epoch (train-state.pt), if there is one.")
+def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | None, device: str | None,
+          resume: bool) -> None:
     """Train the configured model; writes model.pt and train-log.json."""
     from modelci.data.tables import load_datasets
 
     config = prepare(config_path, out).with_train(epochs=epochs, seed=seed, device=device)
-    stage(config, out, load_datasets(config))
+    stage(config, out, load_datasets(config), resume=resume)

@@ -39,7 +39,10 @@ class Scorer(nn.Module):
         self.register_buffer("target_std", torch.tensor(target.std, dtype=torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        scores: torch.Tensor = self.net(features)
+        return self.head(self.net(features))
+
+    def head(self, scores: torch.Tensor) -> torch.Tensor:
+        """The network's raw scores as the task's output."""
         if self.task == "binary":
             positive = torch.sigmoid(scores[:, :1])
             return torch.cat([1 - positive, positive], dim=1)

@@ -1,7 +1,16 @@
-"""`modelci train`: the configured model, trained on in-memory tensors with a seeded shuffle."""
+"""`modelci train`: the configured model, trained on in-memory tensors with a seeded shuffle.
+
+The loop shuffles by one permutation per epoch and slices tensors (no per-sample indexing), runs
+in bf16 on GPUs that have it, weighs classes, clips gradients, steps a learning-rate schedule and
+stops early when the evaluation loss stops improving. After every epoch the whole state (model,
+optimizer, schedule, random generators) is saved atomically, so `--resume` continues a run that
+was cut off and ends with exactly the model the uninterrupted run would have made.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import platform
 import random
 import time
@@ -14,15 +23,23 @@ import torch
 from torch import nn
 
 from modelci import atomic, github
-from modelci.config import Config
+from modelci.config import Config, TrainConfig
 from modelci.data.tables import Datasets
-from modelci.errors import UsageError
+from modelci.errors import OutOfMemory, UsageError
+from modelci.evaluate.metrics import DEFAULT_METRICS, compute
 from modelci.features import FeatureSpec, Target
 from modelci.train.model import Scorer, build_network, save_checkpoint
+from modelci.train.progress import Progress
 
-LOG_VERSION = 1
+LOG_VERSION = 2
+STATE_VERSION = 1
 CHECKPOINT = "model.pt"
 TRAIN_LOG = "train-log.json"
+STATE_FILE = "train-state.pt"  # resumable state after the last finished epoch; removed once training ends
+EVAL_CHUNK = 65536  # rows per forward pass when evaluating, so a big eval set never needs all activations at once
+# NOTE: settings that may change between an interrupted run and its resumption without changing
+# what the finished epochs mean.
+RESUMABLE_CHANGES = ("epochs", "device", "patience")
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,8 @@ class EpochRecord:
     epoch: int
     loss: float
     eval_loss: float
+    metrics: dict[str, float | None]
+    lr: float
     seconds: float
     samples_per_s: float
 
@@ -38,6 +57,7 @@ class EpochRecord:
 class TrainLog:
     task: str
     device: str
+    precision: str
     rows: int
     eval_rows: int
     input_columns: list[str]
@@ -47,6 +67,11 @@ class TrainLog:
     settings: dict[str, Any]
     environment: dict[str, str]
     epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from: int | None = None  # the last epoch the saved state held, when resumed
+    status: str = "running"  # running | completed | out_of_memory
+    peak_memory_bytes: int | None = None
     seconds: float = 0.0
     version: int = LOG_VERSION
 
@@ -64,14 +89,41 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
 
 
-def seed_everything(seed: int) -> None:
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type: bf16 where asked for (or, with auto, on a GPU that has it); None is fp32."""
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if requested == "bf16" else None
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    if deterministic:
+        # NOTE: cuBLAS reads this when CUDA starts; without it deterministic algorithms refuse to run.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _loss_fn(task: str) -> nn.Module:
-    return {"binary": nn.BCEWithLogitsLoss(), "multiclass": nn.CrossEntropyLoss()}.get(task, nn.MSELoss())
+def class_weights(target: Target, y: np.ndarray, how: str) -> torch.Tensor | None:
+    """Inverse-frequency weights: BCE's positive weight (binary) or one weight per class (multiclass)."""
+    if how == "none" or target.task == "regression":
+        return None
+    counts = np.bincount(y, minlength=len(target.classes)).astype(np.float64)
+    if target.task == "binary":
+        return torch.tensor([counts[0] / counts[1]], dtype=torch.float32)
+    return torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def _loss_fn(task: str, weights: torch.Tensor | None) -> nn.Module:
+    if task == "binary":
+        return nn.BCEWithLogitsLoss(pos_weight=weights)
+    if task == "multiclass":
+        return nn.CrossEntropyLoss(weight=weights)
+    return nn.MSELoss()
 
 
 def _targets(target: Target, y: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -82,66 +134,250 @@ def _targets(target: Target, y: np.ndarray, device: torch.device) -> torch.Tenso
     return torch.as_tensor((y - target.mean) / target.std, dtype=torch.float32, device=device)[:, None]
 
 
-def _environment(device: torch.device) -> dict[str, str]:
-    env = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
-    env["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    return env
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
-def train(config: Config, datasets: Datasets, out: Path) -> TrainLog:
+def environment(device: torch.device) -> dict[str, str]:
+    """What a rerun needs to match: versions, the device, CUDA and cuDNN."""
+    cuda = device.type == "cuda"
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "cuda": torch.version.cuda or "none",
+        "cudnn": str(torch.backends.cudnn.version()) if cuda else "none",  # type: ignore[no-untyped-call]
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "gpus": str(torch.cuda.device_count() if cuda else 0), "cpus": str(os.cpu_count()),
+        **{package: _version(package) for package in ("modelci", "numpy", "onnx", "onnxruntime", "scikit-learn")},
+    }
+
+
+def _schedule(optimizer: torch.optim.Optimizer, settings: TrainConfig,
+              steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    total = settings.epochs * steps
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if settings.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total)
+    return None
+
+
+class Loop:
+    """One training run's model, optimizer, schedule and random state, advanced an epoch at a time."""
+
+    def __init__(self, net: nn.Module, target: Target, settings: TrainConfig, device: torch.device,
+                 steps: int, weights: torch.Tensor | None) -> None:
+        self.net, self.settings, self.device, self.steps = net, settings, device, steps
+        self.scorer = Scorer(net, target).to(device)
+        self.loss_fn = _loss_fn(target.task, None if weights is None else weights.to(device))
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = _schedule(self.optimizer, settings, steps)
+        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        self.autocast = resolve_precision(settings.precision, device)
+        self.epoch = 0
+        self.best_loss, self.best_epoch, self.stale = float("inf"), 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            out: torch.Tensor = self.net(x)
+        return out.float()
+
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> float:
+        """One pass over the rows in a fresh seeded order; the mean training loss."""
+        self.epoch += 1
+        self.net.train()
+        order = torch.randperm(len(x), generator=self.generator).to(x.device)
+        total = torch.zeros((), device=x.device)
+        size = self.settings.batch_size
+        for step, first in enumerate(range(0, len(x), size), start=1):
+            rows = order[first:first + size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self._forward(x[rows]), y[rows])
+            loss.backward()
+            if self.settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            # NOTE: summed on the device and read once per epoch: .item() every batch waits for the GPU.
+            total += loss.detach() * len(rows)
+            progress.step(self.epoch, step)
+        mean = float(total) / len(x)
+        if not np.isfinite(mean):
+            raise UsageError(f"the training loss became {mean} in epoch {self.epoch}",
+                             hint="lower train.lr, set train.grad_clip, or check the data for extreme values")
+        return mean
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
+        """The evaluation loss and the model's output (probabilities, or predictions in label units)."""
+        self.net.eval()
+        scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK]) for first in range(0, len(x), EVAL_CHUNK)])
+        loss = float(self.loss_fn(scores, y))
+        out = self.scorer.head(scores).double().cpu().numpy()
+        return loss, out[:, 0] if self.scorer.task == "regression" else out
+
+    def keep_if_best(self, eval_loss: float) -> bool:
+        """Track the best epoch; True when training should stop (patience run out)."""
+        if eval_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = eval_loss, self.epoch, 0
+            if self.settings.patience:
+                self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            return False
+        self.stale += 1
+        return bool(self.settings.patience) and self.stale >= self.settings.patience
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "epoch": self.epoch, "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "best": {"loss": self.best_loss, "epoch": self.best_epoch, "stale": self.stale, "state": self.best_state},
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        best = state["best"]
+        self.best_loss, self.best_epoch, self.stale, self.best_state = (
+            best["loss"], best["epoch"], best["stale"], best["state"])
+
+
+def _metric_labels(target: Target, labels: Any) -> np.ndarray:
+    return target.encode(labels).astype(np.float64)
+
+
+def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False) -> TrainLog:
     """Train the configured model and write the checkpoint and the training log to `out`."""
+    settings = config.train
+    seed_everything(settings.seed, settings.deterministic)
     columns = feature_columns(config, list(datasets.train.columns))
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
-    device = resolve_device(config.train.device)
-    seed_everything(config.train.seed)
+    device = resolve_device(settings.device)
     net = build_network(config, spec.width, target.output_dim).to(device)
 
+    y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
-    y = _targets(target, target.encode(datasets.train[config.data.label]), device)
+    y = _targets(target, y_train, device)
     x_eval = torch.as_tensor(spec.transform(datasets.eval), device=device)
-    y_eval = _targets(target, target.encode(datasets.eval[config.data.label]), device)
+    y_eval_raw = target.encode(datasets.eval[config.data.label])
+    y_eval = _targets(target, y_eval_raw, device)
 
-    settings = asdict(config.train) | {"params": config.model.params}
-    log = TrainLog(task=config.task, device=str(device), rows=len(x), eval_rows=len(x_eval), input_columns=columns,
-                   input_dim=spec.width, parameters=sum(p.numel() for p in net.parameters()),
-                   seed=config.train.seed, settings=settings, environment=_environment(device))
-    _fit(net, x, y, x_eval, y_eval, config, log)
-    scorer = Scorer(net.cpu(), target).eval()
-    save_checkpoint(out / CHECKPOINT, scorer, spec, target, config)
+    steps = -(-len(x) // settings.batch_size)
+    loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights))
+    log = TrainLog(task=config.task, device=str(device), precision="bf16" if loop.autocast else "fp32", rows=len(x),
+                   eval_rows=len(x_eval), input_columns=columns, input_dim=spec.width,
+                   parameters=sum(p.numel() for p in net.parameters()), seed=settings.seed,
+                   settings=asdict(settings) | {"params": config.model.params}, environment=environment(device))
+    state_path = out / STATE_FILE
+    (out / CHECKPOINT).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
+    if resume:
+        _resume(loop, log, state_path, settings)
+    elif state_path.exists():
+        state_path.unlink()  # NOTE: a fresh run never picks up an older run's state by accident
+    metric_names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path)
+    except torch.OutOfMemoryError as exc:
+        raise _out_of_memory(log, device, settings, out, exc) from None
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise _out_of_memory(log, device, settings, out, exc) from None
+    finally:
+        if device.type == "cuda":
+            log.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    loop.restore_best()
+    save_checkpoint(out / CHECKPOINT, Scorer(net.cpu(), target).eval(), spec, target, config)
+    log.status = "completed"
     atomic.write_json(out / TRAIN_LOG, asdict(log))
+    state_path.unlink(missing_ok=True)
     return log
 
 
-def _fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, y_eval: torch.Tensor,
-         config: Config, log: TrainLog) -> None:
-    """The loop: a seeded permutation per epoch and tensor slices, no per-sample indexing."""
-    settings = config.train
-    loss_fn = _loss_fn(config.task)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-    start = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
+def _out_of_memory(log: TrainLog, device: torch.device, settings: TrainConfig, out: Path,
+                   exc: BaseException) -> OutOfMemory:
+    """Record how far training got and its peak memory, and say what to change."""
+    log.status = "out_of_memory"
+    if device.type == "cuda":
+        log.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    atomic.write_json(out / TRAIN_LOG, asdict(log))
+    where = "GPU" if device.type == "cuda" else "CPU"
+    peak = f", with {log.peak_memory_bytes / 2**30:.2f} GiB allocated at the peak" if log.peak_memory_bytes else ""
+    first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return OutOfMemory(f"training ran out of {where} memory in epoch {len(log.epochs) + 1} at batch_size "
+                       f"{settings.batch_size}{peak} ({first_line})",
+                       hint="lower train.batch_size or the model's size; train-log.json records how far it got")
+
+
+def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> None:
+    if not path.exists():
+        github.log(f"    no saved state in {path}: starting from epoch 1")
+        return
+    saved = torch.load(path, map_location=loop.device, weights_only=True)
+    if saved.get("version") != STATE_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci",
+                         hint="delete it and train from the start")
+    # NOTE: a schedule is laid out over all the epochs: with one, their number cannot change either.
+    free = [k for k in RESUMABLE_CHANGES if settings.schedule == "constant" or k != "epochs"]
+    changed = [k for k, v in saved["settings"].items() if k not in free and getattr(settings, k, None) != v]
+    if changed:
+        raise UsageError(f"{path} was trained with other settings ({', '.join(changed)}); resuming would mix two runs",
+                         hint="restore those settings, or train without --resume to start again")
+    loop.load(saved["loop"])
+    log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
+    log.resumed_from = loop.epoch
+    github.log(f"    resuming after epoch {loop.epoch} from {path}")
+
+
+def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
+         eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path) -> None:
+    (x, y), (x_eval, y_eval, labels) = train_set, eval_set
+    settings = loop.settings
+    progress = Progress(settings.epochs, loop.steps)
+    stop = bool(settings.patience) and loop.stale >= settings.patience
+    while loop.epoch < settings.epochs and not stop:
         began = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
-        for first in range(0, len(x), settings.batch_size):
-            rows = order[first:first + settings.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x[rows]), y[rows])
-            if not torch.isfinite(loss):
-                raise UsageError(f"the training loss became {loss.item()} in epoch {epoch}",
-                                 hint="lower train.lr, or check the data for extreme values")
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(rows)
-        net.eval()
-        with torch.no_grad():
-            eval_loss = float(loss_fn(net(x_eval), y_eval))
+        loss = loop.train_epoch(x, y, progress)
+        eval_loss, scores = loop.evaluate(x_eval, y_eval)
+        stop = loop.keep_if_best(eval_loss)
         seconds = time.perf_counter() - began
-        record = EpochRecord(epoch, total / len(x), eval_loss, round(seconds, 4), round(len(x) / seconds, 1))
+        metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(metric_names, labels, scores).items()}
+        record = EpochRecord(loop.epoch, loss, eval_loss, metrics, loop.lr, round(seconds, 4),
+                             round(len(x) / seconds, 1))
         log.epochs.append(record)
-        github.log(f"    epoch {epoch:>3}/{settings.epochs}  loss {record.loss:.4f}  "
-                   f"eval_loss {record.eval_loss:.4f}  {record.samples_per_s:,.0f} samples/s")
-    log.seconds = round(time.perf_counter() - start, 3)
+        progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
+                       + "  ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in metrics.items())
+                       + f"  {record.samples_per_s:,.0f} samples/s")
+        with atomic.atomic_open(state) as handle:
+            torch.save({"loop": loop.state(), "epochs": [asdict(e) for e in log.epochs], "settings": asdict(settings),
+                        "version": STATE_VERSION}, handle)
+    log.best_epoch = loop.best_epoch or None
+    log.stopped_early = stop and loop.epoch < settings.epochs
+    if log.stopped_early:
+        github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "
+                   f"keeping epoch {loop.best_epoch}")
+    log.seconds = round(sum(e.seconds for e in log.epochs), 3)

@@ -1,0 +1,212 @@
+"""Training on the example repository: reproducible, resumable, every task, early stopping, out of memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from modelci.config import load_config
+from modelci.data.tables import load_datasets
+from modelci.features import Target
+from modelci.train.model import load_checkpoint
+from modelci.train.progress import Progress
+
+OUT = Path(".modelci/out")
+
+# NOTE: stands in for a runner that is stopped part-way: the network raises in the first training
+# step after STOP_AFTER_EPOCHS evaluations (one per finished epoch).
+STOPPABLE_MODEL = '''
+import os
+from torch import nn
+
+
+class Stoppable(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.evaluations = net, 0
+
+    def forward(self, x):
+        if not self.training:
+            self.evaluations += 1
+        elif self.evaluations == int(os.environ.get("STOP_AFTER_EPOCHS", "-1")):
+            raise KeyboardInterrupt("the runner was stopped")
+        return self.net(x)
+
+
+def build(input_dim, output_dim, hidden=16, layers=1, dropout=0.1):
+    return Stoppable(nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                   nn.Linear(hidden, output_dim)))
+'''
+
+# NOTE: a real allocation failure: in training, each forward pass asks the allocator for 128 TiB.
+GREEDY_MODEL = '''
+import torch
+from torch import nn
+
+
+class Greedy(nn.Module):
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        self.net = nn.Linear(input_dim, output_dim)
+
+    def forward(self, x):
+        if self.training and x.shape[0] > 2:
+            torch.empty(2**45)
+        return self.net(x)
+
+
+def build(input_dim, output_dim):
+    return Greedy(input_dim, output_dim)
+'''
+
+
+def configure(repo: Path, **changes: object) -> None:
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            config.setdefault(section, {})[name] = value
+        else:
+            config[section] = value
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+
+
+def log() -> dict:  # type: ignore[type-arg]
+    return json.loads((OUT / "train-log.json").read_text())
+
+
+def weights() -> dict[str, torch.Tensor]:
+    return torch.load(OUT / "model.pt", weights_only=True)["state_dict"]  # type: ignore[no-any-return]
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_same_data_and_seed_give_the_identical_model(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    configure(repo, train__deterministic=True, train__schedule="cosine", train__grad_clip=1.0,
+              train__class_weights="balanced")
+    assert cli("train").code == 0
+    first, first_log = weights(), log()
+    assert cli("train").code == 0
+    assert same_weights(first, weights())
+    assert [e["loss"] for e in first_log["epochs"]] == [e["loss"] for e in log()["epochs"]]
+    assert first_log["epochs"][-1]["metrics"] == log()["epochs"][-1]["metrics"]
+    assert first_log["environment"]["torch"] == torch.__version__
+    assert {"cuda", "numpy", "onnxruntime", "device_name"} <= set(first_log["environment"])
+
+
+@pytest.mark.slow
+def test_resume_after_a_stopped_runner_gives_the_uninterrupted_model(  # type: ignore[no-untyped-def]
+        cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "model.py").write_text(STOPPABLE_MODEL)
+    configure(repo, model={"factory": "model.py:build"}, train__schedule="onecycle")
+    assert cli("train").code == 0
+    uninterrupted, expected = weights(), log()["epochs"]
+    assert not (OUT / "train-state.pt").exists()  # removed once training completed
+
+    monkeypatch.setenv("STOP_AFTER_EPOCHS", "2")
+    assert cli("train").code == 130  # as for Ctrl-C or a cancelled job's SIGINT
+    assert (OUT / "train-state.pt").exists()
+    assert not (OUT / "model.pt").exists()  # a run that did not finish leaves no model behind
+    monkeypatch.delenv("STOP_AFTER_EPOCHS")
+
+    resumed = cli("train", "--resume")
+    assert resumed.code == 0, resumed.err
+    assert "resuming after epoch 2" in resumed.err
+    assert same_weights(uninterrupted, weights())
+    assert [e["loss"] for e in log()["epochs"]] == [e["loss"] for e in expected]
+    assert log()["resumed_from"] == 2
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_state_trained_with_other_settings(  # type: ignore[no-untyped-def]
+        cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / "model.py").write_text(STOPPABLE_MODEL)
+    configure(repo, model={"factory": "model.py:build"})
+    monkeypatch.setenv("STOP_AFTER_EPOCHS", "1")
+    assert cli("train").code == 130
+    monkeypatch.delenv("STOP_AFTER_EPOCHS")
+    configure(repo, train__lr=0.1)
+    result = cli("train", "--resume")
+    assert result.code == 2
+    assert "trained with other settings (lr)" in result.err
+
+
+@pytest.mark.slow
+def test_early_stopping_keeps_the_best_epoch(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    configure(repo, train__epochs=40, train__lr=0.05, train__patience=2)
+    assert cli("train").code == 0
+    found = log()
+    assert found["stopped_early"]
+    best = found["epochs"][found["best_epoch"] - 1]
+    assert best["eval_loss"] == min(e["eval_loss"] for e in found["epochs"])
+    assert len(found["epochs"]) == found["best_epoch"] + 2
+    # the saved model is the best epoch's: its eval loss is that epoch's
+    config = load_config("modelci.yaml")
+    scorer, spec, target, label = load_checkpoint(OUT / "model.pt", config)
+    frame = load_datasets(config).eval
+    with torch.no_grad():
+        p = scorer(torch.as_tensor(spec.transform(frame)))[:, 1].double().numpy()
+    y = target.encode(frame[label])
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert loss == pytest.approx(best["eval_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "label", "metric"), [("multiclass", "contract", "f1_macro"),
+                                                       ("regression", "monthly_charges", "r2")])
+def test_multiclass_and_regression_train_export_and_evaluate(  # type: ignore[no-untyped-def]
+        cli, repo: Path, task: str, label: str, metric: str) -> None:
+    configure(repo, task=task, data__label=label, evaluate={"metrics": [metric]}, gate=[])
+    for command in ("train", "export", "evaluate"):
+        result = cli(command)
+        assert result.code == 0, result.err
+    metrics = json.loads((OUT / "metrics.json").read_text())
+    assert metrics["task"] == task
+    assert metrics["metrics"][metric] > 0.1  # learnt something from the other columns
+    assert log()["epochs"][-1]["metrics"][metric] == pytest.approx(metrics["metrics"][metric], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_out_of_memory_is_exit_4_with_the_log_and_no_model(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text(GREEDY_MODEL)
+    configure(repo, model={"factory": "model.py:build"})
+    result = cli("train")
+    assert result.code == 4
+    assert "training ran out of CPU memory in epoch 1 at batch_size 256" in result.err
+    assert "lower train.batch_size" in result.err
+    assert log()["status"] == "out_of_memory"
+    assert not (OUT / "model.pt").exists()
+
+
+def test_class_weights_balance_the_classes() -> None:
+    from modelci.train.trainer import class_weights
+
+    y = np.array([0] * 75 + [1] * 25)
+    binary = class_weights(Target("binary", (0, 1)), y, "balanced")
+    assert binary is not None
+    assert binary.tolist() == [3.0]  # each positive counts as much as three negatives
+    multi = class_weights(Target("multiclass", ("a", "b", "c")), np.array([0] * 50 + [1] * 30 + [2] * 20), "balanced")
+    assert multi is not None
+    assert multi.numpy() * np.array([50, 30, 20]) == pytest.approx([100 / 3] * 3)
+    assert class_weights(Target("binary", (0, 1)), y, "none") is None
+
+
+def test_progress_draws_a_bar_only_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    for live in (True, False):
+        progress = Progress(epochs=2, steps=4, live=live)
+        for step in range(1, 5):
+            progress.step(1, step)
+        progress.epoch("    epoch   1/2  loss 0.5")
+        err = capsys.readouterr().err
+        assert err.endswith("    epoch   1/2  loss 0.5\n")
+        assert ("\r" in err) == live
+        assert ("[########################] 4/4 batches" in err) == live
+
