@@ -195,18 +195,6 @@ def found_problems(entry: dict[str, Any], planted: dict[str, int]) -> dict[str, 
     return {"counts": got, "expected": want, "unexpected_checks": extra, "ok": got == want and not extra}
 
 
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
-    meminfo = Path("/proc/meminfo").read_text().split()
-    os_release = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
-    pretty = next((line.split("=", 1)[1].strip('"') for line in os_release.splitlines()
-                   if line.startswith("PRETTY_NAME=")), "")
-    ram_gib = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1)
-    return {"cpu": model, "cores": os.cpu_count(), "ram_gib": ram_gib,
-            "os": f"{pretty} ({platform.platform()})".strip()}
-
-
 def versions() -> dict[str, Any]:
     code = "import importlib.metadata as m, json, sys; print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))"
     mine = subprocess.run([sys.executable, "-c", code, "modelci", "pyarrow", "numpy", "pandas"],
@@ -285,8 +273,9 @@ def main() -> None:
             parser.error("--child needs a FILE")
         child(args.child, args.file, args.baseline)
         return
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), str(HERE.parent)]
     from generate import planted
+    from machine import describe
     from spec import write_modelci_schema
 
     scratch: Path = args.scratch
@@ -315,7 +304,7 @@ def main() -> None:
             entries[entry["name"]] = entry
     entries["modelci big"]["name"] = "modelci checks+profile+drift"
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), "versions": versions(), "planted": planted(args.rows),
+              "machine": describe(), "versions": versions(), "planted": planted(args.rows),
               "baseline_profile": str(baseline), "measurements": list(entries.values()), "targets": targets(entries)}
     (HERE / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (HERE / "RESULTS.md").write_text(markdown(result), encoding="utf-8")
