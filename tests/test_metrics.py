@@ -41,6 +41,11 @@ PRED_REG = Y_REG + rng.normal(0, 1, 500)
         pytest.param("rmse", Y_REG, PRED_REG, np.sqrt(sk.mean_squared_error(Y_REG, PRED_REG)), id="rmse"),
         pytest.param("mae", Y_REG, PRED_REG, sk.mean_absolute_error(Y_REG, PRED_REG), id="mae"),
         pytest.param("r2", Y_REG, PRED_REG, sk.r2_score(Y_REG, PRED_REG), id="r2"),
+        pytest.param("mape", Y_REG, PRED_REG, sk.mean_absolute_percentage_error(Y_REG, PRED_REG), id="mape"),
+        pytest.param("pr_auc", Y_BINARY, P_BINARY, sk.average_precision_score(Y_BINARY, P1), id="pr_auc"),
+        pytest.param("pr_auc", Y_BINARY, P_TIED, sk.average_precision_score(Y_BINARY, P1_TIED), id="pr_auc-ties"),
+        pytest.param("f1_weighted", Y_MULTI, P_MULTI, sk.f1_score(Y_MULTI, P_MULTI.argmax(1), average="weighted"),
+                     id="f1_weighted"),
     ],
 )
 def test_metric_matches_scikit_learn(name: str, y: np.ndarray, scores: np.ndarray, expected: float) -> None:

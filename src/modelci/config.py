@@ -97,6 +97,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     metrics: tuple[str, ...] = ()
+    slices: tuple[str, ...] = ()  # columns whose values (or quartiles) get metrics of their own
 
 
 @dataclass(frozen=True)
@@ -339,18 +340,22 @@ def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, 
 
 def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
     section = _mapping(raw, "evaluate", problems, required=False)
-    _unknown_keys(section, ["metrics"], "evaluate.", problems)
+    _unknown_keys(section, ["metrics", "slices"], "evaluate.", problems)
+    slices = section.get("slices") or []
+    if not (isinstance(slices, list) and all(isinstance(c, str) and c for c in slices)):
+        problems.add("evaluate.slices", f"expected a list of column names, got {slices!r}")
+        slices = []
     metrics = section.get("metrics")
     if metrics is None or task not in METRICS_BY_TASK:
-        return EvaluateConfig()
+        return EvaluateConfig(slices=tuple(slices))
     allowed = METRICS_BY_TASK[task]
     if not isinstance(metrics, list) or not metrics:
         problems.add("evaluate.metrics", f"expected a list of metric names from {', '.join(allowed)}")
-        return EvaluateConfig()
+        return EvaluateConfig(slices=tuple(slices))
     for name in metrics:
         if name not in allowed:
             problems.add("evaluate.metrics", f"{name!r} is not a {task} metric; allowed: {', '.join(allowed)}")
-    return EvaluateConfig(metrics=tuple(m for m in metrics if m in allowed))
+    return EvaluateConfig(metrics=tuple(m for m in metrics if m in allowed), slices=tuple(slices))
 
 
 def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[GateRule, ...]:

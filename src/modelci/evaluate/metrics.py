@@ -17,16 +17,16 @@ Array = NDArray[np.float64]
 Metric = Callable[[Array, Array], float]
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"),
-    "multiclass": ("accuracy", "f1_macro", "log_loss"),
-    "regression": ("rmse", "mae", "r2"),
+    "binary": ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"),
+    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
 }
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "accuracy", "f1", "log_loss"),
     "multiclass": ("accuracy", "f1_macro", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mape"})
 _EPS = 1e-15
 
 
@@ -78,6 +78,25 @@ def roc_auc(y: Array, p: Array) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def binary_curve(y: Array, p: Array) -> tuple[Array, Array, Array]:
+    """At each distinct score, highest first: that threshold, and the true and false positives at or above it."""
+    scores = _positive(p)
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, positive = scores[order], y[order] == 1
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]
+    tp = np.cumsum(positive)[last_of_tie].astype(np.float64)
+    return sorted_scores[last_of_tie], tp, (last_of_tie + 1) - tp
+
+
+def pr_auc(y: Array, p: Array) -> float:
+    """Average precision: precision at each threshold weighted by the recall it adds (no interpolation)."""
+    _, tp, fp = binary_curve(y, p)
+    if len(tp) == 0 or tp[-1] == 0:
+        return float("nan")
+    recall_gain = np.diff(np.r_[0.0, tp / tp[-1]])
+    return float(np.sum(recall_gain * tp / (tp + fp)))
+
+
 def log_loss(y: Array, p: Array) -> float:
     chosen = p[np.arange(len(y)), y.astype(np.int64)]
     return float(-np.mean(np.log(np.clip(chosen, _EPS, 1.0))))
@@ -87,14 +106,23 @@ def brier(y: Array, p: Array) -> float:
     return float(np.mean((_positive(p) - y) ** 2))
 
 
+def _f1_per_class(y: Array, p: Array) -> tuple[Array, Array]:
+    """Each class's F1 and its number of rows."""
+    k = p.shape[1]
+    labels, predicted = y.astype(np.int64), np.argmax(p, axis=1)
+    tp = np.bincount(labels[predicted == labels], minlength=k).astype(np.float64)
+    support = np.bincount(labels, minlength=k).astype(np.float64)
+    denominator = np.bincount(predicted, minlength=k) + support
+    return np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0), support
+
+
 def f1_macro(y: Array, p: Array) -> float:
-    predicted = np.argmax(p, axis=1)
-    scores = []
-    for k in range(p.shape[1]):
-        tp = float(np.sum((predicted == k) & (y == k)))
-        denominator = float(np.sum(predicted == k) + np.sum(y == k))
-        scores.append(2 * tp / denominator if denominator else 0.0)
-    return float(np.mean(scores))
+    return float(np.mean(_f1_per_class(y, p)[0]))
+
+
+def f1_weighted(y: Array, p: Array) -> float:
+    f1s, support = _f1_per_class(y, p)
+    return float(np.dot(f1s, support) / support.sum())
 
 
 def rmse(y: Array, pred: Array) -> float:
@@ -110,9 +138,15 @@ def r2(y: Array, pred: Array) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / total if total else float("nan")
 
 
+def mape(y: Array, pred: Array) -> float:
+    """Mean absolute percentage error as a fraction; a zero target divides by machine epsilon (as in scikit-learn)."""
+    return float(np.mean(np.abs(pred - y) / np.maximum(np.abs(y), np.finfo(np.float64).eps)))
+
+
 FUNCTIONS: dict[str, Metric] = {
-    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "roc_auc": roc_auc,
-    "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "rmse": rmse, "mae": mae, "r2": r2,
+    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "roc_auc": roc_auc, "pr_auc": pr_auc,
+    "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "rmse": rmse,
+    "mae": mae, "r2": r2, "mape": mape,
 }
 
 

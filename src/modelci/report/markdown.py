@@ -152,7 +152,33 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
     lines += [f"- {p}" for p in parity["problems"]]
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
+        lines += _calibration(metrics) + _slices(metrics)
     return [*lines, ""]
+
+
+def _calibration(metrics: dict[str, Any]) -> list[str]:
+    found = metrics.get("calibration")
+    if not found:
+        return []
+    lines = ["", f"Calibration: expected calibration error {found['expected_calibration_error']:.4f}.", "",
+             "<details><summary>Predicted against observed, by probability</summary>", "",
+             "| predicted | rows | mean predicted | observed |", "|---|---:|---:|---:|"]
+    lines += [f"| {b['low']:.1f}–{b['high']:.1f} | {b['rows']:,} | {b['mean_predicted']:.3f} | {b['observed']:.3f} |"
+              for b in found["bins"]]
+    return [*lines, "", "</details>"]
+
+
+def _slices(metrics: dict[str, Any]) -> list[str]:
+    lines = []
+    for column, groups in (metrics.get("slices") or {}).items():
+        names = list(groups[0]["metrics"]) if groups else []
+        lines += ["", f"<details><summary>Metrics by {column}</summary>", "",
+                  f"| {column} | rows | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
+        lines += [f"| {g['value']} | {g['rows']:,} | "
+                  + " | ".join("–" if g["metrics"][n] is None else f"{g['metrics'][n]:.4f}" for n in names) + " |"
+                  for g in groups]
+        lines += ["", "</details>"]
+    return lines
 
 
 def build_report(out: Path) -> tuple[str, bool]:

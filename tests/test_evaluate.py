@@ -1,0 +1,69 @@
+"""Curves, calibration and slices of metrics.json against scikit-learn and pandas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import calibration as sk_calibration
+from sklearn import metrics as sk
+
+from modelci.errors import UsageError
+from modelci.evaluate.evaluator import CURVE_POINTS, calibration, curves, slices
+
+rng = np.random.default_rng(3)
+Y = rng.integers(0, 2, 3000).astype(np.float64)
+P1 = np.clip(Y * 0.35 + rng.random(3000) * 0.65, 0, 1)
+P = np.column_stack([1 - P1, P1])
+
+
+def test_curves_are_scikit_learns_when_there_are_few_thresholds() -> None:
+    tied = np.round(P1, 1)  # 11 distinct scores: every point is kept
+    found = curves(Y, np.column_stack([1 - tied, tied]))
+    assert found is not None
+    fpr, tpr, _ = sk.roc_curve(Y, tied, drop_intermediate=False)  # NOTE: stored to 6 decimals
+    assert found["roc"]["fpr"] == pytest.approx(fpr.tolist(), abs=1e-6)
+    assert found["roc"]["tpr"] == pytest.approx(tpr.tolist(), abs=1e-6)
+    precision, recall, _ = sk.precision_recall_curve(Y, tied)
+    # NOTE: scikit-learn lists them from the lowest threshold up and adds the (recall 0, precision 1) end
+    assert found["pr"]["recall"] == pytest.approx(recall[::-1][1:].tolist(), abs=1e-6)
+    assert found["pr"]["precision"] == pytest.approx(precision[::-1][1:].tolist(), abs=1e-6)
+
+
+def test_long_curves_are_thinned_to_points_on_the_curve() -> None:
+    found = curves(Y, P)
+    assert found is not None
+    fpr, tpr, _ = sk.roc_curve(Y, P1, drop_intermediate=False)
+    assert len(found["roc"]["fpr"]) == CURVE_POINTS
+    assert (found["roc"]["fpr"][0], found["roc"]["tpr"][0], found["roc"]["fpr"][-1], found["roc"]["tpr"][-1]) == (
+        0.0, 0.0, 1.0, 1.0)
+    on_curve = {(round(a, 6), round(b, 6)) for a, b in zip(fpr, tpr, strict=True)}
+    assert all((a, b) in on_curve for a, b in zip(found["roc"]["fpr"], found["roc"]["tpr"], strict=True))
+    assert np.all(np.diff(found["roc"]["fpr"]) >= 0)
+
+
+def test_calibration_matches_scikit_learn() -> None:
+    found = calibration(Y, P)
+    observed, predicted = sk_calibration.calibration_curve(Y, P1, n_bins=10, strategy="uniform")
+    assert [b["observed"] for b in found["bins"]] == pytest.approx(observed.tolist())
+    assert [b["mean_predicted"] for b in found["bins"]] == pytest.approx(predicted.tolist())
+    assert sum(b["rows"] for b in found["bins"]) == len(Y)
+    gaps = [b["rows"] * abs(b["observed"] - b["mean_predicted"]) for b in found["bins"]]
+    assert found["expected_calibration_error"] == pytest.approx(sum(gaps) / len(Y))
+
+
+def test_slices_by_value_and_by_quartile() -> None:
+    frame = pd.DataFrame({"plan": rng.choice(["a", "b", None], 3000), "age": rng.integers(18, 90, 3000)})
+    found = slices(frame, ("plan", "age"), ("roc_auc", "accuracy"), Y, P)
+    assert [s["value"] for s in found["plan"]] == ["a", "b", "null"]
+    assert len(found["age"]) == 4  # more than 20 ages: quartiles
+    for column in ("plan", "age"):
+        assert sum(s["rows"] for s in found[column]) == len(frame)
+    first = found["plan"][0]
+    mask = (frame["plan"] == "a").to_numpy()
+    assert first["metrics"]["roc_auc"] == pytest.approx(sk.roc_auc_score(Y[mask], P1[mask]))
+
+
+def test_a_slice_column_that_is_not_there_is_named() -> None:
+    with pytest.raises(UsageError, match="evaluate.slices: region not in the evaluation data"):
+        slices(pd.DataFrame({"plan": ["a"] * 3}), ("region",), ("accuracy",), Y[:3], P[:3])
