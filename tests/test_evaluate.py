@@ -65,5 +65,57 @@ def test_slices_by_value_and_by_quartile() -> None:
 
 
 def test_a_slice_column_that_is_not_there_is_named() -> None:
-    with pytest.raises(UsageError, match="evaluate.slices: region not in the evaluation data"):
+    with pytest.raises(UsageError, match=r"evaluate\.slices: region not in the evaluation data"):
         slices(pd.DataFrame({"plan": ["a"] * 3}), ("region",), ("accuracy",), Y[:3], P[:3])
+
+
+def _config(tmp_path, task: str = "binary", **evaluate: object):  # type: ignore[no-untyped-def]
+    from modelci.config import parse_config
+
+    raw = {"task": task, "data": {"train": "t.parquet", "label": "y"}, "model": {"factory": "m.py:build"},
+           "evaluate": evaluate}
+    return parse_config(raw, tmp_path / "modelci.yaml")
+
+
+def test_folds_are_stratified_and_keep_groups_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modelci.evaluate.kfold import fold_rows
+
+    frame = pd.DataFrame({"y": (rng.random(1000) < 0.2).astype(int), "household": rng.integers(0, 150, 1000)})
+    folds = fold_rows(frame, _config(tmp_path, kfold=5), 5)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(1000))  # every row held out exactly once
+    for held_out in folds:
+        assert frame["y"].iloc[held_out].mean() == pytest.approx(frame["y"].mean(), abs=0.02)
+    grouped = fold_rows(frame, _config(tmp_path, kfold=5, group="household"), 5)
+    homes = [set(frame["household"].iloc[held_out]) for held_out in grouped]
+    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1:])
+
+
+def test_more_folds_than_rows_of_a_class_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modelci.evaluate.kfold import fold_rows
+
+    frame = pd.DataFrame({"y": [0] * 8 + [1] * 2})
+    with pytest.raises(UsageError, match=r"evaluate\.kfold: class '1' has 2 rows, fewer than the 5 folds"):
+        fold_rows(frame, _config(tmp_path, kfold=5), 5)
+    with pytest.raises(UsageError, match=r"evaluate\.kfold: cannot make 12 folds of this training data"):
+        fold_rows(frame, _config(tmp_path, "regression", kfold=12), 12)
+    with pytest.raises(UsageError, match=r"evaluate\.group: the training data has no column 'household'"):
+        fold_rows(frame, _config(tmp_path, kfold=2, group="household"), 2)
+
+
+@pytest.mark.slow
+def test_kfold_trains_exports_and_scores_each_fold(cli, repo) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    for command in (["train"], ["export"], ["evaluate", "--kfold", "2"]):
+        result = cli(*command)
+        assert result.code == 0, result.err
+    found = json.loads((repo / ".modelci/out/metrics.json").read_text())["kfold"]
+    assert found["folds"] == 2
+    first = found["fold_rows"][0]
+    assert sum(f["rows"] for f in found["fold_rows"]) == first["train_rows"] + first["rows"]  # each row held out once
+    auc = found["metrics"]["roc_auc"]
+    assert auc["mean"] == pytest.approx(np.mean(auc["folds"]))
+    assert 0.6 < auc["mean"] < 1
+    assert not (repo / ".modelci/out/kfold").exists()
+    assert cli("report").code == 0
+    assert "2-fold cross-validation on the training data (stratified)" in (repo / ".modelci/out/report.md").read_text()

@@ -98,6 +98,8 @@ class TrainConfig:
 class EvaluateConfig:
     metrics: tuple[str, ...] = ()
     slices: tuple[str, ...] = ()  # columns whose values (or quartiles) get metrics of their own
+    kfold: int = 0  # K-fold cross-validation of the training data; 0: none
+    group: str | None = None  # a column whose groups stay whole in one fold (a customer, a patient)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,10 @@ class Config:
         """A copy with the given `train` settings replaced; `None` values are left as they are."""
         given = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **given))
+
+    def with_kfold(self, kfold: int | None) -> Config:
+        return self if kfold is None else dataclasses.replace(self, evaluate=dataclasses.replace(self.evaluate,
+                                                                                                 kfold=kfold))
 
     def with_registry(self, registry: str | None) -> Config:
         return self if registry is None else dataclasses.replace(self, registry=registry)
@@ -340,22 +346,31 @@ def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, 
 
 def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
     section = _mapping(raw, "evaluate", problems, required=False)
-    _unknown_keys(section, ["metrics", "slices"], "evaluate.", problems)
+    _unknown_keys(section, ["metrics", "slices", "kfold", "group"], "evaluate.", problems)
     slices = section.get("slices") or []
     if not (isinstance(slices, list) and all(isinstance(c, str) and c for c in slices)):
         problems.add("evaluate.slices", f"expected a list of column names, got {slices!r}")
         slices = []
+    kfold = _count(section, "kfold", "evaluate.", problems, 0)
+    if kfold == 1:
+        problems.add("evaluate.kfold", "expected 0 (no cross-validation) or 2 folds or more, got 1")
+        kfold = 0
+    group = section.get("group")
+    if group is not None and not (isinstance(group, str) and group):
+        problems.add("evaluate.group", f"expected a column name, got {group!r}")
+        group = None
+    found = EvaluateConfig(slices=tuple(slices), kfold=kfold, group=group)
     metrics = section.get("metrics")
     if metrics is None or task not in METRICS_BY_TASK:
-        return EvaluateConfig(slices=tuple(slices))
+        return found
     allowed = METRICS_BY_TASK[task]
     if not isinstance(metrics, list) or not metrics:
         problems.add("evaluate.metrics", f"expected a list of metric names from {', '.join(allowed)}")
-        return EvaluateConfig(slices=tuple(slices))
+        return found
     for name in metrics:
         if name not in allowed:
             problems.add("evaluate.metrics", f"{name!r} is not a {task} metric; allowed: {', '.join(allowed)}")
-    return EvaluateConfig(metrics=tuple(m for m in metrics if m in allowed), slices=tuple(slices))
+    return dataclasses.replace(found, metrics=tuple(m for m in metrics if m in allowed))
 
 
 def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[GateRule, ...]:

@@ -97,7 +97,7 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
         data_cli.record_cleaning(out, datasets.cleaning)
         train_cli.stage(config, out, datasets)
         export_cli.stage(config, out, datasets.eval)
-        evaluate_cli.stage(config, out, datasets.eval)
+        evaluate_cli.stage(config, out, datasets)
         compare_cli.stage(config, out, datasets.eval, pinned)
     finally:
         report_cli.stage(out)

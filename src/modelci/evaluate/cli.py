@@ -11,29 +11,43 @@ from modelci import github
 from modelci.options import common, prepare
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from modelci.config import Config
+    from modelci.data.tables import Datasets
     from modelci.evaluate.evaluator import MetricsReport
 
 
-def stage(config: Config, out: Path, eval_frame: pd.DataFrame, model: Path | None = None) -> MetricsReport:
+def stage(config: Config, out: Path, datasets: Datasets, model: Path | None = None) -> MetricsReport:
     from modelci.evaluate.evaluator import evaluate_model
+    from modelci.evaluate.kfold import cross_validate
 
+    kfold = None
+    if config.evaluate.kfold:
+        with github.group(f"{config.evaluate.kfold}-fold cross-validation"):
+            kfold = cross_validate(config, datasets, out, config.evaluate.kfold)
+            github.log("    " + ", ".join(f"{name} {_shown(s['mean'])} ± {_shown(s['std'])}"
+                                          for name, s in kfold["metrics"].items()))
     with github.group("Evaluation (ONNX Runtime)"):
-        report = evaluate_model(config, eval_frame, model or out / "model.onnx", out)
-        shown = ", ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in report.metrics.items())
-        github.log(f"    {report.rows} rows: {shown}")
+        report = evaluate_model(config, datasets.eval, model or out / "model.onnx", out, kfold)
+        github.log(f"    {report.rows} rows: " + ", ".join(f"{k} {_shown(v)}" for k, v in report.metrics.items()))
     return report
+
+
+def _shown(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 @click.command()
 @common
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The ONNX model to evaluate.  [default: OUT/model.onnx]")
-def evaluate(config_path: Path | None, out: Path, model: Path | None) -> None:
+@click.option("--kfold", type=click.IntRange(min=0), default=None,
+              help="Also cross-validate on the training data with K folds (overrides evaluate.kfold; 0: none).")
+def evaluate(config_path: Path | None, out: Path, model: Path | None, kfold: int | None) -> None:
     """Compute the configured metrics of the exported model on the evaluation set; writes metrics.json."""
     from modelci.data.tables import load_datasets
+    from modelci.errors import UsageError
 
-    config = prepare(config_path, out)
-    stage(config, out, load_datasets(config).eval, model)
+    if kfold == 1:
+        raise UsageError("--kfold 1 is not cross-validation", hint="use 2 folds or more, or 0 for none")
+    config = prepare(config_path, out).with_kfold(kfold)
+    stage(config, out, load_datasets(config), model)

@@ -39,6 +39,7 @@ class MetricsReport:
     curves: dict[str, dict[str, list[float]]] | None = None  # binary: roc (fpr, tpr) and pr (recall, precision)
     calibration: dict[str, Any] | None = None  # binary: predicted against observed, per probability bin
     slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # column -> each value's metrics
+    kfold: dict[str, Any] | None = None  # K-fold cross-validation of the training data, when asked for
     version: int = METRICS_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -126,7 +127,14 @@ def slices(frame: pd.DataFrame, columns: tuple[str, ...], names: tuple[str, ...]
             for column in columns}
 
 
-def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: Path) -> MetricsReport:
+def evaluate_frame(config: Config, frame: pd.DataFrame, model_path: Path) -> dict[str, float | None]:
+    """The configured metrics of an ONNX model on `frame`."""
+    model = OnnxModel(model_path)
+    return _metrics(metric_names(config), labels_of(model, frame), model.predict(frame))
+
+
+def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: Path,
+                   kfold: dict[str, Any] | None = None) -> MetricsReport:
     model = OnnxModel(model_path)
     y = labels_of(model, frame)
     scores = model.predict(frame)
@@ -142,6 +150,6 @@ def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: P
                            model_digest=file_digest(model_path), classes=model.classes, confusion_matrix=matrix,
                            curves=curves(y, scores) if binary else None,
                            calibration=calibration(y, scores) if binary else None,
-                           slices=slices(frame, config.evaluate.slices, names, y, scores))
+                           slices=slices(frame, config.evaluate.slices, names, y, scores), kfold=kfold)
     atomic.write_json(out / METRICS_FILE, report.to_json())
     return report

@@ -152,8 +152,27 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
     lines += [f"- {p}" for p in parity["problems"]]
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
-        lines += _calibration(metrics) + _slices(metrics)
+        lines += _kfold(metrics) + _calibration(metrics) + _slices(metrics)
     return [*lines, ""]
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _kfold(metrics: dict[str, Any]) -> list[str]:
+    found = metrics.get("kfold")
+    if not found:
+        return []
+    how = ", ".join(filter(None, ["stratified" if found["stratified"] else "",
+                                  f"groups of `{found['group']}` kept whole" if found["group"] else ""]))
+    k = found["folds"]
+    lines = ["", f"{k}-fold cross-validation on the training data{f' ({how})' if how else ''}:", "",
+             "| metric | mean | std | " + " | ".join(f"fold {i}" for i in range(1, k + 1)) + " |",
+             "|---|---:|---:|" + "---:|" * k]
+    lines += [f"| {name} | {_number(s['mean'])} | {_number(s['std'])} | " + " | ".join(map(_number, s["folds"])) + " |"
+              for name, s in found["metrics"].items()]
+    return lines
 
 
 def _calibration(metrics: dict[str, Any]) -> list[str]:
@@ -175,7 +194,7 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
         lines += ["", f"<details><summary>Metrics by {column}</summary>", "",
                   f"| {column} | rows | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
         lines += [f"| {g['value']} | {g['rows']:,} | "
-                  + " | ".join("–" if g["metrics"][n] is None else f"{g['metrics'][n]:.4f}" for n in names) + " |"
+                  + " | ".join(_number(g["metrics"][n]) for n in names) + " |"
                   for g in groups]
         lines += ["", "</details>"]
     return lines

@@ -1,0 +1,104 @@
+"""K-fold cross-validation: K models, each trained without one fold and scored on it, in ONNX Runtime.
+
+Folds are stratified by the label for classification and keep each group whole when
+`evaluate.group` names a column. Every fold's model is trained exactly as `modelci train` trains
+(the evaluation set still watches its loss and early stopping), exported with the same parity
+check, and then scored on its held-out fold, so what is measured is what would be deployed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelci import github
+from modelci.data.tables import Datasets
+from modelci.errors import CheckFailed, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelci.config import Config
+
+FOLDS_DIR = "kfold"
+
+
+@dataclass(frozen=True)
+class FoldMetrics:
+    fold: int
+    train_rows: int
+    rows: int
+    metrics: dict[str, float | None]
+
+
+def fold_rows(frame: pd.DataFrame, config: Config, k: int) -> list[np.ndarray]:
+    """The row numbers of each fold's held-out part."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+    group, seed = config.evaluate.group, config.train.seed
+    classify = config.task != "regression"
+    if group is not None and group not in frame.columns:
+        raise UsageError(f"evaluate.group: the training data has no column '{group}'",
+                         hint=f"its columns are {', '.join(map(str, frame.columns))}")
+    splitter: Any
+    if group is not None:
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed) if classify else GroupKFold(k)
+    else:
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if classify else KFold(k, shuffle=True,
+                                                                                                random_state=seed)
+    labels = frame[config.data.label].astype(str) if classify else np.zeros(len(frame))
+    if classify and labels.value_counts().min() < k:
+        rarest = labels.value_counts()
+        raise UsageError(f"evaluate.kfold: class {rarest.index[-1]!r} has {rarest.iloc[-1]} rows, fewer than the "
+                         f"{k} folds; some folds would not hold it", hint="use fewer folds")
+    groups = frame[group].astype(str) if group is not None else None
+    try:
+        return [held_out for _, held_out in splitter.split(frame, labels, groups)]
+    except ValueError as exc:
+        raise UsageError(f"evaluate.kfold: cannot make {k} folds of this training data: {exc}",
+                         hint="use fewer folds") from None
+
+
+def summary(folds: list[FoldMetrics]) -> dict[str, dict[str, Any]]:
+    """Per metric: the folds' mean, standard deviation (n - 1) and each fold's value."""
+    names = list(folds[0].metrics)
+    out = {}
+    for name in names:
+        values = [f.metrics[name] for f in folds]
+        finite = np.array([v for v in values if v is not None], dtype=np.float64)
+        out[name] = {"mean": float(finite.mean()) if len(finite) else None,
+                     "std": float(finite.std(ddof=1)) if len(finite) > 1 else None, "folds": values}
+    return out
+
+
+def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dict[str, Any]:
+    """Train, export and score one model per fold; the folds' metrics and their summary."""
+    from modelci.evaluate.evaluator import evaluate_frame
+    from modelci.export.onnx_export import MODEL_FILE, export_model
+    from modelci.train.trainer import train
+
+    work = out / FOLDS_DIR
+    folds = []
+    try:
+        for i, held_out in enumerate(fold_rows(datasets.train, config, k), start=1):
+            folder = work / f"fold-{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            kept = np.setdiff1d(np.arange(len(datasets.train)), held_out)
+            github.log(f"    fold {i}/{k}: training on {len(kept):,} rows, scoring {len(held_out):,}")
+            train(config, Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval),
+                  folder)
+            parity = export_model(config, datasets.eval, folder)
+            if not parity.passed:
+                raise CheckFailed(f"fold {i}'s ONNX model does not match its trained model: "
+                                  + "; ".join(parity.problems))
+            test = datasets.train.iloc[held_out].reset_index(drop=True)
+            folds.append(FoldMetrics(i, len(kept), len(test), evaluate_frame(config, test, folder / MODEL_FILE)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"folds": k, "stratified": config.task != "regression", "group": config.evaluate.group,
+            "metrics": summary(folds), "fold_rows": [{"fold": f.fold, "train_rows": f.train_rows, "rows": f.rows}
+                                                     for f in folds]}
