@@ -210,3 +210,71 @@ def test_progress_draws_a_bar_only_on_a_terminal(capsys: pytest.CaptureFixture[s
         assert ("\r" in err) == live
         assert ("[########################] 4/4 batches" in err) == live
 
+
+
+SKLEARN_MODEL = '''
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures
+
+
+def forest(input_dim, output_dim, trees=20):
+    return RandomForestClassifier(n_estimators=trees, max_depth=6, random_state=0)
+
+
+def polynomial(input_dim, output_dim):
+    return make_pipeline(PolynomialFeatures(2), LogisticRegression(max_iter=2000))
+
+
+def ridge(input_dim, output_dim):
+    return Ridge(alpha=1.0)
+
+
+class Homemade(ClassifierMixin, BaseEstimator):  # a scikit-learn estimator skl2onnx has never heard of
+    def fit(self, x, y):
+        self.inner_ = LogisticRegression().fit(x, y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def predict_proba(self, x):
+        return self.inner_.predict_proba(x)
+
+
+def homemade(input_dim, output_dim):
+    return Homemade()
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("factory", "task", "label", "metric", "floor"),
+                         [("forest", "binary", "churned", "roc_auc", 0.7),
+                          ("polynomial", "binary", "churned", "roc_auc", 0.7),
+                          ("ridge", "regression", "monthly_charges", "r2", 0.1)])
+def test_scikit_learn_estimators_train_export_and_evaluate(  # type: ignore[no-untyped-def]
+        cli, repo: Path, factory: str, task: str, label: str, metric: str, floor: float) -> None:
+    (repo / "model.py").write_text(SKLEARN_MODEL)
+    configure(repo, task=task, data__label=label, model={"factory": f"model.py:{factory}"},
+              evaluate={"metrics": [metric]}, gate=[])
+    for command in ("train", "export", "evaluate"):
+        result = cli(command)
+        assert result.code == 0, result.err
+    assert log()["framework"] == "scikit-learn"
+    parity = json.loads((OUT / "parity.json").read_text())
+    assert parity["passed"]
+    assert parity["exporter"] == "skl2onnx"
+    metrics = json.loads((OUT / "metrics.json").read_text())["metrics"]
+    assert metrics[metric] > floor
+    # what ONNX Runtime measured from the raw columns is what scikit-learn measured from its features
+    assert log()["epochs"][0]["metrics"][metric] == pytest.approx(metrics[metric], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_an_estimator_skl2onnx_cannot_convert_is_named(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text(SKLEARN_MODEL)
+    configure(repo, model={"factory": "model.py:homemade"})
+    assert cli("train").code == 0
+    result = cli("export")
+    assert result.code == 2
+    assert "skl2onnx cannot convert Homemade" in result.err

@@ -50,14 +50,14 @@ def fold_rows(frame: pd.DataFrame, config: Config, k: int) -> list[np.ndarray]:
     else:
         splitter = StratifiedKFold(k, shuffle=True, random_state=seed) if classify else KFold(k, shuffle=True,
                                                                                                 random_state=seed)
-    labels = frame[config.data.label].astype(str) if classify else np.zeros(len(frame))
-    if classify and labels.value_counts().min() < k:
-        rarest = labels.value_counts()
-        raise UsageError(f"evaluate.kfold: class {rarest.index[-1]!r} has {rarest.iloc[-1]} rows, fewer than the "
+    labels = frame[config.data.label].astype(str)
+    counts = labels.value_counts()
+    if classify and counts.iloc[-1] < k:
+        raise UsageError(f"evaluate.kfold: class {counts.index[-1]!r} has {counts.iloc[-1]} rows, fewer than the "
                          f"{k} folds; some folds would not hold it", hint="use fewer folds")
     groups = frame[group].astype(str) if group is not None else None
     try:
-        return [held_out for _, held_out in splitter.split(frame, labels, groups)]
+        return [held_out for _, held_out in splitter.split(frame, labels if classify else None, groups)]
     except ValueError as exc:
         raise UsageError(f"evaluate.kfold: cannot make {k} folds of this training data: {exc}",
                          hint="use fewer folds") from None

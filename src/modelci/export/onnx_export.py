@@ -8,11 +8,12 @@ import json
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from modelci import atomic, github
@@ -93,15 +94,27 @@ def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
     for node in reversed(nodes):
         graph.node.insert(0, node)
     graph.initializer.extend(initializers)
-    if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
+    for used in model.opset_import:
+        if used.domain == "ai.onnx.ml":
+            used.version = max(used.version, ML_DOMAIN_OPSET)
+            return
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
 
 
-def build_onnx(scorer: Scorer, spec: FeatureSpec, target: Target, label: str, opset: int) -> tuple[bytes, str]:
+def _to_onnx(trained: Scorer | Any, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
+    from modelci.train import sklearn_model
+
+    if sklearn_model.is_estimator(trained):
+        return sklearn_model.to_onnx(trained, width, opset, FEATURES, output, ML_DOMAIN_OPSET), "skl2onnx"
+    return _torch_to_onnx(trained, width, opset, output)
+
+
+def build_onnx(trained: Scorer | Any, spec: FeatureSpec, target: Target, label: str,
+               opset: int) -> tuple[bytes, str]:
     """The serialized ONNX model over raw columns, and which exporter made it."""
     import onnx
 
-    model, exporter = _torch_to_onnx(scorer, spec.width, opset, output_name(target.task))
+    model, exporter = _to_onnx(trained, spec.width, opset, output_name(target.task))
     _prepend_preprocessing(model, spec)
     for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
                        (META_LABEL, label)):
@@ -118,15 +131,34 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
     """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
     from modelci.evaluate.onnx_model import OnnxModel
     from modelci.export.parity import check_parity, golden_samples
-    from modelci.train.model import load_checkpoint
-    from modelci.train.trainer import CHECKPOINT
 
-    scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
-    data, exporter = build_onnx(scorer, spec, target, label, config.export.opset)
+    trained, spec, target, label, reference = load_trained(config, out)
+    data, exporter = build_onnx(trained, spec, target, label, config.export.opset)
     atomic.write_bytes(out / MODEL_FILE, data)
     onnx_model = OnnxModel(out / MODEL_FILE)
-    report = check_parity(scorer, spec, target, onnx_model, eval_frame, exporter=exporter,
+    report = check_parity(reference, spec, target, onnx_model, eval_frame, exporter=exporter,
                           opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
     atomic.write_json(out / PARITY_FILE, report.to_json())
     atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
     return report
+
+
+def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, Target, str,
+                                                      Callable[[np.ndarray], np.ndarray]]:
+    """The model `train` left in `out`, and its predictions on preprocessed features (for parity)."""
+    from modelci.train import sklearn_model
+    from modelci.train.model import load_checkpoint, load_factory
+    from modelci.train.trainer import CHECKPOINT
+
+    if (out / sklearn_model.CHECKPOINT).exists():
+        load_factory(config)  # NOTE: the estimator's classes may be defined in the factory's file
+        estimator, spec, target, label = sklearn_model.load(out / sklearn_model.CHECKPOINT)
+        return estimator, spec, target, label, lambda x: sklearn_model.predict(estimator, x, target.task)
+    scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            scores: np.ndarray = scorer(torch.as_tensor(x)).numpy().astype(np.float64)
+        return scores[:, 0] if target.task == "regression" else scores
+
+    return scorer, spec, target, label, reference

@@ -147,7 +147,7 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
     lines = ["## Export", "",
              f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
              f"{status}; largest difference {output['max_abs_error']:.2e} (atol {parity['atol']}, "
-             f"rtol {parity['rtol']}); {parity['metric']['name']} PyTorch {parity['metric']['torch']:.6f}, "
+             f"rtol {parity['rtol']}); {parity['metric']['name']} as trained {parity['metric']['trained']:.6f}, "
              f"ONNX {parity['metric']['onnx']:.6f}."]
     lines += [f"- {p}" for p in parity["problems"]]
     if metrics:

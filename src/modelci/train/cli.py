@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False) -> TrainLog:
     from modelci.train.trainer import train as train_model
 
-    with github.group(f"Training ({config.train.epochs} epochs)"):
+    with github.group("Training"):
         return train_model(config, datasets, out, resume=resume)
 
 

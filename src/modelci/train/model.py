@@ -67,6 +67,9 @@ def load_factory(config: Config) -> Callable[..., Any]:
     if spec is None or spec.loader is None:  # NOTE: never for a .py file path; here for the type checker
         raise ModelFactoryError(f"model.factory: {file_part} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
+    # NOTE: registered under its name, so that classes defined in the file can be pickled and
+    # unpickled (a scikit-learn estimator of the user's own is saved that way).
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(file.parent))  # the factory may import its neighbours
     try:
         spec.loader.exec_module(module)
@@ -81,18 +84,27 @@ def load_factory(config: Config) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
-def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
+def call_factory(config: Config, input_dim: int, output_dim: int) -> Any:
+    """What the user's factory returns: a torch.nn.Module or a scikit-learn estimator."""
     factory = load_factory(config)
     file = (config.root / config.model.factory.rpartition(":")[0]).resolve()
     try:
-        net = factory(input_dim=input_dim, output_dim=output_dim, **config.model.params)
+        return factory(input_dim=input_dim, output_dim=output_dim, **config.model.params)
     except Exception as exc:
         raise ModelFactoryError(f"model.factory: {config.model.factory} raised at {_user_frame(exc, file)}: "
                                 f"{type(exc).__name__}: {exc}",
                                 hint="check model.params in modelci.yaml against the factory's arguments") from None
+
+
+def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
+    return check_network(call_factory(config, input_dim, output_dim), config, input_dim, output_dim)
+
+
+def check_network(net: Any, config: Config, input_dim: int, output_dim: int) -> nn.Module:
+    """The factory's network, checked to map (batch, input_dim) to (batch, output_dim)."""
     if not isinstance(net, nn.Module):
         raise ModelFactoryError(f"model.factory: {config.model.factory} returned {type(net).__name__}, "
-                                "not a torch.nn.Module")
+                                "not a torch.nn.Module or a scikit-learn estimator")
     with torch.no_grad():
         try:
             shape = tuple(net(torch.zeros(2, input_dim)).shape)

@@ -28,7 +28,8 @@ from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute
 from modelci.features import FeatureSpec, Target
-from modelci.train.model import Scorer, build_network, save_checkpoint
+from modelci.train import sklearn_model
+from modelci.train.model import Scorer, call_factory, check_network, save_checkpoint
 from modelci.train.progress import Progress
 
 LOG_VERSION = 2
@@ -56,6 +57,7 @@ class EpochRecord:
 @dataclass
 class TrainLog:
     task: str
+    framework: str  # pytorch | scikit-learn
     device: str
     precision: str
     rows: int
@@ -275,7 +277,17 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
     device = resolve_device(settings.device)
-    net = build_network(config, spec.width, target.output_dim).to(device)
+    for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
+        (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
+    made = call_factory(config, spec.width, target.output_dim)
+    if sklearn_model.is_estimator(made):
+        log = TrainLog(task=config.task, framework="scikit-learn", device="cpu", precision="fp32",
+                       rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
+                       input_dim=spec.width, parameters=0, seed=settings.seed,
+                       settings={"estimator": repr(made)[:500], "params": config.model.params},
+                       environment=environment(torch.device("cpu")))
+        return sklearn_model.fit(made, config, datasets, spec, target, out, log)
+    net = check_network(made, config, spec.width, target.output_dim).to(device)
 
     y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
@@ -286,12 +298,12 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
 
     steps = -(-len(x) // settings.batch_size)
     loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights))
-    log = TrainLog(task=config.task, device=str(device), precision="bf16" if loop.autocast else "fp32", rows=len(x),
+    log = TrainLog(task=config.task, framework="pytorch", device=str(device),
+                   precision="bf16" if loop.autocast else "fp32", rows=len(x),
                    eval_rows=len(x_eval), input_columns=columns, input_dim=spec.width,
                    parameters=sum(p.numel() for p in net.parameters()), seed=settings.seed,
                    settings=asdict(settings) | {"params": config.model.params}, environment=environment(device))
     state_path = out / STATE_FILE
-    (out / CHECKPOINT).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
     if resume:
         _resume(loop, log, state_path, settings)
     elif state_path.exists():
