@@ -278,3 +278,20 @@ def test_an_estimator_skl2onnx_cannot_convert_is_named(cli, repo: Path) -> None:
     result = cli("export")
     assert result.code == 2
     assert "skl2onnx cannot convert Homemade" in result.err
+
+
+@pytest.mark.slow
+def test_two_processes_with_ddp_train_like_one_with_twice_the_batch(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    """torchrun, gloo and DistributedDataParallel for real: two CPU processes, gradients averaged."""
+    configure(repo, model={"factory": "model.py:build", "params": {"hidden": 32, "layers": 2, "dropout": 0.0}},
+              train__batch_size=512)
+    assert cli("train").code == 0
+    alone, alone_log = weights(), log()
+    configure(repo, train__batch_size=256)
+    result = cli("train", "--nproc", "2")
+    assert result.code == 0, result.err
+    together = weights()
+    assert log()["processes"] == 2
+    assert all(torch.allclose(alone[k], together[k], atol=1e-5) for k in alone)
+    assert [e["eval_loss"] for e in log()["epochs"]] == pytest.approx([e["eval_loss"] for e in alone_log["epochs"]],
+                                                                      abs=1e-5)

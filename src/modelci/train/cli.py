@@ -30,10 +30,18 @@ def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="Overrides train.device.")
 @click.option("--resume", is_flag=True,
               help="Continue from the state saved after the last finished epoch (train-state.pt), if there is one.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train in this many processes with torchrun and DistributedDataParallel (one per GPU).")
 def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | None, device: str | None,
-          resume: bool) -> None:
+          resume: bool, nproc: int) -> int:
     """Train the configured model; writes model.pt and train-log.json."""
     from modelci.data.tables import load_datasets
+    from modelci.train import distributed
 
+    if nproc > 1 and distributed.from_env() is None:
+        given = {"--config": config_path, "--out": out, "--epochs": epochs, "--seed": seed, "--device": device}
+        arguments = [str(a) for flag, value in given.items() if value is not None for a in (flag, value)]
+        return distributed.launch(nproc, ["train", *arguments, *(["--resume"] if resume else [])])
     config = prepare(config_path, out).with_train(epochs=epochs, seed=seed, device=device)
     stage(config, out, load_datasets(config), resume=resume)
+    return 0

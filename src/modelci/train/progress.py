@@ -21,9 +21,9 @@ def live_terminal() -> bool:
 
 
 class Progress:
-    def __init__(self, epochs: int, steps: int, *, live: bool | None = None) -> None:
-        self.epochs, self.steps = epochs, steps
-        self.live = live_terminal() if live is None else live
+    def __init__(self, epochs: int, steps: int, *, live: bool | None = None, quiet: bool = False) -> None:
+        self.epochs, self.steps, self.quiet = epochs, steps, quiet
+        self.live = not quiet and (live_terminal() if live is None else live)
         self._drawn = 0.0
 
     def step(self, epoch: int, step: int) -> None:
@@ -38,6 +38,8 @@ class Progress:
         sys.stderr.flush()
 
     def epoch(self, line: str) -> None:
+        if self.quiet:
+            return
         if self.live:
             sys.stderr.write("\r\033[K")  # NOTE: clears the bar's line before the epoch's line replaces it
         github.log(line)

@@ -28,7 +28,7 @@ from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute
 from modelci.features import FeatureSpec, Target
-from modelci.train import sklearn_model
+from modelci.train import distributed, sklearn_model
 from modelci.train.model import Scorer, call_factory, check_network, save_checkpoint
 from modelci.train.progress import Progress
 
@@ -59,6 +59,7 @@ class TrainLog:
     task: str
     framework: str  # pytorch | scikit-learn
     device: str
+    processes: int  # torchrun processes (one per GPU); 1 without torchrun
     precision: str
     rows: int
     eval_rows: int
@@ -170,8 +171,9 @@ class Loop:
     """One training run's model, optimizer, schedule and random state, advanced an epoch at a time."""
 
     def __init__(self, net: nn.Module, target: Target, settings: TrainConfig, device: torch.device,
-                 steps: int, weights: torch.Tensor | None) -> None:
-        self.net, self.settings, self.device, self.steps = net, settings, device, steps
+                 steps: int, weights: torch.Tensor | None, job: distributed.Distributed | None = None) -> None:
+        self.net, self.settings, self.device, self.steps, self.job = net, settings, device, steps, job
+        self.model = distributed.wrap(net, job, device)  # NOTE: what steps run through; `net` is what is saved
         self.scorer = Scorer(net, target).to(device)
         self.loss_fn = _loss_fn(target.task, None if weights is None else weights.to(device))
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -182,22 +184,24 @@ class Loop:
         self.best_loss, self.best_epoch, self.stale = float("inf"), 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, model: nn.Module) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
-            out: torch.Tensor = self.net(x)
+            out: torch.Tensor = model(x)
         return out.float()
 
     def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> float:
         """One pass over the rows in a fresh seeded order; the mean training loss."""
         self.epoch += 1
-        self.net.train()
+        self.model.train()
         order = torch.randperm(len(x), generator=self.generator).to(x.device)
+        if self.job is not None:
+            order = self.job.shard(order)
         total = torch.zeros((), device=x.device)
         size = self.settings.batch_size
-        for step, first in enumerate(range(0, len(x), size), start=1):
+        for step, first in enumerate(range(0, len(order), size), start=1):
             rows = order[first:first + size]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self._forward(x[rows]), y[rows])
+            loss = self.loss_fn(self._forward(x[rows], self.model), y[rows])
             loss.backward()
             if self.settings.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip)
@@ -207,7 +211,10 @@ class Loop:
             # NOTE: summed on the device and read once per epoch: .item() every batch waits for the GPU.
             total += loss.detach() * len(rows)
             progress.step(self.epoch, step)
-        mean = float(total) / len(x)
+        rows_seen = len(order)
+        if self.job is not None:
+            total, rows_seen = self.job.total(total), rows_seen * self.job.world
+        mean = float(total) / rows_seen
         if not np.isfinite(mean):
             raise UsageError(f"the training loss became {mean} in epoch {self.epoch}",
                              hint="lower train.lr, set train.grad_clip, or check the data for extreme values")
@@ -217,7 +224,10 @@ class Loop:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
         """The evaluation loss and the model's output (probabilities, or predictions in label units)."""
         self.net.eval()
-        scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK]) for first in range(0, len(x), EVAL_CHUNK)])
+        # NOTE: every process scores the whole evaluation set with the same weights, so all of them
+        # reach the same early-stopping decision without exchanging anything.
+        scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK], self.net)
+                            for first in range(0, len(x), EVAL_CHUNK)])
         loss = float(self.loss_fn(scores, y))
         out = self.scorer.head(scores).double().cpu().numpy()
         return loss, out[:, 0] if self.scorer.task == "regression" else out
@@ -276,12 +286,17 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     columns = feature_columns(config, list(datasets.train.columns))
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
-    device = resolve_device(settings.device)
-    for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
-        (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
+    job = distributed.from_env()
+    device = distributed.start(job, settings.device) if job else resolve_device(settings.device)
+    if job is None or job.main:
+        for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
+            (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
     made = call_factory(config, spec.width, target.output_dim)
     if sklearn_model.is_estimator(made):
-        log = TrainLog(task=config.task, framework="scikit-learn", device="cpu", precision="fp32",
+        if job is not None:
+            raise UsageError("a scikit-learn estimator trains in one process",
+                             hint="run modelci train without torchrun or --nproc")
+        log = TrainLog(task=config.task, framework="scikit-learn", device="cpu", processes=1, precision="fp32",
                        rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
                        input_dim=spec.width, parameters=0, seed=settings.seed,
                        settings={"estimator": repr(made)[:500], "params": config.model.params},
@@ -296,17 +311,19 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     y_eval_raw = target.encode(datasets.eval[config.data.label])
     y_eval = _targets(target, y_eval_raw, device)
 
-    steps = -(-len(x) // settings.batch_size)
-    loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights))
-    log = TrainLog(task=config.task, framework="pytorch", device=str(device),
+    rows_per_process = len(x) // job.world if job else len(x)
+    steps = -(-rows_per_process // settings.batch_size)
+    loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights), job)
+    log = TrainLog(task=config.task, framework="pytorch", device=str(device), processes=job.world if job else 1,
                    precision="bf16" if loop.autocast else "fp32", rows=len(x),
                    eval_rows=len(x_eval), input_columns=columns, input_dim=spec.width,
                    parameters=sum(p.numel() for p in net.parameters()), seed=settings.seed,
                    settings=asdict(settings) | {"params": config.model.params}, environment=environment(device))
     state_path = out / STATE_FILE
+    main = job is None or job.main
     if resume:
         _resume(loop, log, state_path, settings)
-    elif state_path.exists():
+    elif state_path.exists() and main:
         state_path.unlink()  # NOTE: a fresh run never picks up an older run's state by accident
     metric_names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
     if device.type == "cuda":
@@ -323,10 +340,12 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
         if device.type == "cuda":
             log.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
     loop.restore_best()
-    save_checkpoint(out / CHECKPOINT, Scorer(net.cpu(), target).eval(), spec, target, config)
     log.status = "completed"
-    atomic.write_json(out / TRAIN_LOG, asdict(log))
-    state_path.unlink(missing_ok=True)
+    if main:
+        save_checkpoint(out / CHECKPOINT, Scorer(net.cpu(), target).eval(), spec, target, config)
+        atomic.write_json(out / TRAIN_LOG, asdict(log))
+        state_path.unlink(missing_ok=True)
+    distributed.stop(job)
     return log
 
 
@@ -346,8 +365,9 @@ def _out_of_memory(log: TrainLog, device: torch.device, settings: TrainConfig, o
 
 
 def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> None:
+    say = github.log if loop.job is None or loop.job.main else (lambda _: None)
     if not path.exists():
-        github.log(f"    no saved state in {path}: starting from epoch 1")
+        say(f"    no saved state in {path}: starting from epoch 1")
         return
     saved = torch.load(path, map_location=loop.device, weights_only=True)
     if saved.get("version") != STATE_VERSION:
@@ -362,14 +382,15 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
     loop.load(saved["loop"])
     log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
     log.resumed_from = loop.epoch
-    github.log(f"    resuming after epoch {loop.epoch} from {path}")
+    say(f"    resuming after epoch {loop.epoch} from {path}")
 
 
 def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
          eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path) -> None:
     (x, y), (x_eval, y_eval, labels) = train_set, eval_set
     settings = loop.settings
-    progress = Progress(settings.epochs, loop.steps)
+    main = loop.job is None or loop.job.main
+    progress = Progress(settings.epochs, loop.steps, quiet=not main)
     stop = bool(settings.patience) and loop.stale >= settings.patience
     while loop.epoch < settings.epochs and not stop:
         began = time.perf_counter()
@@ -384,12 +405,13 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
         progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
                        + "  ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in metrics.items())
                        + f"  {record.samples_per_s:,.0f} samples/s")
-        with atomic.atomic_open(state) as handle:
-            torch.save({"loop": loop.state(), "epochs": [asdict(e) for e in log.epochs], "settings": asdict(settings),
-                        "version": STATE_VERSION}, handle)
+        if main:
+            with atomic.atomic_open(state) as handle:
+                torch.save({"loop": loop.state(), "epochs": [asdict(e) for e in log.epochs],
+                            "settings": asdict(settings), "version": STATE_VERSION}, handle)
     log.best_epoch = loop.best_epoch or None
     log.stopped_early = stop and loop.epoch < settings.epochs
-    if log.stopped_early:
+    if log.stopped_early and main:
         github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "
                    f"keeping epoch {loop.best_epoch}")
     log.seconds = round(sum(e.seconds for e in log.epochs), 3)

@@ -1,0 +1,80 @@
+"""Training on several GPUs (or CPU processes) with torchrun and DistributedDataParallel.
+
+`torchrun --nproc-per-node N -m modelci train` (or `modelci train --nproc N`, which runs that)
+starts N processes. Each one trains the same model on its share of every epoch's shuffled rows
+with `train.batch_size` rows per step, and DDP averages the gradients. So N processes train like one
+process with batches N times as large. NCCL connects GPUs; gloo connects CPU processes, which is
+how the tests run it. Only the first process (rank 0) prints and writes files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's share of an epoch's row order; every share is the same size, so no process waits."""
+        usable = len(order) - len(order) % self.world
+        return order[self.rank:usable:self.world]
+
+    def total(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of `value` over every process."""
+        summed = value.clone()
+        torch.distributed.all_reduce(summed)
+        return summed
+
+
+def from_env() -> Distributed | None:
+    """The process's place in a torchrun job, or None when it runs alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return None
+    return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def start(job: Distributed, requested: str) -> torch.device:
+    """Join the process group; each process on a GPU machine takes the GPU of its local rank."""
+    cuda = requested != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", job.local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    return device
+
+
+def wrap(net: nn.Module, job: Distributed | None, device: torch.device) -> nn.Module:
+    if job is None:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def stop(job: Distributed | None) -> None:
+    if job is not None and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def launch(nproc: int, arguments: list[str]) -> int:
+    """Run `modelci ARGUMENTS` in `nproc` processes with torchrun on this machine; its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "modelci", *arguments]
+    return subprocess.run(command, check=False).returncode
