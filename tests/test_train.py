@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,72 @@ def test_two_processes_with_ddp_train_like_one_with_twice_the_batch(cli, repo: P
     assert all(torch.allclose(alone[k], together[k], atol=1e-5) for k in alone)
     assert [e["eval_loss"] for e in log()["epochs"]] == pytest.approx([e["eval_loss"] for e in alone_log["epochs"]],
                                                                       abs=1e-5)
+
+
+# NOTE: a training script of a user's own: scikit-learn on the numeric columns, the ONNX graph written by hand.
+OWN_SCRIPT = '''
+import json, os, sys
+import numpy as np, pandas as pd
+import onnx
+from onnx import TensorProto, helper
+from sklearn.linear_model import LogisticRegression
+
+if os.environ.get("FAIL_WITH"):
+    sys.exit(int(os.environ["FAIL_WITH"]))
+features = json.loads(os.environ["MODELCI_FEATURES"])
+train = pd.read_parquet(os.environ["MODELCI_TRAIN_DATA"])
+x = train[features].to_numpy(np.float64)
+mean, std = x.mean(axis=0), x.std(axis=0)
+fitted = LogisticRegression(random_state=int(os.environ["MODELCI_SEED"])).fit((x - mean) / std,
+                                                                             train[os.environ["MODELCI_LABEL"]])
+names = features if not os.environ.get("WRONG_INPUTS") else [f"col{i}" for i in range(len(features))]
+inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 1]) for n in names]
+const = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, np.shape(v), np.ravel(v).astype(np.float32))
+custom = "com.example" if os.environ.get("CUSTOM_OP") else ""  # an operator ONNX Runtime has no kernel for
+graph = helper.make_graph(
+    [helper.make_node("Concat", names, ["x"], axis=1), helper.make_node("Sub", ["x", "mean"], ["centred"]),
+     helper.make_node("Div", ["centred", "std"], ["z"]), helper.make_node("MatMul", ["z", "w"], ["zw"]),
+     helper.make_node("Add", ["zw", "b"], ["logit"]), helper.make_node("Sigmoid", ["logit"], ["p"], domain=custom),
+     helper.make_node("Sub", ["one", "p"], ["q"]), helper.make_node("Concat", ["q", "p"], ["probabilities"], axis=1)],
+    "own", inputs, [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+    [const("mean", mean), const("std", std), const("w", fitted.coef_.T), const("b", fitted.intercept_),
+     const("one", [1.0])])
+opsets = [helper.make_opsetid("", 18), *([helper.make_opsetid(custom, 1)] if custom else [])]
+onnx.save(helper.make_model(graph, ir_version=10, opset_imports=opsets), os.environ["MODELCI_MODEL"])
+'''
+NUMERIC = ["tenure_months", "monthly_charges", "support_tickets", "senior", "num_products"]
+
+
+@pytest.mark.slow
+def test_train_command_runs_the_users_script_and_modelci_evaluates_its_model(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    from modelci.evaluate.onnx_model import OnnxModel
+
+    (repo / "own_train.py").write_text(OWN_SCRIPT)
+    configure(repo, model=None, train={"command": f"{sys.executable} own_train.py"}, data__features=NUMERIC)
+    result = cli("run")
+    assert result.code == 0, result.err
+    assert "running train.command" in result.err
+    assert log()["framework"] == "command"
+    metrics = json.loads((OUT / "metrics.json").read_text())["metrics"]
+    assert metrics["roc_auc"] > 0.7
+    model = OnnxModel(OUT / "model.onnx")
+    assert (model.task, model.classes, model.label) == ("binary", [0, 1], "churned")  # stamped by modelci
+    assert "written as ONNX by `train.command`" in (OUT / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variable", "fragments"), [
+    ("FAIL_WITH", ("train.command exited with code 3",)),
+    ("WRONG_INPUTS", ("does not fit modelci's contract", "they must be the feature columns")),
+    ("CUSTOM_OP", ("ONNX Runtime cannot load the model train.command wrote", "Sigmoid")),
+])
+def test_train_command_failures_are_named(  # type: ignore[no-untyped-def]
+        cli, repo: Path, monkeypatch: pytest.MonkeyPatch, variable: str, fragments: tuple[str, ...]) -> None:
+    (repo / "own_train.py").write_text(OWN_SCRIPT)
+    configure(repo, model=None, train={"command": [sys.executable, "own_train.py"]}, data__features=NUMERIC)
+    monkeypatch.setenv(variable, "3")
+    result = cli("train")
+    assert result.code == 2
+    assert all(f in result.err for f in fragments), result.err
+    assert not (OUT / "model.onnx").exists()  # no model, so no later stage can use one

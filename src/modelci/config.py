@@ -92,6 +92,7 @@ class TrainConfig:
     class_weights: str = "none"  # none | balanced (classes weighted by their inverse frequency)
     precision: str = "auto"  # auto (bf16 on a CUDA device that has it, else fp32) | fp32 | bf16
     deterministic: bool = False  # deterministic algorithms only; slower on GPUs
+    command: str | tuple[str, ...] | None = None  # the user's own training script (see train/command.py)
 
 
 @dataclass(frozen=True)
@@ -302,9 +303,14 @@ def _split(section: Any, problems: _Problems) -> SplitConfig:
 
 
 def _model(raw: dict[str, Any], problems: _Problems) -> ModelConfig:
-    section = _mapping(raw, "model", problems, required=True)
+    # NOTE: a training script of the user's own (train.command) needs no model factory.
+    train = raw.get("train")
+    own_script = isinstance(train, dict) and train.get("command") is not None
+    section = _mapping(raw, "model", problems, required=not own_script)
     _unknown_keys(section, ["factory", "params"], "model.", problems)
     factory = section.get("factory")
+    if own_script and factory is None:
+        return ModelConfig(factory="")
     if not isinstance(factory, str) or ":" not in factory:
         problems.add("model.factory", f"expected 'FILE.py:FUNCTION' such as 'model.py:build', got {factory!r}")
         factory = ""
@@ -333,7 +339,19 @@ def _train(raw: dict[str, Any], problems: _Problems) -> TrainConfig:
         class_weights=_choice(section, "class_weights", "train.", problems, CLASS_WEIGHTS, defaults.class_weights),
         precision=_choice(section, "precision", "train.", problems, PRECISIONS, defaults.precision),
         deterministic=_flag(section, "deterministic", "train.", problems),
+        command=_command(section.get("command"), problems),
     )
+
+
+def _command(value: Any, problems: _Problems) -> str | tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(a, str) for a in value):
+        return tuple(value)
+    problems.add("train.command", f"expected a command such as 'python train.py' or a list of arguments, got {value!r}")
+    return None
 
 
 def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: int) -> int:

@@ -130,8 +130,15 @@ def build_onnx(trained: Scorer | Any, spec: FeatureSpec, target: Target, label: 
 def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
     """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import check_parity, golden_samples
+    from modelci.export.parity import check_parity, golden_samples, not_applicable
 
+    if _built_by_command(out):
+        # NOTE: the user's script wrote model.onnx itself; there is no trained model to compare it with.
+        onnx_model = OnnxModel(out / MODEL_FILE)
+        report = not_applicable("train.command", config.export.atol, config.export.rtol)
+        atomic.write_json(out / PARITY_FILE, report.to_json())
+        atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
+        return report
     trained, spec, target, label, reference = load_trained(config, out)
     data, exporter = build_onnx(trained, spec, target, label, config.export.opset)
     atomic.write_bytes(out / MODEL_FILE, data)
@@ -162,3 +169,10 @@ def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, 
         return scores[:, 0] if target.task == "regression" else scores
 
     return scorer, spec, target, label, reference
+
+
+def _built_by_command(out: Path) -> bool:
+    from modelci.train.trainer import TRAIN_LOG
+
+    log = out / TRAIN_LOG
+    return log.is_file() and json.loads(log.read_text(encoding="utf-8")).get("framework") == "command"

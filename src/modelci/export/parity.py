@@ -52,7 +52,7 @@ class ParityReport:
     atol: float
     rtol: float
     outputs: list[OutputParity]
-    metric: MetricParity
+    metric: MetricParity | None  # None when there is no trained model to compare with (train.command)
     problems: list[str]
     version: int = PARITY_VERSION
 
@@ -68,6 +68,12 @@ def _compare_output(name: str, expected: np.ndarray, actual: np.ndarray, atol: f
     error = np.abs(actual - expected)
     max_error = float(np.nanmax(error)) if np.isfinite(error).all() else math.inf
     return OutputParity(name, max_error, len(bad_rows), [int(r) for r in bad_rows[:SAMPLE_ROWS]])
+
+
+def not_applicable(exporter: str, atol: float, rtol: float) -> ParityReport:
+    """The report for a model that was written as ONNX in the first place: nothing to compare it with."""
+    return ParityReport(passed=True, exporter=exporter, opset=0, rows=0, atol=atol, rtol=rtol, outputs=[],
+                        metric=None, problems=[])
 
 
 def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpec, target: Target,

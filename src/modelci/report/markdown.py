@@ -142,18 +142,22 @@ def _training_section(log: dict[str, Any]) -> list[str]:
 
 
 def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
-    status = "✅ passed" if parity["passed"] else "❌ failed"
-    output = parity["outputs"][0]
-    lines = ["## Export", "",
-             f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
-             f"{status}; largest difference {output['max_abs_error']:.2e} (atol {parity['atol']}, "
-             f"rtol {parity['rtol']}); {parity['metric']['name']} as trained {parity['metric']['trained']:.6f}, "
-             f"ONNX {parity['metric']['onnx']:.6f}."]
+    lines = ["## Export", "", _parity_line(parity)]
     lines += [f"- {p}" for p in parity["problems"]]
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
         lines += _kfold(metrics) + _calibration(metrics) + _slices(metrics)
     return [*lines, ""]
+
+
+def _parity_line(parity: dict[str, Any]) -> str:
+    if not parity["outputs"]:
+        return f"The model was written as ONNX by `{parity['exporter']}`: no trained model to check it against."
+    status = "✅ passed" if parity["passed"] else "❌ failed"
+    output, metric = parity["outputs"][0], parity["metric"]
+    return (f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
+            f"{status}; largest difference {output['max_abs_error']:.2e} (atol {parity['atol']}, "
+            f"rtol {parity['rtol']}); {metric['name']} as trained {metric['trained']:.6f}, ONNX {metric['onnx']:.6f}.")
 
 
 def _number(value: float | None) -> str:

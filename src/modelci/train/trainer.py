@@ -28,7 +28,7 @@ from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute
 from modelci.features import FeatureSpec, Target
-from modelci.train import distributed, sklearn_model
+from modelci.train import command, distributed, sklearn_model
 from modelci.train.model import Scorer, call_factory, check_network, save_checkpoint
 from modelci.train.progress import Progress
 
@@ -287,10 +287,16 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
     job = distributed.from_env()
-    device = distributed.start(job, settings.device) if job else resolve_device(settings.device)
     if job is None or job.main:
         for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
             (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
+    if settings.command is not None:
+        log = TrainLog(task=config.task, framework="command", device="cpu", processes=1, precision="fp32",
+                       rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns, input_dim=0,
+                       parameters=0, seed=settings.seed, settings={"command": command.argv(settings.command)},
+                       environment=environment(torch.device("cpu")))
+        return command.run(config, datasets, columns, target, out, log)
+    device = distributed.start(job, settings.device) if job else resolve_device(settings.device)
     made = call_factory(config, spec.width, target.output_dim)
     if sklearn_model.is_estimator(made):
         if job is not None:
