@@ -20,6 +20,7 @@ COMMANDS = {
     "run": "modelci.pipeline:run",
     "data": "modelci.data.cli:data",
     "train": "modelci.train.cli:train",
+    "tune": "modelci.tune.cli:tune",
     "export": "modelci.export.cli:export",
     "evaluate": "modelci.evaluate.cli:evaluate",
     "compare": "modelci.compare.cli:compare",

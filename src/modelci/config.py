@@ -7,6 +7,7 @@ repository's root), so commands work from any working directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
@@ -126,6 +127,33 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class SearchParam:
+    """One dimension of the search space: `model.params.NAME` or `train.NAME`."""
+
+    key: str
+    type: str  # float | int | categorical
+    low: float = 0.0  # numbers only
+    high: float = 0.0
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 20
+    sampler: str = "tpe"  # tpe | random | grid
+    metric: str | None = None  # default: the first evaluate metric
+    direction: str | None = None  # maximize | minimize; default: from the metric
+    pruning: bool = True  # stop a trial whose per-epoch metric is below the median of earlier trials
+    storage: str | None = None  # an Optuna storage URL (sqlite:///..., postgresql://...): one study, many runners
+    study: str | None = None  # default: the model repository's folder name
+    seed: int = 0
+    best_file: Path | None = None  # where the best parameters go; `train` applies them (default: tuned.yaml)
+    space: tuple[SearchParam, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     task: str
     data: DataConfig
@@ -135,8 +163,10 @@ class Config:
     gate: tuple[GateRule, ...] = ()
     compare: CompareConfig = field(default_factory=CompareConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     registry: str = DEFAULT_REGISTRY
     path: Path = Path(DEFAULT_CONFIG)
+    tuned_from: Path | None = None  # the file of tuned parameters applied over the config file, if any
 
     @property
     def root(self) -> Path:
@@ -445,12 +475,92 @@ def _export(raw: dict[str, Any], problems: _Problems) -> ExportConfig:
     )
 
 
+TUNABLE_TRAIN = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "grad_clip", "class_weights")
+SAMPLERS = ("tpe", "random", "grid")
+
+
+def _tune(raw: dict[str, Any], task: str | None, root: Path, problems: _Problems) -> TuneConfig:
+    section = _mapping(raw, "tune", problems, required=False)
+    names = [f.name for f in dataclasses.fields(TuneConfig)]
+    _unknown_keys(section, names, "tune.", problems)
+    sampler = _choice(section, "sampler", "tune.", problems, SAMPLERS, "tpe")
+    metric = section.get("metric")
+    allowed = METRICS_BY_TASK.get(task or "", ())
+    if metric is not None and allowed and metric not in allowed:
+        problems.add("tune.metric", f"expected a {task} metric ({', '.join(allowed)}), got {metric!r}")
+        metric = None
+    direction = section.get("direction")
+    if direction is not None and direction not in ("maximize", "minimize"):
+        problems.add("tune.direction", f"expected maximize or minimize, got {direction!r}")
+        direction = None
+    text = {k: section.get(k) for k in ("storage", "study")}
+    for key, value in text.items():
+        if value is not None and not (isinstance(value, str) and value):
+            problems.add(f"tune.{key}", f"expected a string, got {value!r}")
+            text[key] = None
+    space = section.get("space") or {}
+    if not isinstance(space, dict):
+        problems.add("tune.space", "expected a mapping such as {train.lr: {type: float, low: 0.0001, high: 0.01}}")
+        space = {}
+    params = tuple(p for key, spec in space.items() if (p := _search_param(str(key), spec, sampler, problems)))
+    if section and not params:
+        problems.add("tune.space", "name at least one parameter to search")
+    return TuneConfig(
+        trials=_number(section, "trials", "tune.", problems, 20, positive=True, integer=True), sampler=sampler,
+        metric=metric, direction=direction, pruning=_flag_default(section, "pruning", "tune.", problems, True),
+        storage=text["storage"], study=text["study"],
+        seed=_number(section, "seed", "tune.", problems, 0, integer=True),
+        best_file=_path(section.get("best_file", "tuned.yaml"), "tune.best_file", root, problems), space=params)
+
+
+def _flag_default(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: bool) -> bool:
+    return _flag({key: section.get(key, default)}, key, prefix, problems)
+
+
+def _search_param(key: str, spec: Any, sampler: str, problems: _Problems) -> SearchParam | None:
+    where = f"tune.space.{key}"
+    group, _, name = key.partition(".")
+    if not ((group == "model" and name.startswith("params.") and len(name) > 7)
+            or (group == "train" and name in TUNABLE_TRAIN)):
+        problems.add(where, f"expected model.params.NAME or train.NAME ({', '.join(TUNABLE_TRAIN)})")
+        return None
+    if not isinstance(spec, dict):
+        problems.add(where, "expected a mapping such as {type: float, low: 0.0001, high: 0.01, log: true}")
+        return None
+    kind = spec.get("type")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            problems.add(where, "a categorical parameter needs a non-empty list of choices")
+            return None
+        return SearchParam(key, kind, choices=tuple(choices))
+    if kind not in ("float", "int"):
+        problems.add(where, f"type: expected float, int or categorical, got {kind!r}")
+        return None
+    low: Any = spec.get("low")
+    high: Any = spec.get("high")
+    step, log = spec.get("step"), spec.get("log", False)
+    if not (_typed(low, (int, float)) and _typed(high, (int, float)) and low < high):
+        problems.add(where, f"expected numbers low < high, got low {low!r} and high {high!r}")
+        return None
+    if log and low <= 0:
+        problems.add(where, f"a log scale needs low > 0, got {low!r}")
+        return None
+    if step is not None and (not _typed(step, (int, float)) or step <= 0 or log):
+        problems.add(where, f"step: expected a positive number (and no log scale), got {step!r}")
+        return None
+    if sampler == "grid" and kind == "float" and step is None:
+        problems.add(where, "the grid sampler needs a step for a float parameter (or a categorical list)")
+        return None
+    return SearchParam(key, kind, low=low, high=high, log=bool(log), step=step)
+
+
 def parse_config(raw: Any, path: Path) -> Config:
     """Validate a parsed YAML document; raise `ConfigError` listing every problem."""
     if not isinstance(raw, dict):
         raise ConfigError(str(path), [f"expected a mapping of sections at the top, got {raw!r}"])
     problems = _Problems()
-    top = ["task", "data", "model", "train", "evaluate", "gate", "compare", "export", "registry"]
+    top = ["task", "data", "model", "train", "evaluate", "gate", "compare", "export", "tune", "registry"]
     _unknown_keys(raw, top, "", problems)
     task = _choice(raw, "task", "", problems, TASKS, None)
     registry = raw.get("registry", DEFAULT_REGISTRY)
@@ -466,6 +576,7 @@ def parse_config(raw: Any, path: Path) -> Config:
         gate=_gate(raw, task, problems),
         compare=_compare(raw, problems),
         export=_export(raw, problems),
+        tune=_tune(raw, task, path.parent, problems),
         registry=registry,
         path=path,
     )
@@ -476,8 +587,8 @@ def parse_config(raw: Any, path: Path) -> Config:
     return config
 
 
-def load_config(path: Path | str | None) -> Config:
-    """Read and validate the config file (default `modelci.yaml` in the working directory)."""
+def read_raw(path: Path | str | None) -> tuple[dict[str, Any], Path]:
+    """The config file's YAML as parsed, and its resolved path."""
     config_path = Path(path or DEFAULT_CONFIG)
     if not config_path.is_file():
         raise ConfigError(
@@ -489,4 +600,53 @@ def load_config(path: Path | str | None) -> Config:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(str(config_path), [f"not valid YAML: {exc}"]) from None
-    return parse_config(raw, config_path.resolve())
+    return raw, config_path.resolve()
+
+
+def merge_params(raw: Any, params: dict[str, Any]) -> Any:
+    """`raw` with each `model.params.NAME` and `train.NAME` of `params` set (validated when parsed)."""
+    if not isinstance(raw, dict):
+        return raw
+    merged = copy.deepcopy(raw)
+    for key, value in params.items():
+        group, _, name = key.partition(".")
+        found = merged.get(group)
+        section: dict[str, Any] = found if isinstance(found, dict) else {}
+        merged[group] = section
+        if group == "model":
+            section["params"] = {**(section.get("params") or {}), name.removeprefix("params."): value}
+        else:
+            section[name] = value
+    return merged
+
+
+def _tuned(raw: Any, config_path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The best parameters `modelci tune` wrote (tune.best_file, default tuned.yaml), if that file exists."""
+    tune = raw.get("tune") if isinstance(raw, dict) else None
+    name = tune.get("best_file", "tuned.yaml") if isinstance(tune, dict) else "tuned.yaml"
+    path = config_path.parent / str(name)
+    if not path.is_file():
+        return None
+    again = "delete it, or run `modelci tune` again"
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"], hint=again) from None
+    if not isinstance(params, dict):
+        raise ConfigError(str(path), [f"expected a mapping of parameters, got {params!r}"], hint=again)
+    wrong = [str(k) for k in params if not str(k).startswith(("model.params.", "train."))]
+    if wrong:
+        raise ConfigError(str(path), [f"{k}: expected model.params.NAME or train.NAME" for k in wrong], hint=again)
+    return path, params
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read and validate the config file (default `modelci.yaml` in the working directory).
+
+    The best parameters of `modelci tune` (tuned.yaml beside it, when present) are applied over it.
+    """
+    raw, config_path = read_raw(path)
+    tuned = _tuned(raw, config_path)
+    if tuned is None:
+        return parse_config(raw, config_path)
+    return dataclasses.replace(parse_config(merge_params(raw, tuned[1]), config_path), tuned_from=tuned[0])

@@ -141,6 +141,32 @@ def _training_section(log: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _tune_section(tune: dict[str, Any]) -> list[str]:
+    trials = tune["trials"]
+    states = {state: sum(t["state"] == state for t in trials) for state in ("complete", "pruned", "fail")}
+    best = tune["best"]
+    lines = ["## Hyperparameter search", "",
+             f"Study `{tune['study']}` ({tune['sampler']} sampler, {tune['direction']} {tune['metric']}, "
+             f"{tune['date']}): {len(trials)} trials, {states['complete']} complete, {states['pruned']} pruned, "
+             f"{states['fail']} failed."]
+    if best:
+        lines.append(f"Best: trial {best['number']}, {tune['metric']} {best['value']:.4f}, "
+                     + ", ".join(f"`{k}` {v}" for k, v in best["params"].items()) + ".")
+    names = list(trials[0]["params"]) if trials else []
+    ranked = sorted(trials, key=lambda t: (t["value"] is None, -(t["value"] or 0) if tune["direction"] == "maximize"
+                                           else (t["value"] or 0)))
+    lines += ["", "<details><summary>Every trial</summary>", "",
+              f"| trial | state | {tune['metric']} | epochs | " + " | ".join(f"`{n}`" for n in names) + " |",
+              "|---:|---|---:|---:|" + "---:|" * len(names)]
+    lines += [f"| {t['number']} | {t['state']} | {_number(t['value'])} | {t['epochs'] or '–'} | "
+              + " | ".join(_param(t["params"].get(n)) for n in names) + " |" for t in ranked]
+    return [*lines, "", "</details>", ""]
+
+
+def _param(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "–" if value is None else str(value)
+
+
 def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
     lines = ["## Export", "", _parity_line(parity)]
     lines += [f"- {p}" for p in parity["problems"]]
@@ -209,7 +235,7 @@ def build_report(out: Path) -> tuple[str, bool]:
     verdict, passed = overall(out)
     lines = [MARKER, "# modelci report", "", verdict, ""]
     sections = (("comparison.json", _comparison_section), ("data-report.json", _data_section),
-                ("train-log.json", _training_section))
+                ("train-log.json", _training_section), ("tune-report.json", _tune_section))
     for name, render in sections:
         data = _load(out, name)
         if data is not None:

@@ -14,6 +14,7 @@ import os
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,15 +280,22 @@ def _metric_labels(target: Target, labels: Any) -> np.ndarray:
     return target.encode(labels).astype(np.float64)
 
 
-def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False) -> TrainLog:
-    """Train the configured model and write the checkpoint and the training log to `out`."""
+def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False,
+          on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainLog:
+    """Train the configured model and write the checkpoint and the training log to `out`.
+
+    `on_epoch` sees every epoch's record (hyperparameter search prunes trials with it).
+    """
     settings = config.train
     seed_everything(settings.seed, settings.deterministic)
     columns = feature_columns(config, list(datasets.train.columns))
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
     job = distributed.from_env()
-    if job is None or job.main:
+    main = job is None or job.main
+    if config.tuned_from is not None and main:
+        github.log(f"    with the tuned parameters in {config.tuned_from.name}")
+    if main:
         for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
             (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
     if settings.command is not None:
@@ -324,9 +332,10 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
                    precision="bf16" if loop.autocast else "fp32", rows=len(x),
                    eval_rows=len(x_eval), input_columns=columns, input_dim=spec.width,
                    parameters=sum(p.numel() for p in net.parameters()), seed=settings.seed,
-                   settings=asdict(settings) | {"params": config.model.params}, environment=environment(device))
+                   settings=asdict(settings) | {"params": config.model.params,
+                                                "tuned_from": str(config.tuned_from) if config.tuned_from else None},
+                   environment=environment(device))
     state_path = out / STATE_FILE
-    main = job is None or job.main
     if resume:
         _resume(loop, log, state_path, settings)
     elif state_path.exists() and main:
@@ -335,7 +344,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path)
+        _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path, on_epoch)
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(log, device, settings, out, exc) from None
     except RuntimeError as exc:
@@ -392,7 +401,8 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
 
 
 def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
-         eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path) -> None:
+         eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path,
+         on_epoch: Callable[[EpochRecord], None] | None) -> None:
     (x, y), (x_eval, y_eval, labels) = train_set, eval_set
     settings = loop.settings
     main = loop.job is None or loop.job.main
@@ -408,6 +418,8 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
         record = EpochRecord(loop.epoch, loss, eval_loss, metrics, loop.lr, round(seconds, 4),
                              round(len(x) / seconds, 1))
         log.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
                        + "  ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in metrics.items())
                        + f"  {record.samples_per_s:,.0f} samples/s")

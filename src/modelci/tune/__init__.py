@@ -1,0 +1,1 @@
+"""`modelci tune`: hyperparameter search with Optuna."""
