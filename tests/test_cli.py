@@ -82,6 +82,16 @@ def test_bad_model_factory(cli, repo: Path, model_py: str | None, fragments: tup
     assert not (repo / ".modelci" / "out" / "model.pt").exists()
 
 
+def test_eval_labels_the_training_data_never_had(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    frame = pd.read_parquet(repo / "data" / "eval.parquet")
+    frame.loc[:2, "churned"] = 7
+    frame.to_parquet(repo / "data" / "eval.parquet", index=False)
+    assert_clear_error(cli("train"), "label column 'churned' holds values the training data never had: ['7']",
+                       "the classes learnt from training are [0, 1]")
+
+
 def test_registry_folder_that_is_not_a_layout(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     (repo / "not-a-registry").mkdir()
     (repo / "not-a-registry" / "photo.jpg").write_bytes(b"\xff\xd8")
