@@ -292,17 +292,19 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
     job = distributed.from_env()
-    main = job is None or job.main
-    if config.tuned_from is not None and main:
-        github.log(f"    with the tuned parameters in {config.tuned_from.name}")
-    if main:
+    if job is None or job.main:
+        if config.tuned_from is not None:
+            github.log(f"    with the tuned parameters in {config.tuned_from.name}")
         for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
             (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
+    log = TrainLog(task=config.task, framework="pytorch", device="cpu", processes=1, precision="fp32",
+                   rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
+                   input_dim=spec.width, parameters=0, seed=settings.seed,
+                   settings=asdict(settings) | {"params": config.model.params,
+                                                "tuned_from": str(config.tuned_from) if config.tuned_from else None},
+                   environment=environment(torch.device("cpu")))
     if settings.command is not None:
-        log = TrainLog(task=config.task, framework="command", device="cpu", processes=1, precision="fp32",
-                       rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns, input_dim=0,
-                       parameters=0, seed=settings.seed, settings={"command": command.argv(settings.command)},
-                       environment=environment(torch.device("cpu")))
+        log.framework, log.input_dim, log.settings = "command", 0, {"command": command.argv(settings.command)}
         return command.run(config, datasets, columns, target, out, log)
     device = distributed.start(job, settings.device) if job else resolve_device(settings.device)
     made = call_factory(config, spec.width, target.output_dim)
@@ -310,14 +312,16 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
         if job is not None:
             raise UsageError("a scikit-learn estimator trains in one process",
                              hint="run modelci train without torchrun or --nproc")
-        log = TrainLog(task=config.task, framework="scikit-learn", device="cpu", processes=1, precision="fp32",
-                       rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
-                       input_dim=spec.width, parameters=0, seed=settings.seed,
-                       settings={"estimator": repr(made)[:500], "params": config.model.params},
-                       environment=environment(torch.device("cpu")))
+        log.framework, log.settings = "scikit-learn", {"estimator": repr(made)[:500], "params": config.model.params}
         return sklearn_model.fit(made, config, datasets, spec, target, out, log)
     net = check_network(made, config, spec.width, target.output_dim).to(device)
+    return _train_network(net, config, datasets, spec, target, out, log, device, job, resume, on_epoch)
 
+
+def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target,
+                   out: Path, log: TrainLog, device: torch.device, job: distributed.Distributed | None,
+                   resume: bool, on_epoch: Callable[[EpochRecord], None] | None) -> TrainLog:
+    settings, main = config.train, job is None or job.main
     y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
     y = _targets(target, y_train, device)
@@ -328,13 +332,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     rows_per_process = len(x) // job.world if job else len(x)
     steps = -(-rows_per_process // settings.batch_size)
     loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights), job)
-    log = TrainLog(task=config.task, framework="pytorch", device=str(device), processes=job.world if job else 1,
-                   precision="bf16" if loop.autocast else "fp32", rows=len(x),
-                   eval_rows=len(x_eval), input_columns=columns, input_dim=spec.width,
-                   parameters=sum(p.numel() for p in net.parameters()), seed=settings.seed,
-                   settings=asdict(settings) | {"params": config.model.params,
-                                                "tuned_from": str(config.tuned_from) if config.tuned_from else None},
-                   environment=environment(device))
+    log.device, log.processes, log.precision = str(device), job.world if job else 1, "bf16" if loop.autocast else "fp32"
+    log.parameters, log.environment = sum(p.numel() for p in net.parameters()), environment(device)
     state_path = out / STATE_FILE
     if resume:
         _resume(loop, log, state_path, settings)
