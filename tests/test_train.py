@@ -365,3 +365,14 @@ def test_train_command_failures_are_named(  # type: ignore[no-untyped-def]
     assert result.code == 2
     assert all(f in result.err for f in fragments), result.err
     assert not (OUT / "model.onnx").exists()  # no model, so no later stage can use one
+
+
+@pytest.mark.slow
+def test_a_nan_loss_stops_with_a_clear_message_and_no_model(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text(GREEDY_MODEL.replace("torch.empty(2**45)", "return self.net(x) * float('nan')"))
+    configure(repo, model={"factory": "model.py:build"})
+    result = cli("train")
+    assert result.code == 2
+    assert "the training loss became nan in epoch 1" in result.err
+    assert "set train.grad_clip" in result.err
+    assert not (OUT / "model.pt").exists()
