@@ -76,6 +76,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
                      "the grid sampler needs a step for a float parameter", id="grid-float-without-step"),
         pytest.param(with_changes(tune={"sampler": "bayes"}), "tune.sampler: expected one of tpe, random, grid",
                      id="bad-sampler"),
+        pytest.param(with_changes(export={"quantize": "fp16"}), "export.quantize: expected one of none, int8",
+                     id="bad-quantize"),
         pytest.param(with_changes(model={"factory": "model.py"}), "model.factory: expected 'FILE.py:FUNCTION'",
                      id="factory-without-function"),
         pytest.param(with_changes(data={"train": "t.csv"}), "data.label: expected the name of the label column",

@@ -124,6 +124,7 @@ class ExportConfig:
     opset: int = 18
     atol: float = 1e-4
     rtol: float = 1e-3
+    quantize: str = "none"  # none | int8 (dynamic quantization of the weights; the int8 model is the artifact)
 
 
 @dataclass(frozen=True)
@@ -463,7 +464,7 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
 
 def _export(raw: dict[str, Any], problems: _Problems) -> ExportConfig:
     section = _mapping(raw, "export", problems, required=False)
-    _unknown_keys(section, ["opset", "atol", "rtol"], "export.", problems)
+    _unknown_keys(section, ["opset", "atol", "rtol", "quantize"], "export.", problems)
     opset = _number(section, "opset", "export.", problems, 18, integer=True)
     if opset is not None and not 17 <= opset <= 23:
         problems.add("export.opset", f"expected an ONNX opset from 17 to 23, got {opset!r}")
@@ -472,6 +473,7 @@ def _export(raw: dict[str, Any], problems: _Problems) -> ExportConfig:
         opset=opset,
         atol=_number(section, "atol", "export.", problems, 1e-4, positive=True),
         rtol=_number(section, "rtol", "export.", problems, 1e-3, positive=True),
+        quantize=_choice(section, "quantize", "export.", problems, ("none", "int8"), "none"),
     )
 
 

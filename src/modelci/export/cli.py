@@ -29,6 +29,11 @@ def stage(config: Config, out: Path, eval_frame: pd.DataFrame) -> ParityReport:
                        f"largest difference {report.outputs[0].max_abs_error:.2e}")
         else:
             github.log(f"    the model came from {report.exporter} as ONNX: no parity to check")
+        if report.quantization is not None:
+            q, m = report.quantization, report.quantization.metric
+            github.log(f"    int8 quantization: {q.fp32_bytes / 1024:,.1f} KiB -> {q.int8_bytes / 1024:,.1f} KiB; "
+                       f"{m.name} {m.fp32:.4f} -> {m.int8:.4f} ({m.change:+.4f}); largest output change "
+                       f"{q.max_abs_output_change:.2e}")
     if not report.passed:
         raise CheckFailed("the ONNX model does not match the trained model: " + "; ".join(report.problems),
                           hint="see parity.json; an operator may export differently, try another export.opset")

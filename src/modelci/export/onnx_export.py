@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from onnx import ModelProto
 
+    from modelci.evaluate.onnx_model import OnnxModel
     from modelci.export.parity import ParityReport
+    from modelci.export.quantize import Quantization
     from modelci.train.model import Scorer
 
 MODEL_FILE = "model.onnx"
@@ -145,6 +148,9 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
     onnx_model = OnnxModel(out / MODEL_FILE)
     report = check_parity(reference, spec, target, onnx_model, eval_frame, exporter=exporter,
                           opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
+    if config.export.quantize == "int8" and report.passed:
+        onnx_model, quantization = _quantized(onnx_model, data, eval_frame, target, out)
+        report = dataclasses.replace(report, quantization=quantization)
     atomic.write_json(out / PARITY_FILE, report.to_json())
     atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
     return report
@@ -169,6 +175,24 @@ def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, 
         return scores[:, 0] if target.task == "regression" else scores
 
     return scorer, spec, target, label, reference
+
+
+def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target,
+               out: Path) -> tuple[OnnxModel, Quantization]:
+    """Replace model.onnx by its int8 version (the artifact) and measure what that changed."""
+    from modelci.evaluate.evaluator import labels_of
+    from modelci.evaluate.metrics import DEFAULT_METRICS
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.export.parity import MAX_ROWS
+    from modelci.export.quantize import measure, quantize
+
+    quantized = quantize(data)
+    atomic.write_bytes(out / MODEL_FILE, quantized)
+    int8 = OnnxModel(out / MODEL_FILE)
+    rows = frame.iloc[:MAX_ROWS]
+    found = measure(fp32, int8, rows, labels_of(fp32, rows), DEFAULT_METRICS[target.task][0],
+                    (len(data), len(quantized)))
+    return int8, found
 
 
 def _built_by_command(out: Path) -> bool:

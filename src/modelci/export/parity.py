@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.export.quantize import Quantization
     from modelci.features import FeatureSpec, Target
 
 PARITY_VERSION = 2
@@ -54,6 +55,7 @@ class ParityReport:
     outputs: list[OutputParity]
     metric: MetricParity | None  # None when there is no trained model to compare with (train.command)
     problems: list[str]
+    quantization: Quantization | None = None  # what int8 quantization changed, with export.quantize: int8
     version: int = PARITY_VERSION
 
     def to_json(self) -> dict[str, Any]:

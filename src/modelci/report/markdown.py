@@ -170,6 +170,13 @@ def _param(value: Any) -> str:
 def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
     lines = ["## Export", "", _parity_line(parity)]
     lines += [f"- {p}" for p in parity["problems"]]
+    quantized = parity.get("quantization")
+    if quantized:
+        m = quantized["metric"]
+        lines.append(f"\nQuantized to int8, the model deployed: {quantized['fp32_bytes'] / 1024:,.1f} KiB → "
+                     f"{quantized['int8_bytes'] / 1024:,.1f} KiB; {m['name']} {m['fp32']:.4f} → {m['int8']:.4f} "
+                     f"({m['change']:+.4f}), largest output change {quantized['max_abs_output_change']:.2e} on "
+                     f"{quantized['rows']:,} rows.")
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
         lines += _kfold(metrics) + _calibration(metrics) + _slices(metrics)
