@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import git
+from modelci.registry.artifact import read_file
 from modelci.registry.layout import OciLayout
+from modelci.registry.reference import parse_reference
 
 OUT = Path(".modelci/out")
 REGISTRY = Path(".modelci/registry")
@@ -42,6 +44,12 @@ def test_publish_then_compare_against_the_published_baseline(cli, repo: Path, tm
     revision = git(repo, "rev-parse", "HEAD")
     tags = OciLayout.open(REGISTRY, create=False).tags()
     assert tags[f"sha-{revision}"].digest == published
+    card = (OUT / "model-card.md").read_text()
+    assert read("data-report.json")["datasets"][0]["fingerprint"] in card
+    assert f"| roc_auc | {read('metrics.json')['metrics']['roc_auc']:.4f} |" in card
+    pushed = read_file(parse_reference(f"oci:{REGISTRY}@{published}", base=repo), "model-card.md")
+    assert pushed is not None
+    assert pushed.decode() == card  # the card travels in the artifact
 
     set_params(repo, "{hidden: 64, layers: 2, dropout: 0.05}")
     git(repo, "commit", "-qam", "less dropout")

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
 # Everything a run writes to the output folder; cleared at the start so no stale file from an
 # earlier run can be mistaken for this run's.
-OUTPUTS = ("data-report.json", "data-profile.json", "model.pt", "train-log.json", "model.onnx", "parity.json",
-           "samples.json", "metrics.json", "comparison.json", "report.md")
+OUTPUTS = ("data-report.json", "data-profile.json", "model.pt", "model.pkl", "train-log.json", "model.onnx",
+           "parity.json", "samples.json", "metrics.json", "comparison.json", "report.md", "model-card.md")
 EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
-            "comparison.json", "report.md")
+            "comparison.json", "report.md", "model-card.md")
 
 
 def git_revision(root: Path) -> str | None:
@@ -100,7 +100,7 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
         evaluate_cli.stage(config, out, datasets)
         compare_cli.stage(config, out, datasets.eval, pinned)
     finally:
-        report_cli.stage(out)
+        report_cli.stage(out, config.root.name)
     if revision is not None:
         publish(config, out, revision)
 

@@ -158,7 +158,7 @@ def _tune_section(tune: dict[str, Any]) -> list[str]:
     lines += ["", "<details><summary>Every trial</summary>", "",
               f"| trial | state | {tune['metric']} | epochs | " + " | ".join(f"`{n}`" for n in names) + " |",
               "|---:|---|---:|---:|" + "---:|" * len(names)]
-    lines += [f"| {t['number']} | {t['state']} | {_number(t['value'])} | {t['epochs'] or '–'} | "
+    lines += [f"| {t['number']} | {t['state']} | {_num(t['value'])} | {t['epochs'] or '–'} | "
               + " | ".join(_param(t["params"].get(n)) for n in names) + " |" for t in ranked]
     return [*lines, "", "</details>", ""]
 
@@ -193,10 +193,6 @@ def _parity_line(parity: dict[str, Any]) -> str:
             f"rtol {parity['rtol']}); {metric['name']} as trained {metric['trained']:.6f}, ONNX {metric['onnx']:.6f}.")
 
 
-def _number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
-
-
 def _kfold(metrics: dict[str, Any]) -> list[str]:
     found = metrics.get("kfold")
     if not found:
@@ -207,7 +203,7 @@ def _kfold(metrics: dict[str, Any]) -> list[str]:
     lines = ["", f"{k}-fold cross-validation on the training data{f' ({how})' if how else ''}:", "",
              "| metric | mean | std | " + " | ".join(f"fold {i}" for i in range(1, k + 1)) + " |",
              "|---|---:|---:|" + "---:|" * k]
-    lines += [f"| {name} | {_number(s['mean'])} | {_number(s['std'])} | " + " | ".join(map(_number, s["folds"])) + " |"
+    lines += [f"| {name} | {_num(s['mean'])} | {_num(s['std'])} | " + " | ".join(map(_num, s["folds"])) + " |"
               for name, s in found["metrics"].items()]
     return lines
 
@@ -231,7 +227,7 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
         lines += ["", f"<details><summary>Metrics by {column}</summary>", "",
                   f"| {column} | rows | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
         lines += [f"| {g['value']} | {g['rows']:,} | "
-                  + " | ".join(_number(g["metrics"][n]) for n in names) + " |"
+                  + " | ".join(_num(g["metrics"][n]) for n in names) + " |"
                   for g in groups]
         lines += ["", "</details>"]
     return lines
