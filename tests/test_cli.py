@@ -104,7 +104,9 @@ def test_registry_folder_that_is_not_a_layout(cli, repo: Path) -> None:  # type:
 
 def test_invalid_reference_and_remote_registry(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     assert_clear_error(cli("pull", "not a ref", "-o", "x"), "is not a registry reference")
-    assert_clear_error(cli("pull", "ghcr.io/acme/churn:main", "-o", "x"), "remote registries are not supported")
+    unreachable = cli("pull", "127.0.0.1:9/acme/churn:main", "-o", "x")  # NOTE: port 9 (discard) is never served
+    assert unreachable.code == 3
+    assert "127.0.0.1:9: cannot connect" in unreachable.err
 
 
 def test_data_check_failure_is_exit_1_with_every_violation(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]

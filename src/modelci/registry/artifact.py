@@ -20,6 +20,7 @@ from modelci import atomic
 from modelci.errors import RegistryError, UsageError
 from modelci.registry.layout import Descriptor, OciLayout
 from modelci.registry.reference import Reference
+from modelci.registry.remote import RemoteRepository
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
@@ -40,12 +41,15 @@ class Pulled:
     files: list[str]
 
 
-def open_layout(reference: Reference, *, create: bool) -> OciLayout:
+Store = OciLayout | RemoteRepository
+
+
+def open_layout(reference: Reference, *, create: bool) -> Store:
+    """Where the reference's artifacts live: a folder in OCI Image Layout, or a remote repository."""
     if reference.path is None:
-        raise UsageError(
-            f"{reference}: remote registries are not supported by this version of modelci yet",
-            hint="use the embedded registry, oci:PATH (for example oci:.modelci/registry)",
-        )
+        assert reference.host is not None
+        assert reference.repository is not None
+        return RemoteRepository(reference.host, reference.repository)
     return OciLayout.open(reference.path, create=create)
 
 
@@ -63,7 +67,7 @@ def _model_config(layers: list[Descriptor], annotations: dict[str, str]) -> dict
     }
 
 
-def _layer(layout: OciLayout, file: Path) -> Descriptor:
+def _layer(layout: Store, file: Path) -> Descriptor:
     digest, size = layout.put_file(file)
     media_type = WEIGHT_MEDIA_TYPE if file.name == WEIGHT_FILE else DOC_MEDIA_TYPE
     return Descriptor(media_type, digest, size, {FILEPATH: file.name})
@@ -90,8 +94,8 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
         "layers": [layer.to_json() for layer in layers],
         "annotations": annotations,
     }
-    digest, size = layout.put_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode())
-    descriptor = Descriptor(MANIFEST_MEDIA_TYPE, digest, size, artifact_type=ARTIFACT_TYPE)
+    stored = layout.put_manifest(json.dumps(manifest, indent=2, sort_keys=True).encode(), MANIFEST_MEDIA_TYPE)
+    descriptor = Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
     if tags:
         layout.set_tags(descriptor, tags)
     return descriptor
@@ -107,14 +111,16 @@ def resolve(reference: Reference) -> Descriptor | None:
         return None  # no registry yet: nothing was ever published
     layout = open_layout(reference, create=False)
     if reference.digest:
-        if not layout.has_blob(reference.digest):
-            return None
-        return Descriptor(MANIFEST_MEDIA_TYPE, reference.digest, layout.blob_path(reference.digest).stat().st_size)
+        data = layout.manifest(reference.digest)
+        return None if data is None else Descriptor(MANIFEST_MEDIA_TYPE, reference.digest, len(data))
     return layout.resolve(reference.tag or "latest")
 
 
-def _manifest(layout: OciLayout, descriptor: Descriptor) -> dict[str, Any]:
-    manifest = json.loads(layout.read_bytes(descriptor))
+def _manifest(layout: Store, descriptor: Descriptor) -> dict[str, Any]:
+    data = layout.manifest(descriptor.digest)
+    if data is None:
+        raise RegistryError(f"{layout}: manifest {descriptor.digest} is missing")
+    manifest = json.loads(data)
     config_type = manifest.get("config", {}).get("mediaType")
     if manifest.get("artifactType") != ARTIFACT_TYPE and config_type != CONFIG_MEDIA_TYPE:
         raise RegistryError(f"{descriptor.digest} is not a model artifact (artifactType "

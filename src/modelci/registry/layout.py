@@ -156,6 +156,21 @@ class OciLayout:
             raise RegistryError(f"{self.root}: blob {descriptor.digest} is corrupt (its content does not match "
                                 "its digest)", hint="push the artifact again")
 
+    # -- manifests: blobs here, as the image layout stores them -------------------------------------
+
+    def put_manifest(self, data: bytes, media_type: str) -> Descriptor:
+        digest, size = self.put_bytes(data)
+        return Descriptor(media_type, digest, size)
+
+    def manifest(self, digest: str) -> bytes | None:
+        """A manifest's bytes, checked against its digest; None when it is not here."""
+        if not self.has_blob(digest):
+            return None
+        data = self.blob_path(digest).read_bytes()
+        if sha256_digest(data) != digest:
+            raise RegistryError(f"{self.root}: manifest {digest} is corrupt", hint="push the artifact again")
+        return data
+
     # -- the index: tags --------------------------------------------------------------------------
 
     @contextmanager

@@ -1,0 +1,258 @@
+"""A repository on a remote registry (GHCR, Docker Hub, Harbor, ECR, distribution), over the OCI Distribution API.
+
+It offers what the on-disk layout offers (blobs in, blobs out verified, manifests, tags), so the
+artifact code is the same for both. Blobs the registry already has are not sent again (HEAD
+first). Every blob and manifest read is checked against its digest before it is used. Requests
+that fail with 429 or a 5xx, or lose their connection, are retried with backoff that honours
+`Retry-After`, within a bounded budget. Authentication: anonymous, basic, or the bearer-token flow
+the registry asks for in `WWW-Authenticate` (the token is fetched for the scope asked, cached, and
+fetched again once when a request is refused with 401).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from modelci import atomic
+from modelci.errors import RegistryError, UsageError
+from modelci.registry.layout import Descriptor, sha256_digest
+
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json")
+LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$")
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRIES = 5
+RETRY_BUDGET_SECONDS = 60.0  # the longest a request waits in all, over its retries
+CHUNK = 1 << 20
+TIMEOUT = (10, 300)  # connect, read
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+def credentials_for(host: str) -> Credentials | None:
+    """Credentials from MODELCI_REGISTRY_USERNAME/PASSWORD, or GITHUB_TOKEN for ghcr.io, or ~/.docker/config.json."""
+    import base64
+    import json
+
+    user, password = os.environ.get("MODELCI_REGISTRY_USERNAME"), os.environ.get("MODELCI_REGISTRY_PASSWORD")
+    if user and password:
+        return Credentials(user, password)
+    if host == "ghcr.io" and os.environ.get("GITHUB_TOKEN"):
+        return Credentials(os.environ.get("GITHUB_ACTOR", "modelci"), os.environ["GITHUB_TOKEN"])
+    config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        auths = json.loads(config.read_text(encoding="utf-8")).get("auths", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    entry = auths.get(host) or auths.get(f"https://{host}") or {}
+    encoded = entry.get("auth") if isinstance(entry, dict) else None
+    if not encoded:
+        return None
+    user, _, password = base64.b64decode(encoded).decode("utf-8", "replace").partition(":")
+    return Credentials(user, password)
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    """The scheme of a WWW-Authenticate header and its parameters."""
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+class RemoteRepository:
+    """One repository of a registry: blobs, manifests and tags."""
+
+    def __init__(self, host: str, repository: str, *, credentials: Credentials | None = None,
+                 plain_http: bool = False) -> None:
+        self.host, self.repository = host, repository
+        scheme = "http" if plain_http or LOOPBACK.match(host) else "https"
+        self.base = f"{scheme}://{host}/v2/{repository}"
+        self.credentials = credentials if credentials is not None else credentials_for(host)
+        self.session = requests.Session()
+        self._token: str | None = None
+        self._manifests: dict[str, bytes] = {}  # pushed in this session, by digest, for tagging
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+    # -- requests: retries and authentication ------------------------------------------------------
+
+    def _request(self, method: str, url: str, *, ok: tuple[int, ...], **kwargs: Any) -> requests.Response:
+        url = url if url.startswith("http") else f"{self.base}{url}"
+        began, retried_auth = time.monotonic(), False
+        extra = kwargs.pop("headers", None)
+        for attempt in range(RETRIES + 1):
+            body = kwargs.get("data")
+            if isinstance(body, io.IOBase):
+                body.seek(0)  # NOTE: a retried upload sends the whole body again
+            try:
+                response = self.session.request(method, url, headers=self._headers(extra), timeout=TIMEOUT,
+                                                **kwargs)
+            except requests.ConnectionError as exc:
+                if attempt == RETRIES or not self._wait(attempt, None, began):
+                    raise RegistryError(f"{self.host}: cannot connect ({exc.__class__.__name__})",
+                                        hint="check the registry's address and the network") from None
+                continue
+            if response.status_code == 401 and not retried_auth and self._authenticate(response):
+                retried_auth = True
+                continue
+            if response.status_code in RETRY_STATUS and attempt < RETRIES and self._wait(
+                    attempt, response.headers.get("Retry-After"), began):
+                continue
+            if response.status_code in ok:
+                return response
+            raise self._refused(method, url, response)
+        raise RegistryError(f"{self.host}: {method} {url} kept failing")  # NOTE: not reached; for the type checker
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    @staticmethod
+    def _wait(attempt: int, retry_after: str | None, began: float) -> bool:
+        """Sleep before the next try; False when that would go past the budget."""
+        delay = min(2.0 ** attempt * 0.5, 16.0)
+        if retry_after and retry_after.isdigit():
+            delay = float(retry_after)
+        if time.monotonic() - began + delay > RETRY_BUDGET_SECONDS:
+            return False
+        time.sleep(delay)
+        return True
+
+    def _authenticate(self, response: requests.Response) -> bool:
+        """Answer a 401's challenge: basic credentials, or a bearer token for the scope asked."""
+        scheme, params = _challenge(response.headers.get("WWW-Authenticate", ""))
+        basic = (self.credentials.username, self.credentials.password) if self.credentials else None
+        if scheme == "basic" and basic and self.session.auth is None:
+            self.session.auth = basic
+            return True
+        if scheme != "bearer" or "realm" not in params:
+            return False
+        query = {k: params[k] for k in ("service", "scope") if k in params}
+        query.setdefault("scope", f"repository:{self.repository}:pull,push")
+        answer = requests.get(params["realm"], params=query, auth=basic, timeout=TIMEOUT)
+        if answer.status_code != 200:
+            return False
+        body = answer.json()
+        self._token = body.get("token") or body.get("access_token")
+        return bool(self._token)
+
+    def _refused(self, method: str, url: str, response: requests.Response) -> RegistryError:
+        code = response.status_code
+        detail = response.text.strip()[:300]
+        if code in (401, 403):
+            who = f"as {self.credentials.username}" if self.credentials else "without credentials"
+            return RegistryError(f"{self}: {method} refused ({code}) {who}; pulling needs read access to the "
+                                 f"repository, pushing and tagging need write access. {detail}",
+                                 hint="set MODELCI_REGISTRY_USERNAME and MODELCI_REGISTRY_PASSWORD (in a GitHub "
+                                      "workflow, GITHUB_TOKEN with `packages: write`), or docker login")
+        return RegistryError(f"{self}: {method} {url} answered {code}: {detail}")
+
+    # -- blobs ---------------------------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        return self._request("HEAD", f"/blobs/{digest}", ok=(200, 404)).status_code == 200
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        digest = sha256_digest(data)
+        if not self.has_blob(digest):
+            self._upload(io.BytesIO(data), digest)
+        return digest, len(data)
+
+    def put_file(self, source: Path) -> tuple[str, int]:
+        with source.open("rb") as handle:
+            digest, size = atomic.stream_sha256(handle)
+        if not self.has_blob(digest):
+            with source.open("rb") as handle:
+                self._upload(handle, digest)
+        return digest, size
+
+    def _upload(self, body: IO[bytes], digest: str) -> None:
+        """POST for an upload session, then one PUT of the whole blob (what every registry accepts)."""
+        started = self._request("POST", "/blobs/uploads/", ok=(202,))
+        location = started.headers.get("Location", "")
+        if not location.startswith("http"):
+            location = f"{self.base.split('/v2/')[0]}{location}"
+        joiner = "&" if "?" in location else "?"
+        self._request("PUT", f"{location}{joiner}digest={digest}", ok=(201,), data=body,
+                      headers={"Content-Type": "application/octet-stream"})
+
+    def read_bytes(self, descriptor: Descriptor) -> bytes:
+        buffer = io.BytesIO()
+        self.copy_blob(descriptor, buffer)
+        return buffer.getvalue()
+
+    def copy_blob(self, descriptor: Descriptor, target: IO[bytes]) -> None:
+        """Stream a blob into `target` through a temporary file, writing only once it is verified."""
+        response = self._request("GET", f"/blobs/{descriptor.digest}", ok=(200,), stream=True)
+        with tempfile.TemporaryFile() as spool:
+            hasher, size = hashlib.sha256(), 0
+            for chunk in response.iter_content(CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                spool.write(chunk)
+            if f"sha256:{hasher.hexdigest()}" != descriptor.digest or size != descriptor.size:
+                raise RegistryError(f"{self}: blob {descriptor.digest} arrived corrupt (its content does not match "
+                                    "its digest); nothing was written", hint="pull again; if it persists, push again")
+            spool.seek(0)
+            while chunk := spool.read(CHUNK):
+                target.write(chunk)
+
+    # -- manifests and tags -----------------------------------------------------------------------
+
+    def put_manifest(self, data: bytes, media_type: str) -> Descriptor:
+        digest = sha256_digest(data)
+        self._request("PUT", f"/manifests/{digest}", ok=(201,), data=data, headers={"Content-Type": media_type})
+        self._manifests[digest] = data
+        return Descriptor(media_type, digest, len(data))
+
+    def manifest(self, digest: str) -> bytes | None:
+        """A manifest's bytes, checked against its digest; None when the registry does not have it."""
+        found = self._get_manifest(digest)
+        return None if found is None else found[0]
+
+    def _get_manifest(self, reference: str) -> tuple[bytes, str] | None:
+        """A manifest's bytes and media type, checked against the digest when named by one; None if absent."""
+        response = self._request("GET", f"/manifests/{reference}", ok=(200, 404),
+                                 headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            return None
+        data = response.content
+        if reference.startswith("sha256:") and sha256_digest(data) != reference:
+            raise RegistryError(f"{self}: manifest {reference} arrived corrupt (its content does not match its "
+                                "digest)", hint="pull again")
+        return data, response.headers.get("Content-Type", MANIFEST_TYPES[0]).split(";")[0]
+
+    def resolve(self, tag: str) -> Descriptor | None:
+        """The manifest a tag points at (its digest computed here, never taken from a header), or None."""
+        found = self._get_manifest(tag)
+        return None if found is None else Descriptor(found[1], sha256_digest(found[0]), len(found[0]))
+
+    def set_tags(self, descriptor: Descriptor, tags: list[str]) -> None:
+        """Point each tag at the manifest (which must be there already): the manifest goes up last."""
+        data = self._manifests.get(descriptor.digest) or self.manifest(descriptor.digest)
+        if data is None:
+            raise RegistryError(f"refusing to tag {descriptor.digest}: the manifest is not in {self}")
+        for tag in tags:
+            self._request("PUT", f"/manifests/{tag}", ok=(201,), data=data,
+                          headers={"Content-Type": descriptor.media_type})
+
+
+def open_remote(host: str, repository: str) -> RemoteRepository:
+    if not host or not repository:
+        raise UsageError("a remote reference needs HOST/REPOSITORY")
+    return RemoteRepository(host, repository)
