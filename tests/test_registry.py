@@ -93,6 +93,29 @@ def test_moving_a_tag_keeps_the_others(tmp_path: Path) -> None:
                                                       "main": second.digest}
 
 
+def test_promote_tags_by_digest_and_version_tags_never_move(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}")
+    first = artifact.push_files(make_artifact(tmp_path / "a", b"one"), registry, ["sha-1"], {})
+    second = artifact.push_files(make_artifact(tmp_path / "b", b"two"), registry, ["sha-2"], {})
+    result = cli("promote", f"oci:{tmp_path / 'reg'}:sha-1", "v1.0.0", "prod")
+    assert result.code == 0, result.err
+    assert result.out.strip() == first.digest
+    tags = OciLayout.open(tmp_path / "reg", create=False).tags()
+    assert (tags["v1.0.0"].digest, tags["prod"].digest) == (first.digest, first.digest)
+
+    moved = cli("promote", f"oci:{tmp_path / 'reg'}:sha-2", "v1.0.0", "prod")
+    assert moved.code == 2
+    assert "v1.0.0 already names " + first.digest in moved.err
+    tags = OciLayout.open(tmp_path / "reg", create=False).tags()
+    assert tags["prod"].digest == first.digest  # refused as a whole: no tag moved
+    assert cli("promote", f"oci:{tmp_path / 'reg'}:sha-2", "prod").code == 0  # a moving tag moves
+    assert cli("promote", f"oci:{tmp_path / 'reg'}:sha-2", "v1.0.0", "--force").code == 0
+    assert OciLayout.open(tmp_path / "reg", create=False).tags()["v1.0.0"].digest == second.digest
+    other = cli("promote", f"oci:{tmp_path / 'reg'}:sha-2", f"oci:{tmp_path / 'elsewhere'}:prod")
+    assert other.code == 2
+    assert "promote works within one registry" in other.err
+
+
 def test_corrupt_blob_is_detected_and_destination_untouched(tmp_path: Path) -> None:
     registry = parse_reference(f"oci:{tmp_path / 'reg'}:main")
     pushed = artifact.push_files(make_artifact(tmp_path / "src"), registry, ["main"], {})

@@ -158,3 +158,26 @@ def test_run_publishes_to_a_remote_registry_and_compares_with_it(  # type: ignor
     comparison = json.loads((repo / ".modelci/out/comparison.json").read_text())
     assert comparison["baseline_status"] == "compared"
     assert comparison["baseline_digest"] == published.digest
+
+
+def test_promote_across_repositories_mounts_and_uploads_no_blob(  # type: ignore[no-untyped-def]
+        cli, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = parse_reference(f"{registry}/acme/staging:sha-1")
+    pushed = push_files(artifact_files(tmp_path / "model", size=5000), staging, ["sha-1"], {})
+    sent: list[str] = []
+    original = requests.Session.request
+
+    def recording(self, method, url, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(f"{method} {url.split('/v2/')[-1]}")
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    result = cli("promote", f"{registry}/acme/staging:sha-1", "v2.0.0", f"{registry}/acme/prod:prod")
+    assert result.code == 0, result.err
+    assert resolve(parse_reference(f"{registry}/acme/staging:v2.0.0")).digest == pushed.digest  # type: ignore[union-attr]
+    assert resolve(parse_reference(f"{registry}/acme/prod:prod")).digest == pushed.digest  # type: ignore[union-attr]
+    uploads = [s for s in sent if s.startswith(("POST", "PATCH")) or (s.startswith("PUT") and "/blobs/" in s)]
+    assert len(uploads) == 3  # the config and two layers,
+    assert all("mount=" in s for s in uploads)  # each mounted from staging, none sent again
+    pulled = pull(parse_reference(f"{registry}/acme/prod:prod"), tmp_path / "pulled")
+    assert pulled.digest == pushed.digest

@@ -27,6 +27,7 @@ COMMANDS = {
     "report": "modelci.report.cli:report",
     "push": "modelci.registry.cli:push",
     "pull": "modelci.registry.cli:pull",
+    "promote": "modelci.registry.cli:promote",
 }
 
 

@@ -9,6 +9,7 @@ first, then the config and the manifest, and only then the tags.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from modelci import atomic
 from modelci.errors import RegistryError, UsageError
 from modelci.registry.layout import Descriptor, OciLayout
-from modelci.registry.reference import Reference
+from modelci.registry.reference import Reference, parse_reference
 from modelci.registry.remote import RemoteRepository
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -31,6 +32,7 @@ FILEPATH = "org.cncf.model.filepath"
 WEIGHT_FILE = "model.onnx"
 # modelci's own manifest annotations.
 ANNOTATION_PREFIX = "io.modelci."
+VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")  # a release: never moved once set
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def _layer(layout: Store, file: Path) -> Descriptor:
     return Descriptor(media_type, digest, size, {FILEPATH: file.name})
 
 
-def push_files(files: list[Path], reference: Reference, tags: list[str], annotations: dict[str, str]) -> Descriptor:
+def push_files(files: list[Path], reference: Reference, tags: list[str], annotations: dict[str, str], *,
+               force: bool = False) -> Descriptor:
     """Push the files as one artifact and point every tag at it; returns the manifest descriptor."""
     if not any(f.name == WEIGHT_FILE for f in files):
         raise UsageError(f"an artifact needs a {WEIGHT_FILE}", hint="run `modelci export` first")
@@ -97,8 +100,60 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
     stored = layout.put_manifest(json.dumps(manifest, indent=2, sort_keys=True).encode(), MANIFEST_MEDIA_TYPE)
     descriptor = Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
     if tags:
-        layout.set_tags(descriptor, tags)
+        set_tags(layout, descriptor, tags, force=force)
     return descriptor
+
+
+def set_tags(store: Store, descriptor: Descriptor, tags: list[str], *, force: bool = False) -> None:
+    """Point the tags at the manifest. A version tag (v1.2.3) that names another manifest is never moved,
+    unless `force`: a release must keep meaning what it meant."""
+    for tag in tags:
+        if VERSION_TAG.match(tag) and not force:
+            existing = store.resolve(tag)
+            if existing is not None and existing.digest != descriptor.digest:
+                raise UsageError(f"{tag} already names {existing.digest} in {store}; version tags never move",
+                                 hint="release a new version, or pass --force to move it anyway")
+    store.set_tags(descriptor, tags)
+
+
+def promote(source: Reference, targets: list[str], *, force: bool = False) -> Descriptor:
+    """Tag the artifact `source` names (resolved to its digest once) as each target, moving no blob.
+
+    A target is a tag of the same repository, or a full reference to another repository of the same
+    registry; a remote registry then mounts the blobs across repositories instead of copying them.
+    """
+    descriptor = resolve(source)
+    if descriptor is None:
+        raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
+    store = open_layout(source, create=False)
+    by_store: dict[str, tuple[Reference, list[str]]] = {}
+    for target in targets:
+        reference = source.with_tag(target) if ":" not in target and "/" not in target else parse_reference(target)
+        if not reference.tag:
+            raise UsageError(f"{target}: name a tag to promote to", hint="e.g. prod, v1.2.3 or HOST/REPO:prod")
+        if (reference.path, reference.host) != (source.path, source.host):
+            raise UsageError(f"{target}: promote works within one registry",
+                             hint="pull the artifact and push it to the other registry")
+        key = str(reference.path or reference.repository)
+        by_store.setdefault(key, (reference, []))[1].append(reference.tag)
+    for reference, tags in by_store.values():
+        target_store = open_layout(reference, create=False)
+        if reference.repository != source.repository:
+            _mount(store, target_store, descriptor)
+        set_tags(target_store, descriptor, tags, force=force)
+    return descriptor
+
+
+def _mount(source: Store, target: Store, descriptor: Descriptor) -> None:
+    """Make the artifact's blobs and manifest available in another repository of the same registry."""
+    assert isinstance(source, RemoteRepository)
+    assert isinstance(target, RemoteRepository)
+    data = source.manifest(descriptor.digest)
+    assert data is not None
+    manifest = json.loads(data)
+    for blob in [manifest["config"], *manifest["layers"]]:
+        target.mount(Descriptor.from_json(blob), source)
+    target.put_manifest(data, descriptor.media_type)
 
 
 def _is_empty_dir(path: Path) -> bool:

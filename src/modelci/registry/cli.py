@@ -11,8 +11,9 @@ from modelci import github
 
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG.")
-def push(directory: Path, target: str) -> None:
+@click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG or HOST/REPO:TAG.")
+@click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
+def push(directory: Path, target: str, force: bool) -> None:
     """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact."""
     from modelci.errors import UsageError
     from modelci.registry.artifact import push_files
@@ -22,7 +23,7 @@ def push(directory: Path, target: str) -> None:
     if not reference.tag:
         raise UsageError(f"{target}: name the tag to push to", hint="e.g. --to oci:.modelci/registry:v1")
     files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-    descriptor = push_files(files, reference, [reference.tag], {})
+    descriptor = push_files(files, reference, [reference.tag], {}, force=force)
     github.set_output("digest", descriptor.digest)
     github.log(f"pushed {len(files)} files to {reference} = {descriptor.digest}")
     click.echo(descriptor.digest)
@@ -41,3 +42,18 @@ def pull(reference_text: str, output: Path) -> None:
     github.set_output("digest", pulled.digest)
     github.log(f"pulled {reference_text} = {pulled.digest} into {output}: {', '.join(pulled.files)}")
     click.echo(pulled.digest)
+
+
+@click.command()
+@click.argument("source", metavar="REF")
+@click.argument("tags", nargs=-1, required=True, metavar="TAG...")
+@click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
+def promote(source: str, tags: tuple[str, ...], force: bool) -> None:
+    """Tag the artifact REF as each TAG (a tag, or HOST/REPO:TAG in the same registry), by digest, moving no blob."""
+    from modelci.registry.artifact import promote as promote_artifact
+    from modelci.registry.reference import parse_reference
+
+    descriptor = promote_artifact(parse_reference(source), list(tags), force=force)
+    github.set_output("digest", descriptor.digest)
+    github.log(f"promoted {source} = {descriptor.digest} to {', '.join(tags)}")
+    click.echo(descriptor.digest)

@@ -158,6 +158,9 @@ class OciLayout:
 
     # -- manifests: blobs here, as the image layout stores them -------------------------------------
 
+    def __str__(self) -> str:
+        return f"oci:{self.root}"
+
     def put_manifest(self, data: bytes, media_type: str) -> Descriptor:
         digest, size = self.put_bytes(data)
         return Descriptor(media_type, digest, size)

@@ -191,6 +191,18 @@ class RemoteRepository:
         self._request("PUT", f"{location}{joiner}digest={digest}", ok=(201,), data=body,
                       headers={"Content-Type": "application/octet-stream"})
 
+    def mount(self, descriptor: Descriptor, source: RemoteRepository) -> None:
+        """Link a blob of another repository of this registry here; copied only if the registry will not mount."""
+        if self.has_blob(descriptor.digest):
+            return
+        answer = self._request("POST", f"/blobs/uploads/?mount={descriptor.digest}&from={source.repository}",
+                               ok=(201, 202))
+        if answer.status_code == 201:
+            return
+        with tempfile.TemporaryFile() as spool:  # NOTE: not mounted (another registry's policy): copy it
+            source.copy_blob(descriptor, spool)
+            self._upload(spool, descriptor.digest)
+
     def read_bytes(self, descriptor: Descriptor) -> bytes:
         buffer = io.BytesIO()
         self.copy_blob(descriptor, buffer)
