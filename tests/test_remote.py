@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -76,6 +81,75 @@ def locked_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (folder / "htpasswd").write_text(hashed)
     auth = f"auth: {{htpasswd: {{realm: modelci-test, path: {folder / 'htpasswd'}}}}}\n"
     yield from (served.host for served in _serve(folder, auth))
+
+
+def _token_server(key: Any, certificate: Any, issuer: str, service: str) -> tuple[ThreadingHTTPServer, str]:
+    """A token server like Docker Hub's or GHCR's: basic credentials in, a signed JWT for the scope asked out."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def encode(part: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlparse(self.path).query)
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"ci:secret").decode():
+                self.send_response(401)
+                self.end_headers()
+                return
+            now = int(time.time())
+            access = []
+            for scope in query.get("scope", []):
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+            claims = {"iss": issuer, "sub": "ci", "aud": service, "exp": now + 300, "nbf": now - 10, "iat": now,
+                      "jti": str(now), "access": access}
+            signed = f"{encode(header)}.{encode(claims)}"
+            signature = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+            body = json.dumps({"token": f"{signed}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/token"
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A registry that wants bearer tokens from a token server, as GHCR and Docker Hub do."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("token-registry")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelci-test-token")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    (folder / "token.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    server, realm = _token_server(key, certificate, "modelci-test-issuer", "modelci-test")
+    auth = (f"auth: {{token: {{realm: '{realm}', service: modelci-test, issuer: modelci-test-issuer, "
+            f"rootcertbundle: {folder / 'token.pem'}}}}}\n")
+    try:
+        yield from (served.host for served in _serve(folder, auth))
+    finally:
+        server.shutdown()
 
 
 def artifact_files(folder: Path, size: int = 300_000) -> list[Path]:
@@ -181,3 +255,17 @@ def test_promote_across_repositories_mounts_and_uploads_no_blob(  # type: ignore
     assert all("mount=" in s for s in uploads)  # each mounted from staging, none sent again
     pulled = pull(parse_reference(f"{registry}/acme/prod:prod"), tmp_path / "pulled")
     assert pulled.digest == pushed.digest
+
+
+def test_bearer_token_flow(token_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = artifact_files(tmp_path / "model", size=3000)
+    reference = parse_reference(f"{token_registry}/acme/tokened:v1")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
+    with pytest.raises(RegistryError, match="refused \\(401\\) without credentials"):
+        push_files(files, reference, ["v1"], {})
+    monkeypatch.setenv("MODELCI_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("MODELCI_REGISTRY_PASSWORD", "secret")
+    pushed = push_files(files, reference, ["v1"], {})
+    pulled = pull(reference, tmp_path / "pulled")
+    assert pulled.digest == pushed.digest
+    assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()
