@@ -269,3 +269,144 @@ def test_bearer_token_flow(token_registry: str, tmp_path: Path, monkeypatch: pyt
     pulled = pull(reference, tmp_path / "pulled")
     assert pulled.digest == pushed.digest
     assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()
+
+
+class FaultProxy:
+    """An HTTP proxy on loopback in front of the registry that breaks the requests a test picks.
+
+    Each fault is (method, path fragment, kind) and is used once, by the first request that matches:
+    `429` answers Too Many Requests with Retry-After: 1; `500` answers a server error; `drop-request`
+    reads half the request body and hangs up; `drop-response` sends half the answer and hangs up;
+    `corrupt` flips a byte of the answer; `lie-digest` sends a wrong Docker-Content-Digest header.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.faults, self.seen = upstream, [], []  # type: ignore[var-annotated]
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                proxy.handle(self)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _any
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(self, method: str, fragment: str, kind: str) -> None:
+        self.faults.append((method, fragment, kind))
+
+    def _fault(self, method: str, path: str) -> str | None:
+        for fault in self.faults:
+            if fault[0] == method and fault[1] in path:
+                self.faults.remove(fault)
+                return fault[2]
+        return None
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        method, path = request.command, request.path
+        length = int(request.headers.get("Content-Length") or 0)
+        fault = self._fault(method, path)
+        self.seen.append((method, path, fault))
+        if fault == "drop-request":
+            request.rfile.read(length // 2)
+            request.close_connection = True
+            request.connection.shutdown(socket.SHUT_RDWR)
+            return
+        body = request.rfile.read(length) if length else None
+        if fault in ("429", "500"):
+            request.send_response(int(fault))
+            request.send_header("Retry-After", "1")
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "connection")}
+        answer = requests.request(method, f"http://{self.upstream}{path}", headers=headers, data=body,
+                                  allow_redirects=False, timeout=30)
+        content = answer.content
+        if fault == "corrupt" and content:
+            content = content[:10] + bytes([content[10] ^ 0xFF]) + content[11:]
+        request.send_response(answer.status_code)
+        for key, value in answer.headers.items():
+            if key.lower() in ("content-length", "connection", "transfer-encoding", "content-encoding"):
+                continue
+            if key.lower() == "docker-content-digest" and fault == "lie-digest":
+                value = "sha256:" + "0" * 64
+            request.send_header(key, value)
+        request.send_header("Content-Length", str(len(content)))
+        request.end_headers()
+        if method == "HEAD":
+            return
+        if fault == "drop-response":
+            request.wfile.write(content[: len(content) // 2])
+            request.wfile.flush()
+            request.close_connection = True
+            request.connection.shutdown(socket.SHUT_RDWR)
+            return
+        request.wfile.write(content)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def proxy(registry: str) -> Iterator[FaultProxy]:
+    faults = FaultProxy(registry)
+    yield faults
+    faults.close()
+
+
+CREATED = {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}  # the same manifest from the same files
+
+
+def test_a_push_through_faults_ends_as_the_same_artifact_as_a_clean_one(  # type: ignore[no-untyped-def]
+        proxy: FaultProxy, registry: str, tmp_path: Path) -> None:
+    files = artifact_files(tmp_path / "model", size=200_003)
+    clean = push_files(files, parse_reference(f"{registry}/acme/clean:v1"), ["v1"], CREATED)
+    proxy.add("POST", "/blobs/uploads/", "429")
+    proxy.add("PUT", "/blobs/uploads/", "drop-request")
+    proxy.add("PUT", "/manifests/", "500")
+    began = time.monotonic()
+    faulty = push_files(files, parse_reference(f"{proxy.host}/acme/faulty:v1"), ["v1"], CREATED)
+    assert faulty.digest == clean.digest
+    assert time.monotonic() - began >= 1  # Retry-After was honoured
+    assert not proxy.faults  # every fault was met on the way
+    pulled = pull(parse_reference(f"{registry}/acme/faulty:v1"), tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()
+    assert pulled.digest == clean.digest
+
+
+def test_a_pull_through_a_broken_connection_and_a_lying_header(  # type: ignore[no-untyped-def]
+        proxy: FaultProxy, registry: str, tmp_path: Path) -> None:
+    files = artifact_files(tmp_path / "model", size=200_005)
+    pushed = push_files(files, parse_reference(f"{registry}/acme/pulled:v1"), ["v1"], CREATED)
+    proxy.add("GET", "/manifests/v1", "lie-digest")
+    proxy.add("GET", "/blobs/sha256:", "drop-response")
+    pulled = pull(parse_reference(f"{proxy.host}/acme/pulled:v1"), tmp_path / "pulled")
+    assert pulled.digest == pushed.digest  # computed from the manifest itself, not taken from the header
+    assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()
+    assert not proxy.faults
+
+
+def test_a_corrupted_byte_is_refused_and_a_failed_push_leaves_no_tag(  # type: ignore[no-untyped-def]
+        proxy: FaultProxy, registry: str, tmp_path: Path) -> None:
+    files = artifact_files(tmp_path / "model", size=200_007)
+    push_files(files, parse_reference(f"{registry}/acme/bytes:v1"), ["v1"], CREATED)
+    for _ in range(2):
+        proxy.add("GET", "/blobs/sha256:", "corrupt")
+    with pytest.raises(RegistryError, match="arrived corrupt"):
+        pull(parse_reference(f"{proxy.host}/acme/bytes:v1"), tmp_path / "pulled")
+    assert not (tmp_path / "pulled").exists()
+
+    for _ in range(6):  # NOTE: more failures than retries: the push gives up
+        proxy.add("PUT", "/blobs/uploads/", "500")
+    other = artifact_files(tmp_path / "other", size=200_009)
+    with pytest.raises(RegistryError, match="answered 500"):
+        push_files(other, parse_reference(f"{proxy.host}/acme/never:v1"), ["v1"], CREATED)
+    assert resolve(parse_reference(f"{registry}/acme/never:v1")) is None  # no tag on an incomplete artifact

@@ -210,19 +210,34 @@ class RemoteRepository:
 
     def copy_blob(self, descriptor: Descriptor, target: IO[bytes]) -> None:
         """Stream a blob into `target` through a temporary file, writing only once it is verified."""
-        response = self._request("GET", f"/blobs/{descriptor.digest}", ok=(200,), stream=True)
         with tempfile.TemporaryFile() as spool:
-            hasher, size = hashlib.sha256(), 0
-            for chunk in response.iter_content(CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                spool.write(chunk)
-            if f"sha256:{hasher.hexdigest()}" != descriptor.digest or size != descriptor.size:
+            began = time.monotonic()
+            for attempt in range(RETRIES + 1):
+                try:
+                    digest, size = self._download(descriptor.digest, spool)
+                    break
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                    # NOTE: the connection broke in the middle of the blob: fetch it again from the start
+                    if attempt == RETRIES or not self._wait(attempt, None, began):
+                        raise RegistryError(f"{self}: the connection kept breaking while reading blob "
+                                            f"{descriptor.digest} ({exc.__class__.__name__})") from None
+            if digest != descriptor.digest or size != descriptor.size:
                 raise RegistryError(f"{self}: blob {descriptor.digest} arrived corrupt (its content does not match "
                                     "its digest); nothing was written", hint="pull again; if it persists, push again")
             spool.seek(0)
             while chunk := spool.read(CHUNK):
                 target.write(chunk)
+
+    def _download(self, digest: str, spool: IO[bytes]) -> tuple[str, int]:
+        spool.seek(0)
+        spool.truncate()
+        response = self._request("GET", f"/blobs/{digest}", ok=(200,), stream=True)
+        hasher, size = hashlib.sha256(), 0
+        for chunk in response.iter_content(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+            spool.write(chunk)
+        return f"sha256:{hasher.hexdigest()}", size
 
     # -- manifests and tags -----------------------------------------------------------------------
 
