@@ -170,6 +170,20 @@ def test_missing_label_and_schema_column_are_reported_as_failed_checks(cli, repo
     assert found["churned", "present"]["rows"] == 2000
 
 
+def test_a_bool_column_holding_other_numbers_is_a_type_violation(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.read_parquet(repo / "data" / "train.parquet")
+    frame["senior"] = frame["senior"].astype("int64")
+    frame.loc[:2, "senior"] = 2
+    frame.to_parquet(repo / "data" / "train.parquet", index=False)
+    schema = repo / "schema.yaml"
+    schema.write_text(schema.read_text().replace("senior: {type: int, allowed: [0, 1]}", "senior: {type: bool}"))
+    result = cli("data", "check")
+    assert result.code == 1, result.err
+    found = findings(repo)
+    assert found["senior", "type"]["rows"] == 3
+    assert ("senior", "not_null") not in found  # reported once, as the wrong type
+
+
 def test_bad_schema_file_lists_every_problem(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     add_to_schema(repo, "  name: {type: string, pattern: '([a-z'}\n  code: {type: int, allowed: [a, 1]}\n"
                         "dataset: {duplicates: maybe, rowz: 3}\n")

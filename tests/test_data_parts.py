@@ -37,8 +37,13 @@ def test_first_lane_collisions_are_settled_on_both_lanes() -> None:
     assert shared_keys(keys, other).tolist() == [tuple(k) in theirs for k in keys.tolist()]
 
 
-@pytest.mark.parametrize("limit", [10**9, 64], ids=["in-memory", "spilled-to-disk"])
-def test_key_store_counts_duplicates_and_shared_rows(limit: int) -> None:
+@pytest.mark.parametrize(("limit", "open_runs"), [(10**9, 200), (64, 200), (64, 2)],
+                         ids=["in-memory", "spilled-to-disk", "spilled-runs-opened-per-partition"])
+def test_key_store_counts_duplicates_and_shared_rows(limit: int, open_runs: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelci.data import rowhash
+
+    monkeypatch.setattr(rowhash, "OPEN_RUNS", open_runs)
     rng = np.random.default_rng(3)
     train = rng.integers(0, 2**63, (5000, 2)).astype(np.uint64)
     train[4000:4010] = train[:10]

@@ -119,3 +119,13 @@ def test_kfold_trains_exports_and_scores_each_fold(cli, repo) -> None:  # type: 
     assert not (repo / ".modelci/out/kfold").exists()
     assert cli("report").code == 0
     assert "2-fold cross-validation on the training data (stratified)" in (repo / ".modelci/out/report.md").read_text()
+
+
+def test_a_mostly_constant_column_gets_the_slices_it_has_and_empty_input_is_undefined() -> None:
+    from modelci.evaluate.metrics import pr_auc
+
+    frame = pd.DataFrame({"visits": np.r_[np.zeros(2000), np.arange(1000) + 1.0]})
+    found = slices(frame, ("visits",), ("pr_auc", "accuracy"), Y, P)["visits"]
+    assert sum(s["rows"] for s in found) == len(frame)
+    assert all(s["rows"] > 0 for s in found)
+    assert np.isnan(pr_auc(np.zeros(0), np.zeros((0, 2))))

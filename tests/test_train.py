@@ -138,6 +138,10 @@ def test_resume_refuses_a_state_trained_with_other_settings(  # type: ignore[no-
     result = cli("train", "--resume")
     assert result.code == 2
     assert "trained with other settings (lr)" in result.err
+    configure(repo, train__lr=0.002, model={"factory": "model.py:build", "params": {"hidden": 8}})
+    result = cli("train", "--resume")
+    assert result.code == 2
+    assert "trained with other settings (model.params)" in result.err
 
 
 @pytest.mark.slow
@@ -376,3 +380,12 @@ def test_a_nan_loss_stops_with_a_clear_message_and_no_model(cli, repo: Path) -> 
     assert "the training loss became nan in epoch 1" in result.err
     assert "set train.grad_clip" in result.err
     assert not (OUT / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_failure_in_torchrun_workers_is_one_message_with_its_exit_code(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text("def build(input_dim, output_dim, **kw):\n    raise ValueError('no luck')\n")
+    result = cli("train", "--nproc", "2")
+    assert result.code == 2
+    assert result.err.count("raised at model.py:2: ValueError: no luck") == 1
+    assert "Traceback" not in result.err

@@ -63,14 +63,22 @@ def test_a_shared_study_prunes_a_trial_worse_than_the_median(  # type: ignore[no
 
 @pytest.mark.slow
 def test_the_grid_sampler_stops_when_the_grid_is_done(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
-    configure(repo, train__epochs=1, tune={"trials": 10, "sampler": "grid",
+    configure(repo, train__epochs=1, tune={"trials": 10, "sampler": "grid", "metric": "pr_auc",  # not evaluated
                                           "space": {"model.params.hidden": {"type": "int", "low": 8, "high": 24,
                                                                             "step": 8}}})
     assert cli("tune").code == 0
     assert sorted(t["params"]["model.params.hidden"] for t in report()["trials"]) == [8, 16, 24]
+    assert all(t["state"] == "complete" for t in report()["trials"])  # pr_auc was measured for the search
 
 
 def test_tune_without_a_space_says_what_to_add(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("tune")
     assert result.code == 2
     assert "modelci.yaml has no tune.space to search" in result.err
+
+
+def test_tune_refuses_a_training_script_of_the_users_own(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    configure(repo, train={"command": "python train.py"}, tune={"space": SPACE})
+    result = cli("tune")
+    assert result.code == 2
+    assert "modelci tune trains through modelci" in result.err

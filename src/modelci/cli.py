@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from modelci import __version__, github
-from modelci.errors import ModelciError
+from modelci.errors import ModelciError, record_for_launcher
 
 COMMANDS = {
     "run": "modelci.pipeline:run",
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="modelci",
                           auto_envvar_prefix="MODELCI", standalone_mode=False)
     except ModelciError as exc:
+        if record_for_launcher(exc):
+            return exc.exit_code
         github.error(exc.message)
         if exc.hint:
             github.log(f"  hint: {exc.hint}")

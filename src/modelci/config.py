@@ -150,7 +150,7 @@ class TuneConfig:
     storage: str | None = None  # an Optuna storage URL (sqlite:///..., postgresql://...): one study, many runners
     study: str | None = None  # default: the model repository's folder name
     seed: int = 0
-    best_file: Path | None = None  # where the best parameters go; `train` applies them (default: tuned.yaml)
+    best_file: Path = Path("tuned.yaml")  # where the best parameters go; every command applies them
     space: tuple[SearchParam, ...] = ()
 
 
@@ -507,12 +507,13 @@ def _tune(raw: dict[str, Any], task: str | None, root: Path, problems: _Problems
     params = tuple(p for key, spec in space.items() if (p := _search_param(str(key), spec, sampler, problems)))
     if section and not params:
         problems.add("tune.space", "name at least one parameter to search")
+    best_file = _path(section.get("best_file") or "tuned.yaml", "tune.best_file", root, problems)
     return TuneConfig(
         trials=_number(section, "trials", "tune.", problems, 20, positive=True, integer=True), sampler=sampler,
         metric=metric, direction=direction, pruning=_flag_default(section, "pruning", "tune.", problems, True),
         storage=text["storage"], study=text["study"],
         seed=_number(section, "seed", "tune.", problems, 0, integer=True),
-        best_file=_path(section.get("best_file", "tuned.yaml"), "tune.best_file", root, problems), space=params)
+        best_file=best_file or root / "tuned.yaml", space=params)
 
 
 def _flag_default(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: bool) -> bool:
@@ -550,6 +551,10 @@ def _search_param(key: str, spec: Any, sampler: str, problems: _Problems) -> Sea
         return None
     if step is not None and (not _typed(step, (int, float)) or step <= 0 or log):
         problems.add(where, f"step: expected a positive number (and no log scale), got {step!r}")
+        return None
+    if kind == "int" and not all(_typed(v, int) for v in (low, high, *([step] if step is not None else []))):
+        problems.add(where, f"an int parameter needs whole numbers for low, high and step, got {low!r}, {high!r}, "
+                            f"{step!r}")
         return None
     if sampler == "grid" and kind == "float" and step is None:
         problems.add(where, "the grid sampler needs a step for a float parameter (or a categorical list)")

@@ -67,3 +67,21 @@ class OutOfMemory(ModelciError):
     """Training ran out of GPU (or CPU) memory. The training log says how far it got and the peak memory."""
 
     exit_code = 4
+
+
+# NOTE: set by `modelci train --nproc` for its torchrun workers: each records its error here rather
+# than printing it, and the launcher shows the first one, once, with its exit code.
+ERROR_FILE_VARIABLE = "MODELCI_ERROR_FILE"
+
+
+def record_for_launcher(exc: ModelciError) -> bool:
+    """In a torchrun worker started by `--nproc`: write the error for the launcher; False elsewhere."""
+    import json
+    import os
+
+    path, rank = os.environ.get(ERROR_FILE_VARIABLE), os.environ.get("RANK")
+    if not path or rank is None:
+        return False
+    with open(f"{path}.{rank}", "w", encoding="utf-8") as handle:
+        json.dump({"exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}, handle)
+    return True

@@ -123,6 +123,10 @@ def _number(array: pa.Array, kind: str, found: str) -> ColumnBatch:
         values = values.astype(np.int64, copy=False)
     if kind == "bool":
         unparsed = _marked((values != 0) & (values != 1) & ~(missing if missing is not None else False))
+    if unparsed is not None:
+        # NOTE: a value that is not of the column's kind has no value of that kind: counted as missing
+        # by the profile and the row key, and reported once, by the type rule.
+        missing = unparsed if missing is None else missing | unparsed
     return ColumnBatch(kind=kind, raw=array, missing=missing, values=values, unparsed=unparsed)
 
 

@@ -32,6 +32,7 @@ _SHIFT29 = np.uint64(29)
 PARTITIONS = 256
 SPILL_ROWS = 1 << 21  # keys held in memory before they go to disk: 2M keys, 48 MB with row numbers
 SAMPLES = 5
+OPEN_RUNS = 200  # spilled runs read with their files kept open (two each); beyond, opened per partition
 
 
 def _premix(bits: np.ndarray) -> np.ndarray:
@@ -228,15 +229,24 @@ class KeyStore:
                 yield -1, np.concatenate(self._keys), np.concatenate(self._rows)
             return
         self._write_run()
+        # NOTE: two files per run stay open for the whole read, unless there are so many runs (a
+        # table of billions of rows) that they would pass the open-file limit: then per partition.
+        keep_open = len(self._runs) <= OPEN_RUNS
         with ExitStack() as files:
-            runs = [(files.enter_context((self._spill / f"{r}.keys").open("rb")),
-                     files.enter_context((self._spill / f"{r}.rows").open("rb")), bounds)
-                    for r, bounds in enumerate(self._runs)]
+            opened = self._open_runs(files) if keep_open else []
             for p in range(PARTITIONS):
-                slices = [_read_run(keys, rows, int(bounds[p]), int(bounds[p + 1]))
-                          for keys, rows, bounds in runs if bounds[p + 1] > bounds[p]]
+                with ExitStack() as partition_files:
+                    runs = opened if keep_open else self._open_runs(partition_files)
+                    slices = [_read_run(keys, rows, int(bounds[p]), int(bounds[p + 1]))
+                              for keys, rows, bounds in runs if bounds[p + 1] > bounds[p]]
                 if slices:
                     yield p, np.concatenate([k for k, _ in slices]), np.concatenate([r for _, r in slices])
+
+    def _open_runs(self, files: ExitStack) -> list[tuple[BinaryIO, BinaryIO, np.ndarray]]:
+        assert self._spill is not None
+        return [(files.enter_context((self._spill / f"{r}.keys").open("rb")),
+                 files.enter_context((self._spill / f"{r}.rows").open("rb")), bounds)
+                for r, bounds in enumerate(self._runs)]
 
     def duplicates(self) -> Matches:
         """The rows whose key appeared in an earlier row."""

@@ -107,11 +107,14 @@ def _slice_groups(column: pd.Series) -> list[tuple[str, np.ndarray]]:
     import pandas as pd
 
     if pd.api.types.is_numeric_dtype(column) and column.nunique() > SLICE_VALUES:
+        # NOTE: quartiles that share an edge (most values equal) are merged, so there may be fewer bins
         quartile, edges = pd.qcut(column, 4, labels=False, retbins=True, duplicates="drop")
-        names = [f"≤ {edges[1]:g}", *(f"{lo:g} – {hi:g}" for lo, hi in pairwise(edges[1:-1])),
-                 f"> {edges[-2]:g}"]
-        groups = [(name, (quartile == i).to_numpy()) for i, name in enumerate(names)]
-        return [*groups, *([("null", column.isna().to_numpy())] if column.isna().any() else [])]
+        names = [f"≤ {edges[1]:g}", *(f"{lo:g} – {hi:g}" for lo, hi in pairwise(edges[1:-1]))]
+        if len(edges) > 2:
+            names.append(f"> {edges[-2]:g}")
+        groups = [(name, (quartile == i).to_numpy()) for i, name in enumerate(names[:len(edges) - 1])]
+        groups.append(("null", column.isna().to_numpy()))
+        return [(name, mask) for name, mask in groups if mask.any()]
     shown = column.astype(object).where(column.notna(), "null").astype(str).to_numpy()
     return [(value, shown == value) for value in sorted(set(shown))]
 

@@ -81,6 +81,8 @@ def roc_auc(y: Array, p: Array) -> float:
 def binary_curve(y: Array, p: Array) -> tuple[Array, Array, Array]:
     """At each distinct score, highest first: that threshold, and the true and false positives at or above it."""
     scores = _positive(p)
+    if len(scores) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
     order = np.argsort(-scores, kind="mergesort")
     sorted_scores, positive = scores[order], y[order] == 1
     last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]

@@ -183,13 +183,13 @@ def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target
     from modelci.evaluate.evaluator import labels_of
     from modelci.evaluate.metrics import DEFAULT_METRICS
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import MAX_ROWS
+    from modelci.export.parity import evaluation_rows
     from modelci.export.quantize import measure, quantize
 
     quantized = quantize(data)
     atomic.write_bytes(out / MODEL_FILE, quantized)
     int8 = OnnxModel(out / MODEL_FILE)
-    rows = frame.iloc[:MAX_ROWS]
+    rows = evaluation_rows(frame)
     found = measure(fp32, int8, rows, labels_of(fp32, rows), DEFAULT_METRICS[target.task][0],
                     (len(data), len(quantized)))
     return int8, found

@@ -134,8 +134,10 @@ def _training_section(log: dict[str, Any]) -> list[str]:
     if last:
         lines.append(f"Final training loss {last['loss']:.4f}, evaluation loss {last['eval_loss']:.4f}, "
                      f"{last['samples_per_s']:,.0f} samples/s.")
-    if log.get("stopped_early"):
-        lines.append(f"Stopped early; the model is epoch {log['best_epoch']}'s, which had the lowest evaluation loss.")
+    kept = log.get("kept_epoch")
+    if kept and kept != len(log["epochs"]):
+        stopped = "Stopped early; the" if log.get("stopped_early") else "The"
+        lines.append(f"{stopped} model is epoch {kept}'s, which had the lowest evaluation loss.")
     if log.get("resumed_from"):
         lines.append(f"Resumed after epoch {log['resumed_from']} from a saved state.")
     return [*lines, ""]
@@ -188,9 +190,11 @@ def _parity_line(parity: dict[str, Any]) -> str:
         return f"The model was written as ONNX by `{parity['exporter']}`: no trained model to check it against."
     status = "✅ passed" if parity["passed"] else "❌ failed"
     output, metric = parity["outputs"][0], parity["metric"]
+    error = "unbounded" if output["max_abs_error"] is None else f"{output['max_abs_error']:.2e}"
+    shown = {k: "undefined" if metric[k] is None else f"{metric[k]:.6f}" for k in ("trained", "onnx")}
     return (f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
-            f"{status}; largest difference {output['max_abs_error']:.2e} (atol {parity['atol']}, "
-            f"rtol {parity['rtol']}); {metric['name']} as trained {metric['trained']:.6f}, ONNX {metric['onnx']:.6f}.")
+            f"{status}; largest difference {error} (atol {parity['atol']}, rtol {parity['rtol']}); "
+            f"{metric['name']} as trained {shown['trained']}, ONNX {shown['onnx']}.")
 
 
 def _kfold(metrics: dict[str, Any]) -> list[str]:

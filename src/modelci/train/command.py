@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +69,10 @@ def run(config: Config, datasets: Datasets, columns: list[str], target: Target, 
     command = argv(config.train.command)
     github.log(f"    running train.command: {shlex.join(command)}")
     began = time.perf_counter()
-    code = _relay(command, config.root, env)
+    try:
+        code = _relay(command, config.root, env)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)  # NOTE: a copy of the user's data, needed only by the script
     if code != 0:
         raise CommandFailed(f"train.command exited with code {code}: {shlex.join(command)}",
                             hint="its own output above says why")

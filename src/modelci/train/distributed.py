@@ -9,13 +9,20 @@ how the tests run it. Only the first process (rank 0) prints and writes files.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from modelci.errors import ERROR_FILE_VARIABLE
+
+RANK0_PREFIX = "[default0]:"  # what `torchrun --tee` puts before local rank 0's lines
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,15 @@ def from_env() -> Distributed | None:
 
 def start(job: Distributed, requested: str) -> torch.device:
     """Join the process group; each process on a GPU machine takes the GPU of its local rank."""
+    from modelci.errors import UsageError
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device is 'cuda' but this machine has no CUDA device",
+                         hint="use device: auto to train on the CPU when no GPU is present")
     cuda = requested != "cpu" and torch.cuda.is_available()
+    if cuda and job.local_rank >= torch.cuda.device_count():
+        raise UsageError(f"{job.world} processes on this machine but {torch.cuda.device_count()} GPUs",
+                         hint="start one process per GPU: --nproc (or torchrun --nproc-per-node) at most the GPUs")
     device = torch.device("cuda", job.local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -74,7 +89,32 @@ def stop(job: Distributed | None) -> None:
 
 
 def launch(nproc: int, arguments: list[str]) -> int:
-    """Run `modelci ARGUMENTS` in `nproc` processes with torchrun on this machine; its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "modelci", *arguments]
-    return subprocess.run(command, check=False).returncode
+    """Run `modelci ARGUMENTS` in `nproc` processes with torchrun on this machine; the first process's exit code.
+
+    Rank 0's output is shown as it comes; torchrun's own report of a failed worker (a traceback) is
+    not. A worker that fails on purpose (a `ModelciError`) leaves its message and exit code in a file,
+    and they are shown once, as a single process would.
+    """
+    from modelci import github
+
+    with tempfile.TemporaryDirectory(prefix="modelci-torchrun-") as folder:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "--tee", "3", "--log-dir", str(Path(folder) / "logs"), "-m", "modelci", *arguments]
+        env = {**os.environ, ERROR_FILE_VARIABLE: str(Path(folder) / "error")}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace")
+        assert process.stdout is not None
+        with process:
+            for line in process.stdout:
+                if line.startswith(RANK0_PREFIX):
+                    sys.stderr.write(line[len(RANK0_PREFIX):])
+        errors = sorted(Path(folder).glob("error.*"), key=lambda p: int(p.suffix[1:]))
+        if errors:
+            found = json.loads(errors[0].read_text(encoding="utf-8"))
+            github.error(found["message"])
+            if found.get("hint"):
+                github.log(f"  hint: {found['hint']}")
+            return int(found["exit_code"])
+        if process.returncode != 0:
+            github.error(f"training in {nproc} processes failed (torchrun exit code {process.returncode})")
+        return process.returncode

@@ -41,7 +41,7 @@ STATE_FILE = "train-state.pt"  # resumable state after the last finished epoch; 
 EVAL_CHUNK = 65536  # rows per forward pass when evaluating, so a big eval set never needs all activations at once
 # NOTE: settings that may change between an interrupted run and its resumption without changing
 # what the finished epochs mean.
-RESUMABLE_CHANGES = ("epochs", "device", "patience")
+RESUMABLE_CHANGES = ("epochs", "device")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class EpochRecord:
 @dataclass
 class TrainLog:
     task: str
-    framework: str  # pytorch | scikit-learn
+    framework: str  # pytorch | scikit-learn | command
     device: str
     processes: int  # torchrun processes (one per GPU); 1 without torchrun
     precision: str
@@ -71,7 +71,8 @@ class TrainLog:
     settings: dict[str, Any]
     environment: dict[str, str]
     epochs: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # the epoch with the lowest evaluation loss
+    kept_epoch: int | None = None  # the epoch the saved model is: the best with train.patience, else the last
     stopped_early: bool = False
     resumed_from: int | None = None  # the last epoch the saved state held, when resumed
     status: str = "running"  # running | completed | out_of_memory
@@ -257,7 +258,7 @@ class Loop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "best": {"loss": self.best_loss, "epoch": self.best_epoch, "stale": self.stale, "state": self.best_state},
         }
 
@@ -270,14 +271,10 @@ class Loop:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         best = state["best"]
         self.best_loss, self.best_epoch, self.stale, self.best_state = (
             best["loss"], best["epoch"], best["stale"], best["state"])
-
-
-def _metric_labels(target: Target, labels: Any) -> np.ndarray:
-    return target.encode(labels).astype(np.float64)
 
 
 def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False,
@@ -383,20 +380,33 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
     if not path.exists():
         say(f"    no saved state in {path}: starting from epoch 1")
         return
-    saved = torch.load(path, map_location=loop.device, weights_only=True)
+    # NOTE: loaded on the CPU: random-number states must stay CPU tensors, and load_state_dict moves
+    # the weights and the optimizer's state to the parameters' device itself.
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("version") != STATE_VERSION:
         raise UsageError(f"{path} was written by another version of modelci",
                          hint="delete it and train from the start")
     # NOTE: a schedule is laid out over all the epochs: with one, their number cannot change either.
     free = [k for k in RESUMABLE_CHANGES if settings.schedule == "constant" or k != "epochs"]
     changed = [k for k, v in saved["settings"].items() if k not in free and getattr(settings, k, None) != v]
+    changed += [k for k, v in _identity(log).items() if saved.get("run", {}).get(k) != v]
     if changed:
         raise UsageError(f"{path} was trained with other settings ({', '.join(changed)}); resuming would mix two runs",
                          hint="restore those settings, or train without --resume to start again")
-    loop.load(saved["loop"])
+    try:
+        loop.load(saved["loop"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UsageError(f"{path} does not fit this model: {str(exc).splitlines()[0][:200]}",
+                         hint="train without --resume to start again") from None
     log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
     log.resumed_from = loop.epoch
     say(f"    resuming after epoch {loop.epoch} from {path}")
+
+
+def _identity(log: TrainLog) -> dict[str, Any]:
+    """What besides the train settings a saved state belongs to: the model, its inputs, the processes."""
+    return {"model.params": log.settings.get("params"), "input_columns": log.input_columns,
+            "input_dim": log.input_dim, "processes": log.processes}
 
 
 def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
@@ -425,8 +435,9 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
         if main:
             with atomic.atomic_open(state) as handle:
                 torch.save({"loop": loop.state(), "epochs": [asdict(e) for e in log.epochs],
-                            "settings": asdict(settings), "version": STATE_VERSION}, handle)
+                            "settings": asdict(settings), "run": _identity(log), "version": STATE_VERSION}, handle)
     log.best_epoch = loop.best_epoch or None
+    log.kept_epoch = log.best_epoch if settings.patience else loop.epoch
     log.stopped_early = stop and loop.epoch < settings.epochs
     if log.stopped_early and main:
         github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "

@@ -9,6 +9,7 @@ parameters go to `tune.best_file`, which `train` then applies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
@@ -79,9 +80,17 @@ def _suggest(trial: optuna.Trial, param: SearchParam) -> Any:
     return trial.suggest_float(param.key, param.low, param.high, step=param.step, log=param.log)
 
 
+def _measuring(config: Config, metric: str) -> Config:
+    """The config with `metric` among those training measures every epoch (it may not be an evaluate metric)."""
+    names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
+    if metric in names:
+        return config
+    return dataclasses.replace(config, evaluate=dataclasses.replace(config.evaluate, metrics=(*names, metric)))
+
+
 def _value(log: TrainLog, metric: str) -> float:
-    """The trial's model's metric: the kept (best) epoch's when early stopping chose one, else the last."""
-    kept = log.epochs[log.best_epoch - 1] if log.stopped_early and log.best_epoch else log.epochs[-1]
+    """The metric of the epoch the trial's model is (the best one when train.patience keeps it)."""
+    kept = log.epochs[(log.kept_epoch or len(log.epochs)) - 1]
     value = kept.metrics.get(metric)
     if value is None:
         raise UsageError(f"tune.metric {metric} is undefined for this trial's model")
@@ -100,7 +109,8 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
     from modelci.train.trainer import train
 
     settings, goal = config.tune, objective_of(config)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # NOTE: at WARNING Optuna prints a traceback for every failed trial; modelci says why in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=1) if settings.pruning
               else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=settings.study or config.root.name, storage=settings.storage,
@@ -112,7 +122,7 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
         params = {p.key: _suggest(trial, p) for p in settings.space}
         trial.set_user_attr("began", time.time())
         try:
-            trial_config = parse_config(merge_params(raw, params), config.path)
+            trial_config = _measuring(parse_config(merge_params(raw, params), config.path), goal.metric)
 
             def report(record: EpochRecord) -> None:
                 value = record.metrics.get(goal.metric)
@@ -144,7 +154,6 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
     atomic.write_json(out / REPORT_FILE, report)
     if report["best"] is None:
         raise CheckFailed("no trial of the search completed", hint="see the trials' errors in tune-report.json")
-    assert settings.best_file is not None
     _write_best(settings.best_file, report)
     github.log(f"    best: trial {report['best']['number']}, {goal.metric} {report['best']['value']:.4f}; "
                f"written to {settings.best_file.name}, which `modelci train` applies")
