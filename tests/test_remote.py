@@ -274,7 +274,8 @@ def test_bearer_token_flow(token_registry: str, tmp_path: Path, monkeypatch: pyt
 class FaultProxy:
     """An HTTP proxy on loopback in front of the registry that breaks the requests a test picks.
 
-    Each fault is (method, path fragment, kind) and is used once, by the first request that matches:
+    Each fault is (method, path fragment, kind) and is used once, by the first request that matches
+    (`half-patch` passes half of an upload chunk to the registry, then hangs up on the client);
     `429` answers Too Many Requests with Retry-After: 1; `500` answers a server error; `drop-request`
     reads half the request body and hangs up; `drop-response` sends half the answer and hangs up;
     `corrupt` flips a byte of the answer; `lie-digest` sends a wrong Docker-Content-Digest header.
@@ -320,6 +321,16 @@ class FaultProxy:
             request.connection.shutdown(socket.SHUT_RDWR)
             return
         body = request.rfile.read(length) if length else None
+        if fault == "half-patch" and body:
+            # NOTE: the registry gets the first half of the chunk, the client a broken connection
+            start = int(request.headers["Content-Range"].partition("-")[0])
+            half = body[: len(body) // 2]
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "connection")}
+            headers["Content-Range"] = f"{start}-{start + len(half) - 1}"
+            requests.request(method, f"http://{self.upstream}{path}", headers=headers, data=half, timeout=30)
+            request.close_connection = True
+            request.connection.shutdown(socket.SHUT_RDWR)
+            return
         if fault in ("429", "500"):
             request.send_response(int(fault))
             request.send_header("Retry-After", "1")
@@ -410,3 +421,26 @@ def test_a_corrupted_byte_is_refused_and_a_failed_push_leaves_no_tag(  # type: i
     with pytest.raises(RegistryError, match="answered 500"):
         push_files(other, parse_reference(f"{proxy.host}/acme/never:v1"), ["v1"], CREATED)
     assert resolve(parse_reference(f"{registry}/acme/never:v1")) is None  # no tag on an incomplete artifact
+
+
+def test_a_large_blob_goes_up_in_chunks_and_survives_broken_chunks(  # type: ignore[no-untyped-def]
+        proxy: FaultProxy, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelci.registry import remote
+
+    monkeypatch.setattr(remote, "CHUNKED_FROM", 100_000)
+    monkeypatch.setattr(remote, "UPLOAD_CHUNK", 64_000)
+    files = artifact_files(tmp_path / "model", size=300_011)
+    clean = push_files(files, parse_reference(f"{registry}/acme/chunks-clean:v1"), ["v1"], CREATED)
+    proxy.add("PATCH", "/blobs/uploads/", "half-patch")
+    proxy.add("PATCH", "/blobs/uploads/", "drop-request")
+    pushed = push_files(files, parse_reference(f"{proxy.host}/acme/chunks:v1"), ["v1"], CREATED)
+    assert pushed.digest == clean.digest
+    assert not proxy.faults
+    patches = [s for s in proxy.seen if s[0] == "PATCH"]
+    assert len(patches) >= 6  # 300,011 bytes in 64,000-byte chunks, two of them sent again
+    # NOTE: asked the registry how much it had; this registry cannot say once a chunk broke off, so
+    # the upload started again (a registry that reports its Range is resumed where it stopped)
+    assert any(method == "GET" and "/blobs/uploads/" in path for method, path, _ in proxy.seen)
+    assert sum(method == "POST" for method, _, _ in proxy.seen) >= 4  # 3 blobs, and one upload restarted
+    pull(parse_reference(f"{registry}/acme/chunks:v1"), tmp_path / "pulled")
+    assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()

@@ -33,6 +33,8 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRIES = 5
 RETRY_BUDGET_SECONDS = 60.0  # the longest a request waits in all, over its retries
 CHUNK = 1 << 20
+CHUNKED_FROM = 32 << 20  # larger blobs go up in chunks that resume after a broken connection
+UPLOAD_CHUNK = 16 << 20
 TIMEOUT = (10, 300)  # connect, read
 
 
@@ -182,14 +184,48 @@ class RemoteRepository:
         return digest, size
 
     def _upload(self, body: IO[bytes], digest: str) -> None:
-        """POST for an upload session, then one PUT of the whole blob (what every registry accepts)."""
+        """Open an upload session; send a small blob in one PUT, a large one in chunks that resume."""
         started = self._request("POST", "/blobs/uploads/", ok=(202,))
-        location = started.headers.get("Location", "")
-        if not location.startswith("http"):
-            location = f"{self.base.split('/v2/')[0]}{location}"
+        location = self._absolute(started.headers.get("Location", ""))
+        size = body.seek(0, io.SEEK_END)
+        body.seek(0)
+        rest: IO[bytes] | bytes = body
+        if size > CHUNKED_FROM:
+            location = self._send_chunks(location, body, size)
+            rest = b""  # NOTE: bytes, so the closing PUT says Content-Length: 0 rather than chunking nothing
         joiner = "&" if "?" in location else "?"
-        self._request("PUT", f"{location}{joiner}digest={digest}", ok=(201,), data=body,
+        self._request("PUT", f"{location}{joiner}digest={digest}", ok=(201,), data=rest,
                       headers={"Content-Type": "application/octet-stream"})
+
+    def _absolute(self, location: str) -> str:
+        return location if location.startswith("http") else f"{self.base.split('/v2/')[0]}{location}"
+
+    def _send_chunks(self, location: str, body: IO[bytes], size: int) -> str:
+        """PATCH the blob chunk by chunk. When a chunk breaks off, or the registry is out of step (416, or
+        404 for an upload whose state moved on), ask the registry how much it has (the upload's Range)
+        and go on from there; a registry that cannot say gets the blob again in a new upload."""
+        offset, setbacks = 0, 0
+        while offset < size:
+            body.seek(offset)
+            chunk = body.read(UPLOAD_CHUNK)
+            answer = self._request("PATCH", location, ok=(202, 404, 416), data=chunk,
+                                   headers={"Content-Type": "application/octet-stream",
+                                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
+            if answer.status_code == 202:
+                location, offset = self._absolute(answer.headers.get("Location", location)), offset + len(chunk)
+                continue
+            setbacks += 1
+            if setbacks > RETRIES:
+                raise RegistryError(f"{self}: the upload kept falling out of step with the registry")
+            status = self._request("GET", location, ok=(204, 404))
+            received = status.headers.get("Range", "")
+            if status.status_code == 204 and received:
+                location, offset = self._absolute(status.headers.get("Location", location)), int(
+                    received.rpartition("-")[2]) + 1
+            else:
+                restarted = self._request("POST", "/blobs/uploads/", ok=(202,))
+                location, offset = self._absolute(restarted.headers.get("Location", "")), 0
+        return location
 
     def mount(self, descriptor: Descriptor, source: RemoteRepository) -> None:
         """Link a blob of another repository of this registry here; copied only if the registry will not mount."""
