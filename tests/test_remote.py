@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import socket
@@ -444,3 +445,37 @@ def test_a_large_blob_goes_up_in_chunks_and_survives_broken_chunks(  # type: ign
     assert sum(method == "POST" for method, _, _ in proxy.seen) >= 4  # 3 blobs, and one upload restarted
     pull(parse_reference(f"{registry}/acme/chunks:v1"), tmp_path / "pulled")
     assert (tmp_path / "pulled" / "model.onnx").read_bytes() == files[0].read_bytes()
+
+
+def test_credentials_from_the_command_line(  # type: ignore[no-untyped-def]
+        cli, locked_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from modelci.registry import remote
+
+    monkeypatch.setattr(remote, "_given", None)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
+    artifact_files(tmp_path / "model", size=1000)
+    monkeypatch.setattr("sys.stdin", io.StringIO("secret\n"))
+    result = cli("push", str(tmp_path / "model"), "--to", f"{locked_registry}/acme/flags:v1", "--username", "ci",
+                 "--password-stdin")
+    assert result.code == 0, result.err
+    half = cli("pull", f"{locked_registry}/acme/flags:v1", "-o", str(tmp_path / "x"), "--username", "ci")
+    assert half.code == 2
+    assert "--username and --password-stdin go together" in half.err
+
+
+def test_a_container_image_is_named_as_not_a_model(cli, registry: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = b"{}"
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    RemoteRepository(registry, "acme/image").put_bytes(config)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest,
+                           "size": len(config)}, "layers": []}
+    answer = requests.put(f"http://{registry}/v2/acme/image/manifests/latest", data=json.dumps(manifest),
+                          headers={"Content-Type": manifest["mediaType"]}, timeout=10)
+    assert answer.status_code == 201
+    result = cli("pull", f"{registry}/acme/image:latest", "-o", str(tmp_path / "pulled"))
+    assert result.code == 3
+    assert "is not a model artifact" in result.err
+    assert not (tmp_path / "pulled").exists()

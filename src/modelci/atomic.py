@@ -44,7 +44,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
 def stream_sha256(source: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
     """Hash a stream in blocks, copying it into `sink` on the way; returns ("sha256:…", size)."""
     hasher, size = hashlib.sha256(), 0
-    for block in iter(lambda: source.read(1 << 20), b""):
+    for block in iter(lambda: source.read(4 << 20), b""):
         hasher.update(block)
         size += len(block)
         if sink is not None:

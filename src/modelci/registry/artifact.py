@@ -19,7 +19,7 @@ from typing import Any
 
 from modelci import atomic
 from modelci.errors import RegistryError, UsageError
-from modelci.registry.layout import Descriptor, OciLayout
+from modelci.registry.layout import Descriptor, OciLayout, sha256_digest
 from modelci.registry.reference import Reference, parse_reference
 from modelci.registry.remote import RemoteRepository
 
@@ -97,23 +97,21 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
         "layers": [layer.to_json() for layer in layers],
         "annotations": annotations,
     }
-    stored = layout.put_manifest(json.dumps(manifest, indent=2, sort_keys=True).encode(), MANIFEST_MEDIA_TYPE)
-    descriptor = Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
-    if tags:
-        set_tags(layout, descriptor, tags, force=force)
-    return descriptor
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    _check_version_tags(layout, sha256_digest(data), tags, force=force)
+    stored = layout.put_manifest(data, MANIFEST_MEDIA_TYPE, tags)
+    return Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
 
 
-def set_tags(store: Store, descriptor: Descriptor, tags: list[str], *, force: bool = False) -> None:
-    """Point the tags at the manifest. A version tag (v1.2.3) that names another manifest is never moved,
-    unless `force`: a release must keep meaning what it meant."""
+def _check_version_tags(store: Store, digest: str, tags: list[str], *, force: bool) -> None:
+    """A version tag (v1.2.3) that names another manifest is never moved, unless `force`: a release must
+    keep meaning what it meant. Checked for every tag before any moves."""
     for tag in tags:
         if VERSION_TAG.match(tag) and not force:
             existing = store.resolve(tag)
-            if existing is not None and existing.digest != descriptor.digest:
+            if existing is not None and existing.digest != digest:
                 raise UsageError(f"{tag} already names {existing.digest} in {store}; version tags never move",
                                  hint="release a new version, or pass --force to move it anyway")
-    store.set_tags(descriptor, tags)
 
 
 def promote(source: Reference, targets: list[str], *, force: bool = False) -> Descriptor:
@@ -138,14 +136,16 @@ def promote(source: Reference, targets: list[str], *, force: bool = False) -> De
         by_store.setdefault(key, (reference, []))[1].append(reference.tag)
     for reference, tags in by_store.values():
         target_store = open_layout(reference, create=False)
-        if reference.repository != source.repository:
-            _mount(store, target_store, descriptor)
-        set_tags(target_store, descriptor, tags, force=force)
+        _check_version_tags(target_store, descriptor.digest, tags, force=force)
+        if reference.repository == source.repository:
+            target_store.set_tags(descriptor, tags)
+        else:
+            _mount(store, target_store, descriptor, tags)
     return descriptor
 
 
-def _mount(source: Store, target: Store, descriptor: Descriptor) -> None:
-    """Make the artifact's blobs and manifest available in another repository of the same registry."""
+def _mount(source: Store, target: Store, descriptor: Descriptor, tags: list[str]) -> None:
+    """Tag the artifact in another repository of the same registry, its blobs mounted rather than copied."""
     assert isinstance(source, RemoteRepository)
     assert isinstance(target, RemoteRepository)
     data = source.manifest(descriptor.digest)
@@ -153,7 +153,7 @@ def _mount(source: Store, target: Store, descriptor: Descriptor) -> None:
     manifest = json.loads(data)
     for blob in [manifest["config"], *manifest["layers"]]:
         target.mount(Descriptor.from_json(blob), source)
-    target.put_manifest(data, descriptor.media_type)
+    target.put_manifest(data, descriptor.media_type, tags)
 
 
 def _is_empty_dir(path: Path) -> bool:

@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from modelci import github
 
 
+def credentials(function: Any) -> Any:
+    """--username and --password-stdin, for every command that talks to a registry."""
+    function = click.option("--password-stdin", is_flag=True,
+                            help="Read the registry password (or token) from standard input.")(function)
+    return click.option("--username", default=None, help="The registry user name (with --password-stdin).")(function)
+
+
+def _use(username: str | None, password_stdin: bool) -> None:
+    from modelci.errors import UsageError
+    from modelci.registry.remote import Credentials, use_credentials
+
+    if username is None and not password_stdin:
+        return
+    if username is None or not password_stdin:
+        raise UsageError("--username and --password-stdin go together",
+                         hint="e.g. echo $TOKEN | modelci push ... --username me --password-stdin")
+    use_credentials(Credentials(username, click.get_text_stream("stdin").read().strip()))
+
+
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG or HOST/REPO:TAG.")
 @click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
-def push(directory: Path, target: str, force: bool) -> None:
+@credentials
+def push(directory: Path, target: str, force: bool, username: str | None, password_stdin: bool) -> None:
     """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact."""
+    _use(username, password_stdin)
     from modelci.errors import UsageError
     from modelci.registry.artifact import push_files
     from modelci.registry.reference import parse_reference
@@ -33,8 +55,10 @@ def push(directory: Path, target: str, force: bool) -> None:
 @click.argument("reference_text", metavar="REF")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the artifact's files to (replaced whole).")
-def pull(reference_text: str, output: Path) -> None:
+@credentials
+def pull(reference_text: str, output: Path, username: str | None, password_stdin: bool) -> None:
     """Pull the model artifact REF into a folder, verifying every file against its digest."""
+    _use(username, password_stdin)
     from modelci.registry.artifact import pull as pull_artifact
     from modelci.registry.reference import parse_reference
 
@@ -48,8 +72,10 @@ def pull(reference_text: str, output: Path) -> None:
 @click.argument("source", metavar="REF")
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
 @click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
-def promote(source: str, tags: tuple[str, ...], force: bool) -> None:
+@credentials
+def promote(source: str, tags: tuple[str, ...], force: bool, username: str | None, password_stdin: bool) -> None:
     """Tag the artifact REF as each TAG (a tag, or HOST/REPO:TAG in the same registry), by digest, moving no blob."""
+    _use(username, password_stdin)
     from modelci.registry.artifact import promote as promote_artifact
     from modelci.registry.reference import parse_reference
 

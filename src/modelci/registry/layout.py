@@ -161,9 +161,13 @@ class OciLayout:
     def __str__(self) -> str:
         return f"oci:{self.root}"
 
-    def put_manifest(self, data: bytes, media_type: str) -> Descriptor:
+    def put_manifest(self, data: bytes, media_type: str, tags: list[str]) -> Descriptor:
+        """Store the manifest (its blobs must be here), then point the tags at it."""
         digest, size = self.put_bytes(data)
-        return Descriptor(media_type, digest, size)
+        descriptor = Descriptor(media_type, digest, size)
+        if tags:
+            self.set_tags(descriptor, tags)
+        return descriptor
 
     def manifest(self, digest: str) -> bytes | None:
         """A manifest's bytes, checked against its digest; None when it is not here."""

@@ -27,7 +27,11 @@ from modelci import atomic
 from modelci.errors import RegistryError, UsageError
 from modelci.registry.layout import Descriptor, sha256_digest
 
-MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json")
+# NOTE: Docker's types too, so that a container image's manifest is fetched and then refused by name
+# ("not a model artifact") rather than reported missing.
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.docker.distribution.manifest.list.v2+json")
 LOOPBACK = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 RETRIES = 5
@@ -44,11 +48,23 @@ class Credentials:
     password: str
 
 
+_given: Credentials | None = None  # from the command line's --username and --password-stdin
+
+
+def use_credentials(credentials: Credentials) -> None:
+    """Credentials given on the command line, used before any other source."""
+    global _given
+    _given = credentials
+
+
 def credentials_for(host: str) -> Credentials | None:
-    """Credentials from MODELCI_REGISTRY_USERNAME/PASSWORD, or GITHUB_TOKEN for ghcr.io, or ~/.docker/config.json."""
+    """Credentials from the command line, MODELCI_REGISTRY_USERNAME/PASSWORD, GITHUB_TOKEN for ghcr.io, or
+    ~/.docker/config.json (`docker login`), in that order."""
     import base64
     import json
 
+    if _given is not None:
+        return _given
     user, password = os.environ.get("MODELCI_REGISTRY_USERNAME"), os.environ.get("MODELCI_REGISTRY_PASSWORD")
     if user and password:
         return Credentials(user, password)
@@ -84,7 +100,6 @@ class RemoteRepository:
         self.credentials = credentials if credentials is not None else credentials_for(host)
         self.session = requests.Session()
         self._token: str | None = None
-        self._manifests: dict[str, bytes] = {}  # pushed in this session, by digest, for tagging
 
     def __str__(self) -> str:
         return f"{self.host}/{self.repository}"
@@ -277,10 +292,11 @@ class RemoteRepository:
 
     # -- manifests and tags -----------------------------------------------------------------------
 
-    def put_manifest(self, data: bytes, media_type: str) -> Descriptor:
+    def put_manifest(self, data: bytes, media_type: str, tags: list[str]) -> Descriptor:
+        """Put the manifest (its blobs must be there) under each tag, or under its digest when untagged."""
         digest = sha256_digest(data)
-        self._request("PUT", f"/manifests/{digest}", ok=(201,), data=data, headers={"Content-Type": media_type})
-        self._manifests[digest] = data
+        for reference in tags or [digest]:
+            self._request("PUT", f"/manifests/{reference}", ok=(201,), data=data, headers={"Content-Type": media_type})
         return Descriptor(media_type, digest, len(data))
 
     def manifest(self, digest: str) -> bytes | None:
@@ -306,13 +322,11 @@ class RemoteRepository:
         return None if found is None else Descriptor(found[1], sha256_digest(found[0]), len(found[0]))
 
     def set_tags(self, descriptor: Descriptor, tags: list[str]) -> None:
-        """Point each tag at the manifest (which must be there already): the manifest goes up last."""
-        data = self._manifests.get(descriptor.digest) or self.manifest(descriptor.digest)
+        """Point each tag at a manifest that is already in the repository."""
+        data = self.manifest(descriptor.digest)
         if data is None:
             raise RegistryError(f"refusing to tag {descriptor.digest}: the manifest is not in {self}")
-        for tag in tags:
-            self._request("PUT", f"/manifests/{tag}", ok=(201,), data=data,
-                          headers={"Content-Type": descriptor.media_type})
+        self.put_manifest(data, descriptor.media_type, tags)
 
 
 def open_remote(host: str, repository: str) -> RemoteRepository:
