@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def _use(username: str | None, password_stdin: bool) -> None:
     if username is None or not password_stdin:
         raise UsageError("--username and --password-stdin go together",
                          hint="e.g. echo $TOKEN | modelci push ... --username me --password-stdin")
-    use_credentials(Credentials(username, click.get_text_stream("stdin").read().strip()))
+    use_credentials(Credentials(username, sys.stdin.read().strip()))
 
 
 @click.command()
