@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelci import atomic, github
+from modelci.compare.resampled import RESAMPLED, count_blocks
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import finite_or_none, labels_of, metric_names
 from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER
@@ -68,24 +69,25 @@ def _describe(rule: GateRule) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _bootstrap_indices(y: np.ndarray, task: str, resamples: int, seed: int) -> list[np.ndarray]:
-    """Row indices of each resample; stratified by class so every resample keeps the class mix."""
-    rng = np.random.default_rng(seed)
-    strata = ([np.flatnonzero(y == k) for k in np.unique(y)] if task != "regression" else [np.arange(len(y))])
-    return [np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata]) for _ in range(resamples)]
-
-
-def _interval(name: str, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray,
-              resamples: list[np.ndarray], confidence: float) -> tuple[float, float]:
-    """Percentile interval of (candidate − baseline) over the paired resamples."""
-    metric = FUNCTIONS[name]
-    differences = np.array([metric(y[i], candidate[i]) - metric(y[i], baseline[i]) for i in resamples])
-    differences = differences[np.isfinite(differences)]
-    if differences.size == 0:
-        return math.nan, math.nan
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(differences, [tail, 1 - tail])
-    return float(low), float(high)
+def _intervals(names: list[str], y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, task: str,
+               config: Config) -> dict[str, tuple[float, float]]:
+    """Per metric, the percentile interval of (candidate − baseline) over paired, stratified resamples."""
+    differences: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for counts in count_blocks(y, task != "regression", config.compare.bootstrap, config.compare.seed):
+        for name in names:
+            metric = RESAMPLED[name]
+            differences[name].append(metric(y, candidate, counts) - metric(y, baseline, counts))
+    tail = (1 - config.compare.confidence) / 2
+    intervals: dict[str, tuple[float, float]] = {}
+    for name, parts in differences.items():
+        found = np.concatenate(parts)
+        found = found[np.isfinite(found)]
+        if found.size == 0:
+            intervals[name] = (math.nan, math.nan)
+            continue
+        low, high = np.quantile(found, [tail, 1 - tail])
+        intervals[name] = (float(low), float(high))
+    return intervals
 
 
 def _verdict(higher_is_better: bool, low: float, high: float, tolerance: float) -> str:
@@ -132,8 +134,7 @@ def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, basel
                      task: str) -> list[MetricComparison]:
     rules = {rule.metric: rule for rule in config.gate}
     names = list(dict.fromkeys([*metric_names(config), *rules]))
-    resamples = (_bootstrap_indices(y, task, config.compare.bootstrap, config.compare.seed)
-                 if baseline is not None else [])
+    intervals = _intervals(names, y, candidate, baseline, task, config) if baseline is not None else {}
     rows = []
     for name in names:
         higher = name not in LOWER_IS_BETTER
@@ -141,7 +142,7 @@ def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, basel
         row = MetricComparison(name, higher, finite_or_none(value))
         if baseline is not None:
             base = FUNCTIONS[name](y, baseline)
-            low, high = _interval(name, y, candidate, baseline, resamples, config.compare.confidence)
+            low, high = intervals[name]
             rule = rules.get(name)
             tolerance = rule.max_drop if rule is not None and rule.max_drop is not None else 0.0
             row = MetricComparison(name, higher, finite_or_none(value), finite_or_none(base),

@@ -1,0 +1,39 @@
+"""Metrics over bootstrap counts equal the metrics on the rows each resample drew."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelci.compare.resampled import RESAMPLED, count_blocks
+from modelci.evaluate.metrics import FUNCTIONS, METRICS_BY_TASK
+
+rng = np.random.default_rng(11)
+N = 400
+Y_BINARY = (rng.random(N) < 0.3).astype(np.float64)
+P1 = np.round(np.clip(Y_BINARY * 0.3 + rng.random(N) * 0.7, 0, 1), 2)  # NOTE: rounded: many ties
+Y_MULTI = rng.integers(0, 3, N).astype(np.float64)
+P_MULTI = rng.dirichlet([1, 1, 1], N)
+Y_REG = rng.normal(50, 5, N)
+CASES = {"binary": (Y_BINARY, np.column_stack([1 - P1, P1])), "multiclass": (Y_MULTI, P_MULTI),
+         "regression": (Y_REG, Y_REG + rng.normal(0, 2, N))}
+
+
+@pytest.mark.parametrize(("task", "name"), [(t, n) for t, names in METRICS_BY_TASK.items() for n in names])
+def test_each_resample_gives_the_metric_of_its_drawn_rows(task: str, name: str) -> None:
+    y, scores = CASES[task]
+    counts = next(count_blocks(y, task != "regression", resamples=20, seed=1))
+    found = RESAMPLED[name](y, scores, counts)
+    rows = np.arange(len(y))
+    for i in range(len(counts)):
+        drawn = np.repeat(rows, counts[i].astype(np.int64))
+        assert found[i] == pytest.approx(FUNCTIONS[name](y[drawn], scores[drawn]), rel=1e-9, abs=1e-12)
+
+
+def test_stratified_counts_keep_each_class_and_the_seed_repeats() -> None:
+    blocks = list(count_blocks(Y_BINARY, True, resamples=30, seed=5))
+    counts = np.vstack(blocks)
+    assert counts.shape == (30, N)
+    positives = int(Y_BINARY.sum())
+    assert (counts[:, Y_BINARY == 1].sum(axis=1) == positives).all()
+    assert (np.vstack(list(count_blocks(Y_BINARY, True, resamples=30, seed=5))) == counts).all()
