@@ -160,6 +160,19 @@ def artifact_files(folder: Path, size: int = 300_000) -> list[Path]:
     return [folder / "model.onnx", folder / "metrics.json"]
 
 
+def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every request modelci sends from now on, as "METHOD path?query" below /v2/."""
+    sent: list[str] = []
+    original = requests.Session.request
+
+    def recording(self, method, url, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(f"{method} {url.split('/v2/')[-1]}")
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    return sent
+
+
 def test_push_then_pull_gives_the_same_files(registry: str, tmp_path: Path) -> None:
     files = artifact_files(tmp_path / "model")
     reference = parse_reference(f"{registry}/acme/churn:v1")
@@ -178,14 +191,7 @@ def test_pushing_again_uploads_no_blob(registry: str, tmp_path: Path, monkeypatc
     files = artifact_files(tmp_path / "model")
     reference = parse_reference(f"{registry}/acme/again:v1")
     push_files(files, reference, ["v1"], {})
-    sent: list[str] = []
-    original = requests.Session.request
-
-    def counting(self, method, url, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(f"{method} {url.split('/v2/')[-1].split('?')[0]}")
-        return original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", counting)
+    sent = record_requests(monkeypatch)
     push_files(files, reference, ["v1"], {})
     assert not [s for s in sent if s.startswith(("POST", "PATCH"))]  # HEAD found every blob: nothing uploaded
 
@@ -239,14 +245,7 @@ def test_promote_across_repositories_mounts_and_uploads_no_blob(  # type: ignore
         cli, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     staging = parse_reference(f"{registry}/acme/staging:sha-1")
     pushed = push_files(artifact_files(tmp_path / "model", size=5000), staging, ["sha-1"], {})
-    sent: list[str] = []
-    original = requests.Session.request
-
-    def recording(self, method, url, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(f"{method} {url.split('/v2/')[-1]}")
-        return original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(requests.Session, "request", recording)
+    sent = record_requests(monkeypatch)
     result = cli("promote", f"{registry}/acme/staging:sha-1", "v2.0.0", f"{registry}/acme/prod:prod")
     assert result.code == 0, result.err
     assert resolve(parse_reference(f"{registry}/acme/staging:v2.0.0")).digest == pushed.digest  # type: ignore[union-attr]
