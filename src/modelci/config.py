@@ -109,7 +109,10 @@ class GateRule:
     metric: str
     min: float | None = None
     max: float | None = None
-    max_drop: float | None = None
+    max_drop: float | None = None  # in the metric's units, or a fraction of the baseline's value if relative
+    relative: bool = False  # max_drop was written as a percentage, e.g. "2%"
+    direction: str | None = None  # higher | lower is better; default: from the metric
+    on_inconclusive: str = "pass"  # pass | fail: whether a difference the interval cannot call passes
 
 
 @dataclass(frozen=True)
@@ -434,17 +437,31 @@ def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[G
         if not isinstance(rule, dict):
             problems.add(f"gate[{i}]", f"expected a mapping with 'metric', got {rule!r}")
             continue
-        _unknown_keys(rule, ["metric", "min", "max", "max_drop"], prefix, problems)
+        _unknown_keys(rule, ["metric", "min", "max", "max_drop", "direction", "on_inconclusive"], prefix, problems)
         metric = rule.get("metric")
         if allowed and metric not in allowed:
             problems.add(f"{prefix}metric", f"expected a {task} metric ({', '.join(allowed)}), got {metric!r}")
             continue
+        drop = rule.get("max_drop")
+        relative = isinstance(drop, str) and drop.strip().endswith("%")
+        if relative:
+            try:
+                rule = {**rule, "max_drop": float(str(drop).strip()[:-1]) / 100}
+            except ValueError:
+                problems.add(f"{prefix}max_drop", f"expected a number or a percentage such as '2%', got {drop!r}")
+                rule = {k: v for k, v in rule.items() if k != "max_drop"}
         bounds = {k: _number(rule, k, prefix, problems, None) for k in ("min", "max", "max_drop")}
         if bounds["max_drop"] is not None and bounds["max_drop"] < 0:
-            problems.add(f"{prefix}max_drop", f"expected 0 or more, got {bounds['max_drop']!r}")
-        if all(v is None for v in bounds.values()):
-            problems.add(f"gate[{i}]", "a rule needs at least one of min, max, max_drop")
-        out.append(GateRule(metric=str(metric), **bounds))
+            problems.add(f"{prefix}max_drop", f"expected 0 or more, got {drop!r}")
+        if all(v is None for v in bounds.values()) and rule.get("on_inconclusive") != "fail":
+            problems.add(f"gate[{i}]", "a rule needs at least one of min, max, max_drop (or on_inconclusive: fail)")
+        direction = rule.get("direction")
+        if direction is not None and direction not in ("higher", "lower"):
+            problems.add(f"{prefix}direction", f"expected higher or lower (is better), got {direction!r}")
+            direction = None
+        out.append(GateRule(metric=str(metric), **bounds, relative=relative, direction=direction,
+                            on_inconclusive=_choice(rule, "on_inconclusive", prefix, problems, ("pass", "fail"),
+                                                    "pass")))
     return tuple(out)
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COMPARISON_FILE = "comparison.json"
-COMPARISON_VERSION = 1
+COMPARISON_VERSION = 2
 BASELINE_DIR = "baseline"
 
 
@@ -44,6 +44,9 @@ class MetricComparison:
     rule: str | None = None
     passed: bool = True
     reason: str | None = None
+    # NOTE: for accuracy, McNemar's exact test on the rows only one model gets right
+    discordant: list[int] | None = None  # [candidate right and baseline wrong, the other way round]
+    mcnemar_p: float | None = None
 
 
 @dataclass
@@ -64,9 +67,26 @@ class Comparison:
 
 
 def _describe(rule: GateRule) -> str:
+    drop = f"{rule.max_drop * 100:g}%" if rule.relative and rule.max_drop is not None else rule.max_drop
     parts = [f"min {rule.min}" if rule.min is not None else "", f"max {rule.max}" if rule.max is not None else "",
-             f"max_drop {rule.max_drop}" if rule.max_drop is not None else ""]
+             f"max_drop {drop}" if rule.max_drop is not None else "",
+             "on_inconclusive fail" if rule.on_inconclusive == "fail" else "",
+             f"{rule.direction} is better" if rule.direction else ""]
     return ", ".join(p for p in parts if p)
+
+
+def mcnemar(y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> tuple[list[int], float]:
+    """McNemar's exact test: the rows only one model classifies right, and the two-sided p-value that the
+    models are equally accurate (a binomial test on those rows)."""
+    right_c, right_b = np.argmax(candidate, axis=1) == y, np.argmax(baseline, axis=1) == y
+    only_c, only_b = int(np.sum(right_c & ~right_b)), int(np.sum(right_b & ~right_c))
+    n, k = only_c + only_b, min(only_c, only_b)
+    if n == 0:
+        return [only_c, only_b], 1.0
+    counts = np.arange(k + 1)
+    log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in counts])
+               - n * math.log(2))
+    return [only_c, only_b], float(min(1.0, 2 * np.exp(log_pmf).sum()))
 
 
 def _intervals(names: list[str], y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, task: str,
@@ -113,8 +133,13 @@ def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricCompariso
         if rule.max is not None and value > rule.max:
             problems.append(f"{value:.4f} is above the maximum {rule.max}")
     if rule.max_drop is not None and row.verdict == "regressed":
-        problems.append(f"worse than the baseline by more than {rule.max_drop}: difference {row.difference:+.4f}, "
+        allowed = f"{rule.max_drop * 100:g}% of the baseline" if rule.relative else f"{rule.max_drop}"
+        problems.append(f"worse than the baseline by more than {allowed}: difference {row.difference:+.4f}, "
                         f"interval [{row.ci_low:+.4f}, {row.ci_high:+.4f}]")
+    if rule.on_inconclusive == "fail" and row.verdict == "unchanged":
+        shown = f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]" if row.ci_low is not None else "undefined"
+        problems.append(f"not shown better than the baseline: the interval {shown} allows no difference, and "
+                        "on_inconclusive is fail")
     return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
                                "reason": "; ".join(problems) or None})
 
@@ -137,18 +162,22 @@ def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, basel
     intervals = _intervals(names, y, candidate, baseline, task, config) if baseline is not None else {}
     rows = []
     for name in names:
-        higher = name not in LOWER_IS_BETTER
+        rule = rules.get(name)
+        higher = rule.direction == "higher" if rule is not None and rule.direction else name not in LOWER_IS_BETTER
         value = FUNCTIONS[name](y, candidate)
         row = MetricComparison(name, higher, finite_or_none(value))
         if baseline is not None:
             base = FUNCTIONS[name](y, baseline)
             low, high = intervals[name]
-            rule = rules.get(name)
-            tolerance = rule.max_drop if rule is not None and rule.max_drop is not None else 0.0
+            tolerance = 0.0
+            if rule is not None and rule.max_drop is not None:
+                tolerance = rule.max_drop * abs(base) if rule.relative else rule.max_drop
+            discordant, p_value = mcnemar(y, candidate, baseline) if name == "accuracy" else (None, None)
             row = MetricComparison(name, higher, finite_or_none(value), finite_or_none(base),
                                    finite_or_none(value - base), finite_or_none(low), finite_or_none(high),
-                                   _verdict(higher, low, high, tolerance) if math.isfinite(low) else "unchanged")
-        rows.append(_apply_rule(row, rules.get(name)))
+                                   _verdict(higher, low, high, tolerance) if math.isfinite(low) else "unchanged",
+                                   discordant=discordant, mcnemar_p=p_value)
+        rows.append(_apply_rule(row, rule))
     return rows
 
 

@@ -67,6 +67,11 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
         lines.append(f"| {m['name']} {arrow} | {_num(m['baseline'])} | {_num(m['candidate'])} | "
                      f"{_num(m['difference'], True)} | {interval} | {_verdict_icon(m['verdict'], m['passed'])} | "
                      f"{m['rule'] or ''} |")
+    for m in comparison["metrics"]:
+        if m.get("mcnemar_p") is not None:
+            only_candidate, only_baseline = m["discordant"]
+            lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
+                          f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
     failures = [f"- **{m['name']}**: {m['reason']}" for m in comparison["metrics"] if not m["passed"]]
     return [*lines, "", *failures, ""] if failures else [*lines, ""]
 

@@ -1,0 +1,76 @@
+"""The gate's rules on paired predictions: relative drops, inconclusive differences, direction, McNemar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from modelci.compare.comparison import _compare_metrics, mcnemar
+from modelci.config import parse_config
+
+rng = np.random.default_rng(2)
+N = 4000
+Y = (rng.random(N) < 0.4).astype(np.float64)
+GOOD = np.clip(Y * 0.5 + rng.random(N) * 0.5, 0, 1)
+
+
+def probabilities(p1: np.ndarray) -> np.ndarray:
+    return np.column_stack([1 - p1, p1])
+
+
+def flip(p1: np.ndarray, share: float) -> np.ndarray:
+    """The same scores with a share of the rows turned into coin flips: a slightly worse model."""
+    worse = p1.copy()
+    rows = rng.random(N) < share
+    worse[rows] = rng.random(int(rows.sum()))
+    return worse
+
+
+def rows_for(rule: dict, candidate: np.ndarray, baseline: np.ndarray) -> dict:  # type: ignore[type-arg]
+    raw = {"task": "binary", "data": {"train": "t.csv", "label": "y"}, "model": {"factory": "m.py:build"},
+           "evaluate": {"metrics": ["accuracy", "roc_auc"]}, "gate": [rule], "compare": {"bootstrap": 300}}
+    config = parse_config(raw, Path("/tmp/modelci.yaml"))
+    found = _compare_metrics(config, Y, probabilities(candidate), probabilities(baseline), "binary")
+    return {row.name: row for row in found}
+
+
+def test_relative_and_absolute_drops() -> None:
+    worse = flip(GOOD, 0.08)
+    absolute = rows_for({"metric": "roc_auc", "max_drop": 0.001}, worse, GOOD)["roc_auc"]
+    assert absolute.verdict == "regressed"
+    assert not absolute.passed
+    relative = rows_for({"metric": "roc_auc", "max_drop": "20%"}, worse, GOOD)["roc_auc"]
+    assert relative.passed  # a drop of a few points is within 20% of the baseline's value
+    assert relative.rule == "max_drop 20%"
+
+
+def test_on_inconclusive_fail_needs_the_improvement_shown() -> None:
+    same = rows_for({"metric": "roc_auc", "on_inconclusive": "fail"}, GOOD, GOOD)["roc_auc"]
+    assert same.verdict == "unchanged"
+    assert not same.passed
+    assert "not shown better than the baseline" in (same.reason or "")
+    better = rows_for({"metric": "roc_auc", "on_inconclusive": "fail"}, GOOD, flip(GOOD, 0.1))["roc_auc"]
+    assert (better.verdict, better.passed) == ("improved", True)
+
+
+def test_a_direction_override_turns_the_verdict_around() -> None:
+    worse = flip(GOOD, 0.1)
+    assert rows_for({"metric": "roc_auc", "max_drop": 0.0}, worse, GOOD)["roc_auc"].verdict == "regressed"
+    upside_down = rows_for({"metric": "roc_auc", "max_drop": 0.0, "direction": "lower"}, worse, GOOD)["roc_auc"]
+    assert upside_down.verdict == "improved"
+
+
+def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_rows() -> None:
+    worse = flip(GOOD, 0.05)
+    candidate, baseline = probabilities(worse), probabilities(GOOD)
+    (only_candidate, only_baseline), p_value = mcnemar(Y, candidate, baseline)
+    assert only_candidate + only_baseline > 0
+    expected = stats.binomtest(only_candidate, only_candidate + only_baseline, 0.5).pvalue
+    assert p_value == pytest.approx(expected, rel=1e-9)
+    accuracy = rows_for({"metric": "accuracy", "max_drop": 0.5}, worse, GOOD)["accuracy"]
+    assert accuracy.discordant == [only_candidate, only_baseline]
+    assert accuracy.mcnemar_p == pytest.approx(expected, rel=1e-9)
+    assert mcnemar(Y, baseline, baseline) == ([0, 0], 1.0)
