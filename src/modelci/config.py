@@ -288,11 +288,11 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     )
 
 
-def _flag(section: dict[str, Any], key: str, prefix: str, problems: _Problems) -> bool:
-    value = section.get(key, False)
+def _flag(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: bool = False) -> bool:
+    value = section.get(key, default)
     if not isinstance(value, bool):
         problems.add(f"{prefix}{key}", f"expected true or false, got {value!r}")
-        return False
+        return default
     return value
 
 
@@ -527,14 +527,10 @@ def _tune(raw: dict[str, Any], task: str | None, root: Path, problems: _Problems
     best_file = _path(section.get("best_file") or "tuned.yaml", "tune.best_file", root, problems)
     return TuneConfig(
         trials=_number(section, "trials", "tune.", problems, 20, positive=True, integer=True), sampler=sampler,
-        metric=metric, direction=direction, pruning=_flag_default(section, "pruning", "tune.", problems, True),
+        metric=metric, direction=direction, pruning=_flag(section, "pruning", "tune.", problems, True),
         storage=text["storage"], study=text["study"],
         seed=_number(section, "seed", "tune.", problems, 0, integer=True),
         best_file=best_file or root / "tuned.yaml", space=params)
-
-
-def _flag_default(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: bool) -> bool:
-    return _flag({key: section.get(key, default)}, key, prefix, problems)
 
 
 def _search_param(key: str, spec: Any, sampler: str, problems: _Problems) -> SearchParam | None:

@@ -20,7 +20,9 @@ def in_actions() -> bool:
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # NOTE: in a torchrun job (several training processes) only the first process speaks.
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)
 
 
 @contextmanager

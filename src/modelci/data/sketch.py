@@ -91,10 +91,6 @@ class Sketch:
         grown[self.offset - start: self.offset - start + len(self.counts)] = self.counts
         self.offset, self.counts = start, grown
 
-    @property
-    def total(self) -> int:
-        return int(self.counts.sum())
-
     def buckets(self) -> tuple[np.ndarray, np.ndarray]:
         """The buckets that hold values, in increasing order, and their counts."""
         if self._held is None:

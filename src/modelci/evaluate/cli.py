@@ -19,21 +19,18 @@ if TYPE_CHECKING:
 def stage(config: Config, out: Path, datasets: Datasets, model: Path | None = None) -> MetricsReport:
     from modelci.evaluate.evaluator import evaluate_model
     from modelci.evaluate.kfold import cross_validate
+    from modelci.evaluate.metrics import shown
 
     kfold = None
     if config.evaluate.kfold:
         with github.group(f"{config.evaluate.kfold}-fold cross-validation"):
             kfold = cross_validate(config, datasets, out, config.evaluate.kfold)
-            github.log("    " + ", ".join(f"{name} {_shown(s['mean'])} ± {_shown(s['std'])}"
+            github.log("    " + ", ".join(f"{name} {shown(s['mean'])} ± {shown(s['std'])}"
                                           for name, s in kfold["metrics"].items()))
     with github.group("Evaluation (ONNX Runtime)"):
         report = evaluate_model(config, datasets.eval, model or out / "model.onnx", out, kfold)
-        github.log(f"    {report.rows} rows: " + ", ".join(f"{k} {_shown(v)}" for k, v in report.metrics.items()))
+        github.log(f"    {report.rows} rows: " + ", ".join(f"{k} {shown(v)}" for k, v in report.metrics.items()))
     return report
-
-
-def _shown(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 @click.command()

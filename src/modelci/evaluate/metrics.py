@@ -152,5 +152,10 @@ FUNCTIONS: dict[str, Metric] = {
 }
 
 
+def shown(value: float | None) -> str:
+    """A metric as the progress lines print it: four decimals, or a dash when it is undefined."""
+    return "–" if value is None else f"{value:.4f}"
+
+
 def compute(names: tuple[str, ...], y: Array, scores: Array) -> dict[str, float]:
     return {name: FUNCTIONS[name](y, scores) for name in names}

@@ -24,7 +24,7 @@ from typing import IO, Any
 import requests
 
 from modelci import atomic
-from modelci.errors import RegistryError, UsageError
+from modelci.errors import RegistryError
 from modelci.registry.layout import Descriptor, sha256_digest
 
 # NOTE: Docker's types too, so that a container image's manifest is fetched and then refused by name
@@ -328,8 +328,3 @@ class RemoteRepository:
             raise RegistryError(f"refusing to tag {descriptor.digest}: the manifest is not in {self}")
         self.put_manifest(data, descriptor.media_type, tags)
 
-
-def open_remote(host: str, repository: str) -> RemoteRepository:
-    if not host or not repository:
-        raise UsageError("a remote reference needs HOST/REPOSITORY")
-    return RemoteRepository(host, repository)

@@ -47,6 +47,11 @@ class Distributed:
         return summed
 
 
+def is_main(job: Distributed | None) -> bool:
+    """Whether this process writes the files: the only one, or rank 0 of a torchrun job."""
+    return job is None or job.main
+
+
 def from_env() -> Distributed | None:
     """The process's place in a torchrun job, or None when it runs alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

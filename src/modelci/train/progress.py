@@ -17,13 +17,14 @@ REDRAW_SECONDS = 0.1
 
 
 def live_terminal() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI") and not github.in_actions()
+    return (sys.stderr.isatty() and not os.environ.get("CI") and not github.in_actions()
+            and os.environ.get("RANK", "0") == "0")  # NOTE: one bar for a torchrun job, the first process's
 
 
 class Progress:
-    def __init__(self, epochs: int, steps: int, *, live: bool | None = None, quiet: bool = False) -> None:
-        self.epochs, self.steps, self.quiet = epochs, steps, quiet
-        self.live = not quiet and (live_terminal() if live is None else live)
+    def __init__(self, epochs: int, steps: int, *, live: bool | None = None) -> None:
+        self.epochs, self.steps = epochs, steps
+        self.live = live_terminal() if live is None else live
         self._drawn = 0.0
 
     def step(self, epoch: int, step: int) -> None:
@@ -38,8 +39,6 @@ class Progress:
         sys.stderr.flush()
 
     def epoch(self, line: str) -> None:
-        if self.quiet:
-            return
         if self.live:
             sys.stderr.write("\r\033[K")  # NOTE: clears the bar's line before the epoch's line replaces it
         github.log(line)

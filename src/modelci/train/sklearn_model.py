@@ -18,7 +18,7 @@ import numpy as np
 
 from modelci import atomic, github
 from modelci.errors import ModelFactoryError, UsageError
-from modelci.evaluate.metrics import DEFAULT_METRICS, compute, log_loss
+from modelci.evaluate.metrics import DEFAULT_METRICS, compute, log_loss, shown
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -77,7 +77,7 @@ def fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, t
                                   round(seconds, 4), round(len(x) / seconds, 1)))
     log.seconds, log.status = round(seconds, 3), "completed"
     github.log(f"    fitted {type(estimator).__name__} in {seconds:.2f} s: "
-               + "  ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in metrics.items()))
+               + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
     with atomic.atomic_open(out / CHECKPOINT) as handle:
         pickle.dump({"version": CHECKPOINT_VERSION, "estimator": estimator, "features": spec.to_json(),
                      "target": target.to_json(), "label": config.data.label}, handle)

@@ -27,7 +27,7 @@ from modelci import atomic, github
 from modelci.config import Config, TrainConfig
 from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
-from modelci.evaluate.metrics import DEFAULT_METRICS, compute
+from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
 from modelci.features import FeatureSpec, Target
 from modelci.train import command, distributed, sklearn_model
 from modelci.train.model import Scorer, call_factory, check_network, save_checkpoint
@@ -289,7 +289,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     spec = FeatureSpec.fit(datasets.train, columns)
     target = Target.fit(datasets.train[config.data.label], config.task)
     job = distributed.from_env()
-    if job is None or job.main:
+    if distributed.is_main(job):
         if config.tuned_from is not None:
             github.log(f"    with the tuned parameters in {config.tuned_from.name}")
         for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
@@ -318,7 +318,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
 def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target,
                    out: Path, log: TrainLog, device: torch.device, job: distributed.Distributed | None,
                    resume: bool, on_epoch: Callable[[EpochRecord], None] | None) -> TrainLog:
-    settings, main = config.train, job is None or job.main
+    settings, main = config.train, distributed.is_main(job)
     y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
     y = _targets(target, y_train, device)
@@ -376,9 +376,8 @@ def _out_of_memory(log: TrainLog, device: torch.device, settings: TrainConfig, o
 
 
 def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> None:
-    say = github.log if loop.job is None or loop.job.main else (lambda _: None)
     if not path.exists():
-        say(f"    no saved state in {path}: starting from epoch 1")
+        github.log(f"    no saved state in {path}: starting from epoch 1")
         return
     # NOTE: loaded on the CPU: random-number states must stay CPU tensors, and load_state_dict moves
     # the weights and the optimizer's state to the parameters' device itself.
@@ -400,7 +399,7 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
                          hint="train without --resume to start again") from None
     log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
     log.resumed_from = loop.epoch
-    say(f"    resuming after epoch {loop.epoch} from {path}")
+    github.log(f"    resuming after epoch {loop.epoch} from {path}")
 
 
 def _identity(log: TrainLog) -> dict[str, Any]:
@@ -414,8 +413,8 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
          on_epoch: Callable[[EpochRecord], None] | None) -> None:
     (x, y), (x_eval, y_eval, labels) = train_set, eval_set
     settings = loop.settings
-    main = loop.job is None or loop.job.main
-    progress = Progress(settings.epochs, loop.steps, quiet=not main)
+    main = distributed.is_main(loop.job)
+    progress = Progress(settings.epochs, loop.steps)
     stop = bool(settings.patience) and loop.stale >= settings.patience
     while loop.epoch < settings.epochs and not stop:
         began = time.perf_counter()
@@ -430,7 +429,7 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
         if on_epoch is not None:
             on_epoch(record)
         progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
-                       + "  ".join(f"{k} {'–' if v is None else f'{v:.4f}'}" for k, v in metrics.items())
+                       + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items())
                        + f"  {record.samples_per_s:,.0f} samples/s")
         if main:
             with atomic.atomic_open(state) as handle:
@@ -439,7 +438,7 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
     log.best_epoch = loop.best_epoch or None
     log.kept_epoch = log.best_epoch if settings.patience else loop.epoch
     log.stopped_early = stop and loop.epoch < settings.epochs
-    if log.stopped_early and main:
+    if log.stopped_early:
         github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "
                    f"keeping epoch {loop.best_epoch}")
     log.seconds = round(sum(e.seconds for e in log.epochs), 3)
