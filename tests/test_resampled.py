@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelci.compare.resampled import RESAMPLED, count_blocks
+from modelci.compare.resampled import count_blocks, prepare
 from modelci.evaluate.metrics import FUNCTIONS, METRICS_BY_TASK
 
 rng = np.random.default_rng(11)
@@ -22,18 +22,29 @@ CASES = {"binary": (Y_BINARY, np.column_stack([1 - P1, P1])), "multiclass": (Y_M
 @pytest.mark.parametrize(("task", "name"), [(t, n) for t, names in METRICS_BY_TASK.items() for n in names])
 def test_each_resample_gives_the_metric_of_its_drawn_rows(task: str, name: str) -> None:
     y, scores = CASES[task]
-    counts = next(count_blocks(y, task != "regression", resamples=20, seed=1))
-    found = RESAMPLED[name](y, scores, counts)
-    rows = np.arange(len(y))
-    for i in range(len(counts)):
-        drawn = np.repeat(rows, counts[i].astype(np.int64))
+    block = next(count_blocks(y, task != "regression", resamples=20, seed=1))
+    found = prepare([name], y, scores)[name](block)
+    for i, drawn in enumerate(block.drawn):
         assert found[i] == pytest.approx(FUNCTIONS[name](y[drawn], scores[drawn]), rel=1e-9, abs=1e-12)
 
 
 def test_stratified_counts_keep_each_class_and_the_seed_repeats() -> None:
     blocks = list(count_blocks(Y_BINARY, True, resamples=30, seed=5))
-    counts = np.vstack(blocks)
+    counts = np.vstack([block.counts for block in blocks])
     assert counts.shape == (30, N)
     positives = int(Y_BINARY.sum())
     assert (counts[:, Y_BINARY == 1].sum(axis=1) == positives).all()
-    assert (np.vstack(list(count_blocks(Y_BINARY, True, resamples=30, seed=5))) == counts).all()
+    assert (counts.sum(axis=1) == N).all()
+    for block in blocks:  # the counts are the draws'
+        assert (block.counts == np.vstack([np.bincount(rows, minlength=N) for rows in block.drawn])).all()
+    again = np.vstack([block.counts for block in count_blocks(Y_BINARY, True, resamples=30, seed=5)])
+    assert (again == counts).all()
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "pr_auc"])
+def test_rank_metrics_without_a_positive_row_are_undefined(name: str) -> None:
+    y = np.zeros(50)
+    scores = np.column_stack([np.ones(50) / 2, np.ones(50) / 2])
+    block = next(count_blocks(y, True, resamples=4, seed=0))
+    assert np.isnan(prepare([name], y, scores)[name](block)).all()
+    assert np.isnan(FUNCTIONS[name](y, scores))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelci import atomic, github
-from modelci.compare.resampled import RESAMPLED, count_blocks
+from modelci.compare.resampled import count_blocks, prepare
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import finite_or_none, labels_of, metric_names
 from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER
@@ -93,10 +93,10 @@ def _intervals(names: list[str], y: np.ndarray, candidate: np.ndarray, baseline:
                config: Config) -> dict[str, tuple[float, float]]:
     """Per metric, the percentile interval of (candidate − baseline) over paired, stratified resamples."""
     differences: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    on_candidate, on_baseline = prepare(names, y, candidate), prepare(names, y, baseline)
     for counts in count_blocks(y, task != "regression", config.compare.bootstrap, config.compare.seed):
         for name in names:
-            metric = RESAMPLED[name]
-            differences[name].append(metric(y, candidate, counts) - metric(y, baseline, counts))
+            differences[name].append(on_candidate[name](counts) - on_baseline[name](counts))
     tail = (1 - config.compare.confidence) / 2
     intervals: dict[str, tuple[float, float]] = {}
     for name, parts in differences.items():
