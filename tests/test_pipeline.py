@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from conftest import git
+from github_standin import GitHubStandIn
 from modelci.registry.artifact import read_file
 from modelci.registry.layout import OciLayout
 from modelci.registry.reference import parse_reference
+from test_report import rendered
 
 OUT = Path(".modelci/out")
 REGISTRY = Path(".modelci/registry")
@@ -92,9 +94,69 @@ def test_worse_model_fails_the_gate_and_publishes_nothing(cli, repo: Path) -> No
     assert result.code == 1
     assert "the gate failed: roc_auc" in result.err
     roc = next(m for m in read("comparison.json")["metrics"] if m["name"] == "roc_auc")
-    assert (roc["verdict"], roc["passed"]) == ("regressed", False)
-    assert "❌ **Failed**: the gate rejected roc_auc" in (OUT / "report.md").read_text()
+    # below the rule's floor (min 0.75) whatever the baseline; the drop against it is reported too
+    assert (roc["verdict"], roc["passed"]) == ("failed-floor", False)
+    assert "below the minimum 0.75" in roc["reason"]
+    assert "worse than the baseline" in roc["reason"]
+    report = (OUT / "report.md").read_text()
+    assert "❌ **Failed**: the gate rejected roc_auc" in report
+    assert "❌ failed floor" in report
     assert main_digest() == published
+
+
+def test_a_bigger_model_fails_a_size_gate_and_latency_is_measured_on_both(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("run", "--publish").code == 0
+    set_params(repo, "{hidden: 256, layers: 2, dropout: 0.1}")
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text().replace("gate:\n", "gate:\n  - {metric: model_size_mb, max_increase: '50%'}\n"
+                                                 "  - {metric: latency_p99_ms, max: 10000}\n"))
+    result = cli("run")
+    assert result.code == 1
+    assert "the gate failed: model_size_mb" in result.err
+    figures = {m["name"]: m for m in read("comparison.json")["operational"]}
+    size = figures["model_size_mb"]
+    assert size["candidate"] > 1.5 * size["baseline"]
+    assert (size["verdict"], size["passed"], size["rule"]) == ("regressed", False, "max_increase 50%")
+    assert "more than the 50% allowed" in size["reason"]
+    for name in ("latency_p50_ms", "latency_p99_ms", "batch_latency_p50_ms", "batch_latency_p99_ms"):
+        assert figures[name]["candidate"] > 0
+        assert figures[name]["baseline"] > 0
+    assert figures["latency_p50_ms"]["candidate"] <= figures["latency_p99_ms"]["candidate"]
+    assert figures["latency_p99_ms"]["passed"]
+    assert figures["parity_max_error"]["verdict"] == "measured"
+    assert figures["drifted_columns"]["candidate"] == 0  # the same data as the baseline's
+    report = (OUT / "report.md").read_text()
+    assert "❌ **Failed**: the gate rejected model_size_mb" in report
+    found = rendered(report)  # as GitHub renders it
+    assert found.open_details == 0
+    assert ["metric", "baseline", "candidate", "difference", "95% interval", "verdict", "rule"] in found.headers
+    assert ["figure ↓", "baseline", "candidate", "change", "verdict", "rule"] in found.headers
+    assert found.code.count("mermaid") == 2  # the ROC curves of both models, the training curves
+
+
+def test_report_comments_on_the_pull_request_once_and_a_failure_only_warns(cli, repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli("run").code == 0
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    with GitHubStandIn(token="t0ken") as github:
+        github.add_repository("team/churn", pulls=(12,))
+        for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_API_URL": github.url, "GITHUB_REPOSITORY": "team/churn",
+                            "GITHUB_REF": "refs/pull/12/merge", "GITHUB_TOKEN": "t0ken",
+                            "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)}.items():
+            monkeypatch.setenv(name, value)
+        assert cli("report", "--github-comment").code == 0
+        assert cli("report", "--github-comment").code == 0  # the same report again: no second comment, no write
+        comments = github.comments_on("team/churn", 12)
+        assert len(comments) == 1
+        assert comments[0]["body"] == (OUT / "report.md").read_text()
+        assert [r.method for r in github.requests] == ["GET", "POST", "GET"]
+        assert f"comment-url={comments[0]['html_url']}" in outputs.read_text()
+        monkeypatch.setenv("GITHUB_TOKEN", "wrong")
+        result = cli("report", "--github-comment")
+    assert result.code == 0  # the verdict stands
+    assert "pull-requests: write" in result.err
+    assert "modelci could not comment on the pull request" in summary.read_text()
+    assert "verdict=passed" in outputs.read_text()
 
 
 def test_publish_outside_git_needs_a_revision(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]

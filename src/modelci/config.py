@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from modelci.compare.operational import CANDIDATE_ONLY, FIGURES
 from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule, drift_rule
 from modelci.errors import ConfigError
 from modelci.evaluate.metrics import METRICS_BY_TASK
@@ -113,6 +114,7 @@ class GateRule:
     relative: bool = False  # max_drop was written as a percentage, e.g. "2%"
     direction: str | None = None  # higher | lower is better; default: from the metric
     on_inconclusive: str = "pass"  # pass | fail: whether a difference the interval cannot call passes
+    max_increase: float | None = None  # operational figures: the largest increase over the baseline, a fraction
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class CompareConfig:
     bootstrap: int = 1000
     confidence: float = 0.95
     seed: int = 0
+    latency_batch: int = 64  # rows in the batched request whose latency is measured beside one row's
+    latency_repeats: int = 200  # requests of each kind per model, after a warm-up
 
 
 @dataclass(frozen=True)
@@ -437,37 +441,70 @@ def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[G
         if not isinstance(rule, dict):
             problems.add(f"gate[{i}]", f"expected a mapping with 'metric', got {rule!r}")
             continue
-        _unknown_keys(rule, ["metric", "min", "max", "max_drop", "direction", "on_inconclusive"], prefix, problems)
         metric = rule.get("metric")
-        if allowed and metric not in allowed:
-            problems.add(f"{prefix}metric", f"expected a {task} metric ({', '.join(allowed)}), got {metric!r}")
+        if metric in FIGURES:
+            found = _operational_rule(rule, prefix, problems)
+        elif allowed and metric not in allowed:
+            problems.add(f"{prefix}metric", f"expected a {task} metric ({', '.join(allowed)}) or an operational "
+                         f"figure ({', '.join(FIGURES)}), got {metric!r}")
             continue
-        drop = rule.get("max_drop")
-        relative = isinstance(drop, str) and drop.strip().endswith("%")
-        if relative:
-            try:
-                rule = {**rule, "max_drop": float(str(drop).strip()[:-1]) / 100}
-            except ValueError:
-                problems.add(f"{prefix}max_drop", f"expected a number or a percentage such as '2%', got {drop!r}")
-                rule = {k: v for k, v in rule.items() if k != "max_drop"}
-        bounds = {k: _number(rule, k, prefix, problems, None) for k in ("min", "max", "max_drop")}
-        if bounds["max_drop"] is not None and bounds["max_drop"] < 0:
-            problems.add(f"{prefix}max_drop", f"expected 0 or more, got {drop!r}")
-        if all(v is None for v in bounds.values()) and rule.get("on_inconclusive") != "fail":
-            problems.add(f"gate[{i}]", "a rule needs at least one of min, max, max_drop (or on_inconclusive: fail)")
-        direction = rule.get("direction")
-        if direction is not None and direction not in ("higher", "lower"):
-            problems.add(f"{prefix}direction", f"expected higher or lower (is better), got {direction!r}")
-            direction = None
-        out.append(GateRule(metric=str(metric), **bounds, relative=relative, direction=direction,
-                            on_inconclusive=_choice(rule, "on_inconclusive", prefix, problems, ("pass", "fail"),
-                                                    "pass")))
+        else:
+            found = _metric_rule(rule, prefix, problems)
+        if found is not None:
+            out.append(found)
     return tuple(out)
+
+
+def _fraction(rule: dict[str, Any], key: str, prefix: str, problems: _Problems) -> tuple[dict[str, Any], bool]:
+    """`key` written as a percentage ('2%') becomes a fraction; returns the rule and whether it was one."""
+    value = rule.get(key)
+    if not (isinstance(value, str) and value.strip().endswith("%")):
+        return rule, False
+    try:
+        return {**rule, key: float(value.strip()[:-1]) / 100}, True
+    except ValueError:
+        problems.add(f"{prefix}{key}", f"expected a number or a percentage such as '2%', got {value!r}")
+        return {k: v for k, v in rule.items() if k != key}, True
+
+
+def _metric_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:
+    _unknown_keys(rule, ["metric", "min", "max", "max_drop", "direction", "on_inconclusive"], prefix, problems)
+    drop = rule.get("max_drop")
+    rule, relative = _fraction(rule, "max_drop", prefix, problems)
+    bounds = {k: _number(rule, k, prefix, problems, None) for k in ("min", "max", "max_drop")}
+    if bounds["max_drop"] is not None and bounds["max_drop"] < 0:
+        problems.add(f"{prefix}max_drop", f"expected 0 or more, got {drop!r}")
+    if all(v is None for v in bounds.values()) and rule.get("on_inconclusive") != "fail":
+        problems.add(prefix.rstrip("."), "a rule needs at least one of min, max, max_drop (or on_inconclusive: fail)")
+    direction = rule.get("direction")
+    if direction is not None and direction not in ("higher", "lower"):
+        problems.add(f"{prefix}direction", f"expected higher or lower (is better), got {direction!r}")
+        direction = None
+    return GateRule(metric=str(rule["metric"]), **bounds, relative=relative, direction=direction,
+                    on_inconclusive=_choice(rule, "on_inconclusive", prefix, problems, ("pass", "fail"), "pass"))
+
+
+def _operational_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:
+    """Latency, size, parity error and drift: lower is better; a ceiling (max), and for the figures
+    measured on the baseline too, an allowed increase over it (max_increase: 0.2 or '20%')."""
+    metric = str(rule["metric"])
+    keys = ["metric", "max"] + ([] if metric in CANDIDATE_ONLY else ["max_increase"])
+    _unknown_keys(rule, keys, prefix, problems)
+    rule, _ = _fraction(rule, "max_increase", prefix, problems)
+    ceiling = _number(rule, "max", prefix, problems, None)
+    increase = _number(rule, "max_increase", prefix, problems, None)
+    if increase is not None and increase < 0:
+        problems.add(f"{prefix}max_increase", f"expected 0 or more, got {increase!r}")
+    if ceiling is None and increase is None:
+        problems.add(prefix.rstrip("."), f"a rule on {metric} needs {' or '.join(keys[1:])}")
+        return None
+    return GateRule(metric=metric, max=ceiling, max_increase=increase)
 
 
 def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
     section = _mapping(raw, "compare", problems, required=False)
-    _unknown_keys(section, ["bootstrap", "confidence", "seed"], "compare.", problems)
+    _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats"], "compare.",
+                  problems)
     confidence = _number(section, "confidence", "compare.", problems, 0.95, positive=True)
     if confidence is not None and confidence >= 1:
         problems.add("compare.confidence", f"expected a level between 0 and 1 such as 0.95, got {confidence!r}")
@@ -476,6 +513,8 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
         bootstrap=_number(section, "bootstrap", "compare.", problems, 1000, positive=True, integer=True),
         confidence=confidence,
         seed=_number(section, "seed", "compare.", problems, 0, integer=True),
+        latency_batch=_number(section, "latency_batch", "compare.", problems, 64, positive=True, integer=True),
+        latency_repeats=_number(section, "latency_repeats", "compare.", problems, 200, positive=True, integer=True),
     )
 
 

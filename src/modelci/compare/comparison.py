@@ -7,6 +7,7 @@ which gives an honest confidence interval for the difference of every metric.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelci import atomic, github
+from modelci.compare import operational
 from modelci.compare.resampled import count_blocks, prepare
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import finite_or_none, labels_of, metric_names
-from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER
+from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER, binary_curve
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.registry import artifact
 from modelci.registry.reference import Reference
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COMPARISON_FILE = "comparison.json"
-COMPARISON_VERSION = 2
+COMPARISON_VERSION = 3
 BASELINE_DIR = "baseline"
+ROC_GRID = np.round(np.linspace(0, 1, 11), 2)  # false positive rates at which the report draws both ROC curves
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class MetricComparison:
     difference: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
-    verdict: str = "no-baseline"  # improved | unchanged | regressed | no-baseline
+    # improved | unchanged | regressed | failed-floor (outside the rule's min or max, whatever the
+    # baseline) | no-baseline | measured (a figure with nothing to compare: parity, drift) | not-measured
+    verdict: str = "no-baseline"
     rule: str | None = None
     passed: bool = True
     reason: str | None = None
@@ -59,6 +64,9 @@ class Comparison:
     confidence: float
     bootstrap: int
     metrics: list[MetricComparison] = field(default_factory=list)
+    operational: list[MetricComparison] = field(default_factory=list)  # latency, size, parity, drift
+    latency_batch: int = 0
+    roc: dict[str, list[float]] | None = None  # binary: fpr, and the candidate's (and baseline's) tpr there
     reason: str | None = None
     version: int = COMPARISON_VERSION
 
@@ -70,6 +78,7 @@ def _describe(rule: GateRule) -> str:
     drop = f"{rule.max_drop * 100:g}%" if rule.relative and rule.max_drop is not None else rule.max_drop
     parts = [f"min {rule.min}" if rule.min is not None else "", f"max {rule.max}" if rule.max is not None else "",
              f"max_drop {drop}" if rule.max_drop is not None else "",
+             f"max_increase {rule.max_increase * 100:g}%" if rule.max_increase is not None else "",
              "on_inconclusive fail" if rule.on_inconclusive == "fail" else "",
              f"{rule.direction} is better" if rule.direction else ""]
     return ", ".join(p for p in parts if p)
@@ -120,18 +129,19 @@ def _verdict(higher_is_better: bool, low: float, high: float, tolerance: float) 
     return "unchanged"
 
 
+def _bounds(value: float | None, rule: GateRule) -> list[str]:
+    """What is wrong with the candidate's own value: undefined, or outside the rule's min or max."""
+    if value is None:
+        return ["the metric is undefined (not finite) for the candidate"]
+    return ([f"{value:.4g} is below the minimum {rule.min}"] if rule.min is not None and value < rule.min else []) + \
+        ([f"{value:.4g} is above the maximum {rule.max}"] if rule.max is not None and value > rule.max else [])
+
+
 def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
     if rule is None:
         return row
-    problems = []
-    value = row.candidate
-    if value is None:
-        problems.append("the metric is undefined (not finite) for the candidate")
-    else:
-        if rule.min is not None and value < rule.min:
-            problems.append(f"{value:.4f} is below the minimum {rule.min}")
-        if rule.max is not None and value > rule.max:
-            problems.append(f"{value:.4f} is above the maximum {rule.max}")
+    out_of_bounds = _bounds(row.candidate, rule)
+    problems = list(out_of_bounds)
     if rule.max_drop is not None and row.verdict == "regressed":
         allowed = f"{rule.max_drop * 100:g}% of the baseline" if rule.relative else f"{rule.max_drop}"
         problems.append(f"worse than the baseline by more than {allowed}: difference {row.difference:+.4f}, "
@@ -141,7 +151,72 @@ def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricCompariso
         problems.append(f"not shown better than the baseline: the interval {shown} allows no difference, and "
                         "on_inconclusive is fail")
     return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
-                               "reason": "; ".join(problems) or None})
+                               "reason": "; ".join(problems) or None,
+                               "verdict": "failed-floor" if out_of_bounds else row.verdict})
+
+
+def _apply_operational_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
+    if rule is None or row.verdict == "not-measured":
+        return row
+    out_of_bounds = _bounds(row.candidate, rule)
+    problems = list(out_of_bounds)
+    if rule.max_increase is not None and row.baseline and row.candidate is not None \
+            and row.candidate > row.baseline * (1 + rule.max_increase):
+        problems.append(f"{row.candidate / row.baseline - 1:+.0%} over the baseline's {row.baseline:.4g}, more "
+                        f"than the {rule.max_increase:.0%} allowed")
+    verdict = "failed-floor" if out_of_bounds else "regressed" if problems else row.verdict
+    return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
+                               "reason": "; ".join(problems) or None, "verdict": verdict})
+
+
+def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel | None, frame: pd.DataFrame,
+                      out: Path) -> list[MetricComparison]:
+    """Latency (measured here, both models taking turns), size, parity error and drift, each gated by
+    its rule."""
+    models = [candidate] if baseline is None else [candidate, baseline]
+    latencies = operational.measure_latency(models, frame, config.compare.latency_batch,
+                                            config.compare.latency_repeats)
+    found: dict[str, float | None] = {
+        **latencies[0].figures(), "model_size_mb": operational.size_mb(candidate.path),
+        "parity_max_error": operational.parity_max_error(_load(out / "parity.json")),
+        "drifted_columns": operational.drifted_columns(_load(out / "data-report.json"))}
+    before: dict[str, float] = {}
+    if baseline is not None:
+        before = {**latencies[1].figures(), "model_size_mb": operational.size_mb(baseline.path)}
+    rules = {rule.metric: rule for rule in config.gate}
+    rows = []
+    for name in operational.FIGURES:
+        value, base = found[name], before.get(name)
+        if value is None:
+            row = MetricComparison(name, False, None, verdict="not-measured")
+        elif base is None:
+            verdict = "measured" if name in operational.CANDIDATE_ONLY else "no-baseline"
+            row = MetricComparison(name, False, value, verdict=verdict)
+        else:
+            row = MetricComparison(name, False, value, base, value - base,
+                                   verdict=operational.verdict(name, value, base))
+        rows.append(_apply_operational_rule(row, rules.get(name)))
+    return rows
+
+
+def _roc_points(y: np.ndarray, scores: dict[str, np.ndarray | None]) -> dict[str, list[float]] | None:
+    """Each model's true positive rate at the fixed false positive rates of ROC_GRID."""
+    points: dict[str, list[float]] = {"fpr": ROC_GRID.tolist()}
+    for name, found in scores.items():
+        if found is None:
+            continue
+        _, tp, fp = binary_curve(y, found)
+        if tp[-1] == 0 or fp[-1] == 0:
+            return None
+        # NOTE: the highest rate reached at each grid point; interpolating would draw points no threshold gives
+        fpr, tpr = np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
+        at = np.searchsorted(fpr, ROC_GRID, side="right") - 1
+        points[name] = np.round(tpr[at], 4).tolist()
+    return points
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFrame) -> str | None:
@@ -157,7 +232,7 @@ def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFra
 
 def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray | None,
                      task: str) -> list[MetricComparison]:
-    rules = {rule.metric: rule for rule in config.gate}
+    rules = {rule.metric: rule for rule in config.gate if rule.metric not in operational.FIGURES}
     names = list(dict.fromkeys([*metric_names(config), *rules]))
     intervals = _intervals(names, y, candidate, baseline, task, config) if baseline is not None else {}
     rows = []
@@ -190,6 +265,7 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     result = Comparison(passed=True, baseline_status="no-baseline", baseline_reference=str(baseline_ref),
                         baseline_digest=None, rows=len(frame), confidence=config.compare.confidence,
                         bootstrap=config.compare.bootstrap)
+    baseline: OnnxModel | None = None
     baseline_scores = None
     # NOTE: the tag is resolved once; everything after works on that digest, so a publish that
     # moves the tag meanwhile cannot change what this run compares against.
@@ -202,13 +278,17 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
         baseline = OnnxModel(out / BASELINE_DIR / artifact.WEIGHT_FILE)
         reason = _not_comparable(candidate, baseline, frame)
         if reason:
-            result.baseline_status, result.reason = "not-comparable", reason
+            result.baseline_status, result.reason, baseline = "not-comparable", reason, None
         else:
             result.baseline_status = "compared"
             baseline_scores = baseline.predict(frame)
     github.log(f"    baseline: {result.baseline_status}"
                + (f" ({result.baseline_digest})" if result.baseline_digest else ""))
     result.metrics = _compare_metrics(config, y, scores, baseline_scores, candidate.task)
-    result.passed = all(m.passed for m in result.metrics)
+    result.operational = _operational_rows(config, candidate, baseline, frame, out)
+    result.latency_batch = min(config.compare.latency_batch, len(frame))
+    if candidate.task == "binary":
+        result.roc = _roc_points(y, {"candidate": scores, "baseline": baseline_scores})
+    result.passed = all(m.passed for m in [*result.metrics, *result.operational])
     atomic.write_json(out / COMPARISON_FILE, result.to_json())
     return result

@@ -31,12 +31,46 @@ def stage(out: Path, name: str | None = None) -> bool:
     return passed
 
 
+def comment(out: Path) -> None:
+    """Create or update modelci's pull-request comment with report.md. A failure is a warning in the
+    log and the job summary, never a change of the verdict."""
+    import os
+
+    from modelci.report import comment as sticky
+    from modelci.report.markdown import REPORT_FILE
+
+    target = sticky.target_from_env(os.environ)
+    token = os.environ.get("GITHUB_TOKEN", "")
+    problem = None
+    if target is None:
+        problem = "not a pull request's workflow run (no pull request number in GITHUB_EVENT_PATH or GITHUB_REF)"
+    elif not token:
+        problem = "GITHUB_TOKEN is not set; pass it to the step: `env: {GITHUB_TOKEN: ${{ github.token }}}`"
+    else:
+        api_url, repository, number = target
+        try:
+            posted = sticky.upsert((out / REPORT_FILE).read_text(encoding="utf-8"), api_url=api_url,
+                                   repository=repository, number=number, token=token)
+        except sticky.CommentError as exc:
+            problem = str(exc)
+        else:
+            github.log(f"    pull-request comment {posted.action}: {posted.html_url}")
+            github.set_output("comment-url", posted.html_url)
+            return
+    github.warning(f"no pull-request comment: {problem}")
+    github.add_summary(f"\n> [!WARNING]\n> modelci could not comment on the pull request: {problem}\n")
+
+
 @click.command()
 @out_option
-def report(out: Path) -> None:
+@click.option("--github-comment", is_flag=True, envvar="MODELCI_GITHUB_COMMENT",
+              help="Also create or update modelci's comment on the pull request (GitHub Actions, with GITHUB_TOKEN).")
+def report(out: Path, github_comment: bool) -> None:
     """Write report.md (and the job summary in Actions) from the stages' outputs in OUT."""
     if not out.is_dir():
         from modelci.errors import UsageError
 
         raise UsageError(f"{out}: no such folder", hint="run the stages first, or pass --out")
     stage(out)
+    if github_comment:
+        comment(out)

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "report.md"
+# GitHub refuses a comment body over 65,536 characters; the report always fits, with room for the
+# note that says it was cut.
+COMMENT_LIMIT = 65_536
+CUT_NOTE = ("_The report was cut here to fit GitHub's limit of 65,536 characters per comment; the whole report "
+            "is `report.md` among the run's outputs._")
+CHART_COLOURS = {"blue": "#2563eb", "orange": "#f97316", "green": "#16a34a", "red": "#dc2626"}
 # Hidden marker by which the pull-request comment is found and updated.
 MARKER = "<!-- modelci-report -->"
 
@@ -28,8 +34,14 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 def _verdict_icon(verdict: str, passed: bool) -> str:
     if not passed:
-        return "❌ failed"
-    return {"improved": "🟢 improved", "regressed": "🟠 regressed", "unchanged": "⚪ unchanged"}.get(verdict, "–")
+        return "❌ failed floor" if verdict == "failed-floor" else "❌ failed"
+    return {"improved": "🟢 improved", "regressed": "🟠 regressed", "unchanged": "⚪ unchanged",
+            "not-measured": "not measured"}.get(verdict, "–")
+
+
+def _gated(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every gated row: the metrics, then the operational figures."""
+    return [*comparison["metrics"], *comparison.get("operational", [])]
 
 
 def overall(out: Path) -> tuple[str, bool]:
@@ -42,7 +54,7 @@ def overall(out: Path) -> tuple[str, bool]:
     if comparison is None:
         return "⚠️ **Incomplete**: the pipeline stopped before the comparison.", False
     if not comparison["passed"]:
-        failed = ", ".join(m["name"] for m in comparison["metrics"] if not m["passed"])
+        failed = ", ".join(m["name"] for m in _gated(comparison) if not m["passed"])
         return f"❌ **Failed**: the gate rejected {failed}.", False
     if comparison["baseline_status"] == "compared":
         return "✅ **Passed**: the candidate meets every gate rule against the baseline.", True
@@ -72,8 +84,49 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
                           f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
-    failures = [f"- **{m['name']}**: {m['reason']}" for m in comparison["metrics"] if not m["passed"]]
+    lines += _roc_chart(comparison) + _operational_section(comparison)
+    failures = [f"- **{m['name']}**: {m['reason']}" for m in _gated(comparison) if not m["passed"]]
     return [*lines, "", *failures, ""] if failures else [*lines, ""]
+
+
+def _operational_section(comparison: dict[str, Any]) -> list[str]:
+    rows = comparison.get("operational") or []
+    if not rows:
+        return []
+    lines = ["", "## Latency and size", "",
+             f"Latency of one request in ONNX Runtime on this runner, of 1 row and of {comparison['latency_batch']} "
+             "rows, both models measured in turns in one process.", "",
+             "| figure ↓ | baseline | candidate | change | verdict | rule |", "|---|---:|---:|---:|---|---|"]
+    for m in rows:
+        change = f"{m['candidate'] / m['baseline'] - 1:+.1%}" if m["baseline"] and m["candidate"] is not None else "–"
+        lines.append(f"| {m['name']} | {_figure(m['baseline'])} | {_figure(m['candidate'])} | {change} | "
+                     f"{_verdict_icon(m['verdict'], m['passed'])} | {m['rule'] or ''} |")
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _line_chart(title: str, x_label: str, x: list[str], y_label: str, series: dict[str, list[float]]) -> list[str]:
+    """A Mermaid line chart, which GitHub draws from the markdown itself; Mermaid's xy charts have no
+    legend, so the series are named, in drawing order, under the chart."""
+    theme = json.dumps({"themeVariables": {"xyChart": {"plotColorPalette": ", ".join(CHART_COLOURS.values())}}})
+    lines = ["", "```mermaid", f"%%{{init: {theme}}}%%", "xychart-beta", f'  title "{title}"',
+             f'  x-axis "{x_label}" [{", ".join(json.dumps(v) for v in x)}]', f'  y-axis "{y_label}"']
+    lines += [f"  line [{', '.join(f'{v:.4f}' for v in values)}]" for values in series.values()]
+    named = ", ".join(f"{name} ({colour})" for name, colour in zip(series, CHART_COLOURS, strict=False))
+    return [*lines, "```", "", f"Lines: {named}."]
+
+
+def _roc_chart(comparison: dict[str, Any]) -> list[str]:
+    roc = comparison.get("roc")
+    if not roc:
+        return []
+    series = {"candidate": roc["candidate"]} | ({"baseline": roc["baseline"]} if roc.get("baseline") else {})
+    chart = _line_chart("ROC curve", "false positive rate", [f"{v:g}" for v in roc["fpr"]],
+                        "true positive rate", series)
+    return ["", "<details><summary>ROC curves</summary>", *chart, "", "</details>"]
 
 
 def _examples(v: dict[str, Any]) -> str:
@@ -145,6 +198,12 @@ def _training_section(log: dict[str, Any]) -> list[str]:
         lines.append(f"{stopped} model is epoch {kept}'s, which had the lowest evaluation loss.")
     if log.get("resumed_from"):
         lines.append(f"Resumed after epoch {log['resumed_from']} from a saved state.")
+    epochs = log["epochs"]
+    if len(epochs) > 1:
+        chart = _line_chart("Loss by epoch", "epoch", [str(e["epoch"]) for e in epochs], "loss",
+                            {"training loss": [e["loss"] for e in epochs],
+                             "evaluation loss": [e["eval_loss"] for e in epochs]})
+        lines += ["", "<details><summary>Training curves</summary>", *chart, "", "</details>"]
     return [*lines, ""]
 
 
@@ -255,4 +314,25 @@ def build_report(out: Path) -> tuple[str, bool]:
     parity = _load(out, "parity.json")
     if parity is not None:
         lines += _export_section(parity, _load(out, "metrics.json"))
-    return "\n".join(lines).rstrip() + "\n", passed
+    return fit("\n".join(lines).rstrip() + "\n"), passed
+
+
+def fit(markdown: str, limit: int = COMMENT_LIMIT) -> str:
+    """The report cut at a line to `limit` characters when longer, with a note saying so; a chart is
+    never cut in half and a collapsible section is closed."""
+    if len(markdown) <= limit:
+        return markdown
+    kept: list[str] = []
+    size, fence, details = 0, None, 0
+    room = limit - len(CUT_NOTE) - 64  # NOTE: room for the closing tags and the note
+    for line in markdown.splitlines():
+        if size + len(line) + 1 > room:
+            break
+        kept.append(line)
+        size += len(line) + 1
+        if line.startswith("```"):
+            fence = None if fence is not None else len(kept) - 1
+        details += line.count("<details>") - line.count("</details>")
+    if fence is not None:
+        del kept[fence:]  # NOTE: half a chart draws nothing; drop it whole
+    return "\n".join([*kept, "", *["</details>"] * max(details, 0), "", CUT_NOTE]) + "\n"

@@ -1,0 +1,337 @@
+"""modelci's one pull-request comment: found by its hidden marker, then created or updated through GitHub's REST API.
+
+The comment is sticky. Each run looks through every page of the pull request's comments for the
+first (oldest) one that holds the marker and updates it, or creates it when there is none: one
+write at most, and none when the body has not changed. Rate limits are honoured as GitHub documents
+them (`retry-after`; `x-ratelimit-remaining: 0` until `x-ratelimit-reset`; for a secondary limit
+without either, a minute and then exponentially longer); 5xx answers and lost connections are
+retried with backoff. Every wait comes out of one budget, and a wait that would go past it fails at
+once rather than sleeping in vain.
+
+URLs are built from `GITHUB_API_URL`, so GitHub Enterprise Server (`https://HOST/api/v3`) works too.
+A failure raises `CommentError`, whose message says what is wrong and how to fix it; the caller
+reports it as a warning, since a comment that could not be written never changes the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+
+from modelci import __version__
+from modelci.report.markdown import MARKER
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+MAX_BODY_CHARACTERS = 65_536  # GitHub's limit on a comment's body, in characters
+PER_PAGE = 100  # the most GitHub lists in one page
+TIMEOUT = (10, 30)  # connect, read
+RETRIES = 6  # waits in one run, in all; GitHub asks clients to give up after some number of retries
+SECONDARY_LIMIT_WAIT = 60.0  # GitHub: "wait for at least one minute", then exponentially longer
+RATE_LIMIT_STATUS = frozenset({403, 429})
+SERVER_ERRORS = frozenset({500, 502, 503, 504})
+PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
+PERMISSIONS_HINT = ("The workflow's token needs `pull-requests: write` (or `issues: write`) in the job's "
+                    "`permissions:`. A pull request from a fork gets a read-only token whatever the workflow asks for, "
+                    "so comment on forks' pull requests from a `workflow_run` workflow instead.")
+
+# NOTE: module-level so that tests replace them and record the waits instead of sleeping. One wall
+# clock serves both the budget and `x-ratelimit-reset`, which GitHub gives in epoch seconds.
+_sleep: Callable[[float], None] = time.sleep
+_now: Callable[[], float] = time.time
+
+
+class CommentError(Exception):
+    """The comment could not be written; the message says why and how to fix it."""
+
+
+class _MaybeDone(Exception):
+    """A request that must not be sent twice failed in a way that may have carried it out anyway."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What a run did to the pull request's comment."""
+
+    action: Literal["created", "updated", "unchanged"]
+    comment_id: int
+    html_url: str
+
+
+@dataclass(frozen=True)
+class _Pause:
+    seconds: float
+    reason: str
+
+
+# -- where: the pull request of this workflow run ---------------------------------------------------
+
+
+def target_from_env(environ: Mapping[str, str]) -> tuple[str, str, int] | None:
+    """(API URL, owner/name, pull-request number) from GitHub Actions' environment; None outside a pull request."""
+    repository = environ.get("GITHUB_REPOSITORY", "")
+    number = _number_from_event(environ.get("GITHUB_EVENT_PATH", ""))
+    if number is None:
+        number = _number_from_ref(environ.get("GITHUB_REF", ""))
+    if not repository or number is None:
+        return None
+    return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"), repository, number
+
+
+def _number_from_event(path: str) -> int | None:
+    """`pull_request.number`, or `issue.number` when the issue is a pull request, from the event's payload."""
+    if not path:
+        return None
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # NOTE: GITHUB_REF may still say which pull request this is
+    if not isinstance(event, dict):
+        return None
+    pull, issue = event.get("pull_request"), event.get("issue")
+    if isinstance(pull, dict):
+        number = pull.get("number")
+    elif isinstance(issue, dict) and issue.get("pull_request"):  # NOTE: a comment on a plain issue is no PR
+        number = issue.get("number")
+    else:
+        return None
+    return number if isinstance(number, int) and number > 0 else None
+
+
+def _number_from_ref(ref: str) -> int | None:
+    """N from `refs/pull/N/merge`, the ref a `pull_request` run checks out."""
+    found = PULL_REF.match(ref)
+    return int(found.group(1)) if found else None
+
+
+# -- what: the one comment, found and written ------------------------------------------------------
+
+
+def with_marker(body: str, marker: str = MARKER) -> str:
+    """The body as it is when it holds the marker, else with the marker on a line of its own before it."""
+    return body if marker in body else f"{marker}\n{body}"
+
+
+def upsert(body: str, *, api_url: str, repository: str, number: int, token: str, marker: str = MARKER,
+           budget_s: float = 120.0, session: requests.Session | None = None) -> Posted:
+    """Create or update modelci's comment on pull request `number`: one write at most, none when unchanged."""
+    text = with_marker(body, marker)
+    _check_length(text)
+    own = session if session is not None else requests.Session()
+    try:
+        return _upsert(_Api(api_url, repository, number, token, budget_s, own), text, marker)
+    finally:
+        if session is None:
+            own.close()
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_BODY_CHARACTERS:
+        raise CommentError(f"the comment is {len(text):,} characters, over GitHub's limit of {MAX_BODY_CHARACTERS:,}; "
+                           "nothing was sent. Shorten the report for the comment (the whole report is in report.md "
+                           "and the job summary).")
+
+
+def _upsert(api: _Api, text: str, marker: str) -> Posted:
+    uncertain = False
+    while True:
+        earlier = _find(api, marker)
+        if earlier is not None:
+            posted = _update(api, earlier, text)
+            # NOTE: found after a POST that failed uncertainly: that POST did create it
+            return replace(posted, action="created") if uncertain and posted.action == "unchanged" else posted
+        try:
+            return _create(api, text)
+        except _MaybeDone:
+            # NOTE: the POST failed (5xx, lost connection) in a way that may have created the comment
+            # all the same: look again rather than post a second one. `_Api` bounds the rounds.
+            uncertain = True
+
+
+def _find(api: _Api, marker: str) -> dict[str, Any] | None:
+    """The oldest comment that holds the marker, over every page of the pull request's comments."""
+    url: str | None = f"{api.repo_url}/issues/{api.number}/comments?per_page={PER_PAGE}"
+    while url is not None:
+        response = api.call("GET", url, ok=200)
+        comments = response.json()
+        if not isinstance(comments, list):
+            raise CommentError(f"GitHub's list of comments at {url} is not a list; is {api.api} GitHub's REST API?")
+        # NOTE: GitHub lists an issue's comments oldest first, so the first match is the oldest
+        for comment in comments:
+            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+                return comment
+        url = _next_page(api, response)
+    return None
+
+
+def _next_page(api: _Api, response: requests.Response) -> str | None:
+    """The `Link` header's rel="next", used as GitHub gives it; only on the API's host, since it gets the token."""
+    url = response.links.get("next", {}).get("url")
+    if url is None:
+        return None
+    if urlsplit(url)[:2] != urlsplit(api.api)[:2]:
+        raise CommentError(f"GitHub's next page of comments is at {url}, outside {api.api}; modelci does not send the "
+                           "token there. Check GITHUB_API_URL.")
+    return str(url)
+
+
+def _update(api: _Api, comment: dict[str, Any], text: str) -> Posted:
+    comment_id, html_url = int(comment["id"]), str(comment.get("html_url", ""))
+    if comment.get("body") == text:
+        return Posted("unchanged", comment_id, html_url)
+    # NOTE: a PATCH with the same body is harmless twice, so it is retried like a read
+    updated = api.call("PATCH", f"{api.repo_url}/issues/comments/{comment_id}", ok=200, body={"body": text}).json()
+    return Posted("updated", int(updated["id"]), str(updated["html_url"]))
+
+
+def _create(api: _Api, text: str) -> Posted:
+    url = f"{api.repo_url}/issues/{api.number}/comments"
+    created = api.call("POST", url, ok=201, body={"body": text}, repeatable=False).json()
+    return Posted("created", int(created["id"]), str(created["html_url"]))
+
+
+# -- how: requests, waits and refusals ----------------------------------------------------------------
+
+
+class _Api:
+    """Requests about one pull request, sharing one budget of time and retries."""
+
+    def __init__(self, api_url: str, repository: str, number: int, token: str, budget_s: float,
+                 session: requests.Session) -> None:
+        self.api = api_url.rstrip("/")
+        self.repository, self.number = repository, number
+        self.repo_url = f"{self.api}/repos/{repository}"
+        self.session = session
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                        "X-GitHub-Api-Version": API_VERSION, "User-Agent": f"modelci/{__version__}"}
+        self.budget_s = budget_s
+        self.deadline = _now() + budget_s
+        self.retries = 0
+
+    def call(self, method: str, url: str, *, ok: int, body: dict[str, str] | None = None,
+             repeatable: bool = True) -> requests.Response:
+        """Send a request, waiting and sending it again while GitHub asks to (rate limits) or fails (5xx,
+        lost connection); `_MaybeDone` instead of a second send when it is not `repeatable` and may have
+        been carried out. Any other answer than `ok` is a `CommentError`."""
+        while True:
+            try:
+                response = self.session.request(method, url, headers=self.headers, json=body, timeout=TIMEOUT)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._wait(_Pause(_backoff(self.retries), f"cannot reach {self.api} ({exc.__class__.__name__})"))
+                if not repeatable:
+                    raise _MaybeDone from None
+                continue
+            limited = _rate_limit_pause(response, self.retries)
+            if limited is not None:  # NOTE: refused, so not carried out: safe to send again, even a POST
+                self._wait(limited)
+                continue
+            if response.status_code in SERVER_ERRORS:
+                self._wait(_server_error_pause(method, url, response, self.retries))
+                if not repeatable:
+                    raise _MaybeDone
+                continue
+            if response.status_code != ok:
+                raise _refusal(self, method, url, response)
+            return response
+
+    def _wait(self, pause: _Pause) -> None:
+        """Sleep before the next try, or fail when the retries or the budget would run out."""
+        if self.retries >= RETRIES:
+            raise CommentError(f"{pause.reason}, still after {self.retries} retries; the comment was not written. "
+                               "Re-run the job later.")
+        left = self.deadline - _now()
+        if pause.seconds > left:
+            raise CommentError(f"{pause.reason}; waiting {pause.seconds:.0f} s would go past the comment's budget of "
+                               f"{self.budget_s:.0f} s ({max(left, 0.0):.0f} s left), so the comment was not written. "
+                               f"Re-run the job after {_utc(_now() + pause.seconds)}.")
+        self.retries += 1
+        _sleep(pause.seconds)
+
+
+def _backoff(retries: int) -> float:
+    return min(2.0 ** retries, 16.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's whole number of seconds; None when absent or not a number (GitHub sends whole seconds)."""
+    return float(value) if value is not None and value.strip().isdigit() else None
+
+
+def _rate_limit_pause(response: requests.Response, retries: int) -> _Pause | None:
+    """How long GitHub asks to wait when a 403 or 429 is a rate limit, as its documentation says; None otherwise."""
+    code, headers = response.status_code, response.headers
+    if code not in RATE_LIMIT_STATUS:
+        return None
+    retry_after = _seconds(headers.get("retry-after"))
+    if retry_after is not None:
+        return _Pause(retry_after, f"GitHub's rate limit refused the request ({code}) and asked for a wait of "
+                                   f"{retry_after:.0f} s (retry-after)")
+    reset = _seconds(headers.get("x-ratelimit-reset"))
+    if headers.get("x-ratelimit-remaining") == "0" and reset is not None:
+        # NOTE: at least a second, in case this machine's clock runs ahead of GitHub's
+        return _Pause(max(reset - _now(), 1.0), f"the token's API rate limit is used up ({code}) until {_utc(reset)} "
+                                                "(x-ratelimit-reset)")
+    message = _github_message(response)
+    if code == 429 or "rate limit" in message.lower():
+        return _Pause(SECONDARY_LIMIT_WAIT * 2.0 ** retries,
+                      f"GitHub's secondary rate limit refused the request ({code}: {message})")
+    return None
+
+
+def _server_error_pause(method: str, url: str, response: requests.Response, retries: int) -> _Pause:
+    retry_after = _seconds(response.headers.get("retry-after"))
+    return _Pause(retry_after if retry_after is not None else _backoff(retries),
+                  f"GitHub answered {response.status_code} to {method} {url}")
+
+
+def _refusal(api: _Api, method: str, url: str, response: requests.Response) -> CommentError:
+    code, message = response.status_code, _github_message(response)
+    where = f"pull request #{api.number} of {api.repository}"
+    if code == 401:
+        return CommentError(f"GitHub refused the token (401: {message}): it is missing, expired or not a token for "
+                            f"{api.api}. Pass the workflow's GITHUB_TOKEN. {PERMISSIONS_HINT}")
+    if code == 403:
+        return CommentError(f"GitHub did not let the token {method} the comment on {where} (403: {message}). "
+                            f"{PERMISSIONS_HINT}")
+    if code == 404:
+        return CommentError(f"GitHub answered 404 to {method} {url}: {where} does not exist, or the token cannot see "
+                            "it. Check GITHUB_REPOSITORY and the pull-request number, and that the token is for this "
+                            "repository.")
+    if code == 422:
+        return CommentError(f"GitHub rejected the comment on {where} (422: {message}). Shorten or fix the report.")
+    return CommentError(f"GitHub answered {code} to {method} {url}: {message}")
+
+
+def _github_message(response: requests.Response) -> str:
+    """GitHub's `message` and its `errors`, from an error's JSON body; the start of the text otherwise."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason or "no explanation"
+    if not isinstance(data, dict):
+        return str(data)[:300]
+    message = str(data.get("message") or "no message")
+    errors = data.get("errors")
+    details = [_error_detail(e) for e in errors] if isinstance(errors, list) else []
+    return f"{message}: {'; '.join(details)}" if details else message
+
+
+def _error_detail(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    if error.get("message"):
+        return str(error["message"])
+    return " ".join(f"{key}={error[key]}" for key in ("resource", "field", "code") if key in error)
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
