@@ -159,6 +159,32 @@ def test_report_comments_on_the_pull_request_once_and_a_failure_only_warns(cli, 
     assert "verdict=passed" in outputs.read_text()
 
 
+def test_kfold_results_of_both_models_are_compared_fold_by_fold(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    from scipy import stats
+
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text().replace("evaluate:\n", "evaluate:\n  kfold: 3\n"))
+    git(repo, "commit", "-qam", "cross-validate")
+    assert cli("run", "--publish").code == 0
+    baseline = read("metrics.json")["kfold"]["metrics"]["roc_auc"]["folds"]
+    set_params(repo, "{hidden: 16, layers: 1, dropout: 0.0}")
+    assert cli("run").code in (0, 1)  # the gate's verdict does not matter here; comparison.json is written
+    candidate = read("metrics.json")["kfold"]["metrics"]["roc_auc"]["folds"]
+    found = read("comparison.json")["kfold"]
+    assert found["reason"] is None
+    roc = found["metrics"]["roc_auc"]
+    differences = np.subtract(candidate, baseline)
+    assert roc["differences"] == pytest.approx(differences, abs=1e-6)
+    expected = stats.ttest_1samp(differences, 0).confidence_interval(0.95)
+    assert (roc["ci_low"], roc["ci_high"]) == pytest.approx((expected.low, expected.high), rel=1e-6)
+    assert "Fold-wise differences (candidate − baseline) of the 3-fold cross-validations" in (
+        OUT / "report.md").read_text()
+    # another seed makes other folds: nothing to pair, and the report says why
+    config.write_text(config.read_text().replace("seed: 0", "seed: 1"))
+    assert cli("run").code in (0, 1)
+    assert read("comparison.json")["kfold"]["reason"] == "the folds differ from the baseline's (seed)"
+
+
 def test_publish_outside_git_needs_a_revision(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     (repo / ".git").rename(repo / "git-moved")
     result = cli("run", "--publish")

@@ -17,6 +17,7 @@ import numpy as np
 
 from modelci import atomic, github
 from modelci.compare import operational
+from modelci.compare.folds import fold_differences
 from modelci.compare.resampled import count_blocks, prepare
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import finite_or_none, labels_of, metric_names
@@ -67,6 +68,7 @@ class Comparison:
     operational: list[MetricComparison] = field(default_factory=list)  # latency, size, parity, drift
     latency_batch: int = 0
     roc: dict[str, list[float]] | None = None  # binary: fpr, and the candidate's (and baseline's) tpr there
+    kfold: dict[str, Any] | None = None  # fold-wise differences, when both models were cross-validated alike
     reason: str | None = None
     version: int = COMPARISON_VERSION
 
@@ -289,6 +291,8 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     result.latency_batch = min(config.compare.latency_batch, len(frame))
     if candidate.task == "binary":
         result.roc = _roc_points(y, {"candidate": scores, "baseline": baseline_scores})
+    if baseline is not None:
+        result.kfold = fold_differences(out, out / BASELINE_DIR, config.compare.confidence)
     result.passed = all(m.passed for m in [*result.metrics, *result.operational])
     atomic.write_json(out / COMPARISON_FILE, result.to_json())
     return result

@@ -99,6 +99,6 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
             folds.append(FoldMetrics(i, len(kept), len(test), evaluate_frame(config, test, folder / MODEL_FILE)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    rows = [{"fold": f.fold, "train_rows": f.train_rows, "rows": f.rows} for f in folds]
     return {"folds": k, "stratified": config.task != "regression", "group": config.evaluate.group,
-            "metrics": summary(folds), "fold_rows": [{"fold": f.fold, "train_rows": f.train_rows, "rows": f.rows}
-                                                     for f in folds]}
+            "seed": config.train.seed, "metrics": summary(folds), "fold_rows": rows}

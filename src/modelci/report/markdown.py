@@ -84,9 +84,28 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
                           f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
-    lines += _roc_chart(comparison) + _operational_section(comparison)
+    lines += _fold_differences(comparison) + _roc_chart(comparison) + _operational_section(comparison)
     failures = [f"- **{m['name']}**: {m['reason']}" for m in _gated(comparison) if not m["passed"]]
     return [*lines, "", *failures, ""] if failures else [*lines, ""]
+
+
+def _fold_differences(comparison: dict[str, Any]) -> list[str]:
+    found = comparison.get("kfold")
+    if not found:
+        return []
+    k = found["folds"]
+    if found["reason"]:
+        return ["", f"No fold-wise comparison of the {k}-fold cross-validations: {found['reason']}."]
+    level = round(comparison["confidence"] * 100)
+    lines = ["", f"Fold-wise differences (candidate − baseline) of the {k}-fold cross-validations, the same folds "
+             f"for both; {level}% Student-t intervals of the mean:", "",
+             f"| metric | mean difference | {level}% interval | " + " | ".join(f"fold {i}" for i in range(1, k + 1))
+             + " |", "|---|---:|---|" + "---:|" * k]
+    for name, m in found["metrics"].items():
+        interval = f"[{_num(m['ci_low'], True)}, {_num(m['ci_high'], True)}]" if m["ci_low"] is not None else "–"
+        lines.append(f"| {name} | {_num(m['mean'], True)} | {interval} | "
+                     + " | ".join(_num(v, True) for v in m["differences"]) + " |")
+    return lines
 
 
 def _operational_section(comparison: dict[str, Any]) -> list[str]:
