@@ -74,3 +74,14 @@ def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_rows() -> None:
     assert accuracy.discordant == [only_candidate, only_baseline]
     assert accuracy.mcnemar_p == pytest.approx(expected, rel=1e-9)
     assert mcnemar(Y, baseline, baseline) == ([0, 0], 1.0)
+
+
+def test_an_undefined_metric_fails_even_without_a_rule() -> None:
+    raw = {"task": "binary", "data": {"train": "t.csv", "label": "y"}, "model": {"factory": "m.py:build"},
+           "evaluate": {"metrics": ["roc_auc", "accuracy"]}, "compare": {"bootstrap": 50}}
+    config = parse_config(raw, Path("/tmp/modelci.yaml"))
+    one_class = np.zeros(N)  # ROC AUC needs both classes
+    found = {row.name: row for row in _compare_metrics(config, one_class, probabilities(GOOD), None, "binary")}
+    assert (found["roc_auc"].candidate, found["roc_auc"].passed) == (None, False)
+    assert found["roc_auc"].reason == "the metric is undefined (not finite) for the candidate"
+    assert found["accuracy"].passed

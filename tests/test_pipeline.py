@@ -185,6 +185,17 @@ def test_kfold_results_of_both_models_are_compared_fold_by_fold(cli, repo: Path)
     assert read("comparison.json")["kfold"]["reason"] == "the folds differ from the baseline's (seed)"
 
 
+def test_a_required_baseline_that_is_missing_fails_the_gate(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text() + "compare: {require_baseline: true}\n")
+    result = cli("run")
+    assert result.code == 1
+    assert "does not exist yet (the first publish creates it); compare.require_baseline is true" in result.err
+    comparison = read("comparison.json")
+    assert (comparison["baseline_status"], comparison["passed"]) == ("no-baseline", False)
+    assert "❌ **Failed**: no baseline" in (OUT / "report.md").read_text()
+
+
 def test_publish_outside_git_needs_a_revision(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     (repo / ".git").rename(repo / "git-moved")
     result = cli("run", "--publish")

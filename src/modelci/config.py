@@ -124,6 +124,7 @@ class CompareConfig:
     seed: int = 0
     latency_batch: int = 64  # rows in the batched request whose latency is measured beside one row's
     latency_repeats: int = 200  # requests of each kind per model, after a warm-up
+    require_baseline: bool = False  # fail the gate when there is no baseline, or none comparable
 
 
 @dataclass(frozen=True)
@@ -503,8 +504,8 @@ def _operational_rule(rule: dict[str, Any], prefix: str, problems: _Problems) ->
 
 def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
     section = _mapping(raw, "compare", problems, required=False)
-    _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats"], "compare.",
-                  problems)
+    _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats", "require_baseline"],
+                  "compare.", problems)
     confidence = _number(section, "confidence", "compare.", problems, 0.95, positive=True)
     if confidence is not None and confidence >= 1:
         problems.add("compare.confidence", f"expected a level between 0 and 1 such as 0.95, got {confidence!r}")
@@ -515,6 +516,7 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
         seed=_number(section, "seed", "compare.", problems, 0, integer=True),
         latency_batch=_number(section, "latency_batch", "compare.", problems, 64, positive=True, integer=True),
         latency_repeats=_number(section, "latency_repeats", "compare.", problems, 200, positive=True, integer=True),
+        require_baseline=_flag(section, "require_baseline", "compare.", problems),
     )
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 COMPARISON_FILE = "comparison.json"
 COMPARISON_VERSION = 3
 BASELINE_DIR = "baseline"
+UNDEFINED = "the metric is undefined (not finite) for the candidate"
 ROC_GRID = np.round(np.linspace(0, 1, 11), 2)  # false positive rates at which the report draws both ROC curves
 
 
@@ -134,13 +135,15 @@ def _verdict(higher_is_better: bool, low: float, high: float, tolerance: float) 
 def _bounds(value: float | None, rule: GateRule) -> list[str]:
     """What is wrong with the candidate's own value: undefined, or outside the rule's min or max."""
     if value is None:
-        return ["the metric is undefined (not finite) for the candidate"]
+        return [UNDEFINED]
     return ([f"{value:.4g} is below the minimum {rule.min}"] if rule.min is not None and value < rule.min else []) + \
         ([f"{value:.4g} is above the maximum {rule.max}"] if rule.max is not None and value > rule.max else [])
 
 
 def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
     if rule is None:
+        if row.candidate is None:  # NOTE: an undefined metric fails with or without a rule: the model is broken
+            return MetricComparison(**{**asdict(row), "passed": False, "reason": UNDEFINED})
         return row
     out_of_bounds = _bounds(row.candidate, rule)
     problems = list(out_of_bounds)
@@ -294,5 +297,8 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     if baseline is not None:
         result.kfold = fold_differences(out, out / BASELINE_DIR, config.compare.confidence)
     result.passed = all(m.passed for m in [*result.metrics, *result.operational])
+    if config.compare.require_baseline and result.baseline_status != "compared":
+        result.passed = False
+        result.reason = f"{result.reason}; compare.require_baseline is true, so this fails the gate"
     atomic.write_json(out / COMPARISON_FILE, result.to_json())
     return result

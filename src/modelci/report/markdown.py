@@ -55,7 +55,8 @@ def overall(out: Path) -> tuple[str, bool]:
         return "⚠️ **Incomplete**: the pipeline stopped before the comparison.", False
     if not comparison["passed"]:
         failed = ", ".join(m["name"] for m in _gated(comparison) if not m["passed"])
-        return f"❌ **Failed**: the gate rejected {failed}.", False
+        because = f"the gate rejected {failed}" if failed else comparison["reason"]
+        return f"❌ **Failed**: {because}.", False
     if comparison["baseline_status"] == "compared":
         return "✅ **Passed**: the candidate meets every gate rule against the baseline.", True
     return f"✅ **Passed** ({comparison['baseline_status']}): {comparison.get('reason') or ''}", True
