@@ -102,6 +102,24 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
                      id="old-opset"),
         pytest.param(with_changes(compare={"confidence": 95}), "compare.confidence: expected a level between 0 and 1",
                      id="percent-confidence"),
+        pytest.param(with_changes(gate=[{"min": 0.5}]), "gate[0]: expected a mapping with a 'metric' name",
+                     id="rule-without-metric"),
+        pytest.param(with_changes(gate=[{"metric": "roc_auc", "min": 0.5}, {"metric": "roc_auc", "max_drop": 0.1}]),
+                     "gate[1].metric: a second rule on roc_auc; put all of its bounds in one rule", id="two-rules"),
+        pytest.param(with_changes(gate=[{"metric": "roc_auc", "max_drop": "nan%"}]),
+                     "gate[0].max_drop: expected a number or a percentage such as '2%', got 'nan%'", id="nan-percent"),
+        pytest.param(with_changes(gate=[{"metric": "roc_auc", "min": float("nan")}]),
+                     "gate[0].min: expected a number, got nan", id="nan-bound"),
+        pytest.param(with_changes(gate=[{"metric": "latency_p99_ms", "max_drop": 0.1}]),
+                     "gate[0].max_drop: unknown key", id="drop-on-latency"),
+        pytest.param(with_changes(gate=[{"metric": "parity_max_error", "max_increase": "10%"}]),
+                     "gate[0].max_increase: unknown key", id="increase-on-parity"),
+        pytest.param(with_changes(gate=[{"metric": "model_size_mb"}]),
+                     "gate[0]: a rule on model_size_mb needs max or max_increase", id="empty-operational-rule"),
+        pytest.param(with_changes(gate=[{"metric": "model_size_mb", "max_increase": -0.1}]),
+                     "gate[0].max_increase: expected 0 or more", id="negative-increase"),
+        pytest.param(with_changes(gate=[{"metric": "latency_p50", "max": 3}]),
+                     "or an operational figure (latency_p50_ms, latency_p99_ms", id="unknown-figure"),
     ],
 )
 def test_invalid_config_names_key_value_and_allowed(raw: dict[str, Any], expected: str, tmp_path: Path) -> None:
@@ -135,3 +153,11 @@ def test_example_config_is_valid() -> None:
     config = load_config(example)
     assert yaml.safe_load(example.read_text())["task"] == config.task == "binary"
     assert [rule.metric for rule in config.gate] == ["roc_auc", "log_loss"]
+
+
+def test_operational_rules_take_a_ceiling_and_a_relative_increase(tmp_path: Path) -> None:
+    config = parse_config(with_changes(gate=[{"metric": "latency_p99_ms", "max_increase": "20%", "max": 50},
+                                             {"metric": "drifted_columns", "max": 0}]), tmp_path / "modelci.yaml")
+    latency, drift = config.gate
+    assert (latency.max_increase, latency.max) == (pytest.approx(0.2), 50)
+    assert (drift.metric, drift.max, drift.max_increase) == ("drifted_columns", 0, None)

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from modelci.compare.comparison import _compare_metrics, mcnemar
-from modelci.config import parse_config
+from modelci.compare.comparison import (
+    MetricComparison,
+    _apply_operational_rule,
+    _compare_metrics,
+    _roc_points,
+    mcnemar,
+)
+from modelci.config import GateRule, parse_config
 
 rng = np.random.default_rng(2)
 N = 4000
@@ -82,6 +88,34 @@ def test_an_undefined_metric_fails_even_without_a_rule() -> None:
     config = parse_config(raw, Path("/tmp/modelci.yaml"))
     one_class = np.zeros(N)  # ROC AUC needs both classes
     found = {row.name: row for row in _compare_metrics(config, one_class, probabilities(GOOD), None, "binary")}
-    assert (found["roc_auc"].candidate, found["roc_auc"].passed) == (None, False)
+    assert (found["roc_auc"].candidate, found["roc_auc"].passed, found["roc_auc"].verdict) == (None, False, "undefined")
     assert found["roc_auc"].reason == "the metric is undefined (not finite) for the candidate"
     assert found["accuracy"].passed
+
+
+def test_an_increase_over_a_zero_baseline_is_a_regression() -> None:
+    row = MetricComparison("model_size_mb", False, 0.5, 0.0, 0.5, verdict="regressed")
+    found = _apply_operational_rule(row, GateRule("model_size_mb", max_increase=0.2), None)
+    assert (found.passed, found.verdict) == (False, "regressed")
+    assert "more than the 20% increase allowed" in (found.reason or "")
+
+
+def test_a_rule_on_a_figure_that_was_not_measured_fails_unless_nothing_could_be() -> None:
+    row = MetricComparison("parity_max_error", False, None, verdict="not-measured")
+    found = _apply_operational_rule(row, GateRule("parity_max_error", max=1e-4), "no parity.json")
+    assert (found.passed, found.verdict) == (False, "not-measured")
+    assert found.reason == "not measured (no parity.json), so the rule cannot be checked"
+    drift = MetricComparison("drifted_columns", False, None, verdict="not-measured")
+    assert _apply_operational_rule(drift, GateRule("drifted_columns", max=0), None).passed  # no baseline, no drift
+
+
+def test_roc_points_are_the_best_rate_each_threshold_reaches_at_the_grid() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1], dtype=np.float64)
+    scores = probabilities(np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9]))
+    points = _roc_points(y, {"candidate": scores, "baseline": None})
+    assert points is not None
+    assert "baseline" not in points
+    # thresholds give (fpr, tpr): (0, 1/3), (0, 2/3), (1/3, 2/3), (1/3, 1), (2/3, 1), (1, 1)
+    expected = {0.0: 0.6667, 0.3: 0.6667, 0.4: 1.0, 1.0: 1.0}
+    for fpr, tpr in expected.items():
+        assert points["candidate"][points["fpr"].index(fpr)] == tpr

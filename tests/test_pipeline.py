@@ -136,7 +136,6 @@ def test_a_bigger_model_fails_a_size_gate_and_latency_is_measured_on_both(cli, r
 
 def test_report_comments_on_the_pull_request_once_and_a_failure_only_warns(cli, repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cli("run").code == 0
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
     with GitHubStandIn(token="t0ken") as github:
         github.add_repository("team/churn", pulls=(12,))
@@ -144,7 +143,7 @@ def test_report_comments_on_the_pull_request_once_and_a_failure_only_warns(cli, 
                             "GITHUB_REF": "refs/pull/12/merge", "GITHUB_TOKEN": "t0ken",
                             "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)}.items():
             monkeypatch.setenv(name, value)
-        assert cli("report", "--github-comment").code == 0
+        assert cli("run", "--github-comment").code == 0
         assert cli("report", "--github-comment").code == 0  # the same report again: no second comment, no write
         comments = github.comments_on("team/churn", 12)
         assert len(comments) == 1

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import cmarkgfm
 from cmarkgfm.cmark import Options
 
-from modelci.report.markdown import COMMENT_LIMIT, CUT_NOTE, _line_chart, fit
+from modelci.report.markdown import COMMENT_LIMIT, CUT_NOTE, _cell, _line_chart, fit
 
 
 class Tables(HTMLParser):
@@ -73,7 +73,8 @@ def test_a_long_report_is_cut_to_the_comment_limit_with_a_note_and_renders_whole
     assert len(report) > 4 * COMMENT_LIMIT
     cut = fit(report)
     assert len(cut) <= COMMENT_LIMIT
-    assert cut.rstrip().endswith(CUT_NOTE)
+    assert cut.rstrip().endswith(CUT_NOTE.format(limit=COMMENT_LIMIT))
+    assert "the whole report is `report-full.md`" in cut
     assert cut.count("```") % 2 == 0  # no chart cut in half
     found = rendered(cut)
     assert found.open_details == 0
@@ -99,3 +100,10 @@ def test_charts_are_mermaid_xy_charts_with_their_series_named() -> None:
     assert re.search(r'x-axis "false positive rate" \["0", "0.5", "1"\]', chart)
     assert chart.count("  line [") == 2
     assert "Lines: candidate (blue), baseline (orange)." in chart
+
+
+def test_a_value_with_a_bar_stays_in_its_cell() -> None:
+    table = f"| value | rows |\n|---|---:|\n| `{_cell(repr('a|b'))}` | 3 |\n| {_cell('x|y')} | 4 |\n"
+    html = cmarkgfm.github_flavored_markdown_to_html(table)
+    assert html.count("<td") == 4
+    assert "<code>'a|b'</code>" in html

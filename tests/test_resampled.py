@@ -48,3 +48,12 @@ def test_rank_metrics_without_a_positive_row_are_undefined(name: str) -> None:
     block = next(count_blocks(y, True, resamples=4, seed=0))
     assert np.isnan(prepare([name], y, scores)[name](block)).all()
     assert np.isnan(FUNCTIONS[name](y, scores))
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "pr_auc"])
+def test_rank_metrics_with_a_nan_score_are_undefined(name: str) -> None:
+    scores = CASES["binary"][1].copy()
+    scores[3] = np.nan
+    block = next(count_blocks(Y_BINARY, True, resamples=4, seed=0))
+    assert np.isnan(prepare([name], Y_BINARY, scores)[name](block)).all()
+    assert np.isnan(FUNCTIONS[name](Y_BINARY, scores))

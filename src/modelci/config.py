@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,7 @@ def _number(section: dict[str, Any], key: str, prefix: str, problems: _Problems,
         return None
     kind: type | tuple[type, ...] = int if integer else (int, float)
     what = "an integer" if integer else "a number"
-    if not _typed(value, kind):
+    if not _typed(value, kind) or not math.isfinite(value):
         problems.add(f"{prefix}{key}", f"expected {what}, got {value!r}")
         return default
     if positive and value <= 0:
@@ -436,13 +437,17 @@ def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[G
         problems.add("gate", "expected a list of rules such as [{metric: roc_auc, min: 0.8, max_drop: 0.01}]")
         return ()
     allowed = METRICS_BY_TASK.get(task or "", ())
-    out = []
+    out: list[GateRule] = []
     for i, rule in enumerate(rules):
         prefix = f"gate[{i}]."
-        if not isinstance(rule, dict):
-            problems.add(f"gate[{i}]", f"expected a mapping with 'metric', got {rule!r}")
+        if not isinstance(rule, dict) or not isinstance(rule.get("metric"), str):
+            problems.add(f"gate[{i}]", f"expected a mapping with a 'metric' name, got {rule!r}")
             continue
-        metric = rule.get("metric")
+        metric = rule["metric"]
+        if any(earlier.metric == metric for earlier in out):
+            # NOTE: one rule per metric, so no bound is silently overridden by a later rule
+            problems.add(f"{prefix}metric", f"a second rule on {metric}; put all of its bounds in one rule")
+            continue
         if metric in FIGURES:
             found = _operational_rule(rule, prefix, problems)
         elif allowed and metric not in allowed:
@@ -462,10 +467,13 @@ def _fraction(rule: dict[str, Any], key: str, prefix: str, problems: _Problems) 
     if not (isinstance(value, str) and value.strip().endswith("%")):
         return rule, False
     try:
-        return {**rule, key: float(value.strip()[:-1]) / 100}, True
+        fraction = float(value.strip()[:-1]) / 100
     except ValueError:
+        fraction = math.nan
+    if not math.isfinite(fraction):
         problems.add(f"{prefix}{key}", f"expected a number or a percentage such as '2%', got {value!r}")
         return {k: v for k, v in rule.items() if k != key}, True
+    return {**rule, key: fraction}, True
 
 
 def _metric_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:

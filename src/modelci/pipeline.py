@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 # Everything a run writes to the output folder; cleared at the start so no stale file from an
 # earlier run can be mistaken for this run's.
 OUTPUTS = ("data-report.json", "data-profile.json", "model.pt", "model.pkl", "train-log.json", "model.onnx",
-           "parity.json", "samples.json", "metrics.json", "comparison.json", "report.md", "model-card.md")
+           "parity.json", "samples.json", "metrics.json", "comparison.json", "report.md", "report-full.md",
+           "model-card.md")
 EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
             "comparison.json", "report.md", "model-card.md")
 
@@ -74,8 +75,9 @@ def publish(config: Config, out: Path, revision: str) -> str:
     return descriptor.digest
 
 
-def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str | None) -> None:
-    """Every stage in order; the report is written however far the run got."""
+def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str | None,
+                 github_comment: bool = False) -> None:
+    """Every stage in order; the report (and the pull-request comment) is written however far the run got."""
     from modelci.compare import cli as compare_cli
     from modelci.data import cli as data_cli
     from modelci.data.tables import load_datasets
@@ -101,6 +103,8 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
         compare_cli.stage(config, out, datasets.eval, pinned)
     finally:
         report_cli.stage(out, config.root.name)
+        if github_comment:
+            report_cli.comment(out)
     if revision is not None:
         publish(config, out, revision)
 
@@ -112,8 +116,10 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
 @click.option("--publish", "do_publish", is_flag=True, help="Also push the artifact as sha-<commit> and move main.")
 @click.option("--revision", default=None, envvar="GITHUB_SHA",
               help="The commit the artifact is tagged with.  [default: git rev-parse HEAD]")
+@click.option("--github-comment", is_flag=True, envvar="MODELCI_GITHUB_COMMENT",
+              help="Also create or update modelci's comment on the pull request (GitHub Actions, with GITHUB_TOKEN).")
 def run(config_path: Path | None, out: Path, baseline: str | None, registry: str | None, do_publish: bool,
-        revision: str | None) -> None:
+        revision: str | None, github_comment: bool) -> None:
     """Run the whole pull-request pipeline: data check, train, export, evaluate, compare, report."""
     from modelci.errors import UsageError
 
@@ -123,4 +129,4 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
         if not revision:
             raise UsageError(f"--publish needs the commit to tag the artifact with, and {config.root} is not a git "
                              "checkout", hint="pass --revision SHA (in GitHub Actions, GITHUB_SHA is used)")
-    run_pipeline(config, out, baseline, revision if do_publish else None)
+    run_pipeline(config, out, baseline, revision if do_publish else None, github_comment)

@@ -33,6 +33,8 @@ COMPARISON_FILE = "comparison.json"
 COMPARISON_VERSION = 3
 BASELINE_DIR = "baseline"
 UNDEFINED = "the metric is undefined (not finite) for the candidate"
+UNMEASURED = {"parity_max_error": "no parity.json: run `modelci export`",
+              "drifted_columns": "no drift in data-report.json: run `modelci data check` with the baseline"}
 ROC_GRID = np.round(np.linspace(0, 1, 11), 2)  # false positive rates at which the report draws both ROC curves
 
 
@@ -46,7 +48,8 @@ class MetricComparison:
     ci_low: float | None = None
     ci_high: float | None = None
     # improved | unchanged | regressed | failed-floor (outside the rule's min or max, whatever the
-    # baseline) | no-baseline | measured (a figure with nothing to compare: parity, drift) | not-measured
+    # baseline) | undefined (not finite) | no-baseline | measured (a figure with nothing to compare:
+    # parity, drift) | not-measured
     verdict: str = "no-baseline"
     rule: str | None = None
     passed: bool = True
@@ -140,10 +143,16 @@ def _bounds(value: float | None, rule: GateRule) -> list[str]:
         ([f"{value:.4g} is above the maximum {rule.max}"] if rule.max is not None and value > rule.max else [])
 
 
+def _failed_verdict(row: MetricComparison, out_of_bounds: list[str]) -> str:
+    if row.candidate is None:
+        return "undefined" if row.verdict != "not-measured" else "not-measured"
+    return "failed-floor" if out_of_bounds else row.verdict
+
+
 def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
     if rule is None:
         if row.candidate is None:  # NOTE: an undefined metric fails with or without a rule: the model is broken
-            return MetricComparison(**{**asdict(row), "passed": False, "reason": UNDEFINED})
+            return MetricComparison(**{**asdict(row), "passed": False, "reason": UNDEFINED, "verdict": "undefined"})
         return row
     out_of_bounds = _bounds(row.candidate, rule)
     problems = list(out_of_bounds)
@@ -157,30 +166,31 @@ def _apply_rule(row: MetricComparison, rule: GateRule | None) -> MetricCompariso
                         "on_inconclusive is fail")
     return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
                                "reason": "; ".join(problems) or None,
-                               "verdict": "failed-floor" if out_of_bounds else row.verdict})
+                               "verdict": _failed_verdict(row, out_of_bounds)})
 
 
-def _apply_operational_rule(row: MetricComparison, rule: GateRule | None) -> MetricComparison:
-    if rule is None or row.verdict == "not-measured":
+def _apply_operational_rule(row: MetricComparison, rule: GateRule | None, unmeasured: str | None) -> MetricComparison:
+    """`unmeasured`: why the figure could not be measured, when it was not; None when that is no failure."""
+    if rule is None or (row.candidate is None and unmeasured is None):
         return row
-    out_of_bounds = _bounds(row.candidate, rule)
+    out_of_bounds = [f"not measured ({unmeasured}), so the rule cannot be checked"] if row.candidate is None \
+        else _bounds(row.candidate, rule)
     problems = list(out_of_bounds)
-    if rule.max_increase is not None and row.baseline and row.candidate is not None \
+    if rule.max_increase is not None and row.baseline is not None and row.candidate is not None \
             and row.candidate > row.baseline * (1 + rule.max_increase):
-        problems.append(f"{row.candidate / row.baseline - 1:+.0%} over the baseline's {row.baseline:.4g}, more "
-                        f"than the {rule.max_increase:.0%} allowed")
-    verdict = "failed-floor" if out_of_bounds else "regressed" if problems else row.verdict
+        problems.append(f"{row.candidate:.4g} against the baseline's {row.baseline:.4g}, more than the "
+                        f"{rule.max_increase:.0%} increase allowed")
+    verdict = _failed_verdict(row, out_of_bounds) if out_of_bounds else "regressed" if problems else row.verdict
     return MetricComparison(**{**asdict(row), "rule": _describe(rule), "passed": not problems,
                                "reason": "; ".join(problems) or None, "verdict": verdict})
 
 
 def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel | None, frame: pd.DataFrame,
-                      out: Path) -> list[MetricComparison]:
+                      batch: int, out: Path) -> list[MetricComparison]:
     """Latency (measured here, both models taking turns), size, parity error and drift, each gated by
     its rule."""
     models = [candidate] if baseline is None else [candidate, baseline]
-    latencies = operational.measure_latency(models, frame, config.compare.latency_batch,
-                                            config.compare.latency_repeats)
+    latencies = operational.measure_latency(models, frame, batch, config.compare.latency_repeats)
     found: dict[str, float | None] = {
         **latencies[0].figures(), "model_size_mb": operational.size_mb(candidate.path),
         "parity_max_error": operational.parity_max_error(_load(out / "parity.json")),
@@ -200,7 +210,9 @@ def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel 
         else:
             row = MetricComparison(name, False, value, base, value - base,
                                    verdict=operational.verdict(name, value, base))
-        rows.append(_apply_operational_rule(row, rules.get(name)))
+        # NOTE: drift has nothing to be measured against without a baseline: that is no failure
+        unmeasured = None if name == "drifted_columns" and baseline is None else UNMEASURED.get(name)
+        rows.append(_apply_operational_rule(row, rules.get(name), unmeasured))
     return rows
 
 
@@ -290,8 +302,8 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     github.log(f"    baseline: {result.baseline_status}"
                + (f" ({result.baseline_digest})" if result.baseline_digest else ""))
     result.metrics = _compare_metrics(config, y, scores, baseline_scores, candidate.task)
-    result.operational = _operational_rows(config, candidate, baseline, frame, out)
     result.latency_batch = min(config.compare.latency_batch, len(frame))
+    result.operational = _operational_rows(config, candidate, baseline, frame, result.latency_batch, out)
     if candidate.task == "binary":
         result.roc = _roc_points(y, {"candidate": scores, "baseline": baseline_scores})
     if baseline is not None:

@@ -51,7 +51,10 @@ def _unpaired(candidate: dict[str, Any], baseline: dict[str, Any] | None, candid
     differing = [key for key in SAME_FOLDS if candidate.get(key) != baseline.get(key)]
     if differing:
         return f"the folds differ from the baseline's ({', '.join(differing)})"
-    if _train_fingerprint(candidate_out) != _train_fingerprint(baseline_dir):
+    ours, theirs = _train_fingerprint(candidate_out), _train_fingerprint(baseline_dir)
+    if ours is None or theirs is None:
+        return "the training data's fingerprint is missing (data-report.json), so the folds cannot be matched"
+    if ours != theirs:
         return "the training data differs from the baseline's, so the folds hold other rows"
     return None
 

@@ -7,6 +7,7 @@ doing slows both alike. The other figures come from the files the stages wrote.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,8 @@ class Latency:
 
 def measure_latency(models: list[OnnxModel], frame: pd.DataFrame, batch: int, repeats: int) -> list[Latency]:
     """p50 and p99 of one-row and `batch`-row requests, for each model, the models taking turns."""
-    rows = min(batch, len(frame))
     single = [model.feeds(frame.iloc[:1]) for model in models]
-    batched = [model.feeds(frame.iloc[:rows]) for model in models]
+    batched = [model.feeds(frame.iloc[:batch]) for model in models]
     times: dict[tuple[int, int], list[float]] = {(m, kind): [] for m in range(len(models)) for kind in (0, 1)}
     for turn in range(WARMUP + repeats):
         for m, model in enumerate(models):
@@ -74,16 +74,17 @@ def parity_max_error(parity: dict[str, Any] | None) -> float | None:
 
 
 def drifted_columns(data_report: dict[str, Any] | None) -> float | None:
-    """How many columns drifted from the baseline's data; None when drift was not measured."""
+    """How many columns drifted from the baseline's data, in the training or the evaluation data;
+    None when drift was not measured."""
     if data_report is None:
         return None
     measured = [c for dataset in data_report["datasets"] for c in dataset.get("drift", [])]
-    return float(sum(c["verdict"] == "drifted" for c in measured)) if measured else None
+    return float(len({c["column"] for c in measured if c["verdict"] == "drifted"})) if measured else None
 
 
 def verdict(name: str, candidate: float, baseline: float) -> str:
     """improved / regressed when the figure moved by more than its noise; unchanged otherwise."""
-    change = candidate / baseline - 1 if baseline > 0 else 0.0
+    change = candidate / baseline - 1 if baseline > 0 else math.inf if candidate > 0 else 0.0
     if change > NOISE[name]:
         return "regressed"
     if change < -NOISE[name]:

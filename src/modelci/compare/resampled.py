@@ -178,6 +178,8 @@ class _Ranking:
     """
 
     def __init__(self, y: Array, scores: Array) -> None:
+        self.undefined = not np.isfinite(scores).all()  # NOTE: a NaN score has no rank
+        scores = np.nan_to_num(scores)
         positive = y == 1
         runs = np.unique(scores[positive])  # ascending
         self.runs = len(runs)
@@ -209,6 +211,8 @@ def roc_auc(ranking: _Ranking) -> OnBlock:
     def on_block(block: Block) -> Array:
         t = ranking.tallies(block)
         pairs = t.positives * t.negatives
+        if ranking.undefined:
+            return np.full(len(pairs), np.nan)
         # NOTE: sums of whole numbers (exact in float64), halved once: the negatives below a run
         # plus half of those tied with it
         wins = (t.in_run * (t.negatives_below + t.negatives_through)).sum(axis=1) / 2
@@ -223,6 +227,8 @@ def pr_auc(ranking: _Ranking) -> OnBlock:
     the positives it adds."""
     def on_block(block: Block) -> Array:
         t = ranking.tallies(block)
+        if ranking.undefined:
+            return np.full(len(t.positives), np.nan)
         positives_above = t.positives[:, None] - t.positives_below  # NOTE: at or above the run
         precision_there = _ratio(positives_above, positives_above + t.negatives[:, None] - t.negatives_below)
         ap = _ratio((t.in_run * precision_there).sum(axis=1), t.positives)

@@ -66,7 +66,7 @@ def roc_auc(y: Array, p: Array) -> float:
     positives = y == 1
     n_pos = int(positives.sum())
     n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_neg == 0 or not np.isfinite(scores).all():  # NOTE: a NaN score has no rank
         return float("nan")
     order = np.argsort(scores, kind="mergesort")
     sorted_scores = scores[order]
@@ -93,7 +93,7 @@ def binary_curve(y: Array, p: Array) -> tuple[Array, Array, Array]:
 def pr_auc(y: Array, p: Array) -> float:
     """Average precision: precision at each threshold weighted by the recall it adds (no interpolation)."""
     _, tp, fp = binary_curve(y, p)
-    if len(tp) == 0 or tp[-1] == 0:
+    if len(tp) == 0 or tp[-1] == 0 or not np.isfinite(_positive(p)).all():  # NOTE: a NaN score has no rank
         return float("nan")
     recall_gain = np.diff(np.r_[0.0, tp / tp[-1]])
     return float(np.sum(recall_gain * tp / (tp + fp)))

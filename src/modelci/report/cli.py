@@ -17,14 +17,19 @@ def stage(out: Path, name: str | None = None) -> bool:
     """
     from modelci import atomic
     from modelci.report.card import CARD_FILE, build_card
-    from modelci.report.markdown import REPORT_FILE, build_report
+    from modelci.report.markdown import FULL_REPORT_FILE, REPORT_FILE, SUMMARY_LIMIT, build_report, fit
 
     markdown, passed = build_report(out)
-    atomic.write_text(out / REPORT_FILE, markdown)
+    report = fit(markdown)  # NOTE: report.md is the pull-request comment, so it fits GitHub's limit
+    atomic.write_text(out / REPORT_FILE, report)
+    if report != markdown:
+        atomic.write_text(out / FULL_REPORT_FILE, markdown)
+    else:
+        (out / FULL_REPORT_FILE).unlink(missing_ok=True)
     card = build_card(out, name or Path.cwd().name)
     if card is not None:
         atomic.write_text(out / CARD_FILE, card)
-    github.add_summary(markdown)
+    github.add_summary(fit(markdown, SUMMARY_LIMIT))
     github.set_output("verdict", "passed" if passed else "failed")
     github.set_output("report", str(out / REPORT_FILE))
     github.log(f"==> report: {out / REPORT_FILE}")

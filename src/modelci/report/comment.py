@@ -1,16 +1,23 @@
 """modelci's one pull-request comment: found by its hidden marker, then created or updated through GitHub's REST API.
 
 The comment is sticky. Each run looks through every page of the pull request's comments for the
-first (oldest) one that holds the marker and updates it, or creates it when there is none: one
-write at most, and none when the body has not changed. Rate limits are honoured as GitHub documents
-them (`retry-after`; `x-ratelimit-remaining: 0` until `x-ratelimit-reset`; for a secondary limit
-without either, a minute and then exponentially longer); 5xx answers and lost connections are
-retried with backoff. Every wait comes out of one budget, and a wait that would go past it fails at
-once rather than sleeping in vain.
+first (oldest) one of its own and updates it, or creates it when there is none: one write at most,
+and none when the body has not changed. A comment is modelci's own when its body starts with the
+marker and a bot wrote it (`user.type` "Bot": the workflow's GITHUB_TOKEN posts as
+`github-actions[bot]`, a GitHub App's token as the App's bot), so a person's comment that quotes the
+report is never overwritten. A personal access token posts as its person, so with one each run finds
+no comment of its own and adds another: give the step GITHUB_TOKEN or a GitHub App's token.
+
+Rate limits are honoured as GitHub documents them (`retry-after`; `x-ratelimit-remaining: 0` until
+`x-ratelimit-reset`; for a secondary limit without either, a minute and then exponentially longer);
+5xx answers and lost connections are retried with backoff. Every wait comes out of one budget, and a
+wait that would go past it fails at once rather than sleeping in vain; no request starts once the
+budget is spent, and the pages are followed at most 100 deep and never round in a circle.
 
 URLs are built from `GITHUB_API_URL`, so GitHub Enterprise Server (`https://HOST/api/v3`) works too.
-A failure raises `CommentError`, whose message says what is wrong and how to fix it; the caller
-reports it as a warning, since a comment that could not be written never changes the verdict.
+Every failure raises `CommentError`, whose message says what is wrong and how to fix it and never
+holds the token; the caller reports it as a warning, since a comment that could not be written never
+changes the verdict.
 """
 
 from __future__ import annotations
@@ -34,11 +41,15 @@ DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 MAX_BODY_CHARACTERS = 65_536  # GitHub's limit on a comment's body, in characters
 PER_PAGE = 100  # the most GitHub lists in one page
+MAX_PAGES = 100  # 10,000 comments: more is no real pull request, but a server that keeps saying "next"
 TIMEOUT = (10, 30)  # connect, read
 RETRIES = 6  # waits in one run, in all; GitHub asks clients to give up after some number of retries
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: "wait for at least one minute", then exponentially longer
 RATE_LIMIT_STATUS = frozenset({403, 429})
 SERVER_ERRORS = frozenset({500, 502, 503, 504})
+BOT = "Bot"  # `user.type` of github-actions[bot] and of GitHub Apps; a person is "User"
+# NOTE: failures that may pass, worth a retry; a body cut short (ChunkedEncodingError) is a lost connection too
+LOST = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
 PERMISSIONS_HINT = ("The workflow's token needs `pull-requests: write` (or `issues: write`) in the job's "
                     "`permissions:`. A pull request from a fork gets a read-only token whatever the workflow asks for, "
@@ -117,8 +128,9 @@ def _number_from_ref(ref: str) -> int | None:
 
 
 def with_marker(body: str, marker: str = MARKER) -> str:
-    """The body as it is when it holds the marker, else with the marker on a line of its own before it."""
-    return body if marker in body else f"{marker}\n{body}"
+    """The body as it is when it starts with the marker, else with the marker on a line of its own before it:
+    only a comment that starts with it is found again."""
+    return body if body.lstrip().startswith(marker) else f"{marker}\n{body}"
 
 
 def upsert(body: str, *, api_url: str, repository: str, number: int, token: str, marker: str = MARKER,
@@ -126,9 +138,16 @@ def upsert(body: str, *, api_url: str, repository: str, number: int, token: str,
     """Create or update modelci's comment on pull request `number`: one write at most, none when unchanged."""
     text = with_marker(body, marker)
     _check_length(text)
+    _check_api_url(api_url)
+    _check_token(token)
     own = session if session is not None else requests.Session()
     try:
         return _upsert(_Api(api_url, repository, number, token, budget_s, own), text, marker)
+    except CommentError as exc:
+        # NOTE: a message may quote what a server or requests said; the token must not reach the log
+        if token in str(exc):
+            raise CommentError(str(exc).replace(token, "***")) from None
+        raise
     finally:
         if session is None:
             own.close()
@@ -137,8 +156,31 @@ def upsert(body: str, *, api_url: str, repository: str, number: int, token: str,
 def _check_length(text: str) -> None:
     if len(text) > MAX_BODY_CHARACTERS:
         raise CommentError(f"the comment is {len(text):,} characters, over GitHub's limit of {MAX_BODY_CHARACTERS:,}; "
-                           "nothing was sent. Shorten the report for the comment (the whole report is in report.md "
-                           "and the job summary).")
+                           "nothing was sent.")
+
+
+def _check_api_url(api_url: str) -> None:
+    """An http(s) URL with a host and a valid port; requests would otherwise fail in ways that say less."""
+    parts = urlsplit(api_url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise CommentError(f"GITHUB_API_URL {api_url!r} is not an http(s) URL with a host; nothing was sent. It is "
+                           f"{DEFAULT_API_URL} on github.com (or leave it unset) and https://HOST/api/v3 on GitHub "
+                           "Enterprise Server.")
+
+
+def _check_token(token: str) -> None:
+    """GitHub's tokens are printable ASCII without spaces; anything else fails inside requests, quoting the token."""
+    if not token:
+        raise CommentError("the token is empty; nothing was sent. Pass the workflow's GITHUB_TOKEN: "
+                           "`env: {GITHUB_TOKEN: ${{ github.token }}}`.")
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise CommentError("the token holds a space, a line break or a character that is not ASCII (often a newline "
+                           "at the end of a secret or file); nothing was sent. Pass the token exactly as GitHub "
+                           "gave it, e.g. the workflow's `${{ github.token }}`.")
 
 
 def _upsert(api: _Api, text: str, marker: str) -> Posted:
@@ -158,45 +200,98 @@ def _upsert(api: _Api, text: str, marker: str) -> Posted:
 
 
 def _find(api: _Api, marker: str) -> dict[str, Any] | None:
-    """The oldest comment that holds the marker, over every page of the pull request's comments."""
+    """modelci's oldest comment, over every page of the pull request's comments."""
     url: str | None = f"{api.repo_url}/issues/{api.number}/comments?per_page={PER_PAGE}"
+    read: set[str] = set()
     while url is not None:
+        read.add(url)
         response = api.call("GET", url, ok=200)
-        comments = response.json()
+        comments = _json(api, "GET", url, response)
         if not isinstance(comments, list):
-            raise CommentError(f"GitHub's list of comments at {url} is not a list; is {api.api} GitHub's REST API?")
+            raise CommentError(f"GitHub's list of comments at {url} is not a list; is {api.api} GitHub's REST API? "
+                               "Check GITHUB_API_URL.")
         # NOTE: GitHub lists an issue's comments oldest first, so the first match is the oldest
         for comment in comments:
-            if isinstance(comment, dict) and marker in str(comment.get("body") or ""):
+            if isinstance(comment, dict) and _is_ours(comment, marker):
                 return comment
-        url = _next_page(api, response)
+        url = _next_page(api, response, read)
     return None
 
 
-def _next_page(api: _Api, response: requests.Response) -> str | None:
-    """The `Link` header's rel="next", used as GitHub gives it; only on the API's host, since it gets the token."""
+def _is_ours(comment: dict[str, Any], marker: str) -> bool:
+    """A bot's comment that starts with the marker; a person's comment may quote the report, marker and all."""
+    user = comment.get("user")
+    body = comment.get("body")
+    return (isinstance(user, dict) and user.get("type") == BOT and isinstance(body, str)
+            and body.lstrip().startswith(marker))
+
+
+def _next_page(api: _Api, response: requests.Response, read: set[str]) -> str | None:
+    """The `Link` header's rel="next", used as GitHub gives it; only on the API's host, since it gets the token,
+    never a page already read, and not past `MAX_PAGES`, so that a server that keeps saying "next" cannot keep
+    modelci going for ever."""
     url = response.links.get("next", {}).get("url")
     if url is None:
         return None
+    url = str(url)
     if urlsplit(url)[:2] != urlsplit(api.api)[:2]:
         raise CommentError(f"GitHub's next page of comments is at {url}, outside {api.api}; modelci does not send the "
                            "token there. Check GITHUB_API_URL.")
-    return str(url)
+    if url in read:
+        raise CommentError(f"GitHub's next page of comments, {url}, is one already read: the pages go round in a "
+                           f"circle, so the comment was not written. Check GITHUB_API_URL ({api.api}): something "
+                           "other than GitHub's REST API, such as a proxy, may be answering.")
+    if len(read) >= MAX_PAGES:
+        raise CommentError(f"pull request #{api.number} of {api.repository} has more than {MAX_PAGES} pages of "
+                           f"comments ({MAX_PAGES * PER_PAGE:,} comments), the most modelci looks through for its own; "
+                           "the comment was not written. Delete or hide old comments if there are really that many; "
+                           f"otherwise the server at {api.api} keeps giving a next page: check GITHUB_API_URL.")
+    return url
 
 
 def _update(api: _Api, comment: dict[str, Any], text: str) -> Posted:
-    comment_id, html_url = int(comment["id"]), str(comment.get("html_url", ""))
+    listed = _posted(api, "unchanged", comment, "GET", f"{api.repo_url}/issues/{api.number}/comments")
     if comment.get("body") == text:
-        return Posted("unchanged", comment_id, html_url)
+        return listed
     # NOTE: a PATCH with the same body is harmless twice, so it is retried like a read
-    updated = api.call("PATCH", f"{api.repo_url}/issues/comments/{comment_id}", ok=200, body={"body": text}).json()
-    return Posted("updated", int(updated["id"]), str(updated["html_url"]))
+    url = f"{api.repo_url}/issues/comments/{listed.comment_id}"
+    updated = _json(api, "PATCH", url, api.call("PATCH", url, ok=200, body={"body": text}))
+    return _posted(api, "updated", updated, "PATCH", url)
 
 
 def _create(api: _Api, text: str) -> Posted:
     url = f"{api.repo_url}/issues/{api.number}/comments"
-    created = api.call("POST", url, ok=201, body={"body": text}, repeatable=False).json()
-    return Posted("created", int(created["id"]), str(created["html_url"]))
+    created = _json(api, "POST", url, api.call("POST", url, ok=201, body={"body": text}, repeatable=False))
+    return _posted(api, "created", created, "POST", url)
+
+
+def _json(api: _Api, method: str, url: str, response: requests.Response) -> Any:
+    """The answer's JSON; a proxy's or a login page's HTML in its place is a `CommentError` that says so."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type") or "no Content-Type"
+        start = " ".join(response.text.split())[:80]
+        raise CommentError(f"the answer to {method} {url} ({response.status_code}, {kind}) is not JSON: {start!r}. "
+                           f"Something other than GitHub's REST API, such as a proxy or a login page, answered at "
+                           f"{api.api}; check GITHUB_API_URL and the runner's proxy settings.{_maybe(method)}"
+                           ) from None
+
+
+def _posted(api: _Api, action: Literal["created", "updated", "unchanged"], comment: Any, method: str,
+            url: str) -> Posted:
+    """What was written, from a comment as GitHub gives it; one without its `id` and `html_url` is no comment."""
+    comment_id = comment.get("id") if isinstance(comment, dict) else None
+    html_url = comment.get("html_url") if isinstance(comment, dict) else None
+    if isinstance(comment_id, bool) or not isinstance(comment_id, int) or not isinstance(html_url, str):
+        raise CommentError(f"the answer to {method} {url} holds a comment without a numeric `id` and an `html_url`; "
+                           f"is {api.api} GitHub's REST API? Check GITHUB_API_URL.{_maybe(method)}")
+    return Posted(action, comment_id, html_url)
+
+
+def _maybe(method: str) -> str:
+    """After a write whose answer is unreadable, GitHub may have carried it out all the same."""
+    return "" if method == "GET" else " The comment may or may not have been written; the next run finds it if so."
 
 
 # -- how: requests, waits and refusals ----------------------------------------------------------------
@@ -223,13 +318,21 @@ class _Api:
         lost connection); `_MaybeDone` instead of a second send when it is not `repeatable` and may have
         been carried out. Any other answer than `ok` is a `CommentError`."""
         while True:
+            self._check_deadline(method, url)
             try:
                 response = self.session.request(method, url, headers=self.headers, json=body, timeout=TIMEOUT)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except requests.exceptions.SSLError as exc:  # NOTE: a ConnectionError, but no retry mends a certificate
+                raise CommentError(f"the TLS connection to {self.api} failed ({_quoted(exc)}). On GitHub Enterprise "
+                                   "Server with a private certificate authority, point REQUESTS_CA_BUNDLE at its "
+                                   "certificate; otherwise check GITHUB_API_URL.") from None
+            except LOST as exc:
                 self._wait(_Pause(_backoff(self.retries), f"cannot reach {self.api} ({exc.__class__.__name__})"))
                 if not repeatable:
                     raise _MaybeDone from None
                 continue
+            except (requests.RequestException, ValueError) as exc:
+                # NOTE: requests lets a few of urllib3's ValueErrors through (a host such as `a..b`)
+                raise _failure(self, method, url, exc) from None
             limited = _rate_limit_pause(response, self.retries)
             if limited is not None:  # NOTE: refused, so not carried out: safe to send again, even a POST
                 self._wait(limited)
@@ -242,6 +345,12 @@ class _Api:
             if response.status_code != ok:
                 raise _refusal(self, method, url, response)
             return response
+
+    def _check_deadline(self, method: str, url: str) -> None:
+        """No request once the budget is spent, even when every answer so far came at once but slowly."""
+        if _now() >= self.deadline:
+            raise CommentError(f"the comment's budget of {self.budget_s:.0f} s ran out before {method} {url}, so the "
+                               "comment was not written: GitHub answered slowly. Re-run the job later.")
 
     def _wait(self, pause: _Pause) -> None:
         """Sleep before the next try, or fail when the retries or the budget would run out."""
@@ -309,6 +418,28 @@ def _refusal(api: _Api, method: str, url: str, response: requests.Response) -> C
     if code == 422:
         return CommentError(f"GitHub rejected the comment on {where} (422: {message}). Shorten or fix the report.")
     return CommentError(f"GitHub answered {code} to {method} {url}: {message}")
+
+
+def _failure(api: _Api, method: str, url: str, exc: Exception) -> CommentError:
+    """A request that requests could not send or whose answer it could not take, and how to fix it."""
+    name = exc.__class__.__name__
+    if isinstance(exc, requests.TooManyRedirects):
+        return CommentError(f"{method} {url} was redirected more than {api.session.max_redirects} times ({name}), so "
+                            f"the comment was not written. Check GITHUB_API_URL ({api.api}): a proxy or a login page "
+                            "may be sending the request round in a circle.")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                        requests.exceptions.MissingSchema, ValueError)):
+        return CommentError(f"{method} {url} is not a URL that can be requested ({name}: {_quoted(exc)}); nothing was "
+                            "sent. Check GITHUB_API_URL and GITHUB_REPOSITORY.")
+    return CommentError(f"{method} {url} failed ({name}: {_quoted(exc)}); the comment was not written. Re-run the "
+                        f"job; if it fails again, check GITHUB_API_URL ({api.api}) and the runner's network and proxy "
+                        f"settings.{_maybe(method)}")
+
+
+def _quoted(exc: Exception) -> str:
+    """An exception's message, cut short: requests' messages repeat the connection pool and the URL at length."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else f"{text[:300]}…"
 
 
 def _github_message(response: requests.Response) -> str:

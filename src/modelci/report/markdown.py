@@ -7,15 +7,18 @@ still reports what it found. The verdict comes first; details sit in collapsible
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "report.md"
-# GitHub refuses a comment body over 65,536 characters; the report always fits, with room for the
-# note that says it was cut.
+FULL_REPORT_FILE = "report-full.md"  # written only when report.md had to be cut
+# GitHub refuses a comment body over 65,536 characters, so report.md (the comment) always fits,
+# with room for the note that says it was cut. A job summary may hold 1 MiB.
 COMMENT_LIMIT = 65_536
-CUT_NOTE = ("_The report was cut here to fit GitHub's limit of 65,536 characters per comment; the whole report "
-            "is `report.md` among the run's outputs._")
+SUMMARY_LIMIT = 1 << 18  # characters: 1 MiB even if every one took four bytes
+CUT_NOTE = ("_The report was cut here to fit GitHub's limit of {limit:,} characters; the whole report is "
+            f"`{FULL_REPORT_FILE}` among the run's outputs._")
 CHART_COLOURS = {"blue": "#2563eb", "orange": "#f97316", "green": "#16a34a", "red": "#dc2626"}
 # Hidden marker by which the pull-request comment is found and updated.
 MARKER = "<!-- modelci-report -->"
@@ -34,7 +37,8 @@ def _num(value: float | None, signed: bool = False) -> str:
 
 def _verdict_icon(verdict: str, passed: bool) -> str:
     if not passed:
-        return "❌ failed floor" if verdict == "failed-floor" else "❌ failed"
+        return {"failed-floor": "❌ failed floor", "undefined": "❌ undefined", "not-measured": "❌ not measured"}.get(
+            verdict, "❌ failed")
     return {"improved": "🟢 improved", "regressed": "🟠 regressed", "unchanged": "⚪ unchanged",
             "not-measured": "not measured"}.get(verdict, "–")
 
@@ -85,9 +89,9 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
                           f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
-    lines += _fold_differences(comparison) + _roc_chart(comparison) + _operational_section(comparison)
     failures = [f"- **{m['name']}**: {m['reason']}" for m in _gated(comparison) if not m["passed"]]
-    return [*lines, "", *failures, ""] if failures else [*lines, ""]
+    lines += ["", *failures] if failures else []
+    return [*lines, *_fold_differences(comparison), *_roc_chart(comparison), *_operational_section(comparison), ""]
 
 
 def _fold_differences(comparison: dict[str, Any]) -> list[str]:
@@ -152,7 +156,12 @@ def _roc_chart(comparison: dict[str, Any]) -> list[str]:
 def _examples(v: dict[str, Any]) -> str:
     if not v["sample_values"]:
         return ", ".join(f"row {r}" for r in v["sample_rows"])
-    return ", ".join(f"{r}: `{val!r}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=False))
+    return ", ".join(f"{r}: `{_cell(repr(val))}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=False))
+
+
+def _cell(text: str) -> str:
+    """Text from the data, safe in a table cell: GitHub splits cells at every `|`, even in code."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _findings(data: dict[str, Any]) -> list[str]:
@@ -219,7 +228,8 @@ def _training_section(log: dict[str, Any]) -> list[str]:
     if log.get("resumed_from"):
         lines.append(f"Resumed after epoch {log['resumed_from']} from a saved state.")
     epochs = log["epochs"]
-    if len(epochs) > 1:
+    finite = all(isinstance(e[k], (int, float)) and math.isfinite(e[k]) for e in epochs for k in ("loss", "eval_loss"))
+    if len(epochs) > 1 and finite:  # NOTE: a NaN would break the chart; the numbers above say what happened
         chart = _line_chart("Loss by epoch", "epoch", [str(e["epoch"]) for e in epochs], "loss",
                             {"training loss": [e["loss"] for e in epochs],
                              "evaluation loss": [e["eval_loss"] for e in epochs]})
@@ -314,7 +324,7 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
         names = list(groups[0]["metrics"]) if groups else []
         lines += ["", f"<details><summary>Metrics by {column}</summary>", "",
                   f"| {column} | rows | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
-        lines += [f"| {g['value']} | {g['rows']:,} | "
+        lines += [f"| {_cell(str(g['value']))} | {g['rows']:,} | "
                   + " | ".join(_num(g["metrics"][n]) for n in names) + " |"
                   for g in groups]
         lines += ["", "</details>"]
@@ -334,7 +344,7 @@ def build_report(out: Path) -> tuple[str, bool]:
     parity = _load(out, "parity.json")
     if parity is not None:
         lines += _export_section(parity, _load(out, "metrics.json"))
-    return fit("\n".join(lines).rstrip() + "\n"), passed
+    return "\n".join(lines).rstrip() + "\n", passed
 
 
 def fit(markdown: str, limit: int = COMMENT_LIMIT) -> str:
@@ -344,7 +354,8 @@ def fit(markdown: str, limit: int = COMMENT_LIMIT) -> str:
         return markdown
     kept: list[str] = []
     size, fence, details = 0, None, 0
-    room = limit - len(CUT_NOTE) - 64  # NOTE: room for the closing tags and the note
+    note = CUT_NOTE.format(limit=limit)
+    room = limit - len(note) - 64  # NOTE: room for the closing tags and the note
     for line in markdown.splitlines():
         if size + len(line) + 1 > room:
             break
@@ -355,4 +366,4 @@ def fit(markdown: str, limit: int = COMMENT_LIMIT) -> str:
         details += line.count("<details>") - line.count("</details>")
     if fence is not None:
         del kept[fence:]  # NOTE: half a chart draws nothing; drop it whole
-    return "\n".join([*kept, "", *["</details>"] * max(details, 0), "", CUT_NOTE]) + "\n"
+    return "\n".join([*kept, "", *["</details>"] * max(details, 0), "", note]) + "\n"
