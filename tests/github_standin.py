@@ -5,8 +5,10 @@ with GitHub's JSON errors (401), pages with `per_page` (at most 100) and `page` 
 in GitHub's own form (`/repositories/{id}/…` URLs on the request's base URL, rel="prev", "next",
 "last", "first"), GitHub's limit of 65,536 characters on a body (422), 404 for what does not exist,
 `x-ratelimit-*` headers on every answer, and an optional path prefix (`/api/v3`) as on GitHub
-Enterprise Server. Tests script failures with `fail_next` (a rate limit, a 502) and read every
-request in `requests`.
+Enterprise Server. A comment created through the API is authored by `github-actions[bot]`, a "Bot",
+as with the workflow's GITHUB_TOKEN; a test adds other people's and bots' comments with `add_comment`.
+Tests script failures with `fail_next` (a rate limit, a 502) and `cut_next` (an answer whose
+connection drops halfway through its body) and read every request in `requests`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -36,6 +38,7 @@ NOT_ACCESSIBLE = {"message": "Resource not accessible by integration",
 LIST = re.compile(r"^/(?:repos/(?P<name>[^/]+/[^/]+)|repositories/(?P<id>\d+))/issues/(?P<number>\d+)/comments$")
 ONE = re.compile(r"^/repos/(?P<name>[^/]+/[^/]+)/issues/comments/(?P<comment>\d+)$")
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN posts as; its `type` is "Bot"
 _UNREADABLE = object()  # a body that is not JSON, told apart from no body; GitHub answers it 400
 
 
@@ -55,11 +58,12 @@ class Answer:
     status: int
     body: Any = None  # JSON, or str sent as text/html (a proxy's 502 page)
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # drop the connection halfway through the body
 
 
 @dataclass(frozen=True)
 class _Fault:
-    answer: Answer
+    answer: Answer | None  # None: the real answer, cut
     method: str | None
     after_handling: bool
 
@@ -78,6 +82,7 @@ class _Comment:
     number: int
     body: str
     login: str
+    user_type: str  # "User" or "Bot"
     created: datetime
     updated: datetime
 
@@ -122,9 +127,10 @@ class GitHubStandIn:
         self._repositories[name.lower()] = repository  # NOTE: GitHub's names are case-insensitive
         return repository.id
 
-    def add_comment(self, name: str, number: int, body: str, login: str = "octocat") -> int:
+    def add_comment(self, name: str, number: int, body: str, login: str = "octocat", user_type: str = "User") -> int:
+        """A comment by someone, a person ("User") unless `user_type` is "Bot"; its id."""
         with self._lock:
-            return self._store(self._repositories[name.lower()], number, body, login).id
+            return self._store(self._repositories[name.lower()], number, body, login, user_type).id
 
     def comments_on(self, name: str, number: int) -> list[dict[str, Any]]:
         """The pull request's comments, oldest first, as GitHub would list them."""
@@ -138,6 +144,12 @@ class GitHubStandIn:
         it out, as a proxy does that loses GitHub's answer."""
         with self._lock:
             self._faults.append(_Fault(Answer(status, body, dict(headers or {})), method, after_handling))
+
+    def cut_next(self, method: str | None = None) -> None:
+        """Carry out the next request (of `method`, if given) but drop the connection halfway through the body of
+        its answer, as a lost connection does after the headers came."""
+        with self._lock:
+            self._faults.append(_Fault(None, method, after_handling=True))
 
     def writes(self) -> list[Request]:
         return [r for r in self.requests if r.method in ("POST", "PATCH", "PUT", "DELETE")]
@@ -154,11 +166,13 @@ class GitHubStandIn:
         with self._lock:
             self.requests.append(Request(method, split.path, query, headers, body))
             fault = self._take_fault(method)
-            if fault is not None and not fault.after_handling:
+            if fault is not None and fault.answer is not None and not fault.after_handling:
                 return self._finish(fault.answer)
             base = f"http://{headers.get('host', '127.0.0.1')}{self.prefix}"
             answer = self._route(method, split.path, query, headers, body, base)
-            return self._finish(fault.answer if fault is not None else answer)
+            if fault is None:
+                return self._finish(answer)
+            return self._finish(replace(answer, cut=True) if fault.answer is None else fault.answer)
 
     def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
@@ -176,7 +190,7 @@ class GitHubStandIn:
         if isinstance(answer.body, str):
             headers["Content-Type"] = "text/html"
         headers.update(answer.headers)
-        return Answer(answer.status, answer.body, headers)
+        return Answer(answer.status, answer.body, headers, answer.cut)
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: Any,
                base: str) -> Answer:
@@ -230,7 +244,7 @@ class GitHubStandIn:
         invalid = self._invalid(body)
         if invalid is not None:
             return invalid
-        comment = self._store(repository, number, body["body"], "github-actions[bot]")
+        comment = self._store(repository, number, body["body"], ACTIONS_BOT, "Bot")
         url = f"{base}/repos/{repository.name}/issues/comments/{comment.id}"
         return Answer(201, self._json(comment, base), {"Location": url})
 
@@ -251,10 +265,11 @@ class GitHubStandIn:
                  "message": f"body is too long (maximum is {self.max_body} characters)"}])
         return None
 
-    def _store(self, repository: _Repository, number: int, body: str, login: str) -> _Comment:
+    def _store(self, repository: _Repository, number: int, body: str, login: str, user_type: str) -> _Comment:
         comment_id = next(self._ids)
         created = EPOCH + timedelta(seconds=len(self._comments))
-        self._comments[comment_id] = _Comment(comment_id, repository, number, body, login, created, created)
+        self._comments[comment_id] = _Comment(comment_id, repository, number, body, login, user_type, created,
+                                              created)
         return self._comments[comment_id]
 
     def _thread_of(self, repository: _Repository, number: int) -> list[_Comment]:
@@ -268,7 +283,7 @@ class GitHubStandIn:
                 "url": f"{base}/repos/{name}/issues/comments/{comment.id}",
                 "html_url": f"{web}/{name}/pull/{comment.number}#issuecomment-{comment.id}",
                 "issue_url": f"{base}/repos/{name}/issues/{comment.number}", "body": comment.body,
-                "user": {"login": comment.login, "type": "Bot" if comment.login.endswith("[bot]") else "User"},
+                "user": {"login": comment.login, "type": comment.user_type},
                 "created_at": _iso(comment.created), "updated_at": _iso(comment.updated),
                 "author_association": "NONE"}
 
@@ -308,6 +323,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # NOTE: keep-alive, as requests' session uses it
+    # NOTE: the headers and the body go in two writes; with Nagle's algorithm the body waits for a delayed ACK (40 ms)
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
@@ -336,6 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if answer.cut:
+            # NOTE: fewer bytes than Content-Length, then the connection closes: requests' ChunkedEncodingError
+            self.wfile.write(data[:len(data) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:  # NOTE: the signature is BaseHTTPRequestHandler's

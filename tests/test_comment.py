@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from github_standin import NOT_ACCESSIBLE, PRIMARY_LIMIT, SECONDARY_LIMIT, GitHubStandIn
+from github_standin import ACTIONS_BOT, NOT_ACCESSIBLE, PRIMARY_LIMIT, SECONDARY_LIMIT, Answer, GitHubStandIn
 from modelci import __version__
 from modelci.report import comment
 from modelci.report.comment import CommentError, Posted, target_from_env, upsert
@@ -64,6 +65,11 @@ def methods(server: GitHubStandIn) -> list[str]:
     return [r.method for r in server.requests]
 
 
+def bot_comment(server: GitHubStandIn, body: str, login: str = ACTIONS_BOT) -> int:
+    """A comment as the workflow's GITHUB_TOKEN (or a GitHub App, by its login) writes it."""
+    return server.add_comment(REPO, PR, body, login=login, user_type="Bot")
+
+
 # -- finding and writing the one comment ---------------------------------------------------------------
 
 
@@ -87,9 +93,9 @@ def test_follows_the_pages_and_updates_the_oldest_marked_comment(github: GitHubS
     for i in range(250):
         github.add_comment(REPO, PR, f"comment {i}")
         if i == 219:  # NOTE: on page 3; a newer marked comment after it must be left alone
-            oldest = github.add_comment(REPO, PR, f"{MARKER}\nold report")
+            oldest = bot_comment(github, f"{MARKER}\nold report")
         if i == 240:
-            github.add_comment(REPO, PR, f"{MARKER}\nduplicate from a past bug")
+            bot_comment(github, f"{MARKER}\nduplicate from a past bug")
     posted = post(github)
     assert posted == Posted("updated", oldest, posted.html_url)
     assert next(c for c in github.comments_on(REPO, PR) if c["id"] == oldest)["body"] == REPORT
@@ -103,7 +109,7 @@ def test_follows_the_pages_and_updates_the_oldest_marked_comment(github: GitHubS
 
 
 def test_an_identical_body_writes_nothing(github: GitHubStandIn) -> None:
-    existing = github.add_comment(REPO, PR, REPORT, login="github-actions[bot]")
+    existing = bot_comment(github, REPORT)
     posted = post(github)
     assert (posted.action, posted.comment_id) == ("unchanged", existing)
     assert github.writes() == []
@@ -123,7 +129,10 @@ def test_works_under_the_enterprise_server_prefix(clock: FakeClock) -> None:
     with GitHubStandIn(token=TOKEN, prefix="/api/v3") as server:
         server.add_repository(REPO, pulls=(PR,))
         for i in range(150):
-            server.add_comment(REPO, PR, f"{MARKER}\nold" if i == 120 else f"comment {i}")
+            if i == 120:
+                server.add_comment(REPO, PR, f"{MARKER}\nold", login=ACTIONS_BOT, user_type="Bot")
+            else:
+                server.add_comment(REPO, PR, f"comment {i}")
         posted = post(server)
     assert server.url.endswith("/api/v3")
     assert posted.action == "updated"
@@ -137,6 +146,90 @@ def test_a_next_page_on_another_host_is_refused(github: GitHubStandIn) -> None:
     with pytest.raises(CommentError, match=r"elsewhere\.invalid.*does not send the token there"):
         post(github)
     assert methods(github) == ["GET"]
+
+
+@pytest.mark.parametrize(("body", "login", "user_type"), [
+    (f"{MARKER}\n# modelci report\n\ncopied by hand", "octocat", "User"),
+    (f"Why did this fail?\n\n> {MARKER}\n> # modelci report", "octocat", "User"),
+    (f"Another tool's summary, quoting modelci:\n\n{MARKER}\n# modelci report", "other-tool[bot]", "Bot"),
+], ids=["person-starting-with-the-marker", "person-quoting-the-report", "bot-quoting-the-marker"])
+def test_a_comment_that_is_not_modelcis_is_left_alone(github: GitHubStandIn, body: str, login: str,
+                                                      user_type: str) -> None:
+    theirs = github.add_comment(REPO, PR, body, login=login, user_type=user_type)
+    posted = post(github)
+    assert posted.action == "created"
+    assert posted.comment_id != theirs
+    assert [(c["id"], c["body"]) for c in github.comments_on(REPO, PR)] == [(theirs, body),
+                                                                            (posted.comment_id, REPORT)]
+    assert [r.method for r in github.writes()] == ["POST"]
+
+
+def test_the_oldest_bot_comment_that_starts_with_the_marker_is_updated(github: GitHubStandIn) -> None:
+    person = github.add_comment(REPO, PR, f"{MARKER}\nmy own copy")
+    bot_comment(github, "Deployed to staging.")  # a bot's, without the marker
+    oldest = bot_comment(github, f"\n  {MARKER}\nold report")  # NOTE: leading whitespace still counts
+    newer = bot_comment(github, f"{MARKER}\nnewer report", login="modelci-app[bot]")  # a GitHub App's
+    posted = post(github)
+    assert (posted.action, posted.comment_id) == ("updated", oldest)
+    bodies = {c["id"]: c["body"] for c in github.comments_on(REPO, PR)}
+    assert bodies[oldest] == REPORT
+    assert (bodies[person], bodies[newer]) == (f"{MARKER}\nmy own copy", f"{MARKER}\nnewer report")
+    comments = github.comments_on(REPO, PR)
+    assert next(c for c in comments if c["id"] == oldest)["user"] == {"login": ACTIONS_BOT, "type": "Bot"}
+
+
+def test_the_stand_in_posts_as_the_actions_bot(github: GitHubStandIn) -> None:
+    post(github)
+    assert github.comments_on(REPO, PR)[0]["user"] == {"login": "github-actions[bot]", "type": "Bot"}
+
+
+def test_a_body_with_the_marker_further_down_gets_it_first_and_is_found_again(github: GitHubStandIn) -> None:
+    body = f"# modelci report\n\nquoting {MARKER} in the text"
+    first, second = post(github, body), post(github, body)
+    assert github.comments_on(REPO, PR)[0]["body"] == f"{MARKER}\n{body}"
+    assert [p.action for p in (first, second)] == ["created", "unchanged"]
+    assert len(github.comments_on(REPO, PR)) == 1
+
+
+# -- pages that never end -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("back_to", ["the-first-page", "itself"])
+def test_a_next_page_already_read_is_refused(github: GitHubStandIn, back_to: str) -> None:
+    first = f"{github.url}/repos/{REPO}/issues/{PR}/comments?per_page=100"
+    second = f"{github.url}/repos/{REPO}/issues/{PR}/comments?per_page=100&page=2"
+    github.fail_next(200, {"Link": f'<{second}>; rel="next"'}, [], method="GET")
+    github.fail_next(200, {"Link": f'<{first if back_to == "the-first-page" else second}>; rel="next"'}, [],
+                     method="GET")
+    with pytest.raises(CommentError, match=r"is one already read: the pages go round in a circle.*GITHUB_API_URL"):
+        post(github)
+    assert methods(github) == ["GET", "GET"]
+
+
+def test_the_pages_stop_at_a_hundred(github: GitHubStandIn) -> None:
+    for page in range(2, 102):  # NOTE: every page says there is one more
+        link = f"{github.url}/repositories/1/issues/{PR}/comments?per_page=100&page={page}"
+        github.fail_next(200, {"Link": f'<{link}>; rel="next"'}, [], method="GET")
+    with pytest.raises(CommentError, match=r"more than 100 pages of comments \(10,000 comments\)"):
+        post(github)
+    assert methods(github) == ["GET"] * 100
+
+
+def test_no_request_starts_once_the_budget_is_spent(github: GitHubStandIn, clock: FakeClock,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = github.handle
+
+    def slowly(method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
+        clock.now += 50  # NOTE: every answer comes, but 50 s after its request
+        return answer(method, target, headers, raw)
+
+    monkeypatch.setattr(github, "handle", slowly)
+    for i in range(250):
+        github.add_comment(REPO, PR, f"comment {i}")
+    with pytest.raises(CommentError, match=r"budget of 120 s ran out before POST .*Re-run the job later"):
+        post(github)
+    assert methods(github) == ["GET", "GET", "GET"]  # sent at 0, 50 and 100 s; at 150 s, no POST
+    assert clock.waits == []
 
 
 # -- rate limits, server errors and the budget ------------------------------------------------------
@@ -242,12 +335,114 @@ def test_a_lost_connection_is_retried_then_reported(clock: FakeClock) -> None:
     assert clock.waits == sorted(clock.waits)
 
 
+@pytest.mark.parametrize("refused", ["GET", "POST"])
+def test_an_answer_cut_short_is_a_lost_connection(github: GitHubStandIn, clock: FakeClock, refused: str) -> None:
+    github.cut_next(refused)
+    posted = post(github)
+    assert posted.action == "created"
+    assert [c["body"] for c in github.comments_on(REPO, PR)] == [REPORT]
+    # NOTE: a GET is sent again; the POST was carried out, so it is looked for instead of sent twice
+    assert methods(github) == (["GET", "GET", "POST"] if refused == "GET" else ["GET", "POST", "GET"])
+    assert clock.waits == [1.0]
+
+
+# -- answers that are not GitHub's ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "status", "written"), [("GET", 200, False), ("POST", 201, True),
+                                                           ("PATCH", 200, True)])
+def test_an_answer_that_is_not_json_is_a_comment_error(github: GitHubStandIn, method: str, status: int,
+                                                       written: bool) -> None:
+    if method == "PATCH":
+        bot_comment(github, f"{MARKER}\nold report")
+    github.fail_next(status, body="<html><body>\n  Sign in to the proxy\n</body></html>", method=method,
+                     after_handling=True)
+    with pytest.raises(CommentError) as caught:
+        post(github)
+    message = str(caught.value)
+    assert f"the answer to {method} " in message
+    assert f"({status}, text/html) is not JSON: '<html><body> Sign in to the proxy </body></html>'" in message
+    assert "check GITHUB_API_URL and the runner's proxy settings" in message
+    assert ("may or may not have been written" in message) is written
+
+
+@pytest.mark.parametrize(("method", "answer"), [
+    ("POST", {"html_url": "https://github.com/octo-org/widgets/pull/7#issuecomment-1"}),
+    ("POST", {"id": 1}),
+    ("POST", {"id": "1", "html_url": "https://github.com/octo-org/widgets/pull/7#issuecomment-1"}),
+    ("POST", ["not", "a", "comment"]),
+    ("PATCH", {}),
+    ("GET", [{"body": REPORT, "user": {"login": ACTIONS_BOT, "type": "Bot"}}]),
+], ids=["no-id", "no-html_url", "id-not-a-number", "not-an-object", "patch-empty", "listed-without-id"])
+def test_a_comment_without_id_or_html_url_is_a_comment_error(github: GitHubStandIn, method: str,
+                                                              answer: object) -> None:
+    if method == "PATCH":
+        bot_comment(github, f"{MARKER}\nold report")
+    github.fail_next(201 if method == "POST" else 200, body=answer, method=method)
+    with pytest.raises(CommentError, match=rf"the answer to {method} \S+ holds a comment without a numeric `id` and "
+                                           r"an `html_url`; is http://\S+ GitHub's REST API\? Check GITHUB_API_URL"):
+        post(github)
+
+
+@pytest.mark.parametrize("api_url", ["api.github.com", "ftp://api.github.com", "https://", "https:///api/v3",
+                                     "http://127.0.0.1:notaport", "http://[::1"])
+def test_an_api_url_that_is_no_http_url_is_a_comment_error(clock: FakeClock, api_url: str) -> None:
+    with pytest.raises(CommentError, match=r"is not an http\(s\) URL with a host; nothing was sent.*api/v3"):
+        upsert(REPORT, api_url=api_url, repository=REPO, number=PR, token=TOKEN)
+
+
+@pytest.mark.parametrize(("api_url", "error"), [("https://exa mple.com", "InvalidURL"),
+                                                ("https://ex..com", "LocationParseError")])
+def test_an_api_url_that_requests_cannot_use_is_a_comment_error(clock: FakeClock, api_url: str, error: str) -> None:
+    with pytest.raises(CommentError, match=rf"is not a URL that can be requested \({error}: .*nothing was sent. "
+                                           "Check GITHUB_API_URL"):
+        upsert(REPORT, api_url=api_url, repository=REPO, number=PR, token=TOKEN)
+    assert clock.waits == []
+
+
+def test_a_redirect_loop_is_a_comment_error(github: GitHubStandIn, clock: FakeClock) -> None:
+    for _ in range(requests.Session().max_redirects + 1):
+        github.fail_next(302, {"Location": f"{github.url}/login"}, method="GET")
+    with pytest.raises(CommentError, match=r"redirected more than 30 times \(TooManyRedirects\).*GITHUB_API_URL"):
+        post(github)
+    assert clock.waits == []
+
+
+def test_a_tls_failure_is_not_retried(github: GitHubStandIn, clock: FakeClock) -> None:
+    with pytest.raises(CommentError, match=r"TLS connection to https://127\.0\.0\.1:\d+ failed .*REQUESTS_CA_BUNDLE"):
+        post(github, api_url=github.url.replace("http://", "https://"))  # NOTE: the stand-in speaks plain HTTP
+    assert clock.waits == []
+
+
+# -- the token stays secret ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("token", "problem"), [
+    (f"{TOKEN}\n", "a line break"), (f" {TOKEN}", "a space"), (f"{TOKEN}€", "not ASCII"), ("", "the token is empty"),
+], ids=["trailing-newline", "leading-space", "not-latin-1", "empty"])
+def test_a_malformed_token_is_refused_without_quoting_it(github: GitHubStandIn, token: str, problem: str) -> None:
+    with pytest.raises(CommentError, match="nothing was sent") as caught:
+        post(github, token=token)
+    assert problem in str(caught.value)
+    assert TOKEN not in str(caught.value)
+    assert github.requests == []
+
+
+def test_a_server_that_echoes_the_token_does_not_get_it_into_the_message(github: GitHubStandIn) -> None:
+    github.fail_next(418, {}, {"message": f"I'm a teapot; you sent Bearer {TOKEN}"})
+    with pytest.raises(CommentError, match=r"GitHub answered 418 .*you sent Bearer \*\*\*") as caught:
+        post(github)
+    assert TOKEN not in str(caught.value)
+
+
 # -- refusals ------------------------------------------------------------------------------------------
 
 
 def test_an_oversized_body_is_refused_before_sending(github: GitHubStandIn) -> None:
-    with pytest.raises(CommentError, match="65,537 characters, over GitHub's limit of 65,536; nothing was sent"):
+    with pytest.raises(CommentError) as caught:
         post(github, "é" * (65_536 - len(MARKER)))  # NOTE: characters, not bytes; the marker and its newline add
+    # NOTE: the caller cuts the report to fit, so the message claims nothing about where a whole report is
+    assert str(caught.value) == "the comment is 65,537 characters, over GitHub's limit of 65,536; nothing was sent."
     assert github.requests == []
 
 

@@ -145,7 +145,7 @@ def upsert(body: str, *, api_url: str, repository: str, number: int, token: str,
         return _upsert(_Api(api_url, repository, number, token, budget_s, own), text, marker)
     except CommentError as exc:
         # NOTE: a message may quote what a server or requests said; the token must not reach the log
-        if token in str(exc):
+        if token and token in str(exc):
             raise CommentError(str(exc).replace(token, "***")) from None
         raise
     finally:
@@ -161,12 +161,12 @@ def _check_length(text: str) -> None:
 
 def _check_api_url(api_url: str) -> None:
     """An http(s) URL with a host and a valid port; requests would otherwise fail in ways that say less."""
-    parts = urlsplit(api_url)
     try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        parts = urlsplit(api_url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # NOTE: a port that is no number, an unclosed `[` of an IPv6 address
+        usable = False
+    if not usable:
         raise CommentError(f"GITHUB_API_URL {api_url!r} is not an http(s) URL with a host; nothing was sent. It is "
                            f"{DEFAULT_API_URL} on github.com (or leave it unset) and https://HOST/api/v3 on GitHub "
                            "Enterprise Server.")
@@ -322,9 +322,9 @@ class _Api:
             try:
                 response = self.session.request(method, url, headers=self.headers, json=body, timeout=TIMEOUT)
             except requests.exceptions.SSLError as exc:  # NOTE: a ConnectionError, but no retry mends a certificate
-                raise CommentError(f"the TLS connection to {self.api} failed ({_quoted(exc)}). On GitHub Enterprise "
-                                   "Server with a private certificate authority, point REQUESTS_CA_BUNDLE at its "
-                                   "certificate; otherwise check GITHUB_API_URL.") from None
+                raise CommentError(f"the TLS connection to {self.api} failed ({_quoted(exc)}); nothing was sent. On "
+                                   "GitHub Enterprise Server with a private certificate authority, point "
+                                   "REQUESTS_CA_BUNDLE at its certificate; otherwise check GITHUB_API_URL.") from None
             except LOST as exc:
                 self._wait(_Pause(_backoff(self.retries), f"cannot reach {self.api} ({exc.__class__.__name__})"))
                 if not repeatable:
