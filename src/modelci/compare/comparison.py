@@ -144,6 +144,7 @@ def _bounds(value: float | None, rule: GateRule) -> list[str]:
 
 
 def _failed_verdict(row: MetricComparison, out_of_bounds: list[str]) -> str:
+    """failed-floor when the value is out of bounds; when there is no value, why: undefined or not measured."""
     if row.candidate is None:
         return "undefined" if row.verdict != "not-measured" else "not-measured"
     return "failed-floor" if out_of_bounds else row.verdict

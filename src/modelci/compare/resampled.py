@@ -98,38 +98,19 @@ def brier(y: Array, p: Array) -> OnBlock:
     return _mean_of((_positive(p) - y) ** 2)
 
 
-def _binary_counts(y: Array, p: Array) -> Callable[[Block], Array]:
-    """Per resample: true positives, predicted positives and actual positives, from one product."""
-    predicted, actual = _positive(p) >= 0.5, y == 1
-    columns = np.column_stack([predicted & actual, predicted, actual]).astype(np.float64)
-    return lambda block: np.asarray((block.counts @ columns).T)
+def _from_binary_counts(formula: Callable[[Array, Array, Array], Array]) -> Prepare:
+    """A metric of each resample's true positives, predicted positives and actual positives, which
+    one matrix product gives."""
+    def prepared(y: Array, p: Array) -> OnBlock:
+        predicted, actual = _positive(p) >= 0.5, y == 1
+        columns = np.column_stack([predicted & actual, predicted, actual]).astype(np.float64)
+        return lambda block: formula(*(block.counts @ columns).T)
+    return prepared
 
 
-def precision(y: Array, p: Array) -> OnBlock:
-    counts = _binary_counts(y, p)
-
-    def on_block(block: Block) -> Array:
-        tp, guessed, _ = counts(block)
-        return _ratio(tp, guessed)
-    return on_block
-
-
-def recall(y: Array, p: Array) -> OnBlock:
-    counts = _binary_counts(y, p)
-
-    def on_block(block: Block) -> Array:
-        tp, _, truth = counts(block)
-        return _ratio(tp, truth)
-    return on_block
-
-
-def f1(y: Array, p: Array) -> OnBlock:
-    counts = _binary_counts(y, p)
-
-    def on_block(block: Block) -> Array:
-        tp, guessed, truth = counts(block)
-        return _ratio(2 * tp, guessed + truth)
-    return on_block
+precision = _from_binary_counts(lambda tp, guessed, truth: _ratio(tp, guessed))
+recall = _from_binary_counts(lambda tp, guessed, truth: _ratio(tp, truth))
+f1 = _from_binary_counts(lambda tp, guessed, truth: _ratio(2 * tp, guessed + truth))
 
 
 def _f1_per_class(y: Array, p: Array) -> Callable[[Block], tuple[Array, Array]]:
