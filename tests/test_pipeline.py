@@ -117,7 +117,7 @@ def test_a_bigger_model_fails_a_size_gate_and_latency_is_measured_on_both(cli, r
     size = figures["model_size_mb"]
     assert size["candidate"] > 1.5 * size["baseline"]
     assert (size["verdict"], size["passed"], size["rule"]) == ("regressed", False, "max_increase 50%")
-    assert "more than the 50% allowed" in size["reason"]
+    assert "more than the 50% increase allowed" in size["reason"]
     for name in ("latency_p50_ms", "latency_p99_ms", "batch_latency_p50_ms", "batch_latency_p99_ms"):
         assert figures[name]["candidate"] > 0
         assert figures[name]["baseline"] > 0
