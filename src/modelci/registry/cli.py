@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from modelci import github
+from modelci.options import config_option
 
 
 def credentials(function: Any) -> Any:
@@ -73,14 +74,25 @@ def pull(reference_text: str, output: Path, username: str | None, password_stdin
 @click.argument("source", metavar="REF")
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
 @click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
+@config_option
 @credentials
-def promote(source: str, tags: tuple[str, ...], force: bool, username: str | None, password_stdin: bool) -> None:
-    """Tag the artifact REF as each TAG (a tag, or HOST/REPO:TAG in the same registry), by digest, moving no blob."""
+def promote(source: str, tags: tuple[str, ...], force: bool, config_path: Path | None, username: str | None,
+            password_stdin: bool) -> None:
+    """Tag the artifact REF as each TAG (a tag, or HOST/REPO:TAG in the same registry), by digest, moving no blob.
+
+    REF may be :TAG, a tag of the config's registry (e.g. :sha-COMMIT in a release workflow)."""
     _use(username, password_stdin)
     from modelci.registry.artifact import promote as promote_artifact
     from modelci.registry.reference import parse_reference
 
-    descriptor = promote_artifact(parse_reference(source), list(tags), force=force)
+    if source.startswith(":"):
+        from modelci.config import load_config
+
+        config = load_config(config_path)
+        reference = parse_reference(config.registry, base=config.root).with_tag(source[1:])
+    else:
+        reference = parse_reference(source)
+    descriptor = promote_artifact(reference, list(tags), force=force)
     github.set_output("digest", descriptor.digest)
-    github.log(f"promoted {source} = {descriptor.digest} to {', '.join(tags)}")
+    github.log(f"promoted {reference} = {descriptor.digest} to {', '.join(tags)}")
     click.echo(descriptor.digest)

