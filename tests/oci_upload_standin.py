@@ -11,11 +11,12 @@ everything received, else 400 DIGEST_INVALID (and the upload is gone, as distrib
 an unknown upload is 404 BLOB_UPLOAD_UNKNOWN. Like distribution (and the spec's own example), an
 empty upload reports `Range: 0-0`, the same as one that holds one byte.
 
-Faults a test scripts: `drop_next_patch(after)` reads that many bytes of the next chunk it takes,
-keeps them (as a registry that streams to storage does) and closes the connection without an
-answer; `refuse_next_patch()` answers the next PATCH 416 without taking its bytes, its Range still
+Faults a test scripts, each met once, by the first chunk sent from byte `at`: `drop_chunk(at,
+after)` reads `after` bytes of its body, keeps them (as a registry that streams to storage does)
+and closes the connection without an answer (with `after` the chunk's length: the chunk is taken
+and its answer lost); `refuse_chunk(at)` answers 416 without taking its bytes, its Range still
 true (a registry that refuses a chunk it could have taken, as a replica that lags behind a load
-balancer does); `report_range = False` makes the status GET answer without a Range. Every request
+balancer may). `report_range = False` makes the status GET answer without a Range. Every request
 is in `seen`, in order.
 """
 
@@ -83,8 +84,8 @@ class Registry:
         self.uploads: dict[str, _Upload] = {}
         self.seen: list[Seen] = []
         self.report_range = True
-        self._drop_after: int | None = None
-        self._refuse = False
+        self._drops: dict[int, int] = {}  # a chunk's first byte -> how much of it is read before hanging up
+        self._refusals: set[int] = set()  # the first bytes of chunks to refuse
         self._lock = threading.Lock()
         standin = self
 
@@ -101,7 +102,8 @@ class Registry:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # NOTE: polled often, so that the block ends without waiting half a second for the server to notice
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def __enter__(self) -> Registry:
         self._thread.start()
@@ -119,13 +121,13 @@ class Registry:
 
     # -- faults ---------------------------------------------------------------------------------------
 
-    def drop_next_patch(self, after: int) -> None:
-        """The next chunk the registry takes breaks off after `after` bytes of its body; the registry keeps them."""
-        self._drop_after = after
+    def drop_chunk(self, at: int, after: int) -> None:
+        """The chunk from byte `at` breaks off after `after` bytes of its body, which the registry keeps."""
+        self._drops[at] = after
 
-    def refuse_next_patch(self) -> None:
-        """The next PATCH is answered 416, its bytes not taken, with the Range of what the registry holds."""
-        self._refuse = True
+    def refuse_chunk(self, at: int) -> None:
+        """The chunk from byte `at` is answered 416, its bytes not taken, with the Range of what the registry holds."""
+        self._refusals.add(at)
 
     # -- the protocol ---------------------------------------------------------------------------------
 
@@ -201,11 +203,14 @@ class Registry:
         if upload is None or upload.name != name:
             request.rfile.read(length)
             return _error(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
-        refuse, self._refuse = self._refuse, False
-        if refuse or not self._in_step(upload, content_range or "", length):
+        held = len(upload.data)  # NOTE: where a chunk in step starts, and so how a fault finds its chunk
+        in_step = self._in_step(upload, content_range or "", length)
+        if not in_step or held in self._refusals:
+            if in_step:
+                self._refusals.remove(held)
             request.rfile.read(length)
             return self._out_of_step(upload_id)
-        drop, self._drop_after = self._drop_after, None
+        drop = self._drops.pop(held, None)
         limit, taken = (length if drop is None else min(drop, length)), 0
         while taken < limit:  # NOTE: each piece kept as it arrives, as a registry that streams to storage does
             piece = request.rfile.read(min(PIECE, limit - taken))

