@@ -37,6 +37,7 @@ NOT_ACCESSIBLE = {"message": "Resource not accessible by integration",
                   "documentation_url": f"{DOCS}/issues/comments#create-an-issue-comment", "status": "403"}
 LIST = re.compile(r"^/(?:repos/(?P<name>[^/]+/[^/]+)|repositories/(?P<id>\d+))/issues/(?P<number>\d+)/comments$")
 ONE = re.compile(r"^/repos/(?P<name>[^/]+/[^/]+)/issues/comments/(?P<comment>\d+)$")
+PULLS = re.compile(r"^/repos/(?P<name>[^/]+/[^/]+)/pulls$")
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 ACTIONS_BOT = "github-actions[bot]"  # who the workflow's GITHUB_TOKEN posts as; its `type` is "Bot"
 _UNREADABLE = object()  # a body that is not JSON, told apart from no body; GitHub answers it 400
@@ -96,6 +97,7 @@ class GitHubStandIn:
         self._repositories: dict[str, _Repository] = {}
         self._comments: dict[int, _Comment] = {}
         self._faults: deque[_Fault] = deque()
+        self._heads: dict[tuple[str, int], tuple[str, str, str]] = {}  # (repository, number) -> owner, branch, sha
         self._lock = threading.Lock()
         self._ids = iter(range(1_000_001, 10**9))
         self._remaining = 5000
@@ -126,6 +128,11 @@ class GitHubStandIn:
         repository = _Repository(next(self._ids), name, frozenset(pulls))
         self._repositories[name.lower()] = repository  # NOTE: GitHub's names are case-insensitive
         return repository.id
+
+    def set_head(self, name: str, number: int, owner: str, branch: str, sha: str) -> None:
+        """Pull request `number` proposes `owner:branch`, whose newest commit is `sha`."""
+        with self._lock:
+            self._heads[(name.lower(), number)] = (owner, branch, sha)
 
     def add_comment(self, name: str, number: int, body: str, login: str = "octocat", user_type: str = "User") -> int:
         """A comment by someone, a person ("User") unless `user_type` is "Bot"; its id."""
@@ -201,7 +208,9 @@ class GitHubStandIn:
             return _error(401, "Bad credentials")
         if body is _UNREADABLE:
             return _error(400, "Problems parsing JSON")
-        listing, one = LIST.match(path), ONE.match(path)
+        listing, one, pulls = LIST.match(path), ONE.match(path), PULLS.match(path)
+        if pulls and method == "GET":
+            return self._pulls(pulls["name"], query)
         if listing and method in ("GET", "POST"):
             repository = self._repository(listing["name"], listing["id"])
             number = int(listing["number"])
@@ -217,6 +226,18 @@ class GitHubStandIn:
                 return _error(404, "Not Found")
             return Answer(200, self._json(comment, base)) if method == "GET" else self._update(comment, body, base)
         return _error(404, "Not Found")
+
+    def _pulls(self, name: str, query: dict[str, list[str]]) -> Answer:
+        """The open pull requests, filtered by `head=OWNER:BRANCH` as GitHub does."""
+        if self._repository(name, None) is None:
+            return _error(404, "Not Found")
+        wanted = (query.get("head") or [""])[0]
+        found = [{"number": number, "state": "open",
+                  "head": {"label": f"{owner}:{branch}", "ref": branch, "sha": sha,
+                           "repo": {"full_name": f"{owner}/{name.split('/')[1]}"}}}
+                 for (repository, number), (owner, branch, sha) in sorted(self._heads.items())
+                 if repository == name.lower() and (not wanted or wanted == f"{owner}:{branch}")]
+        return Answer(200, found)
 
     def _authorized(self, authorization: str) -> bool:
         scheme, _, token = authorization.partition(" ")

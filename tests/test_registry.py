@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,25 @@ def test_push_then_pull_round_trip(tmp_path: Path) -> None:
     assert pulled.digest == pushed.digest
     assert (tmp_path / "dest" / "model.onnx").read_bytes() == b"onnx-bytes"
     assert pulled.annotations["org.opencontainers.image.revision"] == "abc"
+
+
+def test_pushing_the_same_files_later_makes_the_same_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = parse_reference(f"oci:{tmp_path / 'reg'}")
+    files = make_artifact(tmp_path / "src")
+    first = artifact.push_files(files, registry, ["v1.0.0"], {"org.opencontainers.image.revision": "abc"})
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Later:
+            return cls(2099, 1, 1, tzinfo=tz)
+
+    monkeypatch.setattr(artifact, "datetime", Later)
+    again = artifact.push_files(files, registry, ["v1.0.0"], {"org.opencontainers.image.revision": "abc"})
+    assert again.digest == first.digest  # so the version tag needs no moving
+    changed = artifact.push_files(files, registry, ["sha-def"], {"org.opencontainers.image.revision": "def"})
+    assert changed.digest != first.digest
+    manifest = json.loads(OciLayout.open(tmp_path / "reg", create=False).read_bytes(changed))
+    assert manifest["annotations"][artifact.CREATED] == "2099-01-01T00:00:00Z"
 
 
 def test_moving_a_tag_keeps_the_others(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from test_remote import (
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "churn"
 ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
-UPLOAD_ARTIFACT = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"
+STANDINS = {"actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
+            "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact"}
 TOKEN, REPOSITORY, PULL = "t0ken", "team/churn", 12
 
 pytestmark = [pytest.mark.slow,
@@ -70,7 +71,7 @@ def act(repo: Path, event: str, payload: dict[str, object], workflow: str, githu
     return subprocess.run(
         [ACT, event, "-e", str(repo.parent / "event.json"), "-W", f".github/workflows/{workflow}",
          "-P", "ubuntu-latest=-self-hosted", "--local-repository", f"modelci/modelci@v1={ROOT}",
-         "--local-repository", f"{UPLOAD_ARTIFACT}={ROOT / 'tests' / 'standins' / 'upload-artifact'}",
+         *[f"--local-repository={action}={ROOT / 'tests' / 'standins' / name}" for action, name in STANDINS.items()],
          "--env", f"GITHUB_API_URL={github.url}", "-s", f"GITHUB_TOKEN={TOKEN}"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False)
 
@@ -128,3 +129,30 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert release.returncode == 0, release.stdout[-3000:]
     promoted = tags(served)
     assert promoted["v1.0.0"] == promoted["prod"] == found["main"]
+
+
+def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,
+                                                                        tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    fork = act(caller, "pull_request", pull_request(caller, fork=True), "pull-request.yml", github, artifacts)
+    assert fork.returncode == 0, fork.stdout[-3000:]
+    assert github.comments_on(REPOSITORY, PULL) == []  # a fork's token could not have
+    report = (artifacts / "modelci-report" / "report.md").read_text()
+    head = git(caller, "rev-parse", "HEAD")
+
+    def finished_run(sha: str) -> dict[str, object]:
+        return {"workflow_run": {"id": 77, "event": "pull_request", "conclusion": "success", "head_sha": sha,
+                                 "head_branch": "change",
+                                 "head_repository": {"full_name": "someone/churn", "owner": {"login": "someone"}}}}
+
+    # the artifact is not asked which pull request it belongs to: GitHub's API is
+    github.set_head(REPOSITORY, PULL, "someone", "change", "0" * 40)  # the fork has been pushed to since
+    stale = act(caller, "workflow_run", finished_run(head), "comment.yml", github, artifacts)
+    assert stale.returncode != 0
+    assert "no open pull request of team/churn has someone:change at" in stale.stdout
+    assert github.comments_on(REPOSITORY, PULL) == []
+    github.set_head(REPOSITORY, PULL, "someone", "change", head)
+    posted = act(caller, "workflow_run", finished_run(head), "comment.yml", github, artifacts)
+    assert posted.returncode == 0, posted.stdout[-3000:]
+    comments = github.comments_on(REPOSITORY, PULL)
+    assert [c["body"] for c in comments] == [report]

@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "modelci.evaluate.cli:evaluate",
     "compare": "modelci.compare.cli:compare",
     "report": "modelci.report.cli:report",
+    "comment": "modelci.report.cli:comment_command",
     "push": "modelci.registry.cli:push",
     "pull": "modelci.registry.cli:pull",
     "promote": "modelci.registry.cli:promote",

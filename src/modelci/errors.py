@@ -7,7 +7,8 @@ Exit codes (documented in the README):
 - 1: a check or the gate said no (`CheckFailed`): the expected "red" outcome;
 - 2: the user's input is wrong (`UsageError` and its subclasses);
 - 3: the registry cannot be reached or answered something modelci cannot use (`RegistryError`);
-- 4: training ran out of memory (`OutOfMemory`); `train-log.json` records the peak memory.
+- 4: training ran out of memory (`OutOfMemory`); `train-log.json` records the peak memory;
+- 5: `modelci comment` could not write the pull-request comment (`CommentFailed`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class CheckFailed(ModelciError):
     """A check ran and said no: data checks, parity, or the gate. Its report has been written."""
 
     exit_code = 1
+
+
+class CommentFailed(ModelciError):
+    """`modelci comment` could not write the pull-request comment (its whole job)."""
+
+    exit_code = 5
 
 
 class OutOfMemory(ModelciError):

@@ -29,6 +29,7 @@ CONFIG_MEDIA_TYPE = "application/vnd.cncf.model.config.v1+json"
 WEIGHT_MEDIA_TYPE = "application/vnd.cncf.model.weight.v1.raw"
 DOC_MEDIA_TYPE = "application/vnd.cncf.model.doc.v1.raw"
 FILEPATH = "org.cncf.model.filepath"
+CREATED = "org.opencontainers.image.created"
 WEIGHT_FILE = "model.onnx"
 # modelci's own manifest annotations.
 ANNOTATION_PREFIX = "io.modelci."
@@ -56,7 +57,7 @@ def open_layout(reference: Reference, *, create: bool) -> Store:
 
 
 def _model_config(layers: list[Descriptor], annotations: dict[str, str]) -> dict[str, Any]:
-    descriptor = {"createdAt": annotations.get("org.opencontainers.image.created")}
+    descriptor = {"createdAt": annotations.get(CREATED)}
     if "org.opencontainers.image.revision" in annotations:
         descriptor["revision"] = annotations["org.opencontainers.image.revision"]
     if "org.opencontainers.image.title" in annotations:
@@ -84,9 +85,8 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
     if missing:
         raise UsageError(f"cannot push missing files: {', '.join(missing)}")
     layout = open_layout(reference, create=True)
-    annotations = {"org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(timespec="seconds")
-                   .replace("+00:00", "Z")} | annotations
     layers = [_layer(layout, f) for f in sorted(files, key=lambda f: (f.name != WEIGHT_FILE, f.name))]
+    annotations = {CREATED: _created(layout, tags, layers, annotations)} | annotations
     config_bytes = json.dumps(_model_config(layers, annotations), sort_keys=True).encode()
     config_digest, config_size = layout.put_bytes(config_bytes)
     manifest = {
@@ -101,6 +101,24 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
     _check_version_tags(layout, sha256_digest(data), tags, force=force)
     stored = layout.put_manifest(data, MANIFEST_MEDIA_TYPE, tags)
     return Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
+
+
+def _created(store: Store, tags: list[str], layers: list[Descriptor], annotations: dict[str, str]) -> str:
+    """Now; or, when one of the tags already names these very files with these annotations, that
+    artifact's creation time, so that pushing it again makes the same artifact: the same digest,
+    nothing sent, no version tag moved."""
+    wanted = [layer.to_json() for layer in layers]
+    for tag in tags:
+        existing = store.resolve(tag)
+        data = store.manifest(existing.digest) if existing is not None else None
+        if data is None:
+            continue
+        manifest = json.loads(data)
+        earlier = dict(manifest.get("annotations") or {})
+        created = earlier.pop(CREATED, None)
+        if isinstance(created, str) and manifest.get("layers") == wanted and earlier == annotations:
+            return created
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _check_version_tags(store: Store, digest: str, tags: list[str], *, force: bool) -> None:

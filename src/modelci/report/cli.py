@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from modelci import github
-from modelci.options import out_option
+from modelci.options import DEFAULT_OUT, out_option
 
 
 def stage(out: Path, name: str | None = None) -> bool:
@@ -39,31 +39,55 @@ def stage(out: Path, name: str | None = None) -> bool:
 def comment(out: Path) -> None:
     """Create or update modelci's pull-request comment with report.md. A failure is a warning in the
     log and the job summary, never a change of the verdict."""
+    from modelci.report.comment import CommentError
+    from modelci.report.markdown import REPORT_FILE
+
+    try:
+        _post((out / REPORT_FILE).read_text(encoding="utf-8"))
+    except CommentError as exc:
+        github.warning(f"no pull-request comment: {exc}")
+        github.add_summary(f"\n> [!WARNING]\n> modelci could not comment on the pull request: {exc}\n")
+
+
+def _post(body: str) -> None:
+    """Post `body` as modelci's comment on the pull request of this workflow run."""
     import os
 
     from modelci.report import comment as sticky
-    from modelci.report.markdown import REPORT_FILE
 
-    target = sticky.target_from_env(os.environ)
     token = os.environ.get("GITHUB_TOKEN", "")
-    problem = None
-    if target is None:
-        problem = "not a pull request's workflow run (no pull request number in GITHUB_EVENT_PATH or GITHUB_REF)"
-    elif not token:
-        problem = "GITHUB_TOKEN is not set; pass it to the step: `env: {GITHUB_TOKEN: ${{ github.token }}}`"
-    else:
-        api_url, repository, number = target
-        try:
-            posted = sticky.upsert((out / REPORT_FILE).read_text(encoding="utf-8"), api_url=api_url,
-                                   repository=repository, number=number, token=token)
-        except sticky.CommentError as exc:
-            problem = str(exc)
-        else:
-            github.log(f"    pull-request comment {posted.action}: {posted.html_url}")
-            github.set_output("comment-url", posted.html_url)
-            return
-    github.warning(f"no pull-request comment: {problem}")
-    github.add_summary(f"\n> [!WARNING]\n> modelci could not comment on the pull request: {problem}\n")
+    if not token:
+        raise sticky.CommentError("GITHUB_TOKEN is not set; pass it to the step: "
+                                  "`env: {GITHUB_TOKEN: ${{ github.token }}}`")
+    api_url, repository, number = sticky.pull_request_to_comment(os.environ, token)
+    posted = sticky.upsert(body, api_url=api_url, repository=repository, number=number, token=token)
+    github.log(f"    pull-request comment {posted.action}: {posted.html_url}")
+    github.set_output("comment-url", posted.html_url)
+
+
+@click.command("comment")
+@click.argument("report_file", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path),
+                default=f"{DEFAULT_OUT}/report.md")
+def comment_command(report_file: Path) -> None:
+    """Create or update modelci's comment on the pull request with REPORT.  [default: .modelci/out/report.md]
+
+    In a pull_request workflow the pull request is the run's own. In a workflow_run workflow, the way to
+    comment on a fork's pull request, it is the open pull request whose head is the commit that run checked,
+    as GitHub's API says; the report, which the fork's run wrote, is posted as data and must be modelci's."""
+    from modelci.errors import CommentFailed, UsageError
+    from modelci.report.comment import CommentError
+    from modelci.report.markdown import COMMENT_LIMIT, MARKER
+
+    if not report_file.is_file():
+        raise UsageError(f"{report_file}: no such report", hint="run `modelci report` first, or name the report.md")
+    body = report_file.read_text(encoding="utf-8", errors="replace")
+    if not body.startswith(MARKER) or len(body) > COMMENT_LIMIT:
+        raise UsageError(f"{report_file}: not a report of modelci's (it must start with {MARKER} and fit in "
+                         f"{COMMENT_LIMIT:,} characters); nothing was posted")
+    try:
+        _post(body)
+    except CommentError as exc:
+        raise CommentFailed(str(exc)) from None
 
 
 @click.command()

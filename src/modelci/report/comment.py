@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -98,16 +99,35 @@ def target_from_env(environ: Mapping[str, str]) -> tuple[str, str, int] | None:
     return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"), repository, number
 
 
+def pull_request_to_comment(environ: Mapping[str, str], token: str) -> tuple[str, str, int]:
+    """(API URL, owner/name, number) of the pull request to comment on: this run's own, or in a
+    `workflow_run` workflow (the fork-safe way), the one whose head is the commit that run checked."""
+    if environ.get("GITHUB_EVENT_NAME") == "workflow_run":
+        api_url = (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+        repository = environ.get("GITHUB_REPOSITORY", "")
+        run = _event(environ.get("GITHUB_EVENT_PATH", "")).get("workflow_run")
+        if not repository or not isinstance(run, dict):
+            raise CommentError("a workflow_run workflow without GITHUB_REPOSITORY or its event's workflow_run; run "
+                               "modelci in GitHub Actions")
+        return api_url, repository, pull_request_of_run(run, api_url=api_url, repository=repository, token=token)
+    target = target_from_env(environ)
+    if target is None:
+        raise CommentError("not a pull request's workflow run (no pull request number in GITHUB_EVENT_PATH or "
+                           "GITHUB_REF)")
+    return target
+
+
+def _event(path: str) -> dict[str, Any]:
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
 def _number_from_event(path: str) -> int | None:
     """`pull_request.number`, or `issue.number` when the issue is a pull request, from the event's payload."""
-    if not path:
-        return None
-    try:
-        event = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # NOTE: GITHUB_REF may still say which pull request this is
-    if not isinstance(event, dict):
-        return None
+    event = _event(path)  # NOTE: unreadable or absent, GITHUB_REF may still say which pull request this is
     pull, issue = event.get("pull_request"), event.get("issue")
     if isinstance(pull, dict):
         number = pull.get("number")
@@ -138,11 +158,47 @@ def upsert(body: str, *, api_url: str, repository: str, number: int, token: str,
     """Create or update modelci's comment on pull request `number`: one write at most, none when unchanged."""
     text = with_marker(body, marker)
     _check_length(text)
+    with _connected(api_url, repository, number, token, budget_s, session) as api:
+        return _upsert(api, text, marker)
+
+
+def pull_request_of_run(run: Mapping[str, Any], *, api_url: str, repository: str, token: str,
+                        budget_s: float = 60.0, session: requests.Session | None = None) -> int:
+    """The open pull request whose newest commit is the head of `run`, the `workflow_run` of a
+    `workflow_run` event, as GitHub's API says. The run's own files (a fork's report) are never
+    asked which pull request they belong to: the event, which GitHub wrote, gives the head commit."""
+    owner, branch, sha = _head_of(run)
+    with _connected(api_url, repository, 0, token, budget_s, session) as api:
+        url = f"{api.repo_url}/pulls?{urlencode({'state': 'open', 'head': f'{owner}:{branch}', 'per_page': PER_PAGE})}"
+        pulls = _json(api, "GET", url, api.call("GET", url, ok=200))
+        for pull in pulls if isinstance(pulls, list) else []:
+            head = pull.get("head") if isinstance(pull, dict) else None
+            if isinstance(head, dict) and head.get("sha") == sha and isinstance(pull.get("number"), int):
+                return int(pull["number"])
+    raise CommentError(f"no open pull request of {repository} has {owner}:{branch} at {sha} as its head, the "
+                       "commit the workflow run checked; nothing was written. The pull request may have been closed, "
+                       "or pushed to again (its newer run comments instead).")
+
+
+def _head_of(run: Mapping[str, Any]) -> tuple[str, str, str]:
+    repository = run.get("head_repository")
+    owner = repository.get("owner", {}).get("login") if isinstance(repository, dict) else None
+    branch, sha = run.get("head_branch"), run.get("head_sha")
+    if not (isinstance(owner, str) and isinstance(branch, str) and isinstance(sha, str)):
+        raise CommentError("the workflow_run event names no head repository, branch and commit; run `modelci comment` "
+                           "from a workflow triggered by `workflow_run` of the pull-request workflow")
+    return owner, branch, sha
+
+
+@contextmanager
+def _connected(api_url: str, repository: str, number: int, token: str, budget_s: float,
+               session: requests.Session | None) -> Iterator[_Api]:
+    """The API of one repository's pull request, checked before anything is sent; a message never holds the token."""
     _check_api_url(api_url)
     _check_token(token)
     own = session if session is not None else requests.Session()
     try:
-        return _upsert(_Api(api_url, repository, number, token, budget_s, own), text, marker)
+        yield _Api(api_url, repository, number, token, budget_s, own)
     except CommentError as exc:
         # NOTE: a message may quote what a server or requests said; the token must not reach the log
         if token and token in str(exc):
