@@ -110,3 +110,17 @@ def test_every_reference_is_at_the_release_or_a_full_hash() -> None:
     assert problem("modelci/modelci/actions/train@main") == "this repository's modelci/modelci/actions/train must " \
         "be used at @v1"
     assert problem("actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8") is None
+
+
+@pytest.mark.parametrize("example", sorted(ROOT.glob("examples/workflows/*.yml")), ids=name)
+def test_the_readme_shows_each_example_workflow_verbatim(example: Path) -> None:
+    assert example.read_text().rstrip("\n") in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", [*ACTIONS, *REUSABLE], ids=name)
+def test_the_readme_names_every_input(path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    document = load(path)
+    inputs = document["inputs"] if "inputs" in document else document[True]["workflow_call"]["inputs"]
+    for key in inputs:
+        assert f"`{key}`" in readme, f"{name(path)}: the README does not document input {key}"
