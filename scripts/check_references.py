@@ -22,7 +22,8 @@ FULL_HASH = re.compile(r"^[0-9a-f]{40}$")
 
 
 def files(root: Path) -> list[Path]:
-    return sorted([root / "action.yml", *root.glob("actions/*/action.yml"), *root.glob(".github/workflows/*.yml")])
+    return sorted([root / "action.yml", *root.glob("actions/*/action.yml"), *root.glob(".github/workflows/*.yml"),
+                   *root.glob("examples/workflows/*.yml")])
 
 
 def uses(document: object) -> Iterator[str]:
@@ -39,8 +40,10 @@ def uses(document: object) -> Iterator[str]:
 
 
 def problem(reference: str) -> str | None:
-    if reference.startswith(("./", "docker://")):
+    if reference.startswith("./"):
         return None
+    if reference.startswith("docker://"):
+        return None if "@sha256:" in reference else f"{reference} must be pinned to an image digest (@sha256:...)"
     target, _, ref = reference.partition("@")
     if target == SELF or target.startswith(f"{SELF}/"):
         return None if ref == RELEASE_REF else f"this repository's {target} must be used at @{RELEASE_REF}"

@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ACTIONS = sorted([ROOT / "action.yml", *ROOT.glob("actions/*/action.yml")])
 WORKFLOWS = sorted(ROOT.glob(".github/workflows/*.yml"))
 REUSABLE = [w for w in WORKFLOWS if "workflow_call" in (yaml.safe_load(w.read_text())[True] or {})]
-SOURCES = "\n".join(p.read_text() for p in [*ROOT.glob("src/modelci/**/*.py"), ROOT / "actions/setup/install.sh"])
+# Variables modelci reads itself rather than through a command's options, and where
+READ_FROM_ENVIRONMENT = {
+    "MODELCI_PYTHON": ROOT / "actions/setup/install.sh",
+    "MODELCI_REGISTRY_USERNAME": ROOT / "src/modelci/registry/remote.py",
+    "MODELCI_REGISTRY_PASSWORD": ROOT / "src/modelci/registry/remote.py",
+    "GITHUB_TOKEN": ROOT / "src/modelci/report/cli.py",
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -72,6 +78,8 @@ def test_every_input_is_kebab_case_documented_with_its_default_and_used(path: Pa
 
 @pytest.mark.parametrize("path", ACTIONS, ids=name)
 def test_every_input_reaches_a_real_option_or_environment_variable(path: Path) -> None:
+    for variable, reader in READ_FROM_ENVIRONMENT.items():
+        assert variable in reader.read_text(), f"{reader.name} no longer reads {variable}"
     action = load(path)
     for step in action["runs"]["steps"]:
         script = step["run"]
@@ -80,8 +88,7 @@ def test_every_input_reaches_a_real_option_or_environment_variable(path: Path) -
         for variable, value in (step.get("env") or {}).items():
             if not str(value).startswith("${{ inputs."):
                 continue
-            reaches = variable in options or f"${variable}" in script or f'os.environ.get("{variable}")' in SOURCES \
-                or f"${{{variable}" in SOURCES or f'"{variable}"' in SOURCES
+            reaches = variable in options or f"${variable}" in script or variable in READ_FROM_ENVIRONMENT
             assert reaches, f"{name(path)}: {variable} reaches no option of `{script}` and nothing reads it"
 
 
@@ -92,12 +99,33 @@ def test_reusable_workflows_ask_for_the_least_and_say_why(path: Path) -> None:
     for key, spec in workflow[True]["workflow_call"]["inputs"].items():
         assert spec.get("description"), f"{name(path)}: input {key} is not described"
         assert spec.get("type") in ("string", "number", "boolean")
-    lines = path.read_text().splitlines()
     for job_name, job in workflow["jobs"].items():
         assert job.get("timeout-minutes"), f"{name(path)}: job {job_name} has no timeout"
+        assert "concurrency" in job, f"{name(path)}: job {job_name} may race another run"
+        lines = job_lines(path, job_name)
         for permission in job["permissions"]:
             line = next(line for line in lines if line.strip().startswith(f"{permission}:"))
             assert "#" in line, f"{name(path)}: say why job {job_name} needs {permission}"
+
+
+def job_lines(path: Path, job: str) -> list[str]:
+    """The lines of one job of a workflow file, from its key to the next job's."""
+    lines = path.read_text().splitlines()
+    start = lines.index(f"  {job}:")
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"^  \S", lines[i])), len(lines))
+    return lines[start:end]
+
+
+@pytest.mark.parametrize("example", sorted(ROOT.glob("examples/workflows/*.yml")), ids=name)
+def test_each_example_grants_what_the_workflow_it_calls_asks_for(example: Path) -> None:
+    for job in load(example)["jobs"].values():
+        called = ROOT / job["uses"].split("@")[0].removeprefix("modelci/modelci/")
+        asked = {key: value for called_job in load(called)["jobs"].values()
+                 for key, value in called_job["permissions"].items()}
+        for permission, level in asked.items():
+            granted = job["permissions"].get(permission)
+            assert granted == level or (granted, level) == ("write", "read"), \
+                f"{name(example)} grants {permission}: {granted}, and {name(called)} asks for {level}"
 
 
 def test_every_reference_is_at_the_release_or_a_full_hash() -> None:

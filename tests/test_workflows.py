@@ -142,6 +142,7 @@ def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller:
 
     def finished_run(sha: str) -> dict[str, object]:
         return {"workflow_run": {"id": 77, "event": "pull_request", "conclusion": "success", "head_sha": sha,
+                                 "html_url": "https://github.com/team/churn/actions/runs/77",
                                  "head_branch": "change",
                                  "head_repository": {"full_name": "someone/churn", "owner": {"login": "someone"}}}}
 
@@ -154,5 +155,8 @@ def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller:
     github.set_head(REPOSITORY, PULL, "someone", "change", head)
     posted = act(caller, "workflow_run", finished_run(head), "comment.yml", github, artifacts)
     assert posted.returncode == 0, posted.stdout[-3000:]
-    comments = github.comments_on(REPOSITORY, PULL)
-    assert [c["body"] for c in comments] == [report]
+    (comment,) = github.comments_on(REPOSITORY, PULL)
+    marker, _, rest = report.partition("\n")
+    assert comment["body"].startswith(f"{marker}\n> [!NOTE]\n> This report was written by [the run]("
+                                      "https://github.com/team/churn/actions/runs/77) of a pull request from a fork")
+    assert comment["body"].endswith(rest)  # the report itself, as the fork's run left it

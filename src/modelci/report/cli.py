@@ -65,6 +65,23 @@ def _post(body: str) -> None:
     github.set_output("comment-url", posted.html_url)
 
 
+def _noted(body: str) -> str:
+    """In a workflow_run workflow, the report under a note that says whose run wrote it: a fork's
+    pull request controls its own run, so its report is its author's words, not modelci's verdict."""
+    import os
+
+    from modelci.report.comment import event_of
+    from modelci.report.markdown import MARKER
+
+    if os.environ.get("GITHUB_EVENT_NAME") != "workflow_run" or not body.startswith(MARKER):
+        return body
+    run = event_of(os.environ.get("GITHUB_EVENT_PATH", "")).get("workflow_run") or {}
+    link = f"[the run]({run['html_url']})" if isinstance(run.get("html_url"), str) else "the run"
+    note = (f"> [!NOTE]\n> This report was written by {link} of a pull request from a fork, whose workflow the fork "
+            "controls; modelci posts it as that run left it.\n")
+    return f"{MARKER}\n{note}{body[len(MARKER):]}"
+
+
 @click.command("comment")
 @click.argument("report_file", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path),
                 default=f"{DEFAULT_OUT}/report.md")
@@ -78,9 +95,9 @@ def comment_command(report_file: Path) -> None:
     from modelci.report.comment import CommentError
     from modelci.report.markdown import COMMENT_LIMIT, MARKER
 
-    if not report_file.is_file():
+    if not report_file.is_file() or report_file.is_symlink():  # NOTE: a fork's artifact may hold a link
         raise UsageError(f"{report_file}: no such report", hint="run `modelci report` first, or name the report.md")
-    body = report_file.read_text(encoding="utf-8", errors="replace")
+    body = _noted(report_file.read_text(encoding="utf-8", errors="replace"))
     if not body.startswith(MARKER) or len(body) > COMMENT_LIMIT:
         raise UsageError(f"{report_file}: not a report of modelci's (it must start with {MARKER} and fit in "
                          f"{COMMENT_LIMIT:,} characters); nothing was posted")

@@ -105,7 +105,7 @@ def pull_request_to_comment(environ: Mapping[str, str], token: str) -> tuple[str
     if environ.get("GITHUB_EVENT_NAME") == "workflow_run":
         api_url = (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
         repository = environ.get("GITHUB_REPOSITORY", "")
-        run = _event(environ.get("GITHUB_EVENT_PATH", "")).get("workflow_run")
+        run = event_of(environ.get("GITHUB_EVENT_PATH", "")).get("workflow_run")
         if not repository or not isinstance(run, dict):
             raise CommentError("a workflow_run workflow without GITHUB_REPOSITORY or its event's workflow_run; run "
                                "modelci in GitHub Actions")
@@ -117,7 +117,8 @@ def pull_request_to_comment(environ: Mapping[str, str], token: str) -> tuple[str
     return target
 
 
-def _event(path: str) -> dict[str, Any]:
+def event_of(path: str) -> dict[str, Any]:
+    """The workflow run's event payload, or nothing when it cannot be read."""
     try:
         event = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
     except (OSError, ValueError):
@@ -127,7 +128,7 @@ def _event(path: str) -> dict[str, Any]:
 
 def _number_from_event(path: str) -> int | None:
     """`pull_request.number`, or `issue.number` when the issue is a pull request, from the event's payload."""
-    event = _event(path)  # NOTE: unreadable or absent, GITHUB_REF may still say which pull request this is
+    event = event_of(path)  # NOTE: unreadable or absent, GITHUB_REF may still say which pull request this is
     pull, issue = event.get("pull_request"), event.get("issue")
     if isinstance(pull, dict):
         number = pull.get("number")
