@@ -20,9 +20,10 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import LoopbackServer
 
 MAX_BODY = 65_536
 DOCS = "https://docs.github.com/rest"
@@ -88,7 +89,7 @@ class _Comment:
     updated: datetime
 
 
-class GitHubStandIn:
+class GitHubStandIn(LoopbackServer):
     """GitHub's issue-comment API for the repositories and pull requests a test adds, on 127.0.0.1."""
 
     def __init__(self, *, token: str = "test-token", prefix: str = "", max_body: int = MAX_BODY) -> None:
@@ -101,26 +102,14 @@ class GitHubStandIn:
         self._lock = threading.Lock()
         self._ids = iter(range(1_000_001, 10**9))
         self._remaining = 5000
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.standin = self
-        # NOTE: a short poll, so that shutting down at the end of each test takes milliseconds, not half a second
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        daemon=True)
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.standin = self
+        super().__init__(server)
 
     @property
     def url(self) -> str:
         """The API's base URL, as GITHUB_API_URL would give it."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
-
-    def __enter__(self) -> GitHubStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
 
     # -- set up and inspect, from a test ------------------------------------------------------------
 

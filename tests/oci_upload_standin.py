@@ -30,8 +30,9 @@ import threading
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import LoopbackServer
 
 # The spec's grammar of a repository name, and of a chunk's Content-Range.
 NAME = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
@@ -76,7 +77,7 @@ def _error(status: int, code: str, message: str) -> _Answer:
     return _Answer(status, {"Content-Type": "application/json"}, body)
 
 
-class Registry:
+class Registry(LoopbackServer):
     """The stand-in: `with Registry() as registry:` serves on `registry.host` until the block ends."""
 
     def __init__(self) -> None:
@@ -100,20 +101,8 @@ class Registry:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        # NOTE: polled often, so that the block ends without waiting half a second for the server to notice
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def __enter__(self) -> Registry:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
+        self.host = f"127.0.0.1:{self.port}"
 
     def blob(self, name: str, digest: str) -> bytes | None:
         """A blob of a repository as the registry stored it, or None."""
