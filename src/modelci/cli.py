@@ -29,6 +29,7 @@ COMMANDS = {
     "push": "modelci.registry.cli:push",
     "pull": "modelci.registry.cli:pull",
     "promote": "modelci.registry.cli:promote",
+    "serve": "modelci.serve.cli:serve",
 }
 
 

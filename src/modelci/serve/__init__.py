@@ -1,0 +1,1 @@
+"""`modelci serve`: the Open Inference Protocol over HTTP on ONNX Runtime."""

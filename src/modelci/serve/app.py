@@ -1,0 +1,181 @@
+"""`modelci serve`: an Open Inference Protocol server for one ONNX model, as a plain ASGI application.
+
+No web framework sits between the socket (uvicorn) and the model: routing is a handful of paths,
+and every request is read, checked and answered here, so the protocol's cost stays small next to
+ONNX Runtime's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelci.serve import protocol
+from modelci.serve.batching import Batcher, Columns
+from modelci.serve.metrics import Metrics
+from modelci.serve.protocol import BadRequest, TensorSpec
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+MAX_BODY = 16 << 20  # bytes of one request; a larger one is refused (413) before it is read whole
+JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to serve: its ONNX Runtime session, name, version and tensors."""
+
+    name: str
+    version: str  # the artifact's digest, shortened; or the file's content digest
+    digest: str
+    session: Any
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    def run(self, columns: Columns) -> Columns:
+        feeds = {spec.name: columns[spec.name][:, None] for spec in self.inputs}
+        names = [spec.name for spec in self.outputs]
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
+
+
+def load(path: Path, name: str, digest: str) -> Loaded:
+    """An ONNX model in ONNX Runtime, its inputs described as the protocol does (a batch of rows)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    types = {"tensor(string)": "BYTES", "tensor(double)": "FP64", "tensor(int64)": "INT64"}
+    inputs = [TensorSpec(i.name, types.get(i.type, "FP32"), (-1, 1)) for i in session.get_inputs()]
+    outputs = [TensorSpec(o.name, types.get(o.type, "FP32"), (-1, *o.shape[1:])) for o in session.get_outputs()]
+    return Loaded(name, digest.split(":")[-1][:12], digest, session, inputs, outputs)
+
+
+class Server:
+    """The ASGI application."""
+
+    def __init__(self, model: Loaded, max_batch: int, max_delay_s: float) -> None:
+        self.model, self.max_batch = model, max_batch
+        self.metrics = Metrics()
+        self.metrics.loaded(model.name, model.version, model.digest)
+        self.batcher = Batcher(model.run, max_batch, max_delay_s, on_batch=self.metrics.batch)
+        self.ready = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        began = time.perf_counter()
+        status, body, headers = await self._route(scope, receive)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        if scope["path"].endswith("/infer"):
+            self.metrics.request(self.model.name, self.model.version, status, time.perf_counter() - began)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.batcher.start()
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await self.batcher.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        method, parts = scope["method"], [p for p in scope["path"].split("/") if p]
+        try:
+            if parts == ["metrics"] and method == "GET":
+                return 200, self.metrics.exposition(), [(b"content-type", self.metrics.content_type.encode())]
+            if parts[:1] != ["v2"]:
+                raise _NotFound(f"no such endpoint: {scope['path']}")
+            found = await self._v2(method, parts[1:], receive)
+            return 200, json.dumps(found).encode(), JSON
+        except BadRequest as exc:
+            return 400, _error(str(exc)), JSON
+        except _NotFound as exc:
+            return 404, _error(str(exc)), JSON
+        except _TooLarge as exc:
+            return 413, _error(str(exc)), JSON
+        except Exception as exc:  # NOTE: the model failed on a batch: this request fails, the server goes on
+            return 500, _error(f"inference failed: {exc}"), JSON
+
+    async def _v2(self, method: str, parts: list[str], receive: Receive) -> Any:
+        if parts == [] and method == "GET":
+            return {"name": "modelci", "version": _version(), "extensions": []}
+        if parts in (["health", "live"], ["health", "ready"]) and method == "GET":
+            return {"live": True} if parts[1] == "live" else self._ready()
+        if parts[:1] != ["models"] or len(parts) < 2:
+            raise _NotFound("no such endpoint")
+        name, rest = parts[1], parts[2:]
+        if name != self.model.name:
+            raise _NotFound(f"no model named '{name}'; this server has '{self.model.name}'")
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2 or rest[1] != self.model.version:
+                raise _NotFound(f"model '{name}' has no version '{rest[1] if len(rest) > 1 else ''}'; it is at "
+                                f"'{self.model.version}'")
+            rest = rest[2:]
+        if rest == [] and method == "GET":
+            return protocol.metadata(name, self.model.version, self.model.inputs, self.model.outputs)
+        if rest == ["ready"] and method == "GET":
+            return {"name": name, "ready": self.ready}
+        if rest == ["infer"] and method == "POST":
+            return await self._infer(receive)
+        raise _NotFound("no such endpoint")
+
+    def _ready(self) -> dict[str, bool]:
+        if not self.ready:
+            raise _NotFound("not ready")  # NOTE: a probe reads anything but 200 as not ready
+        return {"ready": True}
+
+    async def _infer(self, receive: Receive) -> dict[str, Any]:
+        body = await _read(receive)
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+        request = protocol.parse_infer(document, self.model.inputs, self.model.outputs, self.max_batch)
+        results = await self.batcher.infer(request.columns, request.rows)
+        self.metrics.predictions(self.model.name, results)
+        return protocol.response(self.model.name, self.model.version, request, results)
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _TooLarge(f"the request is over {MAX_BODY // (1 << 20)} MB; send fewer rows per request")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+def _version() -> str:
+    from modelci import __version__
+
+    return __version__

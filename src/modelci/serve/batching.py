@@ -1,0 +1,98 @@
+"""Dynamic batching: concurrent requests run through ONNX Runtime as one batch.
+
+Whatever is queued when the model becomes free goes in together, up to `max_rows`, so one request
+alone waits for nothing, and under load the batches grow by themselves. `max_delay_s` can hold a
+batch open a little longer for more requests. ONNX Runtime runs in one worker thread, off the event
+loop, which keeps taking requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Columns = dict[str, NDArray[Any]]
+Run = Callable[[Columns], Columns]  # a batch's columns -> its outputs, one row per input row
+OnBatch = Callable[[int, float], None]  # (rows, seconds the oldest request waited) -> None
+
+
+@dataclass
+class _Waiting:
+    columns: Columns
+    rows: int
+    future: asyncio.Future[Columns]
+    since: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    def __init__(self, run: Run, max_rows: int, max_delay_s: float = 0.0, on_batch: OnBatch | None = None) -> None:
+        self.run, self.max_rows, self.max_delay_s = run, max_rows, max_delay_s
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._held: _Waiting | None = None  # NOTE: a request that did not fit the last batch goes first in the next
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelci-onnxruntime")
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def infer(self, columns: Columns, rows: int) -> Columns:
+        future: asyncio.Future[Columns] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Waiting(columns, rows, future))
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            merged = {name: np.concatenate([w.columns[name] for w in batch]) for name in batch[0].columns}
+            if self.on_batch is not None:
+                self.on_batch(sum(w.rows for w in batch), time.perf_counter() - batch[0].since)
+            try:
+                outputs = await loop.run_in_executor(self._executor, self.run, merged)
+            except Exception as exc:  # NOTE: a failed batch fails its requests, never the server
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+                continue
+            start = 0
+            for waiting in batch:
+                if not waiting.future.done():  # NOTE: a client that went away cancelled its future
+                    waiting.future.set_result({n: v[start:start + waiting.rows] for n, v in outputs.items()})
+                start += waiting.rows
+
+    async def _gather(self) -> list[_Waiting]:
+        first = self._held or await self._queue.get()
+        self._held = None
+        batch, rows = [first], first.rows
+        deadline = time.perf_counter() + self.max_delay_s
+        while rows < self.max_rows:
+            try:
+                waiting = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    waiting = await asyncio.wait_for(self._queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+            if rows + waiting.rows > self.max_rows:
+                self._held = waiting
+                break
+            batch.append(waiting)
+            rows += waiting.rows
+        return batch

@@ -1,0 +1,63 @@
+"""`modelci serve`."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import click
+
+from modelci import github
+
+
+def _model_file(model: str, work: Path) -> tuple[Path, str]:
+    """The ONNX file `model` names (a file, a folder holding model.onnx, or an artifact reference) and its digest."""
+    from modelci.errors import UsageError
+    from modelci.registry.artifact import WEIGHT_FILE, pull
+    from modelci.registry.reference import parse_reference
+
+    path = Path(model)
+    if path.is_dir():
+        path = path / WEIGHT_FILE
+    if path.exists():
+        if not path.is_file():
+            raise UsageError(f"{model}: not a model file",
+                             hint=f"name an ONNX file, a folder with {WEIGHT_FILE}, or an artifact")
+        return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    pulled = pull(parse_reference(model), work / "model")
+    return work / "model" / WEIGHT_FILE, pulled.digest
+
+
+@click.command()
+@click.option("--model", "model_ref", required=True,
+              help="The model: an artifact (oci:PATH:TAG, HOST/REPO:TAG, REF@DIGEST), an ONNX file, or a folder.")
+@click.option("--name", default="model", show_default=True, help="The model's name in the protocol's paths.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on (0.0.0.0: all).")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1),
+              help="The most rows one request, and one batch of requests, may hold.")
+@click.option("--max-delay-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="How long a batch waits for more requests; 0: it takes what is queued.")
+@click.option("--shutdown-timeout", default=30, show_default=True, type=click.IntRange(0),
+              help="Seconds requests in flight get to finish after SIGTERM.")
+def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float,
+          shutdown_timeout: int) -> None:
+    """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics."""
+    import uvicorn
+
+    from modelci.errors import UsageError
+    from modelci.serve.app import Server, load
+
+    with tempfile.TemporaryDirectory(prefix="modelci-serve-") as folder:
+        path, digest = _model_file(model_ref, Path(folder))
+        try:
+            loaded = load(path, name, digest)
+        except Exception as exc:
+            raise UsageError(f"{model_ref}: not a model ONNX Runtime can load: {exc}",
+                             hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
+        app = Server(loaded, max_batch, max_delay_ms / 1000)
+        github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=shutdown_timeout, backlog=2048)
+        uvicorn.Server(config).run()

@@ -1,0 +1,203 @@
+"""`modelci serve` as a process: the Open Inference Protocol over real HTTP, its answers against
+ONNX Runtime in-process, bad requests, batching under concurrency, metrics and a graceful stop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from conftest import EXAMPLE
+from modelci.cli import main
+from modelci.evaluate.onnx_model import OnnxModel
+
+MODELCI = [sys.executable, "-m", "modelci"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Path:
+    """A trained and exported churn model, once for the module."""
+    import os
+
+    repo = tmp_path_factory.mktemp("serve") / "churn"
+    repo.mkdir()
+    for name in ("model.py", "schema.yaml", "modelci.yaml"):
+        shutil.copy(EXAMPLE / name, repo / name)
+    shutil.copytree(small_data, repo / "data")
+    (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text().replace("epochs: 15", "epochs: 2"))
+    here = Path.cwd()
+    os.chdir(repo)
+    try:
+        assert main(["train"]) == 0
+        assert main(["export"]) == 0
+    finally:
+        os.chdir(here)
+    return repo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process, self.url = process, f"http://127.0.0.1:{port}"
+
+    def infer(self, body: Any, model: str = "churn") -> requests.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return requests.post(f"{self.url}/v2/models/{model}/infer", data=data, timeout=30)
+
+
+def start(model: Path | str, *options: str) -> Running:
+    port = free_port()
+    process = subprocess.Popen([*MODELCI, "serve", "--model", str(model), "--name", "churn", "--port", str(port),
+                                *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(200):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return Running(process, port)
+        except requests.ConnectionError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError(f"the server did not start: {process.communicate()[0]}")
+
+
+@pytest.fixture(scope="module")
+def server(exported: Path) -> Iterator[Running]:
+    running = start(exported / ".modelci/out/model.onnx", "--max-batch", "64")
+    yield running
+    running.process.send_signal(signal.SIGTERM)  # NOTE: by its PID
+    running.process.wait(timeout=30)
+
+
+def rows(exported: Path, count: int, start_row: int = 0) -> pd.DataFrame:
+    return pd.read_parquet(exported / "data/eval.parquet").iloc[start_row:start_row + count].reset_index(drop=True)
+
+
+def request_of(frame: pd.DataFrame, model: OnnxModel) -> dict[str, Any]:
+    inputs = []
+    for spec in model.inputs:
+        column = frame[spec.name]
+        if spec.kind == "string":
+            inputs.append({"name": spec.name, "shape": [len(frame), 1], "datatype": "BYTES",
+                           "data": column.astype(str).tolist()})
+        else:
+            values = [None if pd.isna(v) else float(v) for v in column]
+            inputs.append({"name": spec.name, "shape": [len(frame), 1], "datatype": "FP64", "data": values})
+    return {"id": "r1", "inputs": inputs}
+
+
+def test_metadata_and_health(server: Running, exported: Path) -> None:
+    assert requests.get(f"{server.url}/v2/health/live", timeout=5).json() == {"live": True}
+    assert requests.get(f"{server.url}/v2", timeout=5).json()["name"] == "modelci"
+    found = requests.get(f"{server.url}/v2/models/churn", timeout=5).json()
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    assert [i["name"] for i in found["inputs"]] == [i.name for i in model.inputs]
+    assert found["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
+    version = found["versions"][0]
+    assert requests.get(f"{server.url}/v2/models/churn/versions/{version}/ready", timeout=5).json()["ready"]
+
+
+def test_answers_equal_onnx_runtime_in_process(server: Running, exported: Path) -> None:
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    frame = rows(exported, 20)
+    answer = server.infer(request_of(frame, model))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["id"] == "r1"
+    (output,) = body["outputs"]
+    assert output["shape"] == [20, 2]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(20, 2), model.predict(frame), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("change", "status", "message"), [
+    (lambda r: "{not json", 400, "the body is not JSON"),
+    (lambda r: {**r, "inputs": r["inputs"][1:]}, 400, "missing input(s) tenure_months"),
+    (lambda r: {**r, "inputs": [*r["inputs"], {**r["inputs"][0], "name": "extra"}]}, 400, "unknown input(s) extra"),
+    (lambda r: {**r, "inputs": [{**r["inputs"][0], "datatype": "BYTES"}, *r["inputs"][1:]]}, 400,
+     "input 'tenure_months': datatype 'BYTES'; this model takes a number type"),
+    (lambda r: {**r, "inputs": [{**r["inputs"][0], "shape": [3, 1]}, *r["inputs"][1:]]}, 400,
+     "input 'tenure_months': 2 values for shape [3, 1]"),
+    (lambda r: {**r, "inputs": [{**r["inputs"][0], "data": ["x", 1]}, *r["inputs"][1:]]}, 400,
+     "input 'tenure_months': row 0 holds 'x', not a finite number"),
+    (lambda r: {**r, "outputs": [{"name": "label"}]}, 400, "unknown output(s) label"),
+])
+def test_a_bad_request_is_a_400_that_says_what_is_wrong(server: Running, exported: Path, change: Any, status: int,
+                                                        message: str) -> None:
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    answer = server.infer(change(request_of(rows(exported, 2), model)))
+    assert answer.status_code == status
+    assert message in answer.json()["error"]
+
+
+def test_too_many_rows_an_oversized_body_and_unknown_models(server: Running, exported: Path) -> None:
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    big = server.infer(request_of(rows(exported, 65), model))
+    assert (big.status_code, big.json()["error"]) == (400, "65 rows in one request; this server takes at most 64")
+    huge = server.infer(b'{"inputs": [' + b" " * (17 << 20) + b"]}")
+    assert huge.status_code == 413
+    assert server.infer(request_of(rows(exported, 1), model), model="other").status_code == 404
+    wrong = requests.get(f"{server.url}/v2/models/churn/versions/0000/ready", timeout=5)
+    assert wrong.status_code == 404
+    assert "it is at" in wrong.json()["error"]
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(exported: Path) -> None:
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    batched = start(exported / ".modelci/out/model.onnx", "--max-delay-ms", "20")
+    try:
+        frames = [rows(exported, 3, start_row=3 * i) for i in range(32)]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda f: batched.infer(request_of(f, model)), frames))
+        for frame, answer in zip(frames, answers, strict=True):
+            got = np.array(answer.json()["outputs"][0]["data"]).reshape(3, 2)
+            np.testing.assert_allclose(got, model.predict(frame), rtol=1e-6, atol=1e-7)
+        metrics = requests.get(f"{batched.url}/metrics", timeout=5).text
+        batches = float(next(line.split()[-1] for line in metrics.splitlines()
+                             if line.startswith("modelci_inference_batch_rows_count")))
+        assert batches < 32  # several requests shared a batch
+        assert 'modelci_inference_requests_total{model="churn",status="200"' in metrics
+        assert "modelci_model_info{" in metrics
+    finally:
+        batched.process.send_signal(signal.SIGTERM)
+        batched.process.wait(timeout=30)
+
+
+def test_sigterm_lets_a_request_in_flight_finish(exported: Path) -> None:
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    slow = start(exported / ".modelci/out/model.onnx", "--max-delay-ms", "500")  # each batch waits half a second
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow.infer, request_of(rows(exported, 2), model))
+        time.sleep(0.2)
+        slow.process.send_signal(signal.SIGTERM)
+        assert pending.result().status_code == 200
+    # NOTE: uvicorn stops gracefully, then ends by the signal it caught, as a process stopped by SIGTERM does
+    assert slow.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_a_model_that_does_not_exist_or_is_not_onnx_stops_at_start(tmp_path: Path) -> None:
+    missing = subprocess.run([*MODELCI, "serve", "--model", f"oci:{tmp_path}/reg:prod"], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 2
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("not a model")
+    broken = subprocess.run([*MODELCI, "serve", "--model", str(not_onnx)], capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 2
+    assert "not a model ONNX Runtime can load" in broken.stderr
