@@ -201,3 +201,13 @@ def test_a_model_that_does_not_exist_or_is_not_onnx_stops_at_start(tmp_path: Pat
     broken = subprocess.run([*MODELCI, "serve", "--model", str(not_onnx)], capture_output=True, text=True, timeout=60)
     assert broken.returncode == 2
     assert "not a model ONNX Runtime can load" in broken.stderr
+
+
+def test_the_openapi_document_is_valid_and_covers_every_endpoint(server: Running) -> None:
+    from openapi_spec_validator import validate
+
+    found = requests.get(f"{server.url}/openapi.json", timeout=5).json()
+    validate(found)
+    assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model_name}", "/v2/models/{model_name}/ready",
+            "/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer",
+            "/metrics"} <= set(found["paths"])

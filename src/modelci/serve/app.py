@@ -97,6 +97,10 @@ class Server:
         try:
             if parts == ["metrics"] and method == "GET":
                 return 200, self.metrics.exposition(), [(b"content-type", self.metrics.content_type.encode())]
+            if parts == ["openapi.json"] and method == "GET":
+                from modelci.serve.openapi import document
+
+                return 200, json.dumps(document(_version())).encode(), JSON
             if parts[:1] != ["v2"]:
                 raise _NotFound(f"no such endpoint: {scope['path']}")
             found = await self._v2(method, parts[1:], receive)
