@@ -49,6 +49,9 @@ def load(path: Path, name: str, digest: str) -> Loaded:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # NOTE: idle ONNX Runtime threads spin by default, taking the core the event loop needs between
+    # batches: off, the server does 10-15% more requests at concurrency 64 (benchmarks/serve/)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     types = {"tensor(string)": "BYTES", "tensor(double)": "FP64", "tensor(int64)": "INT64"}
     inputs = [TensorSpec(i.name, types.get(i.type, "FP32"), (-1, 1)) for i in session.get_inputs()]

@@ -49,6 +49,8 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
     from modelci.errors import UsageError
     from modelci.serve.app import Server, load
 
+    # NOTE: ONNX Runtime holds the model in memory once loaded, so a pulled artifact's folder goes
+    # before serving starts: a server stopped by a signal leaves nothing behind
     with tempfile.TemporaryDirectory(prefix="modelci-serve-") as folder:
         path, digest = _model_file(model_ref, Path(folder))
         try:
@@ -56,8 +58,8 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
         except Exception as exc:
             raise UsageError(f"{model_ref}: not a model ONNX Runtime can load: {exc}",
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
-        app = Server(loaded, max_batch, max_delay_ms / 1000)
-        github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=shutdown_timeout, backlog=2048)
-        uvicorn.Server(config).run()
+    app = Server(loaded, max_batch, max_delay_ms / 1000)
+    github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
+    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=shutdown_timeout, backlog=2048)
+    uvicorn.Server(config).run()
