@@ -30,9 +30,18 @@ MODELCI = [sys.executable, "-m", "modelci"]
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Path:
     """A trained and exported churn model, once for the module."""
+    return train_and_export(tmp_path_factory.mktemp("serve") / "churn", small_data, seed=0)
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Path:
+    """The same model trained with another seed: other weights, the same inputs."""
+    return train_and_export(tmp_path_factory.mktemp("serve") / "churn", small_data, seed=1)
+
+
+def train_and_export(repo: Path, small_data: Path, seed: int) -> Path:
     import os
 
-    repo = tmp_path_factory.mktemp("serve") / "churn"
     repo.mkdir()
     for name in ("model.py", "schema.yaml", "modelci.yaml"):
         shutil.copy(EXAMPLE / name, repo / name)
@@ -41,7 +50,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Path
     here = Path.cwd()
     os.chdir(repo)
     try:
-        assert main(["train"]) == 0
+        assert main(["train", "--seed", str(seed)]) == 0
         assert main(["export"]) == 0
     finally:
         os.chdir(here)
@@ -211,3 +220,76 @@ def test_the_openapi_document_is_valid_and_covers_every_endpoint(server: Running
     assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model_name}", "/v2/models/{model_name}/ready",
             "/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer",
             "/metrics"} <= set(found["paths"])
+
+
+def artifact_of(folder: Path, model: Path, samples: Path) -> list[Path]:
+    folder.mkdir()
+    shutil.copy(model / ".modelci/out/model.onnx", folder / "model.onnx")
+    shutil.copy(samples / ".modelci/out/samples.json", folder / "samples.json")
+    return sorted(folder.iterdir())
+
+
+def metric(url: str, name: str) -> float:
+    lines = requests.get(f"{url}/metrics", timeout=5).text.splitlines()
+    return float(next((line.split()[-1] for line in lines if line.startswith(name)), "0"))
+
+
+def test_watch_swaps_a_new_model_in_under_load_and_never_a_broken_one(exported: Path, retrained: Path,
+                                                                      tmp_path: Path) -> None:
+    import threading
+
+    from modelci.registry.artifact import push_files
+    from modelci.registry.reference import parse_reference
+
+    prod = parse_reference(f"oci:{tmp_path / 'registry'}:prod")
+    push_files(artifact_of(tmp_path / "a", exported, exported), prod, ["prod"], {})
+    first, second = (OnnxModel(m / ".modelci/out/model.onnx") for m in (exported, retrained))
+    frame = rows(exported, 4)
+    expected = [first.predict(frame), second.predict(frame)]
+    watching = start(f"oci:{tmp_path / 'registry'}:prod", "--watch", "--poll-interval", "0.1")
+    try:
+        version = requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"][0]
+        stop = threading.Event()
+        answers: list[list[requests.Response]] = [[] for _ in range(4)]  # each client's, in the order it asked
+
+        def keep_asking(mine: list[requests.Response]) -> None:
+            while not stop.is_set():
+                mine.append(watching.infer(request_of(frame, first)))
+
+        clients = [threading.Thread(target=keep_asking, args=(mine,)) for mine in answers]
+        for client in clients:
+            client.start()
+        time.sleep(0.3)
+        push_files(artifact_of(tmp_path / "b", retrained, retrained), prod, ["prod"], {})
+        for _ in range(200):
+            swapped = requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"][0]
+            if swapped != version:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        stop.set()
+        for client in clients:
+            client.join()
+        assert swapped != version
+        for mine in answers:
+            assert [a.status_code for a in mine] == [200] * len(mine)  # not one request failed
+            served = [np.array(a.json()["outputs"][0]["data"]).reshape(4, 2) for a in mine]
+            which = [next(i for i, e in enumerate(expected) if np.allclose(got, e, atol=1e-6)) for got in served]
+            assert which[0] == 0
+            assert which[-1] == 1
+            assert which == sorted(which)  # once a client got the new model, never the old one again
+
+        # the old model's samples do not match the new weights: loaded beside, refused, counted
+        push_files(artifact_of(tmp_path / "broken", exported, retrained), prod, ["prod"], {})
+        for _ in range(200):
+            if metric(watching.url, 'modelci_model_loads_total{outcome="failed"}') == 1:
+                break
+            time.sleep(0.05)
+        assert metric(watching.url, 'modelci_model_loads_total{outcome="failed"}') == 1
+        assert requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"] == [swapped]
+        assert watching.infer(request_of(frame, first)).status_code == 200
+    finally:
+        watching.process.send_signal(signal.SIGTERM)
+        output = watching.process.communicate(timeout=30)[0]
+    assert "is not swapped in, the model served stays" in output
+    assert "does not reproduce its golden samples" in output

@@ -12,12 +12,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelci.serve import protocol
 from modelci.serve.batching import Batcher, Columns
 from modelci.serve.metrics import Metrics
 from modelci.serve.protocol import BadRequest, TensorSpec
+
+if TYPE_CHECKING:
+    from modelci.serve.swap import Watcher
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -66,8 +69,17 @@ class Server:
         self.model, self.max_batch = model, max_batch
         self.metrics = Metrics()
         self.metrics.loaded(model.name, model.version, model.digest)
-        self.batcher = Batcher(model.run, max_batch, max_delay_s, on_batch=self.metrics.batch)
+        self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
+        self.watcher: Watcher | None = None
+
+    def swap(self, model: Loaded) -> None:
+        """Serve `model` from now on; the requests already taken finish on the model they started with."""
+        self.model = model
+        self.metrics.loaded(model.name, model.version, model.digest)
+
+    def failed_load(self) -> None:
+        self.metrics.loads.labels("failed").inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -87,10 +99,14 @@ class Server:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.batcher.start()
+                if self.watcher is not None:
+                    self.watcher.start()
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                if self.watcher is not None:
+                    await self.watcher.stop()
                 await self.batcher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -151,10 +167,11 @@ class Server:
             document = json.loads(body)
         except ValueError as exc:
             raise BadRequest(f"the body is not JSON: {exc}") from None
-        request = protocol.parse_infer(document, self.model.inputs, self.model.outputs, self.max_batch)
-        results = await self.batcher.infer(request.columns, request.rows)
-        self.metrics.predictions(self.model.name, results)
-        return protocol.response(self.model.name, self.model.version, request, results)
+        model = self.model  # NOTE: this request is checked against, and answered by, the model served now
+        request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch)
+        results = await self.batcher.infer(model.run, request.columns, request.rows)
+        self.metrics.predictions(model.name, results)
+        return protocol.response(model.name, model.version, request, results)
 
 
 class _NotFound(Exception):

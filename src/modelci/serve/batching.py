@@ -25,6 +25,7 @@ OnBatch = Callable[[int, float], None]  # (rows, seconds the oldest request wait
 
 @dataclass
 class _Waiting:
+    run: Run  # NOTE: the model the request was checked against, which answers it even after a swap
     columns: Columns
     rows: int
     future: asyncio.Future[Columns]
@@ -32,8 +33,8 @@ class _Waiting:
 
 
 class Batcher:
-    def __init__(self, run: Run, max_rows: int, max_delay_s: float = 0.0, on_batch: OnBatch | None = None) -> None:
-        self.run, self.max_rows, self.max_delay_s = run, max_rows, max_delay_s
+    def __init__(self, max_rows: int, max_delay_s: float = 0.0, on_batch: OnBatch | None = None) -> None:
+        self.max_rows, self.max_delay_s = max_rows, max_delay_s
         self.on_batch = on_batch
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._held: _Waiting | None = None  # NOTE: a request that did not fit the last batch goes first in the next
@@ -49,9 +50,9 @@ class Batcher:
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def infer(self, columns: Columns, rows: int) -> Columns:
+    async def infer(self, run: Run, columns: Columns, rows: int) -> Columns:
         future: asyncio.Future[Columns] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Waiting(columns, rows, future))
+        self._queue.put_nowait(_Waiting(run, columns, rows, future))
         return await future
 
     async def _serve(self) -> None:
@@ -62,7 +63,7 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(sum(w.rows for w in batch), time.perf_counter() - batch[0].since)
             try:
-                outputs = await loop.run_in_executor(self._executor, self.run, merged)
+                outputs = await loop.run_in_executor(self._executor, batch[0].run, merged)
             except Exception as exc:  # NOTE: a failed batch fails its requests, never the server
                 for waiting in batch:
                     if not waiting.future.done():
@@ -90,7 +91,7 @@ class Batcher:
                     waiting = await asyncio.wait_for(self._queue.get(), left)
                 except asyncio.TimeoutError:
                     break
-            if rows + waiting.rows > self.max_rows:
+            if rows + waiting.rows > self.max_rows or waiting.run != first.run:  # NOTE: one model per batch
                 self._held = waiting
                 break
             batch.append(waiting)

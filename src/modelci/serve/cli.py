@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelci import github
+
+if TYPE_CHECKING:
+    from modelci.serve.app import Server
+    from modelci.serve.swap import Watcher
 
 
 def _model_file(model: str, work: Path) -> tuple[Path, str]:
@@ -29,6 +34,17 @@ def _model_file(model: str, work: Path) -> tuple[Path, str]:
     return work / "model" / WEIGHT_FILE, pulled.digest
 
 
+def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Server) -> Watcher:
+    from modelci.errors import UsageError
+    from modelci.registry.reference import parse_reference
+    from modelci.serve.swap import Watcher
+
+    if Path(model_ref).exists() or "@" in model_ref:
+        raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
+                         hint="serve REGISTRY:TAG, e.g. --model oci:.modelci/registry:prod --watch")
+    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.failed_load)
+
+
 @click.command()
 @click.option("--model", "model_ref", required=True,
               help="The model: an artifact (oci:PATH:TAG, HOST/REPO:TAG, REF@DIGEST), an ONNX file, or a folder.")
@@ -39,10 +55,14 @@ def _model_file(model: str, work: Path) -> tuple[Path, str]:
               help="The most rows one request, and one batch of requests, may hold.")
 @click.option("--max-delay-ms", default=0.0, show_default=True, type=click.FloatRange(0),
               help="How long a batch waits for more requests; 0: it takes what is queued.")
+@click.option("--watch", is_flag=True,
+              help="Follow the tag of --model: a new digest is pulled, checked on its golden samples, swapped in.")
+@click.option("--poll-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between looks at the watched tag.")
 @click.option("--shutdown-timeout", default=30, show_default=True, type=click.IntRange(0),
               help="Seconds requests in flight get to finish after SIGTERM.")
-def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float,
-          shutdown_timeout: int) -> None:
+def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float, watch: bool,
+          poll_interval: float, shutdown_timeout: int) -> None:
     """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics."""
     import uvicorn
 
@@ -59,6 +79,8 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
             raise UsageError(f"{model_ref}: not a model ONNX Runtime can load: {exc}",
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
     app = Server(loaded, max_batch, max_delay_ms / 1000)
+    if watch:
+        app.watcher = _watcher(model_ref, name, digest, poll_interval, app)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
                             timeout_graceful_shutdown=shutdown_timeout, backlog=2048)

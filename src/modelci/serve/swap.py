@@ -1,0 +1,108 @@
+"""Hot swap (`modelci serve --watch`): the server follows a registry tag.
+
+When the tag names a new digest, the artifact is pulled (every blob verified), loaded beside the
+model being served, warmed up and smoke-tested on the golden samples it carries, and only then
+swapped in: requests already taken finish on the model they started with. A model that fails to
+load or to pass its samples is never swapped in; the old one keeps serving, and the failure is
+logged and counted. Its digest is not tried again until the tag moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from modelci import github
+from modelci.serve.app import Loaded, load
+
+if TYPE_CHECKING:
+    from modelci.registry.reference import Reference
+
+SAMPLES_FILE = "samples.json"
+SAMPLE_ATOL, SAMPLE_RTOL = 1e-4, 1e-3  # NOTE: export's default parity tolerances
+
+
+class SmokeTestFailed(Exception):
+    pass
+
+
+def pull_and_load(reference: Reference, digest: str, name: str) -> Loaded:
+    """The artifact `digest`, loaded and checked on its golden samples; raises when it is not fit to serve."""
+    from modelci.registry.artifact import WEIGHT_FILE, pull
+
+    with tempfile.TemporaryDirectory(prefix="modelci-swap-") as folder:
+        pulled = pull(reference.with_digest(digest), Path(folder) / "model")
+        loaded = load(Path(folder) / "model" / WEIGHT_FILE, name, pulled.digest)
+        samples = Path(folder) / "model" / SAMPLES_FILE
+        smoke_test(loaded, json.loads(samples.read_text()) if samples.is_file() else None)
+    return loaded
+
+
+def smoke_test(model: Loaded, samples: dict[str, object] | None) -> None:
+    """Run the golden samples (which also warms the model up) and compare with the outputs stored beside them."""
+    if not samples or not isinstance(samples.get("inputs"), list) or not samples["inputs"]:
+        raise SmokeTestFailed("the artifact holds no golden samples (samples.json) to check the model with")
+    rows = samples["inputs"]
+    assert isinstance(rows, list)
+    columns = {}
+    for spec in model.inputs:
+        values = [row.get(spec.name) for row in rows]
+        columns[spec.name] = np.array(values, dtype=object) if spec.datatype == "BYTES" else \
+            np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+    found = model.run(columns)[str(samples.get("output") or model.outputs[0].name)]
+    expected = np.asarray(samples.get("outputs"), dtype=np.float64)
+    if found.shape != expected.shape or not np.allclose(found, expected, atol=SAMPLE_ATOL, rtol=SAMPLE_RTOL):
+        worst = float(np.max(np.abs(found - expected))) if found.shape == expected.shape else float("inf")
+        raise SmokeTestFailed(f"the model does not reproduce its golden samples (largest difference {worst:.3g})")
+
+
+class Watcher:
+    """Polls the tag; on a new digest, prepares the model off the event loop and hands it to `swap`."""
+
+    def __init__(self, reference: Reference, name: str, current: str, interval_s: float,
+                 swap: Callable[[Loaded], None], failed: Callable[[], None]) -> None:
+        self.reference, self.name, self.interval_s = reference, name, interval_s
+        self.swap, self.failed = swap, failed
+        self.seen = current  # NOTE: the digest served, or the last one refused: neither is tried again
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.check()
+
+    async def check(self) -> None:
+        from modelci.registry.artifact import resolve
+
+        loop = asyncio.get_running_loop()
+        try:
+            descriptor = await loop.run_in_executor(None, resolve, self.reference)
+        except Exception as exc:  # NOTE: a registry that is down for a moment is no reason to stop serving
+            github.warning(f"watching {self.reference}: {exc}")
+            return
+        if descriptor is None or descriptor.digest == self.seen:
+            return
+        self.seen = descriptor.digest
+        github.log(f"{self.reference} moved to {descriptor.digest}: loading it beside the model being served")
+        try:
+            loaded = await loop.run_in_executor(None, pull_and_load, self.reference, descriptor.digest, self.name)
+        except Exception as exc:
+            github.error(f"{self.reference} = {descriptor.digest} is not swapped in, the model served stays: {exc}")
+            self.failed()
+            return
+        self.swap(loaded)
+        github.log(f"now serving {self.name} {loaded.version} ({loaded.digest})")
