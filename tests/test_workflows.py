@@ -129,6 +129,7 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert release.returncode == 0, release.stdout[-3000:]
     promoted = tags(served)
     assert promoted["v1.0.0"] == promoted["prod"] == found["main"]
+    assert "prod-previous" not in promoted  # the first deploy: nothing to roll back to
 
 
 def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,

@@ -30,6 +30,8 @@ COMMANDS = {
     "pull": "modelci.registry.cli:pull",
     "promote": "modelci.registry.cli:promote",
     "serve": "modelci.serve.cli:serve",
+    "deploy": "modelci.deploy.cli:deploy",
+    "rollback": "modelci.deploy.cli:rollback",
 }
 
 

@@ -236,6 +236,14 @@ def pull(reference: Reference, destination: Path) -> Pulled:
                   dict(manifest.get("annotations") or {}), names)
 
 
+def annotations_of(reference: Reference) -> dict[str, str]:
+    """The manifest annotations of the artifact `reference` names; none when it does not exist."""
+    descriptor = resolve(reference)
+    if descriptor is None:
+        return {}
+    return dict(_manifest(open_layout(reference, create=False), descriptor).get("annotations") or {})
+
+
 def read_file(reference: Reference, name: str) -> bytes | None:
     """One file of an artifact, verified; None when the artifact, or that file in it, does not exist."""
     descriptor = resolve(reference)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelci import github
 from modelci.options import config_option
+
+if TYPE_CHECKING:
+    from modelci.registry.reference import Reference
 
 
 def credentials(function: Any) -> Any:
@@ -83,16 +86,21 @@ def promote(source: str, tags: tuple[str, ...], force: bool, config_path: Path |
     REF may be :TAG, a tag of the config's registry (e.g. :sha-COMMIT in a release workflow)."""
     _use(username, password_stdin)
     from modelci.registry.artifact import promote as promote_artifact
-    from modelci.registry.reference import parse_reference
 
-    if source.startswith(":"):
-        from modelci.config import load_config
-
-        config = load_config(config_path)
-        reference = parse_reference(config.registry, base=config.root).with_tag(source[1:])
-    else:
-        reference = parse_reference(source)
+    reference = source_reference(source, config_path)
     descriptor = promote_artifact(reference, list(tags), force=force)
     github.set_output("digest", descriptor.digest)
     github.log(f"promoted {reference} = {descriptor.digest} to {', '.join(tags)}")
     click.echo(descriptor.digest)
+
+
+def source_reference(source: str, config_path: Path | None) -> Reference:
+    """REF as written, or for `:TAG`, that tag of the config's registry (`:sha-COMMIT` in a workflow)."""
+    from modelci.registry.reference import parse_reference
+
+    if not source.startswith(":"):
+        return parse_reference(source)
+    from modelci.config import load_config
+
+    config = load_config(config_path)
+    return parse_reference(config.registry, base=config.root).with_tag(source[1:])

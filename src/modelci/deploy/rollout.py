@@ -1,0 +1,115 @@
+"""Deploy: move a tag (prod) to an artifact, by digest, and wait until every server watching it
+serves that digest and answers its golden samples; otherwise move the tag back.
+
+Once the servers confirm, the digest the tag named before is kept as the tag `<tag>-previous`, so
+`modelci rollback` moves the tag back without anyone having written the old digest down; a deploy
+the servers refuse moves the tag straight back itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import requests
+
+from modelci import github
+from modelci.errors import CheckFailed, UsageError
+from modelci.registry import artifact
+from modelci.registry.reference import Reference
+
+PREVIOUS = "{tag}-previous"
+VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
+SAMPLE_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Deployed:
+    digest: str
+    previous: str | None
+
+
+def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
+           force: bool = False) -> Deployed:
+    """Move `tag` to the artifact `source` names and confirm it on `servers`; roll back and raise
+    `CheckFailed` when they do not confirm it within `timeout_s`."""
+    descriptor = artifact.resolve(source)
+    if descriptor is None:
+        raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
+    pinned = source.with_digest(descriptor.digest)
+    verdict = artifact.annotations_of(pinned).get(VERDICT)
+    if verdict != "passed" and not force:
+        raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate (verdict: {verdict or 'none'}); "
+                          "it is not deployed", hint="deploy an artifact main published, or pass --force")
+    target = source.with_tag(tag)
+    before = artifact.resolve(target)
+    artifact.promote(pinned, [tag])
+    github.log(f"{target} = {descriptor.digest}" + (f" (was {before.digest})" if before else ""))
+    samples = json.loads(artifact.read_file(pinned, "samples.json") or b"null")
+    waiting = confirm(servers, model, descriptor.digest, samples, timeout_s)
+    if waiting:
+        if before is not None and before.digest != descriptor.digest:
+            artifact.promote(target.with_digest(before.digest), [tag])
+            rolled = f"{tag} is back on {before.digest}"
+        else:
+            rolled = f"there was no earlier {tag} to go back to"
+        raise CheckFailed(f"{', '.join(waiting)} did not serve {descriptor.digest} and answer its golden samples "
+                          f"within {timeout_s:g} s; {rolled}", hint="see the servers' logs for why")
+    if before is not None and before.digest != descriptor.digest:
+        # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
+        artifact.promote(target.with_digest(before.digest), [PREVIOUS.format(tag=tag)])
+    return Deployed(descriptor.digest, before.digest if before else None)
+
+
+def rollback(registry: Reference, tag: str) -> str:
+    """Move `tag` back to `<tag>-previous`; the digest it names now."""
+    previous = artifact.resolve(registry.with_tag(PREVIOUS.format(tag=tag)))
+    if previous is None:
+        raise UsageError(f"{registry.with_tag(tag)}: no {PREVIOUS.format(tag=tag)} to roll back to",
+                         hint="a deploy keeps the digest it replaces there; none has yet")
+    artifact.promote(registry.with_digest(previous.digest), [tag])
+    return previous.digest
+
+
+def confirm(servers: list[str], model: str, digest: str, samples: Any, timeout_s: float) -> list[str]:
+    """The servers that did not serve `digest` and answer its samples within `timeout_s` (none: all did)."""
+    version = digest.split(":")[-1][:12]
+    waiting = list(servers)
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        waiting = [url for url in waiting if not _serves(url, model, version, samples)]
+        if waiting:
+            time.sleep(0.2)
+    return waiting
+
+
+def _serves(url: str, model: str, version: str, samples: Any) -> bool:
+    try:
+        found = requests.get(f"{url}/v2/models/{model}", timeout=5)
+        if found.status_code != 200 or found.json().get("versions") != [version]:
+            return False
+        if not samples:
+            return True
+        answer = requests.post(f"{url}/v2/models/{model}/infer", json=_request(samples), timeout=10)
+    except (requests.RequestException, ValueError):
+        return False  # NOTE: a server restarting or not up yet; asked again until the timeout
+    if answer.status_code != 200:
+        return False
+    outputs = {o["name"]: np.asarray(o["data"], dtype=np.float64) for o in answer.json().get("outputs", [])}
+    expected = np.asarray(samples["outputs"], dtype=np.float64).ravel()
+    got = outputs.get(samples.get("output"), np.array([]))
+    return got.shape == expected.shape and bool(np.allclose(got, expected, atol=SAMPLE_ATOL, rtol=1e-3))
+
+
+def _request(samples: dict[str, Any]) -> dict[str, Any]:
+    rows = samples["inputs"]
+    inputs = []
+    for name in rows[0]:
+        values = [row.get(name) for row in rows]
+        text = any(isinstance(v, str) for v in values)
+        inputs.append({"name": name, "shape": [len(rows), 1], "datatype": "BYTES" if text else "FP64",
+                       "data": values})
+    return {"inputs": inputs}
