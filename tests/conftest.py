@@ -58,16 +58,21 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture
-def repo(tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The churn example with small data and few epochs, as a git repository; the cwd is its root."""
-    target = tmp_path / "churn"
-    target.mkdir()
+def copy_example(target: Path, small_data: Path, *, epochs: int) -> Path:
+    """The churn example's model, schema and config in `target`, with the small data and `epochs`."""
+    target.mkdir(parents=True, exist_ok=True)
     for name in ("model.py", "schema.yaml", "modelci.yaml"):
         shutil.copy(EXAMPLE / name, target / name)
     shutil.copytree(small_data, target / "data")
-    config = (target / "modelci.yaml").read_text().replace("epochs: 15", "epochs: 4")
-    (target / "modelci.yaml").write_text(config)
+    config = target / "modelci.yaml"
+    config.write_text(config.read_text().replace("epochs: 15", f"epochs: {epochs}"))
+    return target
+
+
+@pytest.fixture
+def repo(tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The churn example with small data and few epochs, as a git repository; the cwd is its root."""
+    target = copy_example(tmp_path / "churn", small_data, epochs=4)
     git(target, "init", "-q")
     git(target, "add", "model.py", "schema.yaml", "modelci.yaml")
     git(target, "commit", "-qm", "model")

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import EXAMPLE
+from conftest import copy_example
 from modelci.cli import main
 from modelci.evaluate.onnx_model import OnnxModel
 
@@ -42,11 +42,7 @@ def retrained(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Pat
 def train_and_export(repo: Path, small_data: Path, seed: int) -> Path:
     import os
 
-    repo.mkdir()
-    for name in ("model.py", "schema.yaml", "modelci.yaml"):
-        shutil.copy(EXAMPLE / name, repo / name)
-    shutil.copytree(small_data, repo / "data")
-    (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text().replace("epochs: 15", "epochs: 2"))
+    copy_example(repo, small_data, epochs=2)
     here = Path.cwd()
     os.chdir(repo)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import git
+from conftest import copy_example, git
 from github_standin import GitHubStandIn
 from test_remote import (
     Served,
@@ -24,7 +24,6 @@ from test_remote import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "churn"
 ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
 STANDINS = {"actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
             "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact"}
@@ -38,15 +37,12 @@ pytestmark = [pytest.mark.slow,
 @pytest.fixture
 def caller(tmp_path: Path, small_data: Path, served: Served) -> Path:  # noqa: F811
     """A model repository: the churn example, its registry on loopback, the example workflows."""
-    repo = tmp_path / "churn"
+    repo = copy_example(tmp_path / "churn", small_data, epochs=3)
     (repo / ".github" / "workflows").mkdir(parents=True)
-    for name in ("model.py", "schema.yaml", "modelci.yaml"):
-        shutil.copy(EXAMPLE / name, repo / name)
     for example in (ROOT / "examples" / "workflows").glob("*.yml"):
         shutil.copy(example, repo / ".github" / "workflows" / example.name)
-    shutil.copytree(small_data, repo / "data")
-    config = (repo / "modelci.yaml").read_text().replace("epochs: 15", "epochs: 3")
-    (repo / "modelci.yaml").write_text(config.replace("oci:.modelci/registry", f"{served.host}/{REPOSITORY}-e2e"))
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text().replace("oci:.modelci/registry", f"{served.host}/{REPOSITORY}-e2e"))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
     git(repo, "add", "-A")

@@ -18,12 +18,12 @@ import requests
 
 from modelci import github
 from modelci.errors import CheckFailed, UsageError
+from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.registry import artifact
 from modelci.registry.reference import Reference
 
 PREVIOUS = "{tag}-previous"
 VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
-SAMPLE_ATOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
     before = artifact.resolve(target)
     artifact.promote(pinned, [tag])
     github.log(f"{target} = {descriptor.digest}" + (f" (was {before.digest})" if before else ""))
-    samples = json.loads(artifact.read_file(pinned, "samples.json") or b"null")
+    samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
     waiting = confirm(servers, model, descriptor.digest, samples, timeout_s)
     if waiting:
         if before is not None and before.digest != descriptor.digest:
@@ -99,9 +99,7 @@ def _serves(url: str, model: str, version: str, samples: Any) -> bool:
     if answer.status_code != 200:
         return False
     outputs = {o["name"]: np.asarray(o["data"], dtype=np.float64) for o in answer.json().get("outputs", [])}
-    expected = np.asarray(samples["outputs"], dtype=np.float64).ravel()
-    got = outputs.get(samples.get("output"), np.array([]))
-    return got.shape == expected.shape and bool(np.allclose(got, expected, atol=SAMPLE_ATOL, rtol=1e-3))
+    return reproduces_samples(outputs.get(samples.get("output"), np.array([])), samples)
 
 
 def _request(samples: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.onnx"
 PARITY_FILE = "parity.json"
-SAMPLES_FILE = "samples.json"
 FEATURES = "features"
 ML_DOMAIN_OPSET = 3  # LabelEncoder with string keys and int64 values
 
@@ -133,7 +132,7 @@ def build_onnx(trained: Scorer | Any, spec: FeatureSpec, target: Target, label: 
 def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
     """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import check_parity, golden_samples, not_applicable
+    from modelci.export.parity import SAMPLES_FILE, check_parity, golden_samples, not_applicable
 
     if _built_by_command(out):
         # NOTE: the user's script wrote model.onnx itself; there is no trained model to compare it with.

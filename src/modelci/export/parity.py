@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from modelci.config import ExportConfig
 from modelci.evaluate.evaluator import labels_of
 from modelci.evaluate.metrics import DEFAULT_METRICS, FUNCTIONS
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 PARITY_VERSION = 2
 MAX_ROWS = 10_000
+SAMPLES_FILE = "samples.json"  # the golden samples, kept in the artifact for smoke tests
 SAMPLE_ROWS = 5
 
 
@@ -127,6 +130,15 @@ def _json_value(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def reproduces_samples(found: NDArray[Any], samples: dict[str, Any]) -> bool:
+    """Whether a model's outputs for the golden samples' inputs are the outputs stored beside them,
+    within export's default parity tolerances."""
+    expected = np.asarray(samples.get("outputs"), dtype=np.float64)
+    default = ExportConfig()
+    return found.size == expected.size and bool(
+        np.allclose(np.ravel(found), expected.ravel(), atol=default.atol, rtol=default.rtol))
 
 
 def golden_samples(onnx_model: OnnxModel, frame: pd.DataFrame) -> dict[str, Any]:

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelci import github
+from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.serve.app import Loaded, load
 
 if TYPE_CHECKING:
     from modelci.registry.reference import Reference
 
-SAMPLES_FILE = "samples.json"
-SAMPLE_ATOL, SAMPLE_RTOL = 1e-4, 1e-3  # NOTE: export's default parity tolerances
 
 
 class SmokeTestFailed(Exception):
@@ -56,8 +55,8 @@ def smoke_test(model: Loaded, samples: dict[str, object] | None) -> None:
         columns[spec.name] = np.array(values, dtype=object) if spec.datatype == "BYTES" else \
             np.array([np.nan if v is None else v for v in values], dtype=np.float32)
     found = model.run(columns)[str(samples.get("output") or model.outputs[0].name)]
-    expected = np.asarray(samples.get("outputs"), dtype=np.float64)
-    if found.shape != expected.shape or not np.allclose(found, expected, atol=SAMPLE_ATOL, rtol=SAMPLE_RTOL):
+    if not reproduces_samples(found, samples):
+        expected = np.asarray(samples.get("outputs"), dtype=np.float64)
         worst = float(np.max(np.abs(found - expected))) if found.shape == expected.shape else float("inf")
         raise SmokeTestFailed(f"the model does not reproduce its golden samples (largest difference {worst:.3g})")
 
