@@ -22,6 +22,7 @@ changes the verdict.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -217,16 +218,36 @@ def _check_length(text: str) -> None:
 
 
 def _check_api_url(api_url: str) -> None:
-    """An http(s) URL with a host and a valid port; requests would otherwise fail in ways that say less."""
+    """An http(s) URL with a valid host and port. requests would otherwise fail in ways that say less, and
+    differently from one version to the next: some send `exa mple.com` to DNS as `exa%20mple.com`."""
     try:
         parts = urlsplit(api_url)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        usable = (parts.scheme in ("http", "https") and _is_host(parts.hostname or "")
+                  and (parts.port is None or parts.port > 0))
     except ValueError:  # NOTE: a port that is no number, an unclosed `[` of an IPv6 address
         usable = False
     if not usable:
         raise CommentError(f"GITHUB_API_URL {api_url!r} is not an http(s) URL with a host; nothing was sent. It is "
                            f"{DEFAULT_API_URL} on github.com (or leave it unset) and https://HOST/api/v3 on GitHub "
                            "Enterprise Server.")
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_host(host: str) -> bool:
+    """An IP address or a DNS name (international names in their IDNA form)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return False
+    labels = ascii_host.removesuffix(".").split(".")
+    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def _check_token(token: str) -> None:
@@ -388,7 +409,7 @@ class _Api:
                     raise _MaybeDone from None
                 continue
             except (requests.RequestException, ValueError) as exc:
-                # NOTE: requests lets a few of urllib3's ValueErrors through (a host such as `a..b`)
+                # NOTE: requests lets a few of urllib3's ValueErrors through; _check_api_url stops those known
                 raise _failure(self, method, url, exc) from None
             limited = _rate_limit_pause(response, self.retries)
             if limited is not None:  # NOTE: refused, so not carried out: safe to send again, even a POST
@@ -484,10 +505,6 @@ def _failure(api: _Api, method: str, url: str, exc: Exception) -> CommentError:
         return CommentError(f"{method} {url} was redirected more than {api.session.max_redirects} times ({name}), so "
                             f"the comment was not written. Check GITHUB_API_URL ({api.api}): a proxy or a login page "
                             "may be sending the request round in a circle.")
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                        requests.exceptions.MissingSchema, ValueError)):
-        return CommentError(f"{method} {url} is not a URL that can be requested ({name}: {_quoted(exc)}); nothing was "
-                            "sent. Check GITHUB_API_URL and GITHUB_REPOSITORY.")
     return CommentError(f"{method} {url} failed ({name}: {_quoted(exc)}); the comment was not written. Re-run the "
                         f"job; if it fails again, check GITHUB_API_URL ({api.api}) and the runner's network and proxy "
                         f"settings.{_maybe(method)}")
