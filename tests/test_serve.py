@@ -68,9 +68,9 @@ class Running:
         return requests.post(f"{self.url}/v2/models/{model}/infer", data=data, timeout=30)
 
 
-def start(model: Path | str, *options: str) -> Running:
+def start(model: Path | str, *options: str, name: str = "churn") -> Running:
     port = free_port()
-    process = subprocess.Popen([*MODELCI, "serve", "--model", str(model), "--name", "churn", "--port", str(port),
+    process = subprocess.Popen([*MODELCI, "serve", "--model", str(model), "--name", name, "--port", str(port),
                                 *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(200):
         try:

