@@ -225,6 +225,12 @@ def artifact_of(folder: Path, model: Path, samples: Path) -> list[Path]:
     return sorted(folder.iterdir())
 
 
+def series(exposition: str) -> dict[str, float]:
+    """Every sample of a Prometheus exposition, by its name and labels as written."""
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines() if line and not line.startswith("#")}
+
+
 def metric(url: str, name: str) -> float:
     lines = requests.get(f"{url}/metrics", timeout=5).text.splitlines()
     return float(next((line.split()[-1] for line in lines if line.startswith(name)), "0"))
@@ -289,3 +295,48 @@ def test_watch_swaps_a_new_model_in_under_load_and_never_a_broken_one(exported: 
         output = watching.process.communicate(timeout=30)[0]
     assert "is not swapped in, the model served stays" in output
     assert "does not reproduce its golden samples" in output
+
+
+def test_predictions_and_input_drift_are_measured_online_and_promtool_accepts_the_metrics(
+        exported: Path, tmp_path: Path) -> None:
+    import os
+
+    model = OnnxModel(exported / ".modelci/out/model.onnx")
+    folder = tmp_path / "artifact"
+    here = Path.cwd()
+    os.chdir(exported)
+    try:  # the training data's profile, beside the model as in an artifact
+        assert main(["data", "check", "--out", str(folder)]) == 0
+    finally:
+        os.chdir(here)
+    shutil.copy(exported / ".modelci/out/model.onnx", folder / "model.onnx")
+    monitored = start(folder, "--max-batch", "128")
+    try:
+        unchanged = rows(exported, 500)  # as the training data: another sample of the same population
+        for start_row in range(0, 500, 100):
+            assert monitored.infer(request_of(unchanged.iloc[start_row:start_row + 100], model)).status_code == 200
+        exposition = requests.get(f"{monitored.url}/metrics", timeout=5).text
+        promtool = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True,
+                                  text=True, check=False)
+        assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+        found = series(exposition)
+        predicted = model.predict(unchanged)[:, 1]
+        assert found['modelci_prediction_count{model="churn"}'] == 500
+        assert found['modelci_prediction_bucket{le="0.5",model="churn"}'] == (predicted <= 0.5).sum()
+        assert found['modelci_prediction_sum{model="churn"}'] == pytest.approx(predicted.sum(), rel=1e-6)
+        assert found['modelci_input_drift_window_rows{model="churn"}'] == 500
+        inputs = [spec.name for spec in model.inputs]
+        assert [found[f'modelci_input_drifted{{column="{c}",model="churn"}}'] for c in inputs] == [0] * len(inputs)
+
+        shifted = unchanged.assign(monthly_charges=unchanged["monthly_charges"] * 1.5)  # a price rise
+        for start_row in range(0, 500, 100):
+            assert monitored.infer(request_of(shifted.iloc[start_row:start_row + 100], model)).status_code == 200
+        found = series(requests.get(f"{monitored.url}/metrics", timeout=5).text)
+        assert {c for c in inputs if found[f'modelci_input_drifted{{column="{c}",model="churn"}}']} == \
+            {"monthly_charges"}
+        assert found['modelci_input_drift{column="monthly_charges",method="psi",model="churn"}'] > 0.2
+        assert found['modelci_input_drift_window_rows{model="churn"}'] == 1000
+    finally:
+        monitored.process.send_signal(signal.SIGTERM)
+        monitored.process.wait(timeout=30)

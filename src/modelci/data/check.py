@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
-from modelci.data.drift import ColumnDrift, measure
+from modelci.data.drift import ColumnDrift, measure, rule_for
 from modelci.data.profile import PROFILE_VERSION
 from modelci.data.rules import Violation, rows_violation
 from modelci.data.scan import Scan, scan
@@ -164,7 +164,11 @@ def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, b
         schema=shown_path(config.data.schema, config.root) if config.data.schema else None,
         baseline_profile=baseline_name if baseline_profile is not None else None,
         drift_severity=config.data.drift.severity)
-    return report, {"version": PROFILE_VERSION, "datasets": datasets}
+    # NOTE: each column's drift rule goes with the profile, so the model server measures the drift
+    # of what it is sent as this check does (serve/drift.py)
+    rules = {column: rule_for(column, schema, config.data.drift.rule) for column in datasets["train"]["columns"]}
+    drift = {column: {"method": rule.method, "threshold": rule.threshold} for column, rule in rules.items() if rule}
+    return report, {"version": PROFILE_VERSION, "datasets": datasets, "drift": drift}
 
 
 def announce(report: DataReport) -> None:

@@ -130,11 +130,23 @@ def _score(method: str, baseline: dict[str, Any], current: dict[str, Any]) -> tu
     return (psi(expected, actual) if method == "psi" else js_distance(expected, actual)), None
 
 
-def _rule_for(column: str, schema: Schema | None, default: DriftRule) -> DriftRule | None:
+def rule_for(column: str, schema: Schema | None, default: DriftRule) -> DriftRule | None:
+    """The measure and threshold of `column`'s drift; None when the schema says it is not measured."""
     rule = schema.column(column) if schema else None
     if rule is None or rule.drift is True:
         return default
     return rule.drift if isinstance(rule.drift, DriftRule) else None
+
+
+def column_drift(column: str, rule: DriftRule, baseline: dict[str, Any], current: dict[str, Any]) -> ColumnDrift:
+    """How far one column's profile moved from the baseline's, and whether that is past the rule's threshold."""
+    scored = _score(rule.method, baseline, current)
+    if isinstance(scored, str):
+        return ColumnDrift(column, rule.method, rule.threshold, "not-compared", reason=scored)
+    score, p_value = scored
+    drifted = p_value < rule.threshold if p_value is not None else score > rule.threshold
+    return ColumnDrift(column, rule.method, rule.threshold, "drifted" if drifted else "stable",
+                       score=score, p_value=p_value)
 
 
 def measure(baseline: dict[str, Any], current: dict[str, Any], default: DriftRule,
@@ -142,16 +154,8 @@ def measure(baseline: dict[str, Any], current: dict[str, Any], default: DriftRul
     """The drift of every column the current and the baseline profile share."""
     found = []
     for column, profile in current["columns"].items():
-        rule = _rule_for(column, schema, default)
+        rule = rule_for(column, schema, default)
         old = baseline["columns"].get(column)
-        if rule is None or old is None:
-            continue
-        scored = _score(rule.method, old, profile)
-        if isinstance(scored, str):
-            found.append(ColumnDrift(column, rule.method, rule.threshold, "not-compared", reason=scored))
-            continue
-        score, p_value = scored
-        drifted = p_value < rule.threshold if p_value is not None else score > rule.threshold
-        found.append(ColumnDrift(column, rule.method, rule.threshold, "drifted" if drifted else "stable",
-                                 score=score, p_value=p_value))
+        if rule is not None and old is not None:
+            found.append(column_drift(column, rule, old, profile))
     return found

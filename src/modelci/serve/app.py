@@ -7,6 +7,7 @@ ONNX Runtime's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci.serve import protocol
-from modelci.serve.batching import Batcher, Columns
+from modelci.serve.batching import Batcher, Columns, Run
+from modelci.serve.drift import OnlineDrift, read_profile
 from modelci.serve.metrics import Metrics
 from modelci.serve.protocol import BadRequest, TensorSpec
 
@@ -39,6 +41,7 @@ class Loaded:
     session: Any
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    drift: OnlineDrift | None = None  # against the training data's profile, when the artifact carries one
 
     def run(self, columns: Columns) -> Columns:
         feeds = {spec.name: columns[spec.name][:, None] for spec in self.inputs}
@@ -59,24 +62,44 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     types = {"tensor(string)": "BYTES", "tensor(double)": "FP64", "tensor(int64)": "INT64"}
     inputs = [TensorSpec(i.name, types.get(i.type, "FP32"), (-1, 1)) for i in session.get_inputs()]
     outputs = [TensorSpec(o.name, types.get(o.type, "FP32"), (-1, *o.shape[1:])) for o in session.get_outputs()]
-    return Loaded(name, digest.split(":")[-1][:12], digest, session, inputs, outputs)
+    profile = read_profile(path.parent)
+    drift = OnlineDrift.of_profile(profile, [spec.name for spec in inputs]) if profile else None
+    return Loaded(name, digest.split(":")[-1][:12], digest, session, inputs, outputs, drift)
 
 
 class Server:
     """The ASGI application."""
 
     def __init__(self, model: Loaded, max_batch: int, max_delay_s: float) -> None:
-        self.model, self.max_batch = model, max_batch
+        self.max_batch = max_batch
         self.metrics = Metrics()
-        self.metrics.loaded(model.name, model.version, model.digest)
+        self.metrics.drift.source = lambda: (self.model.name, self.model.drift)
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
         self.watcher: Watcher | None = None
+        self.swap(model)
 
     def swap(self, model: Loaded) -> None:
         """Serve `model` from now on; the requests already taken finish on the model they started with."""
-        self.model = model
+        # NOTE: one assignment, so a request never pairs one model's checks with another's run
+        self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
+
+    @property
+    def model(self) -> Loaded:
+        return self.serving[0]
+
+    def _monitored(self, model: Loaded) -> Run:
+        """`model.run`, counting its predictions and keeping its inputs for drift: once per batch, in
+        the batch's worker thread, off the event loop."""
+        def run(columns: Columns) -> Columns:
+            outputs = model.run(columns)
+            self.metrics.prediction.observe(model.name, outputs)
+            if model.drift is not None:
+                model.drift.add(columns)
+            return outputs
+
+        return run
 
     def failed_load(self) -> None:
         self.metrics.loads.labels("failed").inc()
@@ -115,7 +138,9 @@ class Server:
         method, parts = scope["method"], [p for p in scope["path"].split("/") if p]
         try:
             if parts == ["metrics"] and method == "GET":
-                return 200, self.metrics.exposition(), [(b"content-type", self.metrics.content_type.encode())]
+                # NOTE: in a thread: measuring drift takes milliseconds the event loop owes to requests
+                exposition = await asyncio.get_running_loop().run_in_executor(None, self.metrics.exposition)
+                return 200, exposition, [(b"content-type", self.metrics.content_type.encode())]
             if parts == ["openapi.json"] and method == "GET":
                 from modelci.serve.openapi import document
 
@@ -167,10 +192,9 @@ class Server:
             document = json.loads(body)
         except ValueError as exc:
             raise BadRequest(f"the body is not JSON: {exc}") from None
-        model = self.model  # NOTE: this request is checked against, and answered by, the model served now
+        model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
         request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch)
-        results = await self.batcher.infer(model.run, request.columns, request.rows)
-        self.metrics.predictions(model.name, results)
+        results = await self.batcher.infer(run, request.columns, request.rows)
         return protocol.response(model.name, model.version, request, results)
 
 

@@ -1,0 +1,116 @@
+"""Input drift, measured online: the rows the server answered lately against the profile of the
+training data that the artifact carries (data-profile.json).
+
+Each column is profiled and compared exactly as `modelci data check` does it, with the measure and
+threshold the check used for that column, so a column drifted on the server means what a drifted
+column in a pull request's report means. Serving only copies each batch's inputs into a window of
+the latest rows; the profiling is done when the metrics are read.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modelci.data.drift import ColumnDrift, column_drift
+from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule
+
+WINDOW_ROWS = 10_000
+# NOTE: fewer rows than this say more about chance than about the data: no score until then
+MIN_ROWS = 500
+DEFAULT_RULE = DriftRule("psi", DRIFT_THRESHOLDS["psi"])  # a profile older than the rules kept beside it
+
+
+class _Window:
+    """The latest `size` values of one column, oldest overwritten first."""
+
+    def __init__(self, size: int, text: bool) -> None:
+        self.values: NDArray[Any] = np.empty(size, dtype=object) if text else np.full(size, np.nan)
+        self.next = 0
+        self.filled = 0
+
+    def add(self, values: NDArray[Any]) -> None:
+        size = len(self.values)
+        values = values.reshape(-1)[-size:]
+        head = min(len(values), size - self.next)
+        self.values[self.next:self.next + head] = values[:head]
+        self.values[:len(values) - head] = values[head:]
+        self.next = (self.next + len(values)) % size
+        self.filled = min(self.filled + len(values), size)
+
+    def latest(self) -> NDArray[Any]:
+        return np.array(self.values[:self.filled], copy=True)
+
+
+@dataclass(frozen=True)
+class Measured:
+    rows: int  # in the window
+    columns: list[ColumnDrift]  # empty until the window holds MIN_ROWS
+
+
+class OnlineDrift:
+    """The window of a model's latest inputs and their drift from its training data."""
+
+    def __init__(self, reference: dict[str, Any], rules: dict[str, DriftRule], window: int = WINDOW_ROWS) -> None:
+        self.reference, self.rules = reference, rules
+        self._windows = {name: _Window(window, reference[name]["type"] == "string") for name in rules}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_profile(cls, profile: dict[str, Any], inputs: list[str], window: int = WINDOW_ROWS) -> OnlineDrift | None:
+        """The drift of the model's `inputs` against the training data in `profile` (data-profile.json's
+        content); None when the profile describes none of them."""
+        reference = profile.get("datasets", {}).get("train", {}).get("columns", {})
+        kept = profile.get("drift")
+        rules = {name: DriftRule(kept[name]["method"], float(kept[name]["threshold"])) if kept is not None
+                 else DEFAULT_RULE for name in inputs
+                 if name in reference and (kept is None or name in kept)}
+        return cls(reference, rules, window) if rules else None
+
+    def add(self, columns: dict[str, NDArray[Any]]) -> None:
+        """Keep a batch's inputs (called once per batch, beside ONNX Runtime)."""
+        with self._lock:
+            for name, window in self._windows.items():
+                window.add(columns[name])
+
+    def measure(self) -> Measured:
+        with self._lock:
+            latest = {name: window.latest() for name, window in self._windows.items()}
+        rows = min((len(v) for v in latest.values()), default=0)
+        if rows < MIN_ROWS:
+            return Measured(rows, [])
+        return Measured(rows, [column_drift(name, self.rules[name], self.reference[name],
+                                            _profile(values, self.reference[name]["type"]))
+                               for name, values in latest.items()])
+
+
+def _profile(values: NDArray[Any], kind: str) -> dict[str, Any]:
+    """One column's profile, as the data check writes it."""
+    import pyarrow as pa
+
+    from modelci.data.columns import column_batch
+    from modelci.data.profile import column_profile
+
+    profile = column_profile(kind)
+    # NOTE: the server takes numbers as floats; NaN is an empty value, as in the data
+    array = pa.array(values, from_pandas=True) if values.dtype != object else pa.array(values.tolist())
+    profile.add(column_batch(array, kind))
+    return profile.to_json()
+
+
+def read_profile(folder: Path) -> dict[str, Any] | None:
+    """The data profile beside a model file, if there is one that can be read."""
+    import json
+
+    from modelci.data.profile import PROFILE_FILE, PROFILE_VERSION
+
+    try:
+        profile = json.loads((folder / PROFILE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return profile if isinstance(profile, dict) and profile.get("version") == PROFILE_VERSION else None
