@@ -15,6 +15,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -36,6 +37,7 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # NOTE: *_created series only add size
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         self.requests = Counter("modelci_inference_requests", "Infer requests, by model, version and HTTP status.",
                                 ["model", "version", "status"], registry=r)
         self.duration = Histogram("modelci_inference_request_duration_seconds",
@@ -59,6 +61,10 @@ class Metrics:
         self.loads.labels("loaded").inc()
         self.info.clear()
         self.info.labels(model, version, digest).set(1)
+        # NOTE: counters that exist at 0 from the start: Prometheus' increase() and rate() see no
+        # change in a series whose first sample is already 1, so the first failure would raise no alert
+        self.loads.labels("failed")
+        self.requests.labels(model, version, "500")
 
     def request(self, model: str, version: str, status: int, seconds: float) -> None:
         self.requests.labels(model, version, str(status)).inc()
