@@ -5,6 +5,7 @@ server and raises the alert for a model the server refused."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,28 @@ def test_prometheus_scrapes_a_server_and_alerts_on_a_model_it_refused(
         (after,) = prometheus.query("modelci_model_info")
         assert after["metric"]["version"] == before["metric"]["version"]  # the good model still serves
         assert [r["value"][1] for r in prometheus.query('modelci_model_loads_total{outcome="loaded"}')] == ["1"]
+
+        # every query of the Grafana dashboard, as Grafana sends it for this server, on this Prometheus
+        escaped = re.escape(address).replace("\\", "\\\\")  # NOTE: a regular expression in a PromQL string
+        answered = {query: prometheus.query(query) for query in dashboard_queries(model="churn", instance=escaped)}
+        assert len(answered) > 20
+        (info,) = [found for query, found in answered.items() if query.startswith("modelci_model_info{")]
+        assert [r["metric"] for r in info] == [after["metric"]]  # the variables select this server's model
     finally:
         process.send_signal(signal.SIGTERM)  # NOTE: by its PID
         process.wait(timeout=30)
+
+
+def dashboard_queries(**variables: str) -> list[str]:
+    """The PromQL of every panel of deploy/grafana/modelci-serve.json, with Grafana's variables replaced."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "modelci-serve.json").read_text())
+    panels = [p for p in dashboard["panels"] for p in [p, *p.get("panels", [])]]
+    replaced = {"$__rate_interval": "5s", "$__range": "1m", **{f"${k}": v for k, v in variables.items()}}
+    queries = []
+    for target in (t for p in panels for t in p.get("targets", [])):
+        query = target["expr"]
+        for name, value in replaced.items():
+            query = query.replace(name, value)
+        assert "$" not in query, query
+        queries.append(query)
+    return queries
