@@ -1,12 +1,17 @@
 """The tests' own HTTP servers (stand-ins for GitHub and for a registry), on a free loopback port,
-served from a thread for the length of a `with` block."""
+served from a thread for the length of a `with` block; and the wait for a server the tests started."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
+import time
 from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import TypeVar
+
+import requests
 
 Self = TypeVar("Self", bound="LoopbackServer")
 
@@ -30,3 +35,28 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def wait_until_ready(process: subprocess.Popen[str], url: str, what: str, tries: int = 300) -> None:
+    """Until `url` answers 200; a process that ends first, or never gets there, fails the test with its output."""
+    for _ in range(tries):
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            break
+    process.kill()  # NOTE: by its PID
+    raise AssertionError(f"{what} did not start: {process.communicate()[0]}")
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    """SIGTERM, as Kubernetes stops a pod, then SIGKILL if it has not ended in 30 s; its exit code."""
+    process.send_signal(signal.SIGTERM)  # NOTE: by its PID
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise

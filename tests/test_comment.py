@@ -386,7 +386,7 @@ def test_a_comment_without_id_or_html_url_is_a_comment_error(github: GitHubStand
 
 @pytest.mark.parametrize("api_url", ["api.github.com", "ftp://api.github.com", "https://", "https:///api/v3",
                                      "http://127.0.0.1:notaport", "http://[::1", "https://exa mple.com",
-                                     "https://ex..com", "https://-github.com", "https://git_hub.com:0",
+                                     "https://ex..com", "https://-github.com", "https://git_hub.com:0", "https://☃.com",
                                      f"https://{'a' * 64}.com"])
 def test_an_api_url_that_is_no_http_url_is_a_comment_error(clock: FakeClock, api_url: str) -> None:
     with pytest.raises(CommentError, match=r"is not an http\(s\) URL with a host; nothing was sent.*api/v3"):

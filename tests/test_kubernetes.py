@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 import requests
 import yaml
 
+from loopback import stop, wait_until_ready
 from modelci.export.parity import reproduces_samples
 from modelci.registry.artifact import push_files
 from modelci.registry.reference import parse_reference
@@ -104,18 +103,11 @@ def running(args: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "modelci", *args], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    wait_until_ready(process, f"{url}/v2/health/ready", "the container's server")
     try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-            assert process.poll() is None, process.communicate()[0]
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)  # NOTE: by its PID
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        stop(process)
 
 
 def answers_its_samples(url: str, samples: dict[str, Any]) -> bool:

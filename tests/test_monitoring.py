@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from loopback import stop, wait_until_ready
 from modelci.registry.artifact import push_files
 from modelci.registry.reference import parse_reference
 from test_serve import artifact_of, exported, free_port, start  # noqa: F401  (the module's model, as a fixture)
@@ -87,16 +87,8 @@ def start_prometheus(folder: Path, target: str) -> tuple[subprocess.Popen[str], 
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     server = Prometheus(f"http://127.0.0.1:{port}")
-    for _ in range(200):
-        try:
-            if requests.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
-                return process, server
-        except requests.ConnectionError:
-            time.sleep(0.05)
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"Prometheus did not start: {process.communicate()[0]}")
+    wait_until_ready(process, f"{server.url}/-/ready", "Prometheus")
+    return process, server
 
 
 @pytest.fixture
@@ -107,8 +99,7 @@ def watched(exported: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:  # noq
                ["sha-good", "prod"], {})
     server = start(f"{registry}:prod", "--watch", "--poll-interval", "0.2")
     yield server.url.removeprefix("http://"), registry
-    server.process.send_signal(signal.SIGTERM)  # NOTE: by its PID
-    server.process.wait(timeout=30)
+    stop(server.process)
 
 
 def test_prometheus_scrapes_a_server_and_alerts_on_a_model_it_refused(
@@ -140,8 +131,7 @@ def test_prometheus_scrapes_a_server_and_alerts_on_a_model_it_refused(
         (info,) = [found for query, found in answered.items() if query.startswith("modelci_model_info{")]
         assert [r["metric"] for r in info] == [after["metric"]]  # the variables select this server's model
     finally:
-        process.send_signal(signal.SIGTERM)  # NOTE: by its PID
-        process.wait(timeout=30)
+        stop(process)
 
 
 def dashboard_queries(**variables: str) -> list[str]:

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from conftest import copy_example
+from loopback import stop, wait_until_ready
 from modelci.cli import main
 from modelci.evaluate.onnx_model import OnnxModel
 
@@ -72,16 +73,8 @@ def start(model: Path | str, *options: str, name: str = "churn") -> Running:
     port = free_port()
     process = subprocess.Popen([*MODELCI, "serve", "--model", str(model), "--name", name, "--port", str(port),
                                 *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for _ in range(200):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return Running(process, port)
-        except requests.ConnectionError:
-            time.sleep(0.05)
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"the server did not start: {process.communicate()[0]}")
+    wait_until_ready(process, f"http://127.0.0.1:{port}/v2/health/ready", "the server")
+    return Running(process, port)
 
 
 @pytest.fixture(scope="module")
@@ -338,5 +331,4 @@ def test_predictions_and_input_drift_are_measured_online_and_promtool_accepts_th
         assert found['modelci_input_drift{column="monthly_charges",method="psi",model="churn"}'] > 0.2
         assert found['modelci_input_drift_window_rows{model="churn"}'] == 1000
     finally:
-        monitored.process.send_signal(signal.SIGTERM)
-        monitored.process.wait(timeout=30)
+        stop(monitored.process)

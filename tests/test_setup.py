@@ -62,6 +62,8 @@ def test_an_externally_managed_python_gets_a_virtual_environment_that_keeps_its_
     assert python == str(venv / "bin" / "python")
     assert scripts == str(venv / "bin")
     assert f"modelci {modelci.__version__}: installing from {ROOT} into {venv}" in first.stdout
+    # the system's packages stay visible to it, a GPU runner's CUDA torch among them
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
 
     env = {**os.environ, "PYTHONPATH": str(system_packages)}
     version = subprocess.run([venv / "bin" / "modelci", "--version"], env=env, capture_output=True, text=True,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import requests
 
 from conftest import copy_example, git
 from github_standin import GitHubStandIn
+from loopback import stop
 from test_remote import (
     Served,
     served,  # noqa: F401  (the session's registry, as a fixture here)
@@ -149,8 +149,7 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
         served_now = requests.get(f"{server.url}/v2/models/model", timeout=5).json()
         assert served_now["versions"] == [released["prod"].split(":")[1][:12]]
     finally:
-        server.process.send_signal(signal.SIGTERM)  # NOTE: by its PID
-        server.process.wait(timeout=30)
+        stop(server.process)
 
 
 def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,

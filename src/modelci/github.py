@@ -70,6 +70,16 @@ def warning(message: str, *, file: str | None = None, line: int | None = None) -
     annotate("warning", message, file=file, line=line)
 
 
+_warned: set[str] = set()
+
+
+def warning_once(message: str) -> None:
+    """A warning the first time only: for what a long-running process (the server) may meet again and again."""
+    if message not in _warned:
+        _warned.add(message)
+        warning(message)
+
+
 def set_output(name: str, value: str) -> None:
     """Write a step output; multi-line values use a random heredoc delimiter, as GitHub documents."""
     path = os.environ.get("GITHUB_OUTPUT")

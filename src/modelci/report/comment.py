@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
+import idna
 import requests
 
 from modelci import __version__
@@ -243,8 +244,9 @@ def _is_host(host: str) -> bool:
     except ValueError:
         pass
     try:
-        ascii_host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        # NOTE: as requests encodes an international name (IDNA 2008, with UTS 46 mapping)
+        ascii_host = host.lower() if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return False
     labels = ascii_host.removesuffix(".").split(".")
     return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)

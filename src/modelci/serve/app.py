@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelci import github
 from modelci.serve import protocol
 from modelci.serve.batching import Batcher, Columns, Run
 from modelci.serve.drift import OnlineDrift, read_profile
@@ -63,7 +64,8 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     inputs = [TensorSpec(i.name, types.get(i.type, "FP32"), (-1, 1)) for i in session.get_inputs()]
     outputs = [TensorSpec(o.name, types.get(o.type, "FP32"), (-1, *o.shape[1:])) for o in session.get_outputs()]
     profile = read_profile(path.parent)
-    drift = OnlineDrift.of_profile(profile, [spec.name for spec in inputs]) if profile else None
+    text = {spec.name: spec.datatype == "BYTES" for spec in inputs}
+    drift = OnlineDrift.of_profile(profile, text) if profile else None
     return Loaded(name, digest.split(":")[-1][:12], digest, session, inputs, outputs, drift)
 
 
@@ -73,7 +75,7 @@ class Server:
     def __init__(self, model: Loaded, max_batch: int, max_delay_s: float) -> None:
         self.max_batch = max_batch
         self.metrics = Metrics()
-        self.metrics.drift.source = lambda: (self.model.name, self.model.drift)
+        self.metrics.drift.source = self._drift_source
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
         self.watcher: Watcher | None = None
@@ -89,14 +91,21 @@ class Server:
     def model(self) -> Loaded:
         return self.serving[0]
 
+    def _drift_source(self) -> tuple[str, OnlineDrift | None]:
+        model = self.model  # NOTE: once: a swap in between must not pair one model's name with another's window
+        return model.name, model.drift
+
     def _monitored(self, model: Loaded) -> Run:
         """`model.run`, counting its predictions and keeping its inputs for drift: once per batch, in
         the batch's worker thread, off the event loop."""
         def run(columns: Columns) -> Columns:
             outputs = model.run(columns)
-            self.metrics.prediction.observe(model.name, outputs)
-            if model.drift is not None:
-                model.drift.add(columns)
+            try:
+                self.metrics.prediction.observe(model.name, outputs)
+                if model.drift is not None:
+                    model.drift.add(columns)
+            except Exception as exc:  # NOTE: the batch is answered; what watches it must never fail it
+                github.warning_once(f"monitoring {model.name} {model.version} failed on a batch: {exc}")
             return outputs
 
         return run

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from modelci import github
 from modelci.data.drift import ColumnDrift, column_drift
 from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule
 
@@ -62,14 +63,18 @@ class OnlineDrift:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_profile(cls, profile: dict[str, Any], inputs: list[str], window: int = WINDOW_ROWS) -> OnlineDrift | None:
-        """The drift of the model's `inputs` against the training data in `profile` (data-profile.json's
-        content); None when the profile describes none of them."""
+    def of_profile(cls, profile: dict[str, Any], inputs: dict[str, bool],
+                   window: int = WINDOW_ROWS) -> OnlineDrift | None:
+        """The drift of the model's `inputs` (name: whether the model takes it as text) against the
+        training data in `profile` (data-profile.json's content); None when it describes none of them.
+        An input the model takes otherwise than the profile describes it (a column of booleans with
+        empty values, which the model takes as text) is not measured: the two would not compare."""
         reference = profile.get("datasets", {}).get("train", {}).get("columns", {})
         kept = profile.get("drift")
         rules = {name: DriftRule(kept[name]["method"], float(kept[name]["threshold"])) if kept is not None
-                 else DEFAULT_RULE for name in inputs
-                 if name in reference and (kept is None or name in kept)}
+                 else DEFAULT_RULE for name, text in inputs.items()
+                 if name in reference and (reference[name].get("type") == "string") == text
+                 and (kept is None or name in kept)}
         return cls(reference, rules, window) if rules else None
 
     def add(self, columns: dict[str, NDArray[Any]]) -> None:
@@ -84,9 +89,14 @@ class OnlineDrift:
         rows = min((len(v) for v in latest.values()), default=0)
         if rows < MIN_ROWS:
             return Measured(rows, [])
-        return Measured(rows, [column_drift(name, self.rules[name], self.reference[name],
-                                            _profile(values, self.reference[name]["type"]))
-                               for name, values in latest.items()])
+        measured = []
+        for name, values in latest.items():
+            try:
+                current = _profile(values, self.reference[name]["type"])
+                measured.append(column_drift(name, self.rules[name], self.reference[name], current))
+            except Exception as exc:  # NOTE: one column that cannot be measured costs its own series, not /metrics
+                github.warning_once(f"input drift of {name} is not measured: {exc}")
+        return Measured(rows, measured)
 
 
 def _profile(values: NDArray[Any], kind: str) -> dict[str, Any]:
@@ -97,10 +107,14 @@ def _profile(values: NDArray[Any], kind: str) -> dict[str, Any]:
     from modelci.data.profile import column_profile
 
     profile = column_profile(kind)
-    # NOTE: the server takes numbers as floats; NaN is an empty value, as in the data
-    array = pa.array(values, from_pandas=True) if values.dtype != object else pa.array(values.tolist())
+    if values.dtype == object:
+        # NOTE: the model takes an empty text value as "" (features.as_strings); the data's profile counts it as empty
+        array = pa.array(values.tolist(), type=pa.string(), mask=np.array([v in ("", None) for v in values]))
+    else:
+        array = pa.array(values, from_pandas=True)  # NOTE: NaN is an empty value, as in the data
     profile.add(column_batch(array, kind))
     return profile.to_json()
+
 
 
 def read_profile(folder: Path) -> dict[str, Any] | None:

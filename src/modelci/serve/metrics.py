@@ -59,8 +59,11 @@ class Metrics:
 
     def loaded(self, model: str, version: str, digest: str) -> None:
         self.loads.labels("loaded").inc()
-        self.info.clear()
+        # NOTE: the new series first, then the old one goes: a scrape in between never finds no model
         self.info.labels(model, version, digest).set(1)
+        for labels in [s.labels for m in self.info.collect() for s in m.samples]:
+            if labels != {"model": model, "version": version, "digest": digest}:
+                self.info.remove(labels["model"], labels["version"], labels["digest"])
         # NOTE: counters that exist at 0 from the start: Prometheus' increase() and rate() see no
         # change in a series whose first sample is already 1, so the first failure would raise no alert
         self.loads.labels("failed")
@@ -90,7 +93,7 @@ class Predictions:
 
     def observe(self, model: str, outputs: dict[str, NDArray[Any]]) -> None:
         first = next(iter(outputs.values()), None)
-        if first is None or first.dtype.kind != "f" or len(first) == 0:
+        if first is None or first.dtype.kind != "f" or first.size == 0:
             return
         values = first.reshape(len(first), -1)[:, -1]
         values = values[np.isfinite(values)]
