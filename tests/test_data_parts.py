@@ -141,3 +141,14 @@ def test_psi_and_js_by_hand() -> None:
     assert psi(expected, actual) == pytest.approx(0.25 * np.log(0.5) * -1 + 0.25 * np.log(1.5))
     assert js_distance(expected, expected) == 0
     assert js_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(1.0)
+
+
+def test_a_boolean_column_with_empty_values_is_read_and_profiled() -> None:
+    batch = column_batch(pa.array([True, None, False, True]))
+    assert batch.kind == "bool"
+    assert batch.missing is not None
+    assert batch.missing.tolist() == [False, True, False, False]
+    profile = DatasetProfile()
+    profile.add("flag", batch)
+    counted = profile.to_json()["columns"]["flag"]
+    assert (counted["nulls"], counted["frequencies"]) == (1, [[True, 2], [False, 1]])

@@ -102,9 +102,8 @@ def _number(array: pa.Array, kind: str, found: str) -> ColumnBatch:
     import pyarrow.compute as pc
 
     missing = _validity(array)
-    source = pc.fill_null(array, 0) if missing is not None else array
-    if found == "bool":
-        source = source.cast(pa.uint8())
+    source = array.cast(pa.uint8()) if found == "bool" else array  # NOTE: before fill_null: 0 is no boolean
+    source = pc.fill_null(source, 0) if missing is not None else source
     values = source.to_numpy(zero_copy_only=False)
     unparsed = None
     if kind == "float":

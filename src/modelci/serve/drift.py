@@ -61,6 +61,8 @@ class OnlineDrift:
         self.reference, self.rules = reference, rules
         self._windows = {name: _Window(window, reference[name]["type"] == "string") for name in rules}
         self._lock = threading.Lock()
+        self._added = 0  # rows, ever: a window that has not moved since the last measure is not measured again
+        self._measured: tuple[int, Measured] | None = None
 
     @classmethod
     def of_profile(cls, profile: dict[str, Any], inputs: dict[str, bool],
@@ -82,9 +84,13 @@ class OnlineDrift:
         with self._lock:
             for name, window in self._windows.items():
                 window.add(columns[name])
+            self._added += len(next(iter(columns.values())))
 
     def measure(self) -> Measured:
         with self._lock:
+            if self._measured is not None and self._measured[0] == self._added:
+                return self._measured[1]
+            added = self._added
             latest = {name: window.latest() for name, window in self._windows.items()}
         rows = min((len(v) for v in latest.values()), default=0)
         if rows < MIN_ROWS:
@@ -96,7 +102,8 @@ class OnlineDrift:
                 measured.append(column_drift(name, self.rules[name], self.reference[name], current))
             except Exception as exc:  # NOTE: one column that cannot be measured costs its own series, not /metrics
                 github.warning_once(f"input drift of {name} is not measured: {exc}")
-        return Measured(rows, measured)
+        self._measured = (added, Measured(rows, measured))
+        return self._measured[1]
 
 
 def _profile(values: NDArray[Any], kind: str) -> dict[str, Any]:

@@ -127,7 +127,8 @@ class DriftCollector:
         rows = GaugeMetricFamily("modelci_input_drift_window_rows",
                                  "Rows of the latest inputs that drift is measured on.", labels=["model"])
         score = GaugeMetricFamily("modelci_input_drift", "How far a column of the latest inputs moved from the "
-                                  "training data, by the measure the data check uses for it.",
+                                  "training data, by the measure the data check uses for it (ks: the statistic, "
+                                  "whose p-value decides modelci_input_drifted).",
                                   labels=["model", "column", "method"])
         drifted = GaugeMetricFamily("modelci_input_drifted", "1 when a column of the latest inputs drifted past its "
                                     "threshold, as the data check decides it.", labels=["model", "column"])
