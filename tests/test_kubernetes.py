@@ -137,7 +137,7 @@ def test_the_deployments_container_serves_the_tag_with_the_secrets_credentials(
 
 def test_the_kserve_storage_initializer_pulls_what_the_runtime_serves(
         pushed: tuple[str, str], secret: Path, exported: Path, tmp_path: Path) -> None:  # noqa: F811
-    repository, _ = pushed
+    repository, digest = pushed
     runtime = {d["kind"]: d for d in documents(DEPLOY / "kserve" / "modelci-runtime.yaml")}
     initializer = runtime["ClusterStorageContainer"]["spec"]["container"]
     (service,) = documents(DEPLOY / "kserve" / "inference-service.yaml")
@@ -159,6 +159,8 @@ def test_the_kserve_storage_initializer_pulls_what_the_runtime_serves(
     args = [names.get(a, a).replace("/mnt/models", str(mount)) for a in container["args"]]
     with running(args, container_env(), port) as url:
         assert answers_its_samples(url, json.loads((exported / ".modelci/out/samples.json").read_text()))
+        # the artifact's version, as a server watching the tag reports it: the pulled manifest says which
+        assert requests.get(f"{url}/v2/models/model", timeout=5).json()["versions"] == [digest.split(":")[1][:12]]
 
     refused = subprocess.run([*initializer["command"], storage_uri, str(tmp_path / "other")], capture_output=True,
                              text=True, env=container_env(), timeout=120, check=False)

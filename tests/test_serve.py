@@ -332,3 +332,19 @@ def test_predictions_and_input_drift_are_measured_online_and_promtool_accepts_th
         assert found['modelci_input_drift_window_rows{model="churn"}'] == 1000
     finally:
         stop(monitored.process)
+
+
+def test_a_pulled_artifact_reports_its_digest_and_a_changed_model_its_own(exported: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    from modelci.registry.artifact import pull, push_files
+    from modelci.registry.reference import parse_reference
+    from modelci.serve.cli import _digest_of
+
+    reference = parse_reference(f"oci:{tmp_path / 'registry'}:v1")
+    pushed = push_files(artifact_of(tmp_path / "artifact", exported, exported), reference, ["v1"], {})
+    pull(reference, tmp_path / "pulled")  # as KServe's storage initializer does, for `serve --model FOLDER`
+    assert _digest_of(tmp_path / "pulled" / "model.onnx") == pushed.digest
+    changed = tmp_path / "pulled" / "model.onnx"
+    changed.write_bytes(changed.read_bytes() + b"\0")  # no longer the file the manifest names
+    assert _digest_of(changed) == "sha256:" + hashlib.sha256(changed.read_bytes()).hexdigest()

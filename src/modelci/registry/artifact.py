@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from modelci import atomic
 from modelci.errors import RegistryError, UsageError
 from modelci.registry.layout import Descriptor, OciLayout, sha256_digest
 from modelci.registry.reference import Reference, parse_reference
@@ -31,6 +30,7 @@ DOC_MEDIA_TYPE = "application/vnd.cncf.model.doc.v1.raw"
 FILEPATH = "org.cncf.model.filepath"
 CREATED = "org.opencontainers.image.created"
 WEIGHT_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"  # written beside the files by pull
 # modelci's own manifest annotations.
 ANNOTATION_PREFIX = "io.modelci."
 VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")  # a release: never moved once set
@@ -190,6 +190,11 @@ def resolve(reference: Reference) -> Descriptor | None:
 
 
 def _manifest(layout: Store, descriptor: Descriptor) -> dict[str, Any]:
+    return _manifest_as_stored(layout, descriptor)[1]
+
+
+def _manifest_as_stored(layout: Store, descriptor: Descriptor) -> tuple[bytes, dict[str, Any]]:
+    """A model artifact's manifest: its bytes, whose digest is the artifact's, and what they say."""
     data = layout.manifest(descriptor.digest)
     if data is None:
         raise RegistryError(f"{layout}: manifest {descriptor.digest} is missing")
@@ -198,7 +203,7 @@ def _manifest(layout: Store, descriptor: Descriptor) -> dict[str, Any]:
     if manifest.get("artifactType") != ARTIFACT_TYPE and config_type != CONFIG_MEDIA_TYPE:
         raise RegistryError(f"{descriptor.digest} is not a model artifact (artifactType "
                             f"{manifest.get('artifactType')!r})")
-    return dict(manifest)
+    return data, dict(manifest)
 
 
 def _safe_name(layer: dict[str, Any]) -> str:
@@ -215,7 +220,7 @@ def pull(reference: Reference, destination: Path) -> Pulled:
     if descriptor is None:
         raise UsageError(f"{reference}: no such artifact", hint="check the tag; `modelci push` creates it")
     layout = open_layout(reference, create=False)
-    manifest = _manifest(layout, descriptor)
+    data, manifest = _manifest_as_stored(layout, descriptor)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
@@ -225,7 +230,8 @@ def pull(reference: Reference, destination: Path) -> Pulled:
             with (staging / name).open("wb") as handle:
                 layout.copy_blob(Descriptor.from_json(layer), handle)
             names.append(name)
-        atomic.write_json(staging / "manifest.json", manifest)
+        # NOTE: as stored, so that its digest is still the artifact's (a server serving the folder reports it)
+        (staging / MANIFEST_FILE).write_bytes(data)
         if destination.exists():
             shutil.rmtree(destination)
         staging.rename(destination)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,9 +30,25 @@ def _model_file(model: str, work: Path) -> tuple[Path, str]:
         if not path.is_file():
             raise UsageError(f"{model}: not a model file",
                              hint=f"name an ONNX file, a folder with {WEIGHT_FILE}, or an artifact")
-        return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+        return path, _digest_of(path)
     pulled = pull(parse_reference(model), work / "model")
     return work / "model" / WEIGHT_FILE, pulled.digest
+
+
+def _digest_of(path: Path) -> str:
+    """What the server reports as its version: the artifact's digest when `path` is the model of a pulled
+    artifact (the manifest.json `modelci pull` wrote beside it names this very file, as on KServe), or
+    else the file's own."""
+    from modelci.registry.artifact import FILEPATH, MANIFEST_FILE
+
+    own = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        data = (path.parent / MANIFEST_FILE).read_bytes()
+        layers = json.loads(data)["layers"]
+        named = any(layer["digest"] == own and layer["annotations"][FILEPATH] == path.name for layer in layers)
+    except (OSError, ValueError, KeyError, TypeError):
+        return own
+    return "sha256:" + hashlib.sha256(data).hexdigest() if named else own
 
 
 def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Server) -> Watcher:
