@@ -11,7 +11,7 @@ import requests
 
 from modelci.registry.artifact import ANNOTATION_PREFIX, push_files, resolve
 from modelci.registry.reference import parse_reference
-from test_serve import artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
+from test_serve import artifact_of, exported, free_port, retrained, start  # noqa: F401  (the module's models, as fixtures)
 
 PASSED = {f"{ANNOTATION_PREFIX}verdict": "passed"}
 
@@ -39,15 +39,24 @@ def test_deploy_waits_for_the_servers_and_rolls_back_what_they_refuse(  # type: 
         tags = {t: resolve(parse_reference(f"{registry}:{t}")) for t in ("prod", "prod-previous")}
         assert {t: d.digest for t, d in tags.items() if d} == {"prod": second.digest, "prod-previous": first.digest}
 
+        began = time.monotonic()
         refused = cli("deploy", f"{registry}:sha-c", "--server", server.url, "--model-name", "churn",
-                      "--timeout", "3")
+                      "--timeout", "120")
         assert refused.code == 1
-        assert f"did not serve {broken.digest}" in refused.err
+        assert time.monotonic() - began < 60  # the server's refusal ends the wait: no timeout to sit out
+        assert f"{server.url} refused {broken.digest}: it did not load, or did not reproduce its golden" in refused.err
         assert f"prod is back on {second.digest}" in refused.err
         prod = resolve(parse_reference(f"{registry}:prod"))
         assert prod is not None
         assert prod.digest == second.digest
         assert version_of(server.url) == second.digest.split(":")[1][:12]  # it never stopped serving
+
+        # a server that never answers: the deploy waits its timeout out, then moves prod back
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        silent = cli("deploy", f"{registry}:sha-a", "--server", nowhere, "--model-name", "churn", "--timeout", "1")
+        assert silent.code == 1
+        assert f"{nowhere} did not serve {first.digest} and answer its golden samples within 1 s" in silent.err
+        assert resolve(parse_reference(f"{registry}:prod")).digest == second.digest  # type: ignore[union-attr]
 
         back = cli("rollback", registry, "--tag", "prod")
         assert back.code == 0, back.err

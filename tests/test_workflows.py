@@ -19,6 +19,8 @@ import requests
 from conftest import copy_example, git
 from github_standin import GitHubStandIn
 from loopback import stop
+from modelci.registry.artifact import pull, push_files
+from modelci.registry.reference import parse_reference
 from test_remote import (
     Served,
     served,  # noqa: F401  (the session's registry, as a fixture here)
@@ -148,8 +150,33 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
         assert released["prod-previous"] == found["main"]
         served_now = requests.get(f"{server.url}/v2/models/model", timeout=5).json()
         assert served_now["versions"] == [released["prod"].split(":")[1][:12]]
+
+        # (f) a release of an artifact the server refuses (as a corrupted push would leave it: samples.json
+        # no longer what the model answers): prod moves back at once, and the release fails
+        git(caller, "commit", "--allow-empty", "-qm", "a release nobody should get")
+        broken = push_broken(f"{served.host}/{REPOSITORY}-e2e", released["prod"], git(caller, "rev-parse", "HEAD"),
+                             tmp_path / "broken")
+        refused = act(caller, "push", {"ref": "refs/tags/v1.2.0"}, "release.yml", github, artifacts,
+                      {"MODELCI_SERVERS": server.url})
+        assert refused.returncode != 0
+        assert f"{server.url} refused {broken}: it did not load, or did not reproduce its golden samples; " \
+               f"prod is back on {released['prod']}" in refused.stdout
+        after = tags(served)
+        assert after["prod"] == released["prod"]
+        assert after["v1.2.0"] == broken  # the version tag stays: it names what was released, and refused
     finally:
         stop(server.process)
+
+
+def push_broken(repository: str, digest: str, commit: str, folder: Path) -> str:
+    """The artifact `digest` again as sha-`commit`, with golden samples its model does not reproduce."""
+    pulled = pull(parse_reference(f"{repository}@{digest}"), folder)
+    samples = json.loads((folder / "samples.json").read_text())
+    samples["outputs"] = [[1 - p for p in row] for row in samples["outputs"]]
+    (folder / "samples.json").write_text(json.dumps(samples))
+    files = sorted(folder / name for name in pulled.files)
+    return push_files(files, parse_reference(f"{repository}:sha-{commit}"), [f"sha-{commit}"],
+                      pulled.annotations).digest
 
 
 def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,

@@ -49,13 +49,16 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
     artifact.promote(pinned, [tag])
     github.log(f"{target} = {descriptor.digest}" + (f" (was {before.digest})" if before else ""))
     samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
-    waiting = confirm(servers, model, descriptor.digest, samples, timeout_s)
+    waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s)
     if waiting:
         if before is not None and before.digest != descriptor.digest:
             artifact.promote(target.with_digest(before.digest), [tag])
             rolled = f"{tag} is back on {before.digest}"
         else:
             rolled = f"there was no earlier {tag} to go back to"
+        if refused:
+            raise CheckFailed(f"{', '.join(refused)} refused {descriptor.digest}: it did not load, or did not "
+                              f"reproduce its golden samples; {rolled}", hint="the server's log says why")
         raise CheckFailed(f"{', '.join(waiting)} did not serve {descriptor.digest} and answer its golden samples "
                           f"within {timeout_s:g} s; {rolled}", hint="see the servers' logs for why")
     if before is not None and before.digest != descriptor.digest:
@@ -74,16 +77,31 @@ def rollback(registry: Reference, tag: str) -> str:
     return previous.digest
 
 
-def confirm(servers: list[str], model: str, digest: str, samples: Any, timeout_s: float) -> list[str]:
-    """The servers that did not serve `digest` and answer its samples within `timeout_s` (none: all did)."""
+def confirm(servers: list[str], model: str, digest: str, samples: Any,
+            timeout_s: float) -> tuple[list[str], list[str]]:
+    """(the servers that did not serve `digest` and answer its samples within `timeout_s`, those of them that
+    refused it); both empty: all did. A refusal ends the wait at once: that server will not try it again."""
     version = digest.split(":")[-1][:12]
-    waiting = list(servers)
+    waiting, refused = list(servers), list[str]()
     deadline = time.monotonic() + timeout_s
-    while waiting and time.monotonic() < deadline:
+    while waiting and not refused and time.monotonic() < deadline:
         waiting = [url for url in waiting if not _serves(url, model, version, samples)]
-        if waiting:
+        refused = [url for url in waiting if _refused(url, model, digest)]
+        if waiting and not refused:
             time.sleep(0.2)
-    return waiting
+    return waiting, refused
+
+
+def _refused(url: str, model: str, digest: str) -> bool:
+    """Whether the server says it refused `digest` (modelci serve names the last model it refused in /metrics)."""
+    try:
+        metrics = requests.get(f"{url}/metrics", timeout=5)
+    except requests.RequestException:
+        return False
+    wanted = f'digest="{digest}"'
+    return metrics.status_code == 200 and any(
+        line.startswith("modelci_model_refused_info{") and wanted in line and f'model="{model}"' in line
+        for line in metrics.text.splitlines())
 
 
 def _serves(url: str, model: str, version: str, samples: Any) -> bool:

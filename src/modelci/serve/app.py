@@ -110,8 +110,9 @@ class Server:
 
         return run
 
-    def failed_load(self) -> None:
-        self.metrics.loads.labels("failed").inc()
+    def refused(self, digest: str) -> None:
+        """A model the watcher did not swap in: counted, and named, so that `modelci deploy` knows at once."""
+        self.metrics.refused_model(self.model.name, digest)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

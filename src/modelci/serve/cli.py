@@ -59,7 +59,7 @@ def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Ser
     if Path(model_ref).exists() or "@" in model_ref:
         raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
                          hint="serve REGISTRY:TAG, e.g. --model oci:.modelci/registry:prod --watch")
-    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.failed_load)
+    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.refused)
 
 
 @click.command()

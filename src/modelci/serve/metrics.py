@@ -52,6 +52,8 @@ class Metrics:
                              registry=r)
         self.info = Gauge("modelci_model_info", "The model being served (1), with its version and digest.",
                           ["model", "version", "digest"], registry=r)
+        self.refused = Gauge("modelci_model_refused_info", "The last model the server refused to swap in (1): it "
+                             "did not load, or did not reproduce its golden samples.", ["model", "digest"], registry=r)
         self.prediction = Predictions()
         r.register(self.prediction)
         self.drift = DriftCollector()
@@ -68,6 +70,11 @@ class Metrics:
         # change in a series whose first sample is already 1, so the first failure would raise no alert
         self.loads.labels("failed")
         self.requests.labels(model, version, "500")
+
+    def refused_model(self, model: str, digest: str) -> None:
+        self.loads.labels("failed").inc()
+        self.refused.clear()
+        self.refused.labels(model, digest).set(1)
 
     def request(self, model: str, version: str, status: int, seconds: float) -> None:
         self.requests.labels(model, version, str(status)).inc()

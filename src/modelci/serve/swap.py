@@ -65,9 +65,9 @@ class Watcher:
     """Polls the tag; on a new digest, prepares the model off the event loop and hands it to `swap`."""
 
     def __init__(self, reference: Reference, name: str, current: str, interval_s: float,
-                 swap: Callable[[Loaded], None], failed: Callable[[], None]) -> None:
+                 swap: Callable[[Loaded], None], refused: Callable[[str], None]) -> None:
         self.reference, self.name, self.interval_s = reference, name, interval_s
-        self.swap, self.failed = swap, failed
+        self.swap, self.refused = swap, refused
         self.seen = current  # NOTE: the digest served, or the last one refused: neither is tried again
         self._task: asyncio.Task[None] | None = None
 
@@ -101,7 +101,7 @@ class Watcher:
             loaded = await loop.run_in_executor(None, pull_and_load, self.reference, descriptor.digest, self.name)
         except Exception as exc:
             github.error(f"{self.reference} = {descriptor.digest} is not swapped in, the model served stays: {exc}")
-            self.failed()
+            self.refused(descriptor.digest)
             return
         self.swap(loaded)
         github.log(f"now serving {self.name} {loaded.version} ({loaded.digest})")
