@@ -123,7 +123,6 @@ def _profile(values: NDArray[Any], kind: str) -> dict[str, Any]:
     return profile.to_json()
 
 
-
 def read_profile(folder: Path) -> dict[str, Any] | None:
     """The data profile beside a model file, if there is one that can be read."""
     import json
