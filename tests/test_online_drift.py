@@ -111,3 +111,27 @@ def test_empty_text_is_empty_as_in_the_data_not_a_new_category(tmp_path: Path) -
     offline = measure(train, profile_of(data.iloc[half:], tmp_path / "served.parquet"), DEFAULT_RULE, None)
     assert contract.verdict == "stable"
     assert contract.score == pytest.approx(next(d.score for d in offline if d.column == "contract"), rel=1e-9)
+
+
+def test_a_model_trained_on_the_same_data_takes_over_the_window(train: dict[str, Any]) -> None:
+    """A release of a model trained on the same data does not start the drift over; one trained on
+    other data (another fingerprint) does."""
+    profile = {"datasets": {"train": {**train, "fingerprint": "sha256:aaa"}}}
+    serving = OnlineDrift.of_profile(profile, TEXT)
+    assert serving is not None
+    shifted = generate(MIN_ROWS, 8)
+    shifted["contract"] = "two-year"
+    serving.add(as_served(shifted))
+    before = serving.measure()
+
+    released = OnlineDrift.of_profile(profile, TEXT)
+    assert released is not None
+    released.continue_from(serving)
+    assert released.measure() == before
+    serving.add(as_served(generate(10, 9)))  # the old model's window goes on alone
+    assert released.measure().rows == MIN_ROWS
+
+    retrained = OnlineDrift.of_profile({"datasets": {"train": {**train, "fingerprint": "sha256:bbb"}}}, TEXT)
+    assert retrained is not None
+    retrained.continue_from(serving)
+    assert retrained.measure().rows == 0

@@ -79,12 +79,15 @@ class Server:
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
         self.watcher: Watcher | None = None
-        self.swap(model)
+        self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
+        self.metrics.loaded(model.name, model.version, model.digest)
 
     def swap(self, model: Loaded) -> None:
         """Serve `model` from now on; the requests already taken finish on the model they started with."""
+        if self.model.drift is not None and model.drift is not None:
+            model.drift.continue_from(self.model.drift)
         # NOTE: one assignment, so a request never pairs one model's checks with another's run
-        self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
+        self.serving = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
 
     @property

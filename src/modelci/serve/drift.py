@@ -47,6 +47,11 @@ class _Window:
     def latest(self) -> NDArray[Any]:
         return np.array(self.values[:self.filled], copy=True)
 
+    def copy(self) -> _Window:
+        copied = _Window(0, self.values.dtype == object)
+        copied.values, copied.next, copied.filled = self.values.copy(), self.next, self.filled
+        return copied
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -57,8 +62,9 @@ class Measured:
 class OnlineDrift:
     """The window of a model's latest inputs and their drift from its training data."""
 
-    def __init__(self, reference: dict[str, Any], rules: dict[str, DriftRule], window: int = WINDOW_ROWS) -> None:
-        self.reference, self.rules = reference, rules
+    def __init__(self, reference: dict[str, Any], rules: dict[str, DriftRule], window: int = WINDOW_ROWS,
+                 fingerprint: str | None = None) -> None:
+        self.reference, self.rules, self.fingerprint = reference, rules, fingerprint
         self._windows = {name: _Window(window, reference[name]["type"] == "string") for name in rules}
         self._lock = threading.Lock()
         self._added = 0  # rows, ever: a window that has not moved since the last measure is not measured again
@@ -71,13 +77,27 @@ class OnlineDrift:
         training data in `profile` (data-profile.json's content); None when it describes none of them.
         An input the model takes otherwise than the profile describes it (a column of booleans with
         empty values, which the model takes as text) is not measured: the two would not compare."""
-        reference = profile.get("datasets", {}).get("train", {}).get("columns", {})
+        train = profile.get("datasets", {}).get("train", {})
+        reference = train.get("columns", {})
         kept = profile.get("drift")
         rules = {name: DriftRule(kept[name]["method"], float(kept[name]["threshold"])) if kept is not None
                  else DEFAULT_RULE for name, text in inputs.items()
                  if name in reference and (reference[name].get("type") == "string") == text
                  and (kept is None or name in kept)}
-        return cls(reference, rules, window) if rules else None
+        return cls(reference, rules, window, train.get("fingerprint")) if rules else None
+
+    def continue_from(self, previous: OnlineDrift) -> None:
+        """Take over the window of the model this one replaces when both were trained on the same data
+        (the same fingerprint, measured the same way): the latest inputs are as far from the one's
+        training data as from the other's, so a release does not start the drift over."""
+        if self.fingerprint is None or previous.fingerprint != self.fingerprint or previous.rules != self.rules:
+            return
+        with previous._lock:
+            windows = {name: window.copy() for name, window in previous._windows.items()}
+            added = previous._added
+        with self._lock:
+            if all(len(windows[name].values) == len(window.values) for name, window in self._windows.items()):
+                self._windows, self._added = windows, added
 
     def add(self, columns: dict[str, NDArray[Any]]) -> None:
         """Keep a batch's inputs (called once per batch, beside ONNX Runtime)."""
