@@ -4,6 +4,7 @@ served from a thread for the length of a `with` block; and the wait for a server
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -35,6 +36,12 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_until_ready(process: subprocess.Popen[str], url: str, what: str, tries: int = 300) -> None:

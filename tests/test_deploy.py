@@ -9,9 +9,10 @@ from pathlib import Path
 
 import requests
 
+from loopback import free_port
 from modelci.registry.artifact import ANNOTATION_PREFIX, push_files, resolve
 from modelci.registry.reference import parse_reference
-from test_serve import artifact_of, exported, free_port, retrained, start  # noqa: F401  (the module's models, as fixtures)
+from test_serve import artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
 
 PASSED = {f"{ANNOTATION_PREFIX}verdict": "passed"}
 

@@ -20,12 +20,12 @@ import pytest
 import requests
 import yaml
 
-from loopback import stop, wait_until_ready
+from loopback import free_port, stop, wait_until_ready
 from modelci.export.parity import reproduces_samples
 from modelci.registry.artifact import push_files
 from modelci.registry.reference import parse_reference
 from test_remote import locked_registry  # noqa: F401  (the session's registry with a password, as a fixture)
-from test_serve import artifact_of, exported, free_port  # noqa: F401  (the module's model, as a fixture)
+from test_serve import artifact_of, exported  # noqa: F401  (the module's model, as a fixture)
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 KUBERNETES = kubernetes_validate.latest_version()

@@ -17,10 +17,10 @@ import pytest
 import requests
 import yaml
 
-from loopback import stop, wait_until_ready
+from loopback import free_port, stop, wait_until_ready
 from modelci.registry.artifact import push_files
 from modelci.registry.reference import parse_reference
-from test_serve import artifact_of, exported, free_port, start  # noqa: F401  (the module's model, as a fixture)
+from test_serve import artifact_of, exported, start  # noqa: F401  (the module's model, as a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
+from loopback import free_port
 from modelci.errors import RegistryError
 from modelci.registry.artifact import pull, push_files, read_file, resolve
 from modelci.registry.reference import parse_reference
@@ -32,12 +33,6 @@ pytestmark = pytest.mark.skipif(not Path(REGISTRY_BINARY).exists() and os.enviro
                                 reason="needs Debian's docker-registry (apt-get install docker-registry)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Served:
     host: str
@@ -45,7 +40,7 @@ class Served:
 
 
 def _serve(folder: Path, auth: str = "") -> Iterator[Served]:
-    port = _free_port()
+    port = free_port()
     (folder / "config.yml").write_text(
         "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pytest
 import requests
 
 from conftest import copy_example
-from loopback import stop, wait_until_ready
+from loopback import free_port, stop, wait_until_ready
 from modelci.cli import main
 from modelci.evaluate.onnx_model import OnnxModel
 
@@ -53,11 +52,6 @@ def train_and_export(repo: Path, small_data: Path, seed: int) -> Path:
         os.chdir(here)
     return repo
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Running:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import stats
 
 from modelci import atomic, github
 from modelci.compare import operational
@@ -95,13 +96,9 @@ def mcnemar(y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> tuple
     models are equally accurate (a binomial test on those rows)."""
     right_c, right_b = np.argmax(candidate, axis=1) == y, np.argmax(baseline, axis=1) == y
     only_c, only_b = int(np.sum(right_c & ~right_b)), int(np.sum(right_b & ~right_c))
-    n, k = only_c + only_b, min(only_c, only_b)
-    if n == 0:
+    if only_c + only_b == 0:
         return [only_c, only_b], 1.0
-    counts = np.arange(k + 1)
-    log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in counts])
-               - n * math.log(2))
-    return [only_c, only_b], float(min(1.0, 2 * np.exp(log_pmf).sum()))
+    return [only_c, only_b], float(stats.binomtest(only_c, only_c + only_b, 0.5).pvalue)
 
 
 def _intervals(names: list[str], y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, task: str,

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from modelci.evaluate.evaluator import finite_or_none
+
 # What makes two cross-validations use the same folds
 SAME_FOLDS = ("folds", "stratified", "group", "seed", "fold_rows")
 
@@ -74,8 +76,5 @@ def _interval(differences: np.ndarray, confidence: float) -> dict[str, Any]:
         half = stats.t.ppf((1 + confidence) / 2, finite.size - 1) * finite.std(ddof=1) / math.sqrt(finite.size)
         low, high = mean - half, mean + half
     shown = [None if not math.isfinite(v) else round(float(v), 6) for v in differences]
-    return {"differences": shown, "mean": _finite(mean), "ci_low": _finite(low), "ci_high": _finite(high)}
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+    return {"differences": shown, "mean": finite_or_none(mean), "ci_low": finite_or_none(low),
+            "ci_high": finite_or_none(high)}

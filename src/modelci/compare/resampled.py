@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from modelci.evaluate.metrics import _EPS
+from modelci.evaluate.metrics import _EPS, _positive
 
 Array = NDArray[np.float64]
 # NOTE: ~16 MB of draws per block: large enough that numpy's per-call cost vanishes, small
@@ -80,10 +80,6 @@ def _ratio(numerator: Array, denominator: Array) -> Array:
 def _mean_of(per_row: Array) -> OnBlock:
     """A metric that is the mean of a per-row quantity."""
     return lambda block: np.asarray(block.counts @ per_row / block.sizes)
-
-
-def _positive(p: Array) -> Array:
-    return p[:, 1]
 
 
 def accuracy(y: Array, p: Array) -> OnBlock:

@@ -30,10 +30,10 @@ def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, tim
     from modelci.registry.cli import source_reference
 
     reference = source_reference(source, config_path)
-    done = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force)
-    github.set_output("digest", done.digest)
-    github.log(f"deployed {done.digest} as {tag}" + (f" on {len(servers)} server(s)" if servers else ""))
-    click.echo(done.digest)
+    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force)
+    github.set_output("digest", digest)
+    github.log(f"deployed {digest} as {tag}" + (f" on {len(servers)} server(s)" if servers else ""))
+    click.echo(digest)
 
 
 @click.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,21 +20,16 @@ from modelci.errors import CheckFailed, UsageError
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.registry import artifact
 from modelci.registry.reference import Reference
+from modelci.serve.app import version_of
 
 PREVIOUS = "{tag}-previous"
 VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 
 
-@dataclass(frozen=True)
-class Deployed:
-    digest: str
-    previous: str | None
-
-
 def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
-           force: bool = False) -> Deployed:
-    """Move `tag` to the artifact `source` names and confirm it on `servers`; roll back and raise
-    `CheckFailed` when they do not confirm it within `timeout_s`."""
+           force: bool = False) -> str:
+    """Move `tag` to the artifact `source` names and confirm it on `servers`; its digest. Roll back and
+    raise `CheckFailed` when they do not confirm it within `timeout_s`."""
     descriptor = artifact.resolve(source)
     if descriptor is None:
         raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
@@ -64,7 +58,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
     if before is not None and before.digest != descriptor.digest:
         # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
         artifact.promote(target.with_digest(before.digest), [PREVIOUS.format(tag=tag)])
-    return Deployed(descriptor.digest, before.digest if before else None)
+    return descriptor.digest
 
 
 def rollback(registry: Reference, tag: str) -> str:
@@ -81,12 +75,15 @@ def confirm(servers: list[str], model: str, digest: str, samples: Any,
             timeout_s: float) -> tuple[list[str], list[str]]:
     """(the servers that did not serve `digest` and answer its samples within `timeout_s`, those of them that
     refused it); both empty: all did. A refusal ends the wait at once: that server will not try it again."""
-    version = digest.split(":")[-1][:12]
+    version = version_of(digest)
     waiting, refused = list(servers), list[str]()
     deadline = time.monotonic() + timeout_s
+    polls = 0
     while waiting and not refused and time.monotonic() < deadline:
         waiting = [url for url in waiting if not _serves(url, model, version, samples)]
-        refused = [url for url in waiting if _refused(url, model, digest)]
+        if polls % 5 == 0:  # NOTE: about once a second: reading /metrics has a server measure its drift
+            refused = [url for url in waiting if _refused(url, model, digest)]
+        polls += 1
         if waiting and not refused:
             time.sleep(0.2)
     return waiting, refused

@@ -115,6 +115,9 @@ class RemoteRepository:
         self.credentials = credentials if credentials is not None else credentials_for(host)
         self.session = requests.Session()
         self._token: str | None = None
+        # NOTE: by digest, so never stale: resolving a tag fetches its manifest whole, and what follows
+        # (reading the manifest, tagging it) needs it again
+        self._manifests: dict[str, bytes] = {}
 
     def __str__(self) -> str:
         return f"{self.host}/{self.repository}"
@@ -327,8 +330,9 @@ class RemoteRepository:
 
     def manifest(self, digest: str) -> bytes | None:
         """A manifest's bytes, checked against its digest; None when the registry does not have it."""
-        found = self._get_manifest(digest)
-        return None if found is None else found[0]
+        if digest not in self._manifests:
+            self._get_manifest(digest)
+        return self._manifests.get(digest)
 
     def _get_manifest(self, reference: str) -> tuple[bytes, str] | None:
         """A manifest's bytes and media type, checked against the digest when named by one; None if absent."""
@@ -340,6 +344,7 @@ class RemoteRepository:
         if reference.startswith("sha256:") and sha256_digest(data) != reference:
             raise RegistryError(f"{self}: manifest {reference} arrived corrupt (its content does not match its "
                                 "digest)", hint="pull again")
+        self._manifests[sha256_digest(data)] = data
         return data, response.headers.get("Content-Type", MANIFEST_TYPES[0]).split(";")[0]
 
     def resolve(self, tag: str) -> Descriptor | None:

@@ -38,11 +38,10 @@ import idna
 import requests
 
 from modelci import __version__
-from modelci.report.markdown import MARKER
+from modelci.report.markdown import COMMENT_LIMIT, MARKER
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
-MAX_BODY_CHARACTERS = 65_536  # GitHub's limit on a comment's body, in characters
 PER_PAGE = 100  # the most GitHub lists in one page
 MAX_PAGES = 100  # 10,000 comments: more is no real pull request, but a server that keeps saying "next"
 TIMEOUT = (10, 30)  # connect, read
@@ -98,14 +97,18 @@ def target_from_env(environ: Mapping[str, str]) -> tuple[str, str, int] | None:
         number = _number_from_ref(environ.get("GITHUB_REF", ""))
     if not repository or number is None:
         return None
-    return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"), repository, number
+    return _api_url(environ), repository, number
+
+
+def _api_url(environ: Mapping[str, str]) -> str:
+    return (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
 def pull_request_to_comment(environ: Mapping[str, str], token: str) -> tuple[str, str, int]:
     """(API URL, owner/name, number) of the pull request to comment on: this run's own, or in a
     `workflow_run` workflow (the fork-safe way), the one whose head is the commit that run checked."""
     if environ.get("GITHUB_EVENT_NAME") == "workflow_run":
-        api_url = (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+        api_url = _api_url(environ)
         repository = environ.get("GITHUB_REPOSITORY", "")
         run = event_of(environ.get("GITHUB_EVENT_PATH", "")).get("workflow_run")
         if not repository or not isinstance(run, dict):
@@ -213,8 +216,8 @@ def _connected(api_url: str, repository: str, number: int, token: str, budget_s:
 
 
 def _check_length(text: str) -> None:
-    if len(text) > MAX_BODY_CHARACTERS:
-        raise CommentError(f"the comment is {len(text):,} characters, over GitHub's limit of {MAX_BODY_CHARACTERS:,}; "
+    if len(text) > COMMENT_LIMIT:
+        raise CommentError(f"the comment is {len(text):,} characters, over GitHub's limit of {COMMENT_LIMIT:,}; "
                            "nothing was sent.")
 
 

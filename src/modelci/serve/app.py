@@ -66,7 +66,12 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     profile = read_profile(path.parent)
     text = {spec.name: spec.datatype == "BYTES" for spec in inputs}
     drift = OnlineDrift.of_profile(profile, text) if profile else None
-    return Loaded(name, digest.split(":")[-1][:12], digest, session, inputs, outputs, drift)
+    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift)
+
+
+def version_of(digest: str) -> str:
+    """The version a server reports for a model: its digest, shortened as git shortens a commit."""
+    return digest.split(":")[-1][:12]
 
 
 class Server:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -40,15 +39,16 @@ def _digest_of(path: Path) -> str:
     artifact (the manifest.json `modelci pull` wrote beside it names this very file, as on KServe), or
     else the file's own."""
     from modelci.registry.artifact import FILEPATH, MANIFEST_FILE
+    from modelci.registry.layout import sha256_digest
 
-    own = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    own = sha256_digest(path.read_bytes())
     try:
         data = (path.parent / MANIFEST_FILE).read_bytes()
         layers = json.loads(data)["layers"]
         named = any(layer["digest"] == own and layer["annotations"][FILEPATH] == path.name for layer in layers)
     except (OSError, ValueError, KeyError, TypeError):
         return own
-    return "sha256:" + hashlib.sha256(data).hexdigest() if named else own
+    return sha256_digest(data) if named else own
 
 
 def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Server) -> Watcher:
