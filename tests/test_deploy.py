@@ -3,16 +3,19 @@ confirm, one they refuse (rolled back), one the gate refused, and a rollback on 
 
 from __future__ import annotations
 
+import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from loopback import free_port
 from modelci.registry.artifact import ANNOTATION_PREFIX, push_files, resolve
 from modelci.registry.reference import parse_reference
-from test_serve import artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
+from test_serve import MODELCI, artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
 
 PASSED = {f"{ANNOTATION_PREFIX}verdict": "passed"}
 
@@ -83,3 +86,70 @@ def test_an_artifact_that_did_not_pass_the_gate_is_not_deployed(  # type: ignore
     assert cli("deploy", f"{registry}:sha-a", "--force").code == 0  # no server named: the tag moves
     assert resolve(parse_reference(f"{registry}:prod")) is not None
     assert cli("rollback", registry).code == 2  # nothing to roll back to
+
+
+def deploying(registry: str, nowhere: str) -> subprocess.Popen[str]:
+    """`modelci deploy` of sha-b to a server that never answers, in its own process, once prod has moved."""
+    process = subprocess.Popen([*MODELCI, "deploy", f"{registry}:sha-b", "--server", nowhere, "--model-name",
+                                "churn", "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while tag_of(registry, "prod") != tag_of(registry, "sha-b") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # NOTE: now waiting for the server
+    return process
+
+
+def tag_of(registry: str, tag: str) -> str | None:
+    found = resolve(parse_reference(f"{registry}:{tag}"))
+    return found.digest if found else None
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_deploy_stopped_by_a_signal_moves_the_tag_back(  # type: ignore[no-untyped-def]
+        exported: Path, retrained: Path, tmp_path: Path, stop: signal.Signals, code: int) -> None:  # noqa: F811
+    registry = f"oci:{tmp_path / 'registry'}"
+    first = push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:sha-a"),
+                       ["sha-a", "prod"], PASSED)
+    push_files(artifact_of(tmp_path / "b", retrained, retrained), parse_reference(f"{registry}:sha-b"), ["sha-b"],
+               PASSED)
+    process = deploying(registry, f"http://127.0.0.1:{free_port()}")
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    assert re.search(r"deploy interrupted after \d+ s of its 120 s timeout, before every server confirmed", err)
+    assert f"prod is back on {first.digest}" in err
+    assert tag_of(registry, "prod") == first.digest
+    assert tag_of(registry, "prod-previous") is None  # nothing was confirmed, so no rollback target moved
+
+
+def test_a_killed_deploy_is_seen_by_the_next_deploy_and_by_rollback(  # type: ignore[no-untyped-def]
+        cli, exported: Path, retrained: Path, tmp_path: Path) -> None:  # noqa: F811
+    registry = f"oci:{tmp_path / 'registry'}"
+    first = push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:sha-a"),
+                       ["sha-a"], PASSED)
+    second = push_files(artifact_of(tmp_path / "b", retrained, retrained), parse_reference(f"{registry}:sha-b"),
+                        ["sha-b"], PASSED)
+    assert cli("deploy", f"{registry}:sha-a").code == 0  # no server named: a deploy that finishes at once
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    process = deploying(registry, nowhere)
+    process.kill()  # NOTE: SIGKILL, by its PID: nothing runs after it
+    process.wait(timeout=30)
+    assert tag_of(registry, "prod") == second.digest  # left where no server confirmed it
+
+    unconfirmed = f"names {second.digest}, which no server confirmed"
+    again = cli("deploy", f"{registry}:sha-b", "--server", nowhere, "--model-name", "churn", "--timeout", "0.5")
+    assert again.code == 1
+    assert unconfirmed in again.err
+    assert f"prod is back on {first.digest}" in again.err  # the last confirmed digest, not the unconfirmed one
+
+    process = deploying(registry, nowhere)
+    process.kill()
+    process.wait(timeout=30)
+    back = cli("rollback", registry)
+    assert back.code == 0, back.err
+    assert unconfirmed in back.err
+    assert back.out.strip() == first.digest
+    assert tag_of(registry, "prod") == first.digest
+    assert cli("rollback", registry).code == 2  # no deploy finished on another digest: nothing to go back to

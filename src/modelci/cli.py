@@ -6,15 +6,34 @@ onnxruntime, pandas) inside the functions that need them, so `modelci --help` st
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
 
 from modelci import __version__, github
-from modelci.errors import ModelciError, record_for_launcher
+from modelci.errors import (
+    INTERNAL_ERROR,
+    INTERRUPTED,
+    TERMINATED,
+    TRACEBACK_FILE,
+    ModelciError,
+    OutOfMemory,
+    Terminated,
+    UsageError,
+    record_for_launcher,
+)
+from modelci.options import DEFAULT_OUT
 
 COMMANDS = {
     "run": "modelci.pipeline:run",
@@ -60,26 +79,100 @@ def cli() -> None:
     """Continuous integration for machine-learning models.
 
     Options come from flags, then MODELCI_* environment variables, then modelci.yaml.
-    Exit codes: 0 success, 1 a check or the gate said no, 2 bad input, 3 registry failure, 4 out of memory.
+
+    \b
+    Exit codes:
+      0    success
+      1    a check or the gate said no; its report has been written
+      2    the input is wrong (config, paths, data, model); the message says how to fix it
+      3    a registry failure
+      4    out of memory (training records how far it got)
+      5    modelci comment could not write the pull-request comment
+      70   an unexpected error; the traceback is in OUT/traceback.txt
+      130  interrupted (SIGINT, Ctrl-C)
+      143  stopped (SIGTERM)
     """
+
+
+# NOTE: failures of the machine rather than of modelci or the input: the user fixes them (exit 2)
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "free space on that disk, or point --out (MODELCI_OUT) at another one",
+    errno.EDQUOT: "free space within your quota, or point --out (MODELCI_OUT) at another disk",
+    errno.EROFS: "point --out (MODELCI_OUT) at a writable folder",
+    errno.EACCES: "give the user running modelci access to it, or use another path",
+    errno.EPERM: "give the user running modelci access to it, or use another path",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting."""
-    try:
-        result = cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="modelci",
-                          auto_envvar_prefix="MODELCI", standalone_mode=False)
-    except ModelciError as exc:
-        if record_for_launcher(exc):
+    # NOTE: commands' --out option records itself here (options.out_option), for the traceback file
+    state: dict[str, Any] = {}
+    with _sigterm_raises():
+        try:
+            result = cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="modelci",
+                              auto_envvar_prefix="MODELCI", standalone_mode=False, obj=state)
+        except ModelciError as exc:
+            return _report(exc)
+        except click.ClickException as exc:
+            exc.show()
             return exc.exit_code
-        github.error(exc.message)
-        if exc.hint:
-            github.log(f"  hint: {exc.hint}")
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        github.log("aborted")
-        return 130
+        except click.exceptions.Abort as exc:
+            terminated = isinstance(exc.__cause__, Terminated)
+            github.log("stopped by SIGTERM" if terminated else "interrupted")
+            return TERMINATED if terminated else INTERRUPTED
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_ERRORS:
+                return _internal_error(exc, state.get("out"))
+            where = f": {exc.filename}" if exc.filename else ""
+            return _report(UsageError(f"{exc.strerror or exc}{where}", hint=ENVIRONMENT_ERRORS[exc.errno]))
+        except MemoryError as exc:
+            return _report(OutOfMemory(f"out of memory ({type(exc).__name__})",
+                                       hint="run it on a machine with more memory, or with smaller data"))
+        except Exception as exc:
+            return _internal_error(exc, state.get("out"))
     return result if isinstance(result, int) else 0
+
+
+def _report(exc: ModelciError) -> int:
+    if record_for_launcher(exc):
+        return exc.exit_code
+    github.error(exc.message)
+    if exc.hint:
+        github.log(f"  hint: {exc.hint}")
+    return exc.exit_code
+
+
+def _internal_error(exc: Exception, out: Path | None) -> int:
+    """One line for the user, the traceback in a file: exit 1 is kept for what the gate says."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path = (out or Path(os.environ.get("MODELCI_OUT") or DEFAULT_OUT)) / TRACEBACK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"modelci {__version__}, python {sys.version.split()[0]}\n{text}", encoding="utf-8")
+        where = f"the traceback is in {path}"
+    except OSError:
+        print(text, file=sys.stderr, end="")
+        where = "its traceback is above"
+    summary = str(exc).splitlines()[0] if str(exc) else ""
+    github.error(f"unexpected error: {type(exc).__name__}" + (f": {summary}" if summary else "") +
+                 f" (exit {INTERNAL_ERROR}); {where}")
+    github.log("  hint: a failure modelci does not know how to explain; please report it with that file")
+    return INTERNAL_ERROR
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while a command runs, so it cleans up as for Ctrl-C; restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # NOTE: signal handlers can only be set from the main thread (a test calling main() in one)
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

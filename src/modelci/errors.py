@@ -8,10 +8,18 @@ Exit codes (documented in the README):
 - 2: the user's input is wrong (`UsageError` and its subclasses);
 - 3: the registry cannot be reached or answered something modelci cannot use (`RegistryError`);
 - 4: training ran out of memory (`OutOfMemory`); `train-log.json` records the peak memory;
-- 5: `modelci comment` could not write the pull-request comment (`CommentFailed`).
+- 5: `modelci comment` could not write the pull-request comment (`CommentFailed`);
+- 70: an error modelci did not expect (a bug, or a failure of its environment it cannot name): one
+  line, and the traceback in a file under `--out` (`TRACEBACK_FILE`);
+- 130: interrupted by SIGINT (Ctrl-C, or a cancelled job); 143: stopped by SIGTERM.
 """
 
 from __future__ import annotations
+
+INTERNAL_ERROR = 70  # NOTE: EX_SOFTWARE of sysexits.h, the usual code for "the program failed, not its input"
+INTERRUPTED = 130  # NOTE: 128 + the signal's number, as shells report a process a signal ended
+TERMINATED = 143
+TRACEBACK_FILE = "traceback.txt"
 
 
 class ModelciError(Exception):
@@ -74,6 +82,12 @@ class OutOfMemory(ModelciError):
     """Training ran out of GPU (or CPU) memory. The training log says how far it got and the peak memory."""
 
     exit_code = 4
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, like Ctrl-C's KeyboardInterrupt: what a cancelled CI job or
+    a stopped container sends. Every cleanup that runs for Ctrl-C (temporary files, a deploy's tag moved
+    back) runs for it too."""
 
 
 # NOTE: set by `modelci train --nproc` for its torchrun workers: each records its error here rather

@@ -22,9 +22,18 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), envvar="MODELCI_CONFIG",
     default=None, help="The config file.  [default: modelci.yaml]",
 )
+
+
+def _remember_out(ctx: click.Context, _param: click.Parameter, value: Path) -> Path:
+    """Where an unexpected error's traceback goes (`modelci.cli.main` passes a dict as the context's obj)."""
+    if isinstance(ctx.obj, dict):
+        ctx.obj["out"] = value
+    return value
+
+
 out_option = click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), envvar="MODELCI_OUT", default=DEFAULT_OUT,
-    show_default=True, help="Folder for everything the command writes.",
+    show_default=True, help="Folder for everything the command writes.", callback=_remember_out,
 )
 
 

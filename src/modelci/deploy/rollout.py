@@ -9,7 +9,11 @@ the servers refuse moves the tag straight back itself.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,13 +27,18 @@ from modelci.registry.reference import Reference
 from modelci.serve.app import version_of
 
 PREVIOUS = "{tag}-previous"
+# NOTE: the digest the last deploy or rollback that finished left the tag on. A tag that names another
+# digest was moved by a deploy that never finished (kill -9 while it waited) or by hand: nothing
+# confirmed it, and the next deploy or rollback says so and treats this digest as the one to go back to.
+DEPLOYED = "{tag}-deployed"
 VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 
 
 def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
            force: bool = False) -> str:
     """Move `tag` to the artifact `source` names and confirm it on `servers`; its digest. Roll back and
-    raise `CheckFailed` when they do not confirm it within `timeout_s`."""
+    raise `CheckFailed` when they do not confirm it within `timeout_s`; roll back and re-raise when
+    interrupted (SIGINT, SIGTERM) while waiting."""
     descriptor = artifact.resolve(source)
     if descriptor is None:
         raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
@@ -39,36 +48,90 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
         raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate (verdict: {verdict or 'none'}); "
                           "it is not deployed", hint="deploy an artifact main published, or pass --force")
     target = source.with_tag(tag)
-    before = artifact.resolve(target)
-    artifact.promote(pinned, [tag])
-    github.log(f"{target} = {descriptor.digest}" + (f" (was {before.digest})" if before else ""))
+    before = _last_good(target)
+    with _signals_deferred():
+        artifact.promote(pinned, [tag])
+    github.log(f"{target} = {descriptor.digest}" + (f" (was {before})" if before else ""))
     samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
-    waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s)
+    began = time.monotonic()
+    try:
+        waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s)
+    except KeyboardInterrupt:  # NOTE: SIGTERM too (errors.Terminated)
+        rolled = _move_back(target, before, descriptor.digest)
+        github.error(f"deploy interrupted after {time.monotonic() - began:.0f} s of its {timeout_s:g} s timeout, "
+                     f"before every server confirmed {descriptor.digest}; {rolled}")
+        raise
     if waiting:
-        if before is not None and before.digest != descriptor.digest:
-            artifact.promote(target.with_digest(before.digest), [tag])
-            rolled = f"{tag} is back on {before.digest}"
-        else:
-            rolled = f"there was no earlier {tag} to go back to"
+        rolled = _move_back(target, before, descriptor.digest)
         if refused:
             raise CheckFailed(f"{', '.join(refused)} refused {descriptor.digest}: it did not load, or did not "
                               f"reproduce its golden samples; {rolled}", hint="the server's log says why")
         raise CheckFailed(f"{', '.join(waiting)} did not serve {descriptor.digest} and answer its golden samples "
                           f"within {timeout_s:g} s; {rolled}", hint="see the servers' logs for why")
-    if before is not None and before.digest != descriptor.digest:
-        # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
-        artifact.promote(target.with_digest(before.digest), [PREVIOUS.format(tag=tag)])
+    with _signals_deferred():
+        if before is not None and before != descriptor.digest:
+            # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
+            artifact.promote(target.with_digest(before), [PREVIOUS.format(tag=tag)])
+        artifact.promote(target.with_digest(descriptor.digest), [DEPLOYED.format(tag=tag)])
     return descriptor.digest
 
 
 def rollback(registry: Reference, tag: str) -> str:
-    """Move `tag` back to `<tag>-previous`; the digest it names now."""
-    previous = artifact.resolve(registry.with_tag(PREVIOUS.format(tag=tag)))
-    if previous is None:
-        raise UsageError(f"{registry.with_tag(tag)}: no {PREVIOUS.format(tag=tag)} to roll back to",
-                         hint="a deploy keeps the digest it replaces there; none has yet")
-    artifact.promote(registry.with_digest(previous.digest), [tag])
-    return previous.digest
+    """Move `tag` back to `<tag>-previous`, or to the digest the last finished deploy left it on when a
+    deploy stopped before its servers confirmed; the digest it names now."""
+    target = registry.with_tag(tag)
+    current, last_good = artifact.resolve(target), _last_good(target)
+    if current is not None and last_good is not None and current.digest != last_good:
+        goal = last_good  # NOTE: _last_good said which unconfirmed move this undoes
+    else:
+        previous = artifact.resolve(registry.with_tag(PREVIOUS.format(tag=tag)))
+        if previous is None:
+            raise UsageError(f"{target}: no {PREVIOUS.format(tag=tag)} to roll back to",
+                             hint="a deploy keeps the digest it replaces there; none has yet")
+        goal = previous.digest
+    with _signals_deferred():
+        artifact.promote(registry.with_digest(goal), [tag, DEPLOYED.format(tag=tag)])
+    return goal
+
+
+def _last_good(target: Reference) -> str | None:
+    """The digest a deploy to `target` goes back to: what the tag names, unless a deploy that never finished
+    (or a move by hand) put it there, when it is the digest the last finished deploy left (and a warning)."""
+    current = artifact.resolve(target)
+    deployed = artifact.resolve(target.with_tag(DEPLOYED.format(tag=target.tag)))
+    if current is None or deployed is None or current.digest == deployed.digest:
+        return current.digest if current else None
+    github.warning(f"{target} names {current.digest}, which no server confirmed: the deploy that moved it there "
+                   f"did not finish (it was killed), or it was moved by hand; the last deploy that finished left "
+                   f"it on {deployed.digest}, which is what it goes back to")
+    return deployed.digest
+
+
+def _move_back(target: Reference, before: str | None, digest: str) -> str:
+    """Move `target` back to `before` (never interrupted half-way); what happened, for the message."""
+    if before is None or before == digest:
+        return f"there was no earlier {target.tag} to go back to"
+    with _signals_deferred():
+        artifact.promote(target.with_digest(before), [str(target.tag)])
+    return f"{target.tag} is back on {before}"
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until a tag move is done: a second Ctrl-C must not stop a move back half-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # NOTE: handlers can be set from the main thread only
+        return
+    received: list[int] = []
+    handlers = {number: signal.signal(number, lambda n, _frame: received.append(n))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for first in received[:1]:
+            signal.raise_signal(first)  # NOTE: now handled as it would have been, once the move is done
 
 
 def confirm(servers: list[str], model: str, digest: str, samples: Any,

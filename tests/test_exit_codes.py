@@ -1,0 +1,70 @@
+"""Exit codes mean what the README says: 1 only for a check or the gate, 2 for what the user can fix
+(a full disk included), 70 with a traceback file for what modelci did not expect, 130/143 for signals."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelci.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_exit_codes() -> dict[int, str]:
+    section = README.read_text(encoding="utf-8").split("**Exit codes:**", 1)[1].split("\n\n", 2)[1]
+    return {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.+) \|$", section, re.MULTILINE)}
+
+
+def test_help_lists_every_exit_code_the_readme_lists(cli) -> None:  # type: ignore[no-untyped-def]
+    documented = readme_exit_codes()
+    assert {0, 1, 2, 3, 4, 5, 70, 130, 143} <= set(documented)
+    helped = cli("--help").out.split("Exit codes:", 1)[1].split("Options:", 1)[0]
+    assert {int(code) for code in re.findall(r"^\s+(\d+)\s", helped, re.MULTILINE)} == set(documented)
+
+
+def test_an_unexpected_error_is_exit_70_with_its_traceback_in_a_file(  # type: ignore[no-untyped-def]
+        cli, small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:  # NOTE: a fault injected: a bug in the scan
+        raise RuntimeError("the scan broke\nsecond line")
+
+    monkeypatch.setattr("modelci.data.scan.scan", broken)
+    result = cli("data", "profile", str(small_data / "train.parquet"), "--out", str(tmp_path / "out"))
+    assert result.code == 70
+    assert "Traceback" not in result.err
+    trace = tmp_path / "out" / "traceback.txt"
+    assert f"unexpected error: RuntimeError: the scan broke (exit 70); the traceback is in {trace}" in result.err
+    assert "second line" not in result.err
+    assert "Traceback (most recent call last)" in trace.read_text()
+    assert "in broken" in trace.read_text()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a tmpfs in a mount namespace of its own is Linux's")
+def test_a_full_disk_is_exit_2_with_what_to_do(small_data: Path, tmp_path: Path) -> None:
+    assert shutil.which("unshare"), "util-linux's unshare makes the small disk"
+    out = tmp_path / "out"
+    out.mkdir()
+    # NOTE: a 4 KiB tmpfs, mounted in a mount namespace of the command's own (CI and tests run as root): a
+    # real ENOSPC, gone with the process
+    mount = 'mount -t tmpfs -o size=4k tmpfs "$0" && exec "$@"'
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", mount, str(out), sys.executable, "-m", "modelci",
+                           "data", "profile", str(small_data / "train.parquet"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "No space left on device" in done.stderr
+    assert "hint: free space on that disk, or point --out (MODELCI_OUT) at another one" in done.stderr
+
+
+def test_the_sigterm_handler_is_restored_after_a_command(cli) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli("--version").code == 0
+    assert main(["--version"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
