@@ -27,6 +27,7 @@ from modelci.errors import (
     INTERRUPTED,
     TERMINATED,
     TRACEBACK_FILE,
+    InternalError,
     ModelciError,
     OutOfMemory,
     Terminated,
@@ -154,11 +155,9 @@ def _internal_error(exc: Exception, out: Path | None) -> int:
     except OSError:
         print(text, file=sys.stderr, end="")
         where = "its traceback is above"
-    summary = str(exc).splitlines()[0] if str(exc) else ""
-    github.error(f"unexpected error: {type(exc).__name__}" + (f": {summary}" if summary else "") +
-                 f" (exit {INTERNAL_ERROR}); {where}")
-    github.log("  hint: a failure modelci does not know how to explain; please report it with that file")
-    return INTERNAL_ERROR
+    what = type(exc).__name__ + (f": {str(exc).splitlines()[0]}" if str(exc) else "")
+    return _report(InternalError(f"unexpected error: {what} (exit {INTERNAL_ERROR}); {where}",
+                                 hint="modelci cannot explain this failure; please report it with that file"))
 
 
 @contextmanager

@@ -78,6 +78,12 @@ class CommentFailed(ModelciError):
     exit_code = 5
 
 
+class InternalError(ModelciError):
+    """An error modelci did not expect: a bug, or a failure it cannot name. Its traceback is in a file."""
+
+    exit_code = INTERNAL_ERROR
+
+
 class OutOfMemory(ModelciError):
     """Training ran out of GPU (or CPU) memory. The training log says how far it got and the peak memory."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from modelci.errors import ERROR_FILE_VARIABLE
+from modelci.errors import ERROR_FILE_VARIABLE, INTERNAL_ERROR
 
 RANK0_PREFIX = "[default0]:"  # what `torchrun --tee` puts before local rank 0's lines
 
@@ -121,5 +121,8 @@ def launch(nproc: int, arguments: list[str]) -> int:
                 github.log(f"  hint: {found['hint']}")
             return int(found["exit_code"])
         if process.returncode != 0:
-            github.error(f"training in {nproc} processes failed (torchrun exit code {process.returncode})")
+            # NOTE: no worker said why (a crash, a signal): never exit 1, which means "the gate said no"
+            github.error(f"training in {nproc} processes failed (torchrun exit code {process.returncode}); "
+                         f"the logs above say why")
+            return INTERNAL_ERROR
         return process.returncode
