@@ -81,7 +81,19 @@ def locked_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from (served.host for served in _serve(folder, auth))
 
 
-def _token_server(key: Any, certificate: Any, issuer: str, service: str) -> tuple[ThreadingHTTPServer, str]:
+@dataclass
+class TokenServer:
+    """The token server, and the Authorization header of every request it got (None where there was none)."""
+
+    server: ThreadingHTTPServer
+    authorizations: list[str | None]
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+
+def _token_server(key: Any, certificate: Any, issuer: str, service: str) -> TokenServer:
     """A token server like Docker Hub's or GHCR's: basic credentials in, a signed JWT for the scope asked out."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
@@ -89,9 +101,13 @@ def _token_server(key: Any, certificate: Any, issuer: str, service: str) -> tupl
     def encode(part: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
+    authorizations: list[str | None] = []
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            # NOTE: reached through an HTTP proxy, the path is the whole URL; urlparse reads the query all the same
             query = parse_qs(urlparse(self.path).query)
+            authorizations.append(self.headers.get("Authorization"))
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"ci:secret").decode():
                 self.send_response(401)
                 self.end_headers()
@@ -118,12 +134,11 @@ def _token_server(key: Any, certificate: Any, issuer: str, service: str) -> tupl
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/token"
+    return TokenServer(server, authorizations)
 
 
-@pytest.fixture(scope="session")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A registry that wants bearer tokens from a token server, as GHCR and Docker Hub do."""
+def _token_registry(folder: Path, realm_host: str) -> Iterator[tuple[str, TokenServer]]:
+    """A registry that wants bearer tokens from a token server, named `http://<realm_host>:<its port>/token`."""
     import datetime
 
     from cryptography import x509
@@ -131,7 +146,6 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
-    folder = tmp_path_factory.mktemp("token-registry")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelci-test-token")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -141,13 +155,28 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                    .sign(key, hashes.SHA256()))
     (folder / "token.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    server, realm = _token_server(key, certificate, "modelci-test-issuer", "modelci-test")
-    auth = (f"auth: {{token: {{realm: '{realm}', service: modelci-test, issuer: modelci-test-issuer, "
-            f"rootcertbundle: {folder / 'token.pem'}}}}}\n")
+    tokens = _token_server(key, certificate, "modelci-test-issuer", "modelci-test")
+    auth = (f"auth: {{token: {{realm: 'http://{realm_host}:{tokens.port}/token', service: modelci-test, "
+            f"issuer: modelci-test-issuer, rootcertbundle: {folder / 'token.pem'}}}}}\n")
     try:
-        yield from (served.host for served in _serve(folder, auth))
+        yield from ((served.host, tokens) for served in _serve(folder, auth))
     finally:
-        server.shutdown()
+        tokens.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A registry that wants bearer tokens from a token server on loopback, as GHCR and Docker Hub do."""
+    yield from (host for host, _ in _token_registry(tmp_path_factory.mktemp("token-registry"), "127.0.0.1"))
+
+
+FAR_REALM = "tokens.example.test"  # NOTE: neither loopback nor resolvable: reached only through an HTTP proxy
+
+
+@pytest.fixture(scope="session")
+def far_token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TokenServer]]:
+    """A registry whose token service is on another host, over plain HTTP: `http://tokens.example.test:<port>/token`."""
+    yield from _token_registry(tmp_path_factory.mktemp("far-token-registry"), FAR_REALM)
 
 
 def artifact_files(folder: Path, size: int = 300_000) -> list[Path]:
@@ -276,10 +305,25 @@ class FaultProxy:
     `429` answers Too Many Requests with Retry-After: 1; `500` answers a server error; `drop-request`
     reads half the request body and hangs up; `drop-response` sends half the answer and hangs up;
     `corrupt` flips a byte of the answer; `lie-digest` sends a wrong Docker-Content-Digest header.
+
+    It can also stand for a registry that limits a chunk's size, as the OCI distribution spec lets it
+    ("Pushing a blob in chunks"): with `chunk_cap`, a PATCH whose body is larger is refused, as GHCR
+    refuses one over 4 MiB: 416 with the upload's Location and the Range the registry holds (asked of
+    the registry behind), or, with `cap_status=413`, 413 Payload Too Large and nothing else, as a web
+    server in front of a registry does (nginx's client_max_body_size); with `chunk_min`, every POST
+    that opens an upload is answered with `OCI-Chunk-Min-Length`, and a chunk sent after a shorter
+    one (only the last may be shorter) is refused with 416. The sizes of the chunks passed on are in
+    `chunks`, those refused in `refused`.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, chunk_cap: int | None = None, chunk_min: int | None = None,
+                 cap_status: int = 416) -> None:
         self.upstream, self.faults, self.seen = upstream, [], []  # type: ignore[var-annotated]
+        self.chunk_cap, self.chunk_min, self.cap_status = chunk_cap, chunk_min, cap_status
+        self.chunks: list[int] = []
+        self.refused: list[int] = []
+        self.closing: list[int] = []  # the sizes of the bodies of the PUTs that close uploads
+        self._short: set[str] = set()  # uploads that have had a chunk shorter than chunk_min
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -295,7 +339,8 @@ class FaultProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # NOTE: polled often, so that close() does not wait half a second
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
 
     def add(self, method: str, fragment: str, kind: str) -> None:
         self.faults.append((method, fragment, kind))
@@ -318,6 +363,16 @@ class FaultProxy:
             request.connection.shutdown(socket.SHUT_RDWR)
             return
         body = request.rfile.read(length) if length else None
+        if method == "PUT" and "/blobs/uploads/" in path:
+            self.closing.append(len(body or b""))
+        if method == "PATCH" and self._refuses_chunk(path, body or b""):
+            if self.cap_status == 413:
+                request.send_response(413)
+                request.send_header("Content-Length", "0")
+                request.end_headers()
+                return
+            self._refuse(request, path)
+            return
         if fault == "half-patch" and body:
             # NOTE: the registry gets the first half of the chunk, the client a broken connection
             start = int(request.headers["Content-Range"].partition("-")[0])
@@ -347,6 +402,8 @@ class FaultProxy:
             if key.lower() == "docker-content-digest" and fault == "lie-digest":
                 value = "sha256:" + "0" * 64
             request.send_header(key, value)
+        if method == "POST" and answer.status_code == 202 and self.chunk_min is not None:
+            request.send_header("OCI-Chunk-Min-Length", str(self.chunk_min))
         request.send_header("Content-Length", str(len(content)))
         request.end_headers()
         if method == "HEAD":
@@ -358,6 +415,30 @@ class FaultProxy:
             request.connection.shutdown(socket.SHUT_RDWR)
             return
         request.wfile.write(content)
+
+    def _refuses_chunk(self, path: str, body: bytes) -> bool:
+        upload = urlparse(path).path  # NOTE: distribution's upload URL changes its query (`_state`) at every chunk
+        if (self.chunk_cap is not None and len(body) > self.chunk_cap) or upload in self._short:
+            self.refused.append(len(body))
+            return True
+        if self.chunk_min is not None and len(body) < self.chunk_min:
+            self._short.add(upload)
+        self.chunks.append(len(body))
+        return False
+
+    def _refuse(self, request: BaseHTTPRequestHandler, path: str) -> None:
+        """416, with the Location and Range of the upload as the registry behind has it."""
+        status = requests.get(f"http://{self.upstream}{path}", timeout=30)
+        body = json.dumps({"errors": [{"code": "BLOB_UPLOAD_INVALID", "detail": None, "message":
+                                       "the request body is too large and exceeds the maximum permissible limit"}]})
+        request.send_response(416)
+        for key in ("Location", "Range", "Docker-Upload-UUID"):
+            if key in status.headers:
+                request.send_header(key, status.headers[key])
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body.encode())
 
     def close(self) -> None:
         self.server.shutdown()
@@ -475,3 +556,143 @@ def test_a_container_image_is_named_as_not_a_model(cli, registry: str, tmp_path:
     assert result.code == 3
     assert "is not a model artifact" in result.err
     assert not (tmp_path / "pulled").exists()
+
+
+# -- a registry that limits a chunk's size -------------------------------------------------------------------------
+
+SCALE = 64  # NOTE: the client's sizes and the registries' limits below are the real ones divided by this, to stay fast
+LARGE = 600_013  # over 500,000 bytes (32 MB / 64): goes up in chunks
+CAP = (4 << 20) // SCALE  # GHCR's 4 MiB
+
+
+def scale_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blobs over 500,000 bytes go up in 256 KiB chunks (16 MiB), never made smaller than 16 KiB (1 MiB)."""
+    from modelci.registry import remote
+
+    monkeypatch.setattr(remote, "CHUNKED_FROM", (32 << 20) // SCALE)
+    monkeypatch.setattr(remote, "UPLOAD_CHUNK", (16 << 20) // SCALE)
+    monkeypatch.setattr(remote, "SMALLEST_CHUNK", (1 << 20) // SCALE)
+
+
+def push_through(limits: FaultProxy, registry: str, files: list[Path], repository: str, tmp_path: Path) -> None:
+    """Push through the proxy; pull from the registry itself, every blob checked against its digest, and compare."""
+    pushed = push_files(files, parse_reference(f"{limits.host}/{repository}:v1"), ["v1"], CREATED)
+    pulled = pull(parse_reference(f"{registry}/{repository}:v1"), tmp_path / "pulled")
+    assert pulled.digest == pushed.digest
+    for file in files:
+        assert (tmp_path / "pulled" / file.name).read_bytes() == file.read_bytes()
+
+
+def two_large_files(folder: Path) -> list[Path]:
+    files = artifact_files(folder, size=LARGE)
+    (folder / "weights.bin").write_bytes(os.urandom(LARGE + 4))
+    return [*files, folder / "weights.bin"]
+
+
+@pytest.mark.parametrize("status", [416, 413])
+def test_a_registry_that_caps_a_chunk_gets_chunks_it_takes(  # type: ignore[no-untyped-def]
+        registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    scale_chunks(monkeypatch)
+    files = two_large_files(tmp_path / "model")
+    capping = FaultProxy(registry, chunk_cap=CAP, cap_status=status)
+    try:
+        push_through(capping, registry, files, f"acme/capped-{status}", tmp_path)
+    finally:
+        capping.close()
+    full = (16 << 20) // SCALE
+    # NOTE: a 416 may come from a replica that lags, so a size is sent twice before it is halved; a 413
+    # says the body is too large; the size the registry took is kept, so the second blob is not refused
+    sizes = [full, full // 2] if status == 413 else [full, full, full // 2, full // 2]
+    assert capping.refused == sizes
+    assert max(capping.chunks) == CAP
+    assert sum(capping.chunks) == 2 * LARGE + 4
+
+
+def test_chunks_are_as_large_as_the_registry_asks(  # type: ignore[no-untyped-def]
+        registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scale_chunks(monkeypatch)
+    files = artifact_files(tmp_path / "model", size=LARGE)
+    least = 300_000  # above the client's own chunk
+    asking = FaultProxy(registry, chunk_min=least)
+    try:
+        push_through(asking, registry, files, "acme/least", tmp_path)
+    finally:
+        asking.close()
+    assert not asking.refused
+    assert all(size >= least for size in asking.chunks[:-1])
+    assert sum(asking.chunks) == LARGE
+
+
+@pytest.mark.parametrize(("cap", "least", "last_tried"), [
+    (8 << 10, None, (1 << 20) // SCALE),  # down to the smallest chunk the client sends
+    (CAP, 100_000, (8 << 20) // SCALE),  # half of it would be below the registry's minimum
+], ids=["no chunk small enough", "the cap below the minimum"])
+def test_a_registry_that_takes_no_chunk_the_client_can_send_gets_the_blob_in_one_put(  # type: ignore[no-untyped-def]
+        registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int, least: int | None,
+        last_tried: int) -> None:
+    scale_chunks(monkeypatch)
+    files = artifact_files(tmp_path / "model", size=LARGE + 2)
+    limits = FaultProxy(registry, chunk_cap=cap, chunk_min=least)
+    try:
+        push_through(limits, registry, files, f"acme/one-put-{cap}", tmp_path)
+    finally:
+        limits.close()
+    assert not limits.chunks  # every chunk refused
+    assert limits.refused[-2:] == [last_tried, last_tried]
+    assert LARGE + 2 in limits.closing  # then the blob, whole, in the PUT that closes a new upload
+
+
+def test_a_push_over_32_mb_to_a_registry_that_caps_a_chunk_at_4_mib(  # type: ignore[no-untyped-def]
+        registry: str, tmp_path: Path) -> None:
+    files = artifact_files(tmp_path / "model", size=(32 << 20) + 1_000_003)  # NOTE: the client's own sizes
+    capping = FaultProxy(registry, chunk_cap=4 << 20)
+    try:
+        push_through(capping, registry, files, "acme/ghcr-like", tmp_path)
+    finally:
+        capping.close()
+    assert max(capping.chunks) == 4 << 20
+
+
+# -- where credentials go ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "sent"), [
+    ("https://auth.docker.io/token", True),
+    ("https://ghcr.io/token", True),
+    ("http://127.0.0.1:5001/token", True),
+    ("http://localhost/token", True),
+    ("http://[::1]:5001/token", True),
+    ("http://ghcr.io/token", False),
+    ("http://127.0.0.1.example.test/token", False),
+    ("http://localhost.example.test:5001/token", False),
+    ("http://ci:secret@127.0.0.1/token", False),
+    ("ftp://auth.example.test/token", False),
+], ids=lambda value: str(value))
+def test_credentials_go_only_over_https_or_to_loopback(url: str, sent: bool) -> None:
+    from modelci.registry.remote import may_carry_credentials
+
+    assert may_carry_credentials(url) is sent
+
+
+def test_no_credentials_go_to_a_plain_http_token_service_on_another_host(  # type: ignore[no-untyped-def]
+        far_token_registry: tuple[str, TokenServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host, tokens = far_token_registry
+    files = artifact_files(tmp_path / "model", size=3000)
+    reference = parse_reference(f"{host}/acme/far:v1")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "https_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    # NOTE: the realm's host cannot be resolved here; a proxy is the way to it, and it is the token server
+    # itself, which then sees whatever the client sends to that host
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{tokens.port}")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    tokens.authorizations.clear()
+    with pytest.raises(RegistryError, match="refused \\(401\\) without credentials"):
+        push_files(files, reference, ["v1"], {})
+    assert tokens.authorizations == [None]  # without credentials the token is asked for: the way there works
+
+    monkeypatch.setenv("MODELCI_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("MODELCI_REGISTRY_PASSWORD", "secret")
+    with pytest.raises(RegistryError, match=f"{host} asks for your credentials to be sent to {FAR_REALM}") as refused:
+        push_files(files, reference, ["v1"], {})
+    assert "plain HTTP" in str(refused.value)
+    assert tokens.authorizations == [None]  # nothing more reached it: no credentials were sent

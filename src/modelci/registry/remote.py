@@ -6,7 +6,9 @@ first). Every blob and manifest read is checked against its digest before it is 
 that fail with 429 or a 5xx, or lose their connection, are retried with backoff that honours
 `Retry-After`, within a bounded budget. Authentication: anonymous, basic, or the bearer-token flow
 the registry asks for in `WWW-Authenticate` (the token is fetched for the scope asked, cached, and
-fetched again once when a request is refused with 401).
+fetched again once when a request is refused with 401). Credentials go only over HTTPS, or to this
+machine: a registry that names a token service over plain HTTP elsewhere is refused, by name.
+Large blobs go up in chunks of the size the registry takes (see `_send_chunks`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -38,7 +41,9 @@ RETRIES = 5
 RETRY_BUDGET_SECONDS = 60.0  # the longest a request waits in all, over its retries
 CHUNK = 1 << 20
 CHUNKED_FROM = 32 << 20  # larger blobs go up in chunks that resume after a broken connection
-UPLOAD_CHUNK = 16 << 20
+UPLOAD_CHUNK = 16 << 20  # made smaller for a registry that refuses it (GHCR takes at most 4 MiB a request)
+SMALLEST_CHUNK = 1 << 20  # a registry that refuses this too gets the blob in one PUT
+LARGEST_CHUNK = 128 << 20  # a chunk is held in memory: a registry that asks for larger ones gets one PUT
 TIMEOUT = (10, 300)  # connect, read
 
 
@@ -89,6 +94,22 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
 
 
+def may_carry_credentials(url: str) -> bool:
+    """Whether credentials may be sent to `url`: over HTTPS, or over plain HTTP to this machine only."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    # NOTE: netloc, not hostname: `user@127.0.0.1` or `127.0.0.1.example.test` is not this machine
+    return parts.scheme == "http" and LOOPBACK.match(parts.netloc) is not None
+
+
+def _chunk_min_length(answer: requests.Response) -> int:
+    """The smallest chunk the registry takes but for the last (`OCI-Chunk-Min-Length` on the answer that opens an
+    upload); 0 when it does not say."""
+    value = answer.headers.get("OCI-Chunk-Min-Length", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
 def _bytes_held(upload_range: str) -> int | None:
     """How many bytes an upload's Range (`0-<last byte>`; `bytes=0-<last byte>` from older registries) says the
     registry holds; None when it says nothing usable.
@@ -115,6 +136,8 @@ class RemoteRepository:
         self.credentials = credentials if credentials is not None else credentials_for(host)
         self.session = requests.Session()
         self._token: str | None = None
+        # NOTE: learned from a registry that refused larger chunks, so the next blob is not refused again
+        self._chunk_cap: int | None = None
         # NOTE: by digest, so never stale: resolving a tag fetches its manifest whole, and what follows
         # (reading the manifest, tagging it) needs it again
         self._manifests: dict[str, bytes] = {}
@@ -179,12 +202,22 @@ class RemoteRepository:
             return False
         query = {k: params[k] for k in ("service", "scope") if k in params}
         query.setdefault("scope", f"repository:{self.repository}:pull,push")
+        if basic and not may_carry_credentials(params["realm"]):
+            raise self._realm_refused(params["realm"])
         answer = requests.get(params["realm"], params=query, auth=basic, timeout=TIMEOUT)
         if answer.status_code != 200:
             return False
         body = answer.json()
         self._token = body.get("token") or body.get("access_token")
         return bool(self._token)
+
+    def _realm_refused(self, realm: str) -> RegistryError:
+        parts = urlsplit(realm)
+        how = "over plain HTTP" if parts.scheme == "http" else f"over {parts.scheme or 'no scheme'}"
+        return RegistryError(f"{self.host} asks for your credentials to be sent to {parts.hostname or realm} {how} "
+                             f"(token service {realm}); refused: credentials go only over HTTPS, or to this machine",
+                             hint=f"check that {self.host} is the registry you meant; its token service must be "
+                                  "https://")
 
     def _refused(self, method: str, url: str, response: requests.Response) -> RegistryError:
         code = response.status_code
@@ -217,33 +250,60 @@ class RemoteRepository:
         return digest, size
 
     def _upload(self, body: IO[bytes], digest: str) -> None:
-        """Open an upload session; send a small blob in one PUT, a large one in chunks that resume."""
-        started = self._request("POST", "/blobs/uploads/", ok=(202,))
-        location = self._absolute(started.headers.get("Location", ""))
+        """Send a small blob in one PUT, a large one in chunks that resume; one PUT too where the registry takes no
+        chunk this client can send."""
+        location, least = self._start_upload()
         size = body.seek(0, io.SEEK_END)
         body.seek(0)
         rest: IO[bytes] | bytes = body
-        if size > CHUNKED_FROM:
-            location = self._send_chunks(location, body, size)
-            rest = b""  # NOTE: bytes, so the closing PUT says Content-Length: 0 rather than chunking nothing
+        if size > CHUNKED_FROM and least <= LARGEST_CHUNK:
+            chunked = self._send_chunks(location, least, body, size)
+            if chunked is None:
+                location, _ = self._start_upload()
+            else:
+                location = chunked
+                rest = b""  # NOTE: bytes, so the closing PUT says Content-Length: 0 rather than chunking nothing
         joiner = "&" if "?" in location else "?"
         self._request("PUT", f"{location}{joiner}digest={digest}", ok=(201,), data=rest,
                       headers={"Content-Type": "application/octet-stream"})
 
+    def _start_upload(self) -> tuple[str, int]:
+        """A new upload's location, and the smallest chunk the registry takes (0: any)."""
+        started = self._request("POST", "/blobs/uploads/", ok=(202,))
+        return self._absolute(started.headers.get("Location", "")), _chunk_min_length(started)
+
     def _absolute(self, location: str) -> str:
         return location if location.startswith("http") else f"{self.base.split('/v2/')[0]}{location}"
 
-    def _send_chunks(self, location: str, body: IO[bytes], size: int) -> str:
-        """PATCH the blob chunk by chunk. When a chunk breaks off, or the registry is out of step (416, or
-        404 for an upload whose state moved on), ask the registry how much it has (the upload's Range)
-        and go on from there; a registry that cannot say, or that twice refuses the chunk at the offset
-        it names, gets the blob again in a new upload."""
+    def _chunk_size(self, least: int) -> int:
+        """UPLOAD_CHUNK, or less where the registry refused it, or more where it asks for more."""
+        size = UPLOAD_CHUNK if self._chunk_cap is None else min(UPLOAD_CHUNK, self._chunk_cap)
+        return max(size, least)
+
+    def _shrink(self, least: int) -> bool:
+        """Send chunks half the size from now on; False when that is below SMALLEST_CHUNK or the registry's least."""
+        smaller = self._chunk_size(least) // 2
+        if smaller < max(SMALLEST_CHUNK, least):
+            return False
+        self._chunk_cap = smaller
+        return True
+
+    def _send_chunks(self, location: str, least: int, body: IO[bytes], size: int) -> str | None:
+        """PATCH the blob chunk by chunk; the upload's location to close it at, or None when the registry takes no
+        chunk this client can send.
+
+        When a chunk breaks off, or the registry is out of step (416, or 404 for an upload whose state
+        moved on), ask the registry how much it has (the upload's Range) and go on from there; a registry
+        that cannot say gets the blob again in a new upload. A chunk refused twice at the very offset the
+        registry named was refused for what it is, not for where it starts: too large for the registry (which
+        says so with 413, or, as GHCR does over 4 MiB, with 416), or sent after a `0-0` that meant one byte:
+        a new upload, in chunks half the size."""
         offset, setbacks = 0, 0
         named: int | None = None  # the offset the registry last said to go on from
         while offset < size:
             body.seek(offset)
-            chunk = body.read(UPLOAD_CHUNK)
-            answer = self._request("PATCH", location, ok=(202, 404, 416), data=chunk,
+            chunk = body.read(self._chunk_size(least))
+            answer = self._request("PATCH", location, ok=(202, 404, 413, 416), data=chunk,
                                    headers={"Content-Type": "application/octet-stream",
                                             "Content-Range": f"{offset}-{offset + len(chunk) - 1}"})
             if answer.status_code == 202:
@@ -253,14 +313,14 @@ class RemoteRepository:
             if setbacks > RETRIES:
                 raise RegistryError(f"{self}: the upload kept falling out of step with the registry")
             status = self._upload_status(location, size)
-            # NOTE: refused again at the very offset it named, the registry's word cannot be followed
-            # (its `0-0` meant one byte, not none): asking again would only repeat it
-            if status is None or status[1] == offset == named:
-                restarted = self._request("POST", "/blobs/uploads/", ok=(202,))
-                location, offset, named = self._absolute(restarted.headers.get("Location", "")), 0, None
+            if answer.status_code == 413 or (status is not None and status[1] == offset == named):
+                if not self._shrink(least):
+                    return None
+                setbacks, status = 0, None  # NOTE: halving ends by itself, so it does not count as a setback
+            if status is None:
+                (location, least), offset, named = self._start_upload(), 0, None
             else:
-                location, offset = status
-                named = offset
+                (location, offset), named = status, status[1]
         return location
 
     def _upload_status(self, location: str, size: int) -> tuple[str, int] | None:
