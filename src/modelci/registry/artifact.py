@@ -3,22 +3,27 @@
 `model.onnx` is the weight layer; every other file is a doc layer (metrics, data report, parity,
 golden samples, schema, report), each named by the `org.cncf.model.filepath` annotation. modelci's
 own facts travel as manifest annotations. The order of writing makes a tag safe to trust: blobs
-first, then the config and the manifest, and only then the tags.
+first, then the config and the manifest, and only then the tags. A tag that reads as a version is a
+release and never moves (see `_put_remote` for what that takes on a remote registry). The same files
+and annotations make the same artifact, to the byte: `created` comes from the commit, not the clock.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
-import tempfile
+import subprocess
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from modelci.errors import RegistryError, UsageError
-from modelci.registry.layout import Descriptor, OciLayout, sha256_digest
+from modelci.registry import destination as destinations
+from modelci.registry.destination import MANIFEST_FILE
+from modelci.registry.layout import Descriptor, OciLayout, TagTaken, sha256_digest
 from modelci.registry.reference import Reference, parse_reference
 from modelci.registry.remote import RemoteRepository
 
@@ -29,11 +34,20 @@ WEIGHT_MEDIA_TYPE = "application/vnd.cncf.model.weight.v1.raw"
 DOC_MEDIA_TYPE = "application/vnd.cncf.model.doc.v1.raw"
 FILEPATH = "org.cncf.model.filepath"
 CREATED = "org.opencontainers.image.created"
+REVISION = "org.opencontainers.image.revision"
 WEIGHT_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"  # written beside the files by pull
 # modelci's own manifest annotations.
 ANNOTATION_PREFIX = "io.modelci."
-VERSION_TAG = re.compile(r"^v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")  # a release: never moved once set
+# A release, never moved once set: every tag that reads as a version (v1.2.3, V1.2, 1.2.3, v2.0.0-rc.1, 2.0.0rc1).
+# NOTE: not a bare major (v1), which by convention moves with each release, as an action's @v1 does.
+VERSION_TAG = re.compile(r"^[vV]?\d+(?:\.\d+)+(?:[-._]?[0-9A-Za-z][0-9A-Za-z._-]*)?$")
+# NOTE: how long a remote registry is given to settle before a version tag is read back (`_confirm`)
+SETTLE_SECONDS = 1.0
+COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+class TagLost(UsageError):
+    """Another run wrote the same version tag at the same time, and its write came last."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
         raise UsageError(f"cannot push missing files: {', '.join(missing)}")
     layout = open_layout(reference, create=True)
     layers = [_layer(layout, f) for f in sorted(files, key=lambda f: (f.name != WEIGHT_FILE, f.name))]
-    annotations = {CREATED: _created(layout, tags, layers, annotations)} | annotations
+    annotations = {CREATED: _created(layout, tags, files, layers, annotations)} | annotations
     config_bytes = json.dumps(_model_config(layers, annotations), sort_keys=True).encode()
     config_digest, config_size = layout.put_bytes(config_bytes)
     manifest = {
@@ -98,15 +112,52 @@ def push_files(files: list[Path], reference: Reference, tags: list[str], annotat
         "annotations": annotations,
     }
     data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    _check_version_tags(layout, sha256_digest(data), tags, force=force)
-    stored = layout.put_manifest(data, MANIFEST_MEDIA_TYPE, tags)
+    if isinstance(layout, OciLayout):
+        stored = layout.put_manifest(data, MANIFEST_MEDIA_TYPE, tags, protected=_protected(tags, force))
+    else:
+        stored = _put_remote(layout, data, MANIFEST_MEDIA_TYPE, tags, force=force)
     return Descriptor(MANIFEST_MEDIA_TYPE, stored.digest, stored.size, artifact_type=ARTIFACT_TYPE)
 
 
-def _created(store: Store, tags: list[str], layers: list[Descriptor], annotations: dict[str, str]) -> str:
-    """Now; or, when one of the tags already names these very files with these annotations, that
-    artifact's creation time, so that pushing it again makes the same artifact: the same digest,
-    nothing sent, no version tag moved."""
+def folder_files(directory: Path) -> list[Path]:
+    """The files of a folder that `modelci push` publishes: its files, not hidden ones nor subfolders.
+
+    A link to a file outside the folder is refused, not followed: what it points at would be published."""
+    root = directory.resolve()
+    files, leaving = [], []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            leaving.append(f"{path.name} -> {os.readlink(path)}")
+        files.append(path)
+    if leaving:
+        raise UsageError(f"{directory}: links that lead out of the folder would publish what they point at: "
+                         f"{', '.join(leaving)}", hint="copy those files into the folder, or remove the links")
+    return files
+
+
+def _created(store: Store, tags: list[str], files: list[Path], layers: list[Descriptor],
+             annotations: dict[str, str]) -> str:
+    """When the artifact was made, the same for the same inputs, so that pushing them again (a retry, a
+    rerun) makes the same artifact: the same digest, nothing sent, no version tag moved.
+
+    The creation time of the artifact a tag already names, when it has these very files and annotations;
+    else SOURCE_DATE_EPOCH; else the commit's time (the revision annotation, or the HEAD of the checkout
+    that holds the files), as reproducible builds do; else the newest file's modification time."""
+    earlier = _created_earlier(store, tags, layers, annotations)
+    if earlier is not None:
+        return earlier
+    seconds = _source_date_epoch()
+    if seconds is None:
+        seconds = _commit_time(files[0].resolve().parent, annotations.get(REVISION))
+    if seconds is None:
+        seconds = int(max(f.stat().st_mtime for f in files))
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _created_earlier(store: Store, tags: list[str], layers: list[Descriptor],
+                     annotations: dict[str, str]) -> str | None:
     wanted = [layer.to_json() for layer in layers]
     for tag in tags:
         existing = store.resolve(tag)
@@ -118,18 +169,77 @@ def _created(store: Store, tags: list[str], layers: list[Descriptor], annotation
         created = earlier.pop(CREATED, None)
         if isinstance(created, str) and manifest.get("layers") == wanted and earlier == annotations:
             return created
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None
 
 
-def _check_version_tags(store: Store, digest: str, tags: list[str], *, force: bool) -> None:
-    """A version tag (v1.2.3) that names another manifest is never moved, unless `force`: a release must
-    keep meaning what it meant. Checked for every tag before any moves."""
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since 1970",
+                         hint="e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct), or unset it")
+    return int(value)
+
+
+def _commit_time(folder: Path, revision: str | None) -> int | None:
+    """The committer time of the revision (HEAD when none is named) in the git checkout holding `folder`."""
+    commit = revision or "HEAD"
+    if commit != "HEAD" and not COMMIT.match(commit):  # NOTE: nothing that git could take for an option
+        return None
+    try:
+        done = subprocess.run(["git", "log", "-1", "--format=%ct", commit, "--"], cwd=folder, capture_output=True,
+                              text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    seconds = done.stdout.strip()
+    return int(seconds) if done.returncode == 0 and seconds.isdigit() else None
+
+
+def _protected(tags: list[str], force: bool) -> list[str]:
+    """The tags that must not move: every version tag, unless `force`."""
+    return [] if force else [tag for tag in tags if VERSION_TAG.match(tag)]
+
+
+def _check_version_tags(store: Store, digest: str, tags: list[str]) -> None:
+    """Refuse a protected tag that names another manifest (see `_protected`)."""
     for tag in tags:
-        if VERSION_TAG.match(tag) and not force:
-            existing = store.resolve(tag)
-            if existing is not None and existing.digest != digest:
-                raise UsageError(f"{tag} already names {existing.digest} in {store}; version tags never move",
-                                 hint="release a new version, or pass --force to move it anyway")
+        existing = store.resolve(tag)
+        if existing is not None and existing.digest != digest:
+            raise TagTaken(tag, existing.digest, store)
+
+
+def _put_remote(store: RemoteRepository, data: bytes, media_type: str, tags: list[str], *,
+                force: bool) -> Descriptor:
+    """Put the manifest under each tag of a remote repository; version tags first, and confirmed.
+
+    NOTE: a registry has no compare-and-swap for tags, so two runs can both find a version tag free
+    and both write it. The check comes immediately before the write, and after the write the tag is
+    read back once the registry has settled: the run whose digest it does not name has lost. Where
+    a registry has immutable tags (ECR, Harbor), they close the gap for good.
+    """
+    versions = [tag for tag in tags if VERSION_TAG.match(tag)]
+    if not versions:
+        return store.put_manifest(data, media_type, tags)
+    _check_version_tags(store, sha256_digest(data), _protected(versions, force))
+    descriptor = store.put_manifest(data, media_type, versions)
+    _confirm(store, descriptor.digest, versions)
+    others = [tag for tag in tags if tag not in versions]
+    if others:
+        store.put_manifest(data, media_type, others)
+    return descriptor
+
+
+def _confirm(store: RemoteRepository, digest: str, tags: list[str]) -> None:
+    time.sleep(SETTLE_SECONDS)
+    for tag in tags:
+        current = store.resolve(tag)
+        if current is None or current.digest != digest:
+            named = "nothing" if current is None else current.digest
+            raise TagLost(f"{tag} names {named} in {store}: another run wrote it at the same time, and its write "
+                          f"came last; this run's artifact {digest} is stored, not tagged {tag}, and no other tag "
+                          "moved", hint="version tags never move: release a new version; turn on the registry's "
+                                        "immutable tags where it has them (ECR, Harbor)")
 
 
 def promote(source: Reference, targets: list[str], *, force: bool = False) -> Descriptor:
@@ -152,26 +262,26 @@ def promote(source: Reference, targets: list[str], *, force: bool = False) -> De
                              hint="pull the artifact and push it to the other registry")
         key = str(reference.path or reference.repository)
         by_store.setdefault(key, (reference, []))[1].append(reference.tag)
-    for reference, tags in by_store.values():
-        target_store = open_layout(reference, create=False)
-        _check_version_tags(target_store, descriptor.digest, tags, force=force)
-        if reference.repository == source.repository:
-            target_store.set_tags(descriptor, tags)
-        else:
-            _mount(store, target_store, descriptor, tags)
+    stores = [(open_layout(reference, create=False), reference, tags) for reference, tags in by_store.values()]
+    for target_store, _, tags in stores:  # NOTE: refused as a whole, before any tag moves
+        _check_version_tags(target_store, descriptor.digest, _protected(tags, force))
+    for target_store, reference, tags in stores:
+        if isinstance(target_store, OciLayout):
+            # NOTE: checked again under the lock of the write: of two runs racing for a tag, one loses
+            target_store.set_tags(descriptor, tags, protected=_protected(tags, force))
+            continue
+        data = _stored(store, descriptor)
+        if reference.repository != source.repository:
+            _mount(store, target_store, json.loads(data))
+        _put_remote(target_store, data, descriptor.media_type, tags, force=force)
     return descriptor
 
 
-def _mount(source: Store, target: Store, descriptor: Descriptor, tags: list[str]) -> None:
-    """Tag the artifact in another repository of the same registry, its blobs mounted rather than copied."""
+def _mount(source: Store, target: RemoteRepository, manifest: dict[str, Any]) -> None:
+    """Link the manifest's blobs into another repository of the same registry, rather than copying them."""
     assert isinstance(source, RemoteRepository)
-    assert isinstance(target, RemoteRepository)
-    data = source.manifest(descriptor.digest)
-    assert data is not None
-    manifest = json.loads(data)
     for blob in [manifest["config"], *manifest["layers"]]:
         target.mount(Descriptor.from_json(blob), source)
-    target.put_manifest(data, descriptor.media_type, tags)
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -193,17 +303,25 @@ def _manifest(layout: Store, descriptor: Descriptor) -> dict[str, Any]:
     return _manifest_as_stored(layout, descriptor)[1]
 
 
-def _manifest_as_stored(layout: Store, descriptor: Descriptor) -> tuple[bytes, dict[str, Any]]:
-    """A model artifact's manifest: its bytes, whose digest is the artifact's, and what they say."""
+def _stored(layout: Store, descriptor: Descriptor) -> bytes:
     data = layout.manifest(descriptor.digest)
     if data is None:
         raise RegistryError(f"{layout}: manifest {descriptor.digest} is missing")
+    return data
+
+
+def _manifest_as_stored(layout: Store, descriptor: Descriptor) -> tuple[bytes, dict[str, Any]]:
+    """A model artifact's manifest: its bytes, whose digest is the artifact's, and what they say."""
+    data = _stored(layout, descriptor)
+    return data, _model_manifest(data, descriptor.digest)
+
+
+def _model_manifest(data: bytes, digest: str) -> dict[str, Any]:
     manifest = json.loads(data)
     config_type = manifest.get("config", {}).get("mediaType")
     if manifest.get("artifactType") != ARTIFACT_TYPE and config_type != CONFIG_MEDIA_TYPE:
-        raise RegistryError(f"{descriptor.digest} is not a model artifact (artifactType "
-                            f"{manifest.get('artifactType')!r})")
-    return data, dict(manifest)
+        raise RegistryError(f"{digest} is not a model artifact (artifactType {manifest.get('artifactType')!r})")
+    return dict(manifest)
 
 
 def _safe_name(layer: dict[str, Any]) -> str:
@@ -214,32 +332,35 @@ def _safe_name(layer: dict[str, Any]) -> str:
     return name
 
 
+def _files_of(data: bytes) -> dict[str, Descriptor]:
+    """The files a model artifact's manifest names, by file name."""
+    files: dict[str, Descriptor] = {}
+    for layer in _model_manifest(data, sha256_digest(data))["layers"]:
+        name = _safe_name(layer)
+        if name in files or name == MANIFEST_FILE:
+            raise RegistryError(f"layer {layer.get('digest')} has the file path {name!r} of another file")
+        files[name] = Descriptor.from_json(layer)
+    return files
+
+
 def pull(reference: Reference, destination: Path) -> Pulled:
-    """Pull an artifact into `destination`, replacing it whole only after every blob verified."""
+    """Pull an artifact into `destination`: a new or empty folder, or an earlier pull, which is replaced whole
+    once every blob is verified; never a folder with files of anyone else's (see `destination.inspect`)."""
+    target = destinations.inspect(destination, _files_of)
     descriptor = resolve(reference)
     if descriptor is None:
         raise UsageError(f"{reference}: no such artifact", hint="check the tag; `modelci push` creates it")
     layout = open_layout(reference, create=False)
     data, manifest = _manifest_as_stored(layout, descriptor)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        names = []
-        for layer in manifest["layers"]:
-            name = _safe_name(layer)
-            with (staging / name).open("wb") as handle:
-                layout.copy_blob(Descriptor.from_json(layer), handle)
-            names.append(name)
+    files = _files_of(data)
+    with destinations.staged(target) as staging:
+        for name, layer in files.items():
+            with (staging / name).open("xb") as handle:
+                layout.copy_blob(layer, handle)
         # NOTE: as stored, so that its digest is still the artifact's (a server serving the folder reports it)
         (staging / MANIFEST_FILE).write_bytes(data)
-        if destination.exists():
-            shutil.rmtree(destination)
-        staging.rename(destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Pulled(reference.with_digest(descriptor.digest), descriptor.digest,
-                  dict(manifest.get("annotations") or {}), names)
+                  dict(manifest.get("annotations") or {}), list(files))
 
 
 def annotations_of(reference: Reference) -> dict[str, str]:

@@ -14,6 +14,8 @@ from modelci.options import config_option
 if TYPE_CHECKING:
     from modelci.registry.reference import Reference
 
+FORCE_HELP = "Move a version tag (v1.2.3, 1.2, v2.0.0-rc.1: any tag that reads as a version) naming another artifact."
+
 
 def credentials(function: Any) -> Any:
     """--username and --password-stdin, for every command that talks to a registry."""
@@ -37,19 +39,22 @@ def _use(username: str | None, password_stdin: bool) -> None:
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG or HOST/REPO:TAG.")
-@click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @credentials
 def push(directory: Path, target: str, force: bool, username: str | None, password_stdin: bool) -> None:
-    """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact."""
+    """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact.
+
+    Links that lead out of DIRECTORY are refused. The same files make the same artifact (its `created`
+    time is SOURCE_DATE_EPOCH, else the commit's), so a retried push gives the same digest."""
     _use(username, password_stdin)
     from modelci.errors import UsageError
-    from modelci.registry.artifact import push_files
+    from modelci.registry.artifact import folder_files, push_files
     from modelci.registry.reference import parse_reference
 
     reference = parse_reference(target)
     if not reference.tag:
         raise UsageError(f"{target}: name the tag to push to", hint="e.g. --to oci:.modelci/registry:v1")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = folder_files(directory)
     descriptor = push_files(files, reference, [reference.tag], {}, force=force)
     github.set_output("digest", descriptor.digest)
     github.log(f"pushed {len(files)} files to {reference} = {descriptor.digest}")
@@ -59,7 +64,8 @@ def push(directory: Path, target: str, force: bool, username: str | None, passwo
 @click.command()
 @click.argument("reference_text", metavar="REF")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write the artifact's files to (replaced whole).")
+              help="Folder to write the artifact's files to: a new or empty folder, or an earlier pull (replaced "
+                   "whole). A folder with other files is refused.")
 @credentials
 def pull(reference_text: str, output: Path, username: str | None, password_stdin: bool) -> None:
     """Pull the model artifact REF into a folder, verifying every file against its digest."""
@@ -76,7 +82,7 @@ def pull(reference_text: str, output: Path, username: str | None, password_stdin
 @click.command()
 @click.argument("source", metavar="REF")
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
-@click.option("--force", is_flag=True, help="Move a version tag (v1.2.3) that already names another artifact.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @config_option
 @credentials
 def promote(source: str, tags: tuple[str, ...], force: bool, config_path: Path | None, username: str | None,

@@ -3,7 +3,8 @@
 Blobs are content-addressed and written whole (temporary file, then rename), so they can never be
 half-written. `index.json`, which maps tags to manifests, is rewritten under an exclusive lock on
 the `oci-layout` file (which is never replaced), and replaced in one rename: two writers cannot
-lose each other's tags, and a reader always sees a whole index.
+lose each other's tags, and a reader always sees a whole index. Tags that must never move (releases)
+are checked under the same lock as the write, so two writers cannot both take one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,15 @@ class Descriptor:
 
 def sha256_digest(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+class TagTaken(UsageError):
+    """A tag that never moves (a release) already names another manifest."""
+
+    def __init__(self, tag: str, existing: str, store: object) -> None:
+        super().__init__(f"{tag} already names {existing} in {store}; version tags never move",
+                         hint="release a new version, or pass --force to move it anyway")
+        self.tag, self.existing = tag, existing
 
 
 class OciLayout:
@@ -161,12 +171,13 @@ class OciLayout:
     def __str__(self) -> str:
         return f"oci:{self.root}"
 
-    def put_manifest(self, data: bytes, media_type: str, tags: list[str]) -> Descriptor:
-        """Store the manifest (its blobs must be here), then point the tags at it."""
+    def put_manifest(self, data: bytes, media_type: str, tags: list[str], *,
+                     protected: Collection[str] = ()) -> Descriptor:
+        """Store the manifest (its blobs must be here), then point the tags at it (see `set_tags`)."""
         digest, size = self.put_bytes(data)
         descriptor = Descriptor(media_type, digest, size)
         if tags:
-            self.set_tags(descriptor, tags)
+            self.set_tags(descriptor, tags, protected=protected)
         return descriptor
 
     def manifest(self, digest: str) -> bytes | None:
@@ -214,12 +225,21 @@ class OciLayout:
     def resolve(self, tag: str) -> Descriptor | None:
         return self.tags().get(tag)
 
-    def set_tags(self, descriptor: Descriptor, tags: list[str]) -> None:
-        """Point each tag at the manifest, in one update of the index. The manifest must exist."""
+    def set_tags(self, descriptor: Descriptor, tags: list[str], *, protected: Collection[str] = ()) -> None:
+        """Point each tag at the manifest, in one update of the index. The manifest must exist.
+
+        A tag in `protected` that already names another manifest raises TagTaken and no tag moves.
+        NOTE: checked under the lock of the write, so of two writers racing for one such tag, one loses.
+        """
         if not self.has_blob(descriptor.digest):
             raise RegistryError(f"refusing to tag {descriptor.digest}: the manifest is not in {self.root}")
         with self._locked():
-            manifests = [m for m in self._read_index() if (m.get("annotations") or {}).get(REF_NAME) not in tags]
+            current = self._read_index()
+            for entry in current:
+                tag = (entry.get("annotations") or {}).get(REF_NAME)
+                if tag in protected and tag in tags and entry.get("digest") != descriptor.digest:
+                    raise TagTaken(tag, str(entry.get("digest")), self)
+            manifests = [m for m in current if (m.get("annotations") or {}).get(REF_NAME) not in tags]
             for tag in tags:
                 tagged = Descriptor(descriptor.media_type, descriptor.digest, descriptor.size,
                                     {REF_NAME: tag}, descriptor.artifact_type)

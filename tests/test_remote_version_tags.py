@@ -1,0 +1,86 @@
+"""Version tags on a real remote registry (Debian's docker-registry): writers racing for one tag, one wins.
+
+A registry has no compare-and-swap for tags; modelci checks immediately before the write and reads
+the tag back once the registry has settled, so of several writers started together exactly one
+exits 0, and the tag names its artifact.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelci.errors import UsageError
+from modelci.registry.artifact import promote, push_files, resolve
+from modelci.registry.reference import parse_reference
+from test_remote import REGISTRY_BINARY, _serve, artifact_files
+
+pytestmark = pytest.mark.skipif(not Path(REGISTRY_BINARY).exists(),
+                                reason="needs Debian's docker-registry (apt-get install docker-registry)")
+
+ROUNDS, WRITERS = 5, 3
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    for served in _serve(tmp_path_factory.mktemp("registry")):
+        yield served.host
+
+
+def _write(kind: str, host: str, repository: str, folder: Path, tag: str, barrier: threading.Barrier) -> str:
+    """One writer: the digest it tagged, or "lost" with the reason."""
+    files = artifact_files(folder, size=2000)
+    # NOTE: every file of its own: writers uploading one new blob at once are another race (the registry's)
+    files[0].write_bytes(folder.name.encode() + files[0].read_bytes())
+    files[1].write_text(f'{{"writer": "{folder.name}"}}')
+    reference = parse_reference(f"{host}/{repository}:{tag}")
+    source = push_files(files, reference, [f"sha-{folder.name}"], {}) if kind == "promote" else None
+    barrier.wait(timeout=30)
+    try:
+        if source is not None:
+            return promote(reference.with_digest(source.digest), [tag]).digest
+        return push_files(files, reference, [tag], {}).digest
+    except UsageError as exc:
+        return f"lost: {exc.message}"
+
+
+@pytest.mark.parametrize("kind", ["push", "promote"])
+def test_writers_racing_for_a_version_tag_leave_one_winner(registry: str, tmp_path: Path, kind: str) -> None:
+    repository = f"acme/race-{uuid.uuid4().hex[:8]}"
+    barriers = [threading.Barrier(WRITERS) for _ in range(ROUNDS)]
+    outcomes: dict[tuple[int, int], str] = {}
+
+    def writer(r: int, i: int) -> None:
+        outcomes[r, i] = _write(kind, registry, repository, tmp_path / f"w{r}{i}", f"v2.0.{r}", barriers[r])
+
+    threads = [threading.Thread(target=writer, args=(r, i)) for r in range(ROUNDS) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == ROUNDS * WRITERS  # every writer ended
+    for r in range(ROUNDS):
+        results = [outcomes[r, i] for i in range(WRITERS)]
+        winners = [result for result in results if not result.startswith("lost")]
+        assert len(winners) == 1, f"v2.0.{r}: {results}"
+        tagged = resolve(parse_reference(f"{registry}/{repository}:v2.0.{r}"))
+        assert tagged is not None
+        assert tagged.digest == winners[0]
+        losses = [result for result in results if result.startswith("lost")]
+        assert all("already names" in loss or "another run wrote it at the same time" in loss for loss in losses)
+
+
+def test_a_version_tag_taken_before_is_refused_and_nothing_moves(  # type: ignore[no-untyped-def]
+        cli, registry: str, tmp_path: Path) -> None:
+    repository = f"{registry}/acme/taken-{uuid.uuid4().hex[:8]}"
+    first = push_files(artifact_files(tmp_path / "a", size=1000), parse_reference(f"{repository}:v3.1"),
+                       ["v3.1"], {})
+    push_files(artifact_files(tmp_path / "b", size=1001), parse_reference(f"{repository}:sha-b"), ["sha-b"], {})
+    refused = cli("promote", f"{repository}:sha-b", "prod", "v3.1")
+    assert refused.code == 2
+    assert f"v3.1 already names {first.digest}" in refused.err
+    assert resolve(parse_reference(f"{repository}:prod")) is None  # refused as a whole
