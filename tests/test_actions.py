@@ -152,3 +152,50 @@ def test_the_readme_names_every_input(path: Path) -> None:
     inputs = document["inputs"] if "inputs" in document else document[True]["workflow_call"]["inputs"]
     for key in inputs:
         assert f"`{key}`" in readme, f"{name(path)}: the README does not document input {key}"
+
+
+PULL_REQUEST = ROOT / ".github" / "workflows" / "pull-request.yml"
+# What may write to a registry: publishing, and the actions that push or move tags
+WRITING_STEPS = ("modelci/modelci/actions/push@", "modelci/modelci/actions/promote@", "modelci/modelci/actions/deploy@")
+
+
+def secrets_used(document: object) -> set[str]:
+    """The names of every `secrets.NAME` an expression in a parsed workflow or job mentions."""
+    return set(re.findall(r"secrets\.([A-Za-z0-9_-]+)", yaml.safe_dump(document)))
+
+
+def test_the_job_that_runs_a_pull_requests_code_can_read_the_registry_and_never_write_to_it() -> None:
+    workflow = load(PULL_REQUEST)
+    declared = workflow[True]["workflow_call"]["secrets"]
+    for key, spec in declared.items():
+        assert key.startswith("registry-read-"), \
+            f"pull-request.yml takes the secret {key}; the pull request's code runs with it: take read-only ones only"
+        assert "read-only" in spec["description"], f"pull-request.yml: say that {key} must be read-only"
+    for job_name, job in workflow["jobs"].items():
+        # NOTE: the called job's permissions bound the workflow's token, whatever the caller grants
+        assert job["permissions"].get("packages") in (None, "read"), f"job {job_name}'s token could push to ghcr.io"
+        assert job.get("secrets") != "inherit"
+        assert secrets_used(job) <= set(declared), f"job {job_name} uses secrets it did not declare read-only"
+        for step in job["steps"]:
+            uses = step.get("uses", "")
+            assert not uses.startswith(WRITING_STEPS), f"job {job_name} writes to the registry ({uses})"
+            if uses.startswith("modelci/modelci@"):
+                assert step["with"].get("publish") == "false", f"job {job_name} must say that it publishes nothing"
+
+
+@pytest.mark.parametrize("example", sorted(ROOT.glob("examples/workflows/*.yml")), ids=name)
+def test_an_example_gives_the_pull_request_check_no_write_access_to_the_registry(example: Path) -> None:
+    declared = set(load(PULL_REQUEST)[True]["workflow_call"]["secrets"])
+    for job in load(example)["jobs"].values():
+        if job["uses"].split("@")[0] != "modelci/modelci/.github/workflows/pull-request.yml":
+            continue
+        assert job["permissions"].get("packages") == "read"
+        assert job.get("secrets") != "inherit"
+        assert set(job.get("secrets") or {}) <= declared
+
+
+@pytest.mark.parametrize("path", REUSABLE, ids=name)
+def test_the_readme_names_every_secret(path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    for key in load(path)[True]["workflow_call"].get("secrets") or {}:
+        assert f"`{key}`" in readme, f"{name(path)}: the README does not document the secret {key}"

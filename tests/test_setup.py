@@ -1,20 +1,25 @@
-"""The setup action's install.sh on a runner whose system Python is externally managed (PEP 668),
-as ubuntu-latest's is: modelci goes into a virtual environment of its own, which keeps the
-packages the system already has (its torch among them), and a second run installs nothing."""
+"""The setup action's install.sh, run as the action runs it against Debian's python3: modelci goes
+into a virtual environment of the job's own (in RUNNER_TEMP), which sees the runner's Python's
+packages (its torch among them) after its own; a modelci that an earlier job left in the runner's
+Python, in ~/.local or in the environment itself is never run; a second action in the same job
+installs nothing."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 import modelci
 
 ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ROOT / "actions" / "setup" / "install.sh"
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 
@@ -36,50 +41,169 @@ def system_packages(tmp_path: Path) -> Path:
     return packages
 
 
+@pytest.fixture
+def runner(tmp_path: Path) -> Path:
+    """RUNNER_TEMP, with the runner user's home beside it."""
+    (tmp_path / "runner" / "home").mkdir(parents=True)
+    return tmp_path / "runner"
+
+
 def install(python: Path, runner: Path, system_packages: Path) -> tuple[subprocess.CompletedProcess[str], str, str]:
     """install.sh as the action runs it: the GITHUB_PATH line it wrote and its `python` output."""
     path_file, output_file = runner / "path", runner / "output"
     path_file.write_text("")
     output_file.write_text("")
     env = {**os.environ, "MODELCI_PYTHON": str(python), "RUNNER_TEMP": str(runner), "GITHUB_PATH": str(path_file),
-           "GITHUB_OUTPUT": str(output_file), "PYTHONPATH": str(system_packages)}
+           "GITHUB_OUTPUT": str(output_file), "PYTHONPATH": str(system_packages), "HOME": str(runner / "home")}
     env.pop("VIRTUAL_ENV", None)
-    done = subprocess.run(["bash", str(ROOT / "actions" / "setup" / "install.sh")], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+    done = subprocess.run(["bash", str(INSTALL)], env=env, capture_output=True, text=True, timeout=600, check=False)
     outputs = dict(line.split("=", 1) for line in output_file.read_text().splitlines())
     return done, path_file.read_text().strip(), outputs.get("python", "")
 
 
+def modelci_on_path(path: str, runner: Path, system_packages: Path) -> str:
+    """`modelci --version` as a later step runs it, from the folder install.sh put on the PATH."""
+    env = {**os.environ, "PATH": f"{path}{os.pathsep}/usr/bin:/bin", "PYTHONPATH": str(system_packages),
+           "HOME": str(runner / "home")}
+    env.pop("VIRTUAL_ENV", None)
+    return subprocess.run(["modelci", "--version"], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def plant(site: Path, ran: Path) -> None:
+    """A modelci of this very version, as a pull request's job could leave it: importing it, or
+    running its `modelci`, leaves the file `ran`."""
+    package, dist = site / "modelci", site / f"modelci-{modelci.__version__}.dist-info"
+    package.mkdir(parents=True)
+    dist.mkdir()
+    (package / "__init__.py").write_text(f'__version__ = "{modelci.__version__}"\n'
+                                         f'open({str(ran)!r}, "a").write("planted code ran")\n')
+    (package / "__main__.py").write_text("def entry_point():\n    print('modelci, planted')\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: modelci\nVersion: {modelci.__version__}\n")
+    (dist / "RECORD").write_text("")
+
+
+def site_packages(base: Path) -> Path:
+    """Where Debian's python3, or a virtual environment made from it, keeps packages under base."""
+    version = subprocess.run([DEBIAN_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return base / "lib" / f"python{version}" / "site-packages"
+
+
 @pytest.mark.slow
-def test_an_externally_managed_python_gets_a_virtual_environment_that_keeps_its_torch(
-        tmp_path: Path, system_packages: Path) -> None:
+def test_a_job_gets_an_environment_of_its_own_that_keeps_the_runners_torch_and_is_reused_only_unchanged(
+        runner: Path, system_packages: Path, tmp_path: Path) -> None:
     assert externally_managed(DEBIAN_PYTHON), "the test needs Debian's python3, which is externally managed"
-    runner = tmp_path / "runner"
-    runner.mkdir()
-    first, scripts, python = install(DEBIAN_PYTHON, runner, system_packages)
+    first, path, python = install(DEBIAN_PYTHON, runner, system_packages)
     assert first.returncode == 0, first.stderr
     venv = runner / "modelci-venv"
     assert python == str(venv / "bin" / "python")
-    assert scripts == str(venv / "bin")
+    assert path == str(venv / "path")  # modelci alone: the environment's python and pip stay off the PATH
+    assert sorted(p.name for p in (venv / "path").iterdir()) == ["modelci"]
     assert f"modelci {modelci.__version__}: installing from {ROOT} into {venv}" in first.stdout
+    assert modelci.__version__ in modelci_on_path(path, runner, system_packages)
     # the system's packages stay visible to it, a GPU runner's CUDA torch among them
-    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
-
     env = {**os.environ, "PYTHONPATH": str(system_packages)}
-    version = subprocess.run([venv / "bin" / "modelci", "--version"], env=env, capture_output=True, text=True,
-                             check=True)
-    assert modelci.__version__ in version.stdout
     torch = subprocess.run([python, "-c", "import torch; print(torch.__file__)"], env=env, capture_output=True,
                            text=True, check=True)
     assert torch.stdout.startswith(str(system_packages))  # the system's torch, not one pip put in the venv
 
-    again, _, python_again = install(DEBIAN_PYTHON, runner, system_packages)
+    # a second modelci action in the same job
+    again, path_again, python_again = install(DEBIAN_PYTHON, runner, system_packages)
     assert again.returncode == 0, again.stderr
-    assert "installing" not in again.stdout  # that version is there already
-    assert python_again == python
+    assert "installing" not in again.stdout
+    assert (path_again, python_again) == (path, python)
+    # ... that was given the setup action's `python` output as its python
+    passed_back, _, python_passed_back = install(Path(python), runner, system_packages)
+    assert passed_back.returncode == 0, passed_back.stderr
+    assert "installing" not in passed_back.stdout
+    assert python_passed_back == python
+
+    # modelci in the environment changed since it was installed: it is installed again, never run
+    ran = tmp_path / "ran"
+    cli = site_packages(venv) / "modelci" / "cli.py"
+    cli.write_text(f"{cli.read_text()}\nopen({str(ran)!r}, 'a').write('tampered code ran')\n")
+    tampered, path, _ = install(DEBIAN_PYTHON, runner, system_packages)
+    assert tampered.returncode == 0, tampered.stderr
+    assert f"::warning::modelci: modelci/cli.py is not this action's, in {venv}: installing modelci again" \
+        in tampered.stdout
+    assert modelci.__version__ in modelci_on_path(path, runner, system_packages)
+    assert not ran.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["the runner's Python", "the runner user's ~/.local"])
+def test_a_modelci_of_the_same_version_that_an_earlier_job_planted_is_never_run(
+        where: str, runner: Path, system_packages: Path, tmp_path: Path) -> None:
+    # the runner's Python: a virtual environment of the runner user's own, as deploy/gpu-runners.md
+    # sets one up for the CUDA torch, and writable by every job; here it holds a GPU package stand-in
+    runners_python = tmp_path / "runners-python"
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", runners_python], check=True)
+    (site_packages(runners_python) / "gpu_stand_in.py").write_text("")
+    ran = tmp_path / "ran"
+    if where == "the runner's Python":
+        plant(site_packages(runners_python), ran)
+    else:
+        plant(runner / "home" / ".local" / site_packages(Path()), ran)
+    python = DEBIAN_PYTHON if "local" in where else runners_python / "bin" / "python"
+
+    done, path, job_python = install(python, runner, system_packages)
+    assert done.returncode == 0, done.stderr
+    assert "installing from" in done.stdout
+    assert not ran.exists()
+    version = modelci_on_path(path, runner, system_packages)
+    assert modelci.__version__ in version
+    assert "planted" not in version
+    env = {**os.environ, "PYTHONPATH": str(system_packages), "HOME": str(runner / "home")}
+    probe = "import gpu_stand_in, modelci; print(modelci.__file__)" if python != DEBIAN_PYTHON else \
+        "import modelci; print(modelci.__file__)"
+    found = subprocess.run([job_python, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.startswith(str(runner / "modelci-venv"))  # the runner's packages seen, its modelci not
+    assert not ran.exists()
 
 
 def test_a_python_that_is_not_there_is_named(tmp_path: Path) -> None:
     done, _, _ = install(Path(sys.prefix) / "no-such-python", tmp_path, tmp_path)
     assert done.returncode == 2
     assert f"::error::modelci: no '{Path(sys.prefix) / 'no-such-python'}' on this runner" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def installer() -> ModuleType:
+    """actions/setup/install.py, the script, as a module."""
+    spec = importlib.util.spec_from_file_location("install", ROOT / "actions" / "setup" / "install.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tamper_nothing(package: Path) -> None:
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"bytecode is not compared: it is dropped")
+
+
+@pytest.mark.parametrize(("tamper", "found"), [
+    (tamper_nothing, None),
+    (lambda package: (package / "cli.py").write_text("print('changed')\n"), "cli.py"),
+    (lambda package: (package / "cli.py").write_bytes((package / "cli.py").read_bytes() + b" "), "cli.py"),
+    (lambda package: (package / "evil.py").write_text(""), "evil.py"),
+    (lambda package: (package / "sub" / "__init__.py").unlink(), "sub/__init__.py"),
+    (lambda package: (package / "sub" / "data.txt").write_text("not shipped"), "sub/data.txt"),
+    (lambda package: (package / "cli").mkdir() or (package / "cli" / "__init__.py").write_text(""),
+     "cli/__init__.py"),
+    (lambda package: (package / "cli.py").unlink() or (package / "cli.py").symlink_to(package / "__init__.py"),
+     "cli.py"),
+], ids=["unchanged", "a module changed", "a byte added", "a module added", "a module removed",
+        "a file added", "a package shadowing a module", "a link"])
+def test_an_installed_package_is_compared_file_by_file_with_its_source(
+        installer: ModuleType, tmp_path: Path, tamper: object, found: str | None) -> None:
+    source, installed = tmp_path / "source", tmp_path / "installed"
+    for package in (source, installed):
+        (package / "sub").mkdir(parents=True)
+        (package / "__init__.py").write_text('__version__ = "1"\n')
+        (package / "cli.py").write_text("def main(): ...\n")
+        (package / "sub" / "__init__.py").write_text("")
+    assert callable(tamper)
+    tamper(installed)
+    assert installer.difference(installed, source) == found
