@@ -50,6 +50,51 @@ def test_the_server_manifests_are_valid_kubernetes() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def serve_option(args: list[str], name: str) -> float:
+    """The value of `modelci serve`'s option `name` in a container's arguments, or the command's default."""
+    from modelci.serve.cli import serve
+
+    if name in args:
+        return float(args[args.index(name) + 1])
+    (default,) = [p.default for p in serve.params if p.opts == [name]]
+    return float(default)
+
+
+def pre_stop_seconds(container: dict[str, Any]) -> float:
+    hook = container.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    if "sleep" in hook:
+        return float(hook["sleep"]["seconds"])
+    command = hook["exec"]["command"]
+    assert command[0] == "sleep", f"a preStop hook this test cannot time: {command}"
+    return float(command[1])
+
+
+@pytest.mark.parametrize("which", ["kubernetes", "kserve"])
+def test_a_stopping_pod_drains_and_finishes_within_its_grace_period(which: str) -> None:
+    """preStop, then SIGTERM: the drain and the requests in flight must end before the kubelet's SIGKILL."""
+    if which == "kubernetes":
+        deployment = next(d for d in documents(DEPLOY / "kubernetes" / "modelci-serve.yaml")
+                          if d["kind"] == "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+    else:
+        runtime = {d["kind"]: d for d in documents(DEPLOY / "kserve" / "modelci-runtime.yaml")}
+        pod = runtime["ServingRuntime"]["spec"]
+    (container,) = pod["containers"]
+    grace = pod.get("terminationGracePeriodSeconds", 30)  # NOTE: Kubernetes' default
+    drain = serve_option(container["args"], "--drain-period")
+    stop = pre_stop_seconds(container) + drain + serve_option(container["args"], "--shutdown-timeout")
+    assert drain >= 5  # the few seconds kube-proxies and ingresses take to stop routing to the pod
+    assert stop + 5 <= grace
+
+
+def quick_stop(args: list[str]) -> list[str]:
+    """The container's arguments without the drain: the tests stop the server at once."""
+    at = args.index("--drain-period")
+    return [*args[:at + 1], "0", *args[at + 2:]]
+
+
 def test_the_kserve_and_runner_pods_are_valid_kubernetes() -> None:
     """KServe's kinds are custom resources, with no schema here: the pod KServe makes of them (the
     storage initializer before the runtime's container) is checked instead, as is the runner pod of
@@ -126,7 +171,8 @@ def test_the_deployments_container_serves_the_tag_with_the_secrets_credentials(
     deployment = next(d for d in documents(DEPLOY / "kubernetes" / "modelci-serve.yaml") if d["kind"] == "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port = free_port()
-    args = [{"ghcr.io/OWNER/MODEL:prod": f"{repository}:prod", "8080": str(port)}.get(a, a) for a in container["args"]]
+    args = [{"ghcr.io/OWNER/MODEL:prod": f"{repository}:prod", "8080": str(port)}.get(a, a)
+            for a in quick_stop(container["args"])]
     mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     (docker_config,) = [e["value"] for e in container["env"] if e["name"] == "DOCKER_CONFIG"]
     assert docker_config == mounted["registry"]  # the Secret's config.json is where modelci looks
@@ -156,7 +202,7 @@ def test_the_kserve_storage_initializer_pulls_what_the_runtime_serves(
     (container,) = runtime["ServingRuntime"]["spec"]["containers"]
     port = free_port()
     names = {"{{.Name}}": service["metadata"]["name"], "8080": str(port)}
-    args = [names.get(a, a).replace("/mnt/models", str(mount)) for a in container["args"]]
+    args = [names.get(a, a).replace("/mnt/models", str(mount)) for a in quick_stop(container["args"])]
     with running(args, container_env(), port) as url:
         assert answers_its_samples(url, json.loads((exported / ".modelci/out/samples.json").read_text()))
         # the artifact's version, as a server watching the tag reports it: the pulled manifest says which

@@ -60,13 +60,20 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     # batches: off, the server does 10-15% more requests at concurrency 64 (benchmarks/serve/)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    types = {"tensor(string)": "BYTES", "tensor(double)": "FP64", "tensor(int64)": "INT64"}
-    inputs = [TensorSpec(i.name, types.get(i.type, "FP32"), (-1, 1)) for i in session.get_inputs()]
-    outputs = [TensorSpec(o.name, types.get(o.type, "FP32"), (-1, *o.shape[1:])) for o in session.get_outputs()]
+    inputs = [TensorSpec(i.name, _datatype(i), (-1, 1)) for i in session.get_inputs()]
+    outputs = [TensorSpec(o.name, _datatype(o), (-1, *o.shape[1:])) for o in session.get_outputs()]
     profile = read_profile(path.parent)
     text = {spec.name: spec.datatype == "BYTES" for spec in inputs}
     drift = OnlineDrift.of_profile(profile, text) if profile else None
     return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift)
+
+
+def _datatype(tensor: Any) -> str:
+    """The protocol's datatype of an ONNX Runtime input or output; one it has none for cannot be served."""
+    found = protocol.ONNX_DATATYPES.get(tensor.type)
+    if found is None:
+        raise ValueError(f"'{tensor.name}' is a {tensor.type}, which the Open Inference Protocol cannot carry")
+    return found
 
 
 def version_of(digest: str) -> str:
@@ -83,6 +90,7 @@ class Server:
         self.metrics.drift.source = self._drift_source
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
+        self.draining = False  # NOTE: set on SIGTERM (serve.listener): ready answers 503, infer still works
         self.watcher: Watcher | None = None
         self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
@@ -130,6 +138,9 @@ class Server:
             return
         began = time.perf_counter()
         status, body, headers = await self._route(scope, receive)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]  # NOTE: one body, not chunks
+        if self.draining:  # NOTE: a keep-alive client leaves this connection while the listener is still open
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if scope["path"].endswith("/infer"):
@@ -173,6 +184,8 @@ class Server:
             return 404, _error(str(exc)), JSON
         except _TooLarge as exc:
             return 413, _error(str(exc)), JSON
+        except _Unavailable as exc:
+            return 503, _error(str(exc)), JSON
         except Exception as exc:  # NOTE: the model failed on a batch: this request fails, the server goes on
             return 500, _error(f"inference failed: {exc}"), JSON
 
@@ -200,8 +213,10 @@ class Server:
         raise _NotFound("no such endpoint")
 
     def _ready(self) -> dict[str, bool]:
+        if self.draining:
+            raise _Unavailable("stopping: requests are still served while load balancers move away")
         if not self.ready:
-            raise _NotFound("not ready")  # NOTE: a probe reads anything but 200 as not ready
+            raise _Unavailable("not ready")
         return {"ready": True}
 
     async def _infer(self, receive: Receive) -> dict[str, Any]:
@@ -210,6 +225,9 @@ class Server:
             document = json.loads(body)
         except ValueError as exc:
             raise BadRequest(f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("the body nests arrays or objects deeper than Python's JSON reader goes; "
+                             "an infer request's data is [rows, 1] at most") from None
         model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
         request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch)
         results = await self.batcher.infer(run, request.columns, request.rows)
@@ -221,6 +239,10 @@ class _NotFound(Exception):
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _Unavailable(Exception):
     pass
 
 

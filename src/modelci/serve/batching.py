@@ -3,7 +3,8 @@
 Whatever is queued when the model becomes free goes in together, up to `max_rows`, so one request
 alone waits for nothing, and under load the batches grow by themselves. `max_delay_s` can hold a
 batch open a little longer for more requests. ONNX Runtime runs in one worker thread, off the event
-loop, which keeps taking requests meanwhile.
+loop, which keeps taking requests meanwhile. A batch that fails is retried request by request, so
+one request never fails the others.
 """
 
 from __future__ import annotations
@@ -56,24 +57,34 @@ class Batcher:
         return await future
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._gather()
-            merged = {name: np.concatenate([w.columns[name] for w in batch]) for name in batch[0].columns}
-            if self.on_batch is not None:
-                self.on_batch(sum(w.rows for w in batch), time.perf_counter() - batch[0].since)
-            try:
-                outputs = await loop.run_in_executor(self._executor, batch[0].run, merged)
-            except Exception as exc:  # NOTE: a failed batch fails its requests, never the server
+            await self._answer(await self._gather())
+
+    async def _answer(self, batch: list[_Waiting]) -> None:
+        """Run `batch` and give each request its rows; a batch that fails is run again request by request, so
+        that a request the checks let through and the model cannot take fails alone, not its neighbours."""
+        try:
+            outputs = await self._run(batch)
+        except Exception as exc:  # NOTE: a failed batch fails its requests, never the server
+            if len(batch) > 1:
                 for waiting in batch:
                     if not waiting.future.done():
-                        waiting.future.set_exception(exc)
-                continue
-            start = 0
-            for waiting in batch:
-                if not waiting.future.done():  # NOTE: a client that went away cancelled its future
-                    waiting.future.set_result({n: v[start:start + waiting.rows] for n, v in outputs.items()})
-                start += waiting.rows
+                        await self._answer([waiting])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return
+        start = 0
+        for waiting in batch:
+            if not waiting.future.done():  # NOTE: a client that went away cancelled its future
+                waiting.future.set_result({n: v[start:start + waiting.rows] for n, v in outputs.items()})
+            start += waiting.rows
+
+    async def _run(self, batch: list[_Waiting]) -> Columns:
+        merged = {name: np.concatenate([w.columns[name] for w in batch]) for name in batch[0].columns}
+        if self.on_batch is not None:
+            self.on_batch(sum(w.rows for w in batch), time.perf_counter() - batch[0].since)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, batch[0].run, merged)
 
     async def _gather(self) -> list[_Waiting]:
         first = self._held or await self._queue.get()

@@ -38,7 +38,8 @@ def _digest_of(path: Path) -> str:
     """What the server reports as its version: the artifact's digest when `path` is the model of a pulled
     artifact (the manifest.json `modelci pull` wrote beside it names this very file, as on KServe), or
     else the file's own."""
-    from modelci.registry.artifact import FILEPATH, MANIFEST_FILE
+    from modelci.registry.artifact import FILEPATH
+    from modelci.registry.destination import MANIFEST_FILE
     from modelci.registry.layout import sha256_digest
 
     own = sha256_digest(path.read_bytes())
@@ -77,14 +78,21 @@ def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Ser
 @click.option("--poll-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between looks at the watched tag.")
 @click.option("--shutdown-timeout", default=30, show_default=True, type=click.IntRange(0),
-              help="Seconds requests in flight get to finish after SIGTERM.")
+              help="Seconds requests in flight get to finish once the listener closes.")
+@click.option("--drain-period", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds after SIGTERM during which /v2/health/ready answers 503 while requests are still "
+                   "served, before the listener closes; SIGINT skips it.")
+@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1),
+              help="Open connections (or requests in progress) past which a request is answered 503 at once.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds a connection gets to send a request's headers; a slower one is closed.")
 def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float, watch: bool,
-          poll_interval: float, shutdown_timeout: int) -> None:
+          poll_interval: float, shutdown_timeout: int, drain_period: float, max_connections: int,
+          header_timeout: float) -> None:
     """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics."""
-    import uvicorn
-
     from modelci.errors import UsageError
     from modelci.serve.app import Server, load
+    from modelci.serve.listener import run
 
     # NOTE: ONNX Runtime holds the model in memory once loaded, so a pulled artifact's folder goes
     # before serving starts: a server stopped by a signal leaves nothing behind
@@ -99,6 +107,5 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
     if watch:
         app.watcher = _watcher(model_ref, name, digest, poll_interval, app)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=shutdown_timeout, backlog=2048)
-    uvicorn.Server(config).run()
+    run(app, host, port, drain_s=drain_period, shutdown_timeout_s=shutdown_timeout, max_connections=max_connections,
+        header_timeout_s=header_timeout)

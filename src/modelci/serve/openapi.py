@@ -33,7 +33,8 @@ def document(version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v2": _get("Server metadata", "ServerMetadata"),
         "/v2/health/live": _get("The server is live", "Live"),
-        "/v2/health/ready": _get("The server is ready for requests", "Ready", "404"),
+        "/v2/health/ready": _get("The server is ready for requests (503: starting, or draining after SIGTERM)",
+                                 "Ready", "503"),
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "The exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }

@@ -2,11 +2,13 @@
 checked against the model's inputs before anything reaches ONNX Runtime.
 
 A request that is wrong in any way is a `BadRequest` whose message says what and where; it never
-touches the model, so it cannot hurt the requests beside it in a batch.
+touches the model, so it cannot hurt the requests beside it in a batch. Each input's values become the
+model's type only where that type holds them (the rule is in the README, next to `modelci serve`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +16,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-# The protocol's datatypes a float input accepts; strings are BYTES
-NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL"}
-OUTPUT_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64", np.dtype(np.int64): "INT64",
-                np.dtype(np.int32): "INT32", np.dtype(np.bool_): "BOOL"}
+# The protocol's datatypes, as numpy holds them (BYTES: Python strings in an object array)
+DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(kind) for name, kind in [
+    ("BOOL", np.bool_), ("UINT8", np.uint8), ("UINT16", np.uint16), ("UINT32", np.uint32), ("UINT64", np.uint64),
+    ("INT8", np.int8), ("INT16", np.int16), ("INT32", np.int32), ("INT64", np.int64), ("FP16", np.float16),
+    ("FP32", np.float32), ("FP64", np.float64), ("BYTES", np.object_)]}
+ONNX_DATATYPES = {"tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
+                  "tensor(uint32)": "UINT32", "tensor(uint64)": "UINT64", "tensor(int8)": "INT8",
+                  "tensor(int16)": "INT16", "tensor(int32)": "INT32", "tensor(int64)": "INT64",
+                  "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
+                  "tensor(string)": "BYTES"}
+OUTPUT_TYPES = {dtype: name for name, dtype in DTYPES.items()}
+INT_RANGE = {name: (int(np.iinfo(t).min), int(np.iinfo(t).max)) for name, t in DTYPES.items() if t.kind in "iu"}
+FLOAT_MAX = {name: float(np.finfo(t).max) for name, t in DTYPES.items() if t.kind == "f"}
+NUMBERS: set[type] = {int, float, type(None)}  # NOTE: exact types: a JSON true is a bool, never a number
 
 
 class BadRequest(Exception):
@@ -27,7 +39,7 @@ class BadRequest(Exception):
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    datatype: str  # FP32 | BYTES for inputs; the output's element type
+    datatype: str  # one of DTYPES
     shape: tuple[int, ...]  # -1 for the batch
 
 
@@ -75,6 +87,8 @@ def _request_id(body: dict[str, Any]) -> str | None:
     found = body.get("id")
     if found is not None and not isinstance(found, str):
         raise BadRequest("'id' must be a string")
+    if found is not None and not is_text(found):
+        raise BadRequest(f"'id' holds {_shown(found)}, with a lone UTF-16 surrogate, which is not text")
     return found
 
 
@@ -93,60 +107,192 @@ def _outputs(body: dict[str, Any], outputs: list[TensorSpec]) -> tuple[str, ...]
 
 
 def _column(tensor: dict[str, Any], spec: TensorSpec) -> NDArray[Any]:
-    """One input's values as a column: float32 for a numeric input (null is an empty value, NaN),
-    object strings for BYTES."""
+    """One input's values as a column of the model's type, by the rule the README gives (null is an empty
+    value, NaN); anything else is a `BadRequest` that names the input and the row."""
     name, shape, datatype, data = spec.name, tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise BadRequest(f"input '{name}': 'shape' must be a list of sizes, e.g. [rows, 1]")
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
         raise BadRequest(f"input '{name}': shape {shape}; this model takes [rows, 1] (or [rows])")
-    want = "BYTES" if spec.datatype == "BYTES" else "a number type (FP32, FP64, INT64, ...)"
-    if (spec.datatype == "BYTES") != (datatype == "BYTES") or (datatype != "BYTES" and datatype not in NUMERIC):
-        raise BadRequest(f"input '{name}': datatype {datatype!r}; this model takes {want}")
-    values = _flatten(data, name)
+    if datatype not in DTYPES:
+        raise BadRequest(f"input '{name}': datatype {datatype!r} is not one of the protocol's ({', '.join(DTYPES)})")
+    if _kind(datatype) != _kind(spec.datatype):
+        raise BadRequest(f"input '{name}': datatype {datatype!r}; this model takes {_wanted(spec.datatype)}")
+    values = _flatten(data, shape, name)
     if len(values) != shape[0]:
         raise BadRequest(f"input '{name}': {len(values)} values for shape {shape}")
     if datatype == "BYTES":
-        if not all(isinstance(v, str) for v in values):
-            raise BadRequest(f"input '{name}': BYTES data must be strings")
-        return np.array(values, dtype=object)
-    return _numbers(values, name)
+        return _strings(values, name, shape)
+    if datatype == "BOOL":
+        return _booleans(values, name, shape)
+    if datatype.startswith(("INT", "UINT")):
+        return _integers(values, datatype, spec, shape)
+    return _floats(values, datatype, spec, shape)
 
 
-def _flatten(data: Any, name: str) -> list[Any]:
+def _kind(datatype: str) -> str:
+    return datatype if datatype in ("BYTES", "BOOL") else "number"
+
+
+def _wanted(datatype: str) -> str:
+    if datatype in ("BYTES", "BOOL"):
+        return datatype
+    return f"a number type ({datatype}, or another whose values {datatype} holds; true and false are not numbers)"
+
+
+def _flatten(data: Any, shape: list[int], name: str) -> list[Any]:
     """The protocol allows data flat or nested by the shape; either gives the values in row order."""
     if not isinstance(data, list):
         raise BadRequest(f"input '{name}': 'data' must be a list")
-    if data and isinstance(data[0], list):
-        if not all(isinstance(row, list) and len(row) == 1 for row in data):
+    if len(shape) == 2 and data and all(isinstance(row, list) for row in data):
+        if not all(len(row) == 1 for row in data):
             raise BadRequest(f"input '{name}': nested 'data' must hold one value per row")
         return [row[0] for row in data]
     return data
 
 
-def _numbers(values: list[Any], name: str) -> NDArray[np.float32]:
-    out = np.empty(len(values), dtype=np.float32)
+def _refused(name: str, row: int, value: Any, wanted: str, shape: list[int]) -> BadRequest:
+    if isinstance(value, (list, dict)):
+        return BadRequest(f"input '{name}': 'data' is nested deeper than shape {shape}; send it flat "
+                          "([v, v, ...]) or nested as the shape says ([[v], [v], ...])")
+    return BadRequest(f"input '{name}': row {row} holds {_shown(value)}, not {wanted}")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)  # NOTE: as the client wrote it, and ASCII, so a lone surrogate shows as \\udXXX
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _strings(values: list[Any], name: str, shape: list[int]) -> NDArray[Any]:
+    if set(map(type, values)) <= {str} and "".join(values).isascii():  # NOTE: the usual case, at C speed
+        return np.array(values, dtype=object)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise _refused(name, i, value, "a string (BYTES data must be strings)", shape)
+        if not value.isascii() and not is_text(value):
+            raise BadRequest(f"input '{name}': row {i} holds {_shown(value)}, with a lone UTF-16 surrogate, which "
+                             "is not text; encode the whole character (a surrogate pair) or the UTF-8 itself")
+    return np.array(values, dtype=object)
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` is valid Unicode: JSON's \\udXXX escapes can make a lone surrogate, which no encoding
+    (and not ONNX Runtime) takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _booleans(values: list[Any], name: str, shape: list[int]) -> NDArray[np.bool_]:
+    for i, value in enumerate(values):
+        if not isinstance(value, bool):
+            raise _refused(name, i, value, "true or false", shape)
+    return np.array(values, dtype=np.bool_)
+
+
+def _integers(values: list[Any], sent: str, spec: TensorSpec, shape: list[int]) -> NDArray[Any]:
+    """Integers fit for `sent`, as the model's type: an integer input takes those in its range, a floating-point
+    input those it holds exactly (FP32: every one up to 2**24)."""
+    name, (low, high) = spec.name, INT_RANGE[sent]
+    for i, value in enumerate(values):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _refused(name, i, value, f"an integer, which {sent} data holds", shape)
+        if not low <= value <= high:
+            raise BadRequest(f"input '{name}': row {i} holds {value}, outside {sent}'s range [{low}, {high}]")
+    if spec.datatype in INT_RANGE:
+        low, high = INT_RANGE[spec.datatype]
+        for i, value in enumerate(values):
+            if not low <= value <= high:
+                raise BadRequest(f"input '{name}': row {i} holds {value}, outside the model's {spec.datatype} "
+                                 f"range [{low}, {high}]")
+        return np.array(values, dtype=DTYPES[spec.datatype])
+    column = np.array(values, dtype=DTYPES[spec.datatype])
+    for i, (held, value) in enumerate(zip(column.tolist(), values, strict=True)):
+        if not math.isfinite(held) or int(held) != value:
+            raise BadRequest(f"input '{name}': row {i} holds {value}, which the model's {spec.datatype} cannot "
+                             f"hold exactly; send it as {spec.datatype} data to have it rounded")
+    return column
+
+
+def _floats(values: list[Any], sent: str, spec: TensorSpec, shape: list[int]) -> NDArray[Any]:
+    """Numbers fit for `sent` (null: empty), rounded to the model's floating-point type within its range."""
+    if spec.datatype in INT_RANGE:
+        return _whole(values, sent, spec, shape)
+    limit = min(FLOAT_MAX[sent], FLOAT_MAX[spec.datatype])
+    # NOTE: numpy's checks cost a few microseconds each, more than the loop below on a few values (the
+    # single-row requests of benchmarks/serve/)
+    fast = _plain_floats(values, limit) if len(values) > 16 else None
+    if fast is not None:
+        return fast.astype(DTYPES[spec.datatype])
+    name, column = spec.name, []
     for i, value in enumerate(values):
         if value is None:
-            out[i] = np.nan  # NOTE: JSON has no NaN; null is an empty value, which the model fills
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[i] = value
-        elif isinstance(value, bool):
-            out[i] = float(value)
-        else:
-            raise BadRequest(f"input '{name}': row {i} holds {value!r}, not a finite number (null for empty)")
-    return out
+            column.append(math.nan)  # NOTE: JSON has no NaN; null is an empty value, which the model fills
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _refused(name, i, value, "a finite number (null for empty)", shape)
+        if not -limit <= value <= limit:  # NOTE: compares an integer beyond any float exactly, too
+            raise _beyond(name, i, value, sent, spec.datatype)
+        column.append(value)
+    return np.array(column, dtype=DTYPES[spec.datatype])
+
+
+def _plain_floats(values: list[Any], limit: float) -> NDArray[np.float64] | None:
+    """The usual case at C speed: numbers and nulls only, every number within ±`limit`; else None, and the
+    loop in `_floats` says what is wrong."""
+    if not set(map(type, values)) <= NUMBERS:
+        return None
+    try:
+        column = np.array(values, dtype=np.float64)  # NOTE: None is NaN
+    except OverflowError:  # NOTE: an integer beyond any float
+        return None
+    empty = np.isnan(column)
+    if int(empty.sum()) != values.count(None) or not (np.abs(column[~empty]) <= limit).all():
+        return None  # NOTE: a NaN or Infinity that Python's JSON reader took, or a number out of range
+    return column
+
+
+def _beyond(name: str, row: int, value: int | float, sent: str, model: str) -> BadRequest:
+    if isinstance(value, float) and not math.isfinite(value):
+        return BadRequest(f"input '{name}': row {row} holds {_shown(value)}, not a finite number (null for empty)")
+    which = sent if FLOAT_MAX[sent] <= FLOAT_MAX[model] else f"the model's {model}"
+    return BadRequest(f"input '{name}': row {row} holds {_shown(value)}, beyond the range of {which}")
+
+
+def _whole(values: list[Any], sent: str, spec: TensorSpec, shape: list[int]) -> NDArray[Any]:
+    """Floating-point data for an integer input: whole numbers in its range go in exactly; null has no integer."""
+    low, high = INT_RANGE[spec.datatype]
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _refused(spec.name, i, value, f"a whole number, which the model's {spec.datatype} "
+                           "holds", shape)
+        if not -FLOAT_MAX[sent] <= value <= FLOAT_MAX[sent]:
+            raise _beyond(spec.name, i, value, sent, sent)
+        if not float(value).is_integer() or not low <= value <= high:
+            raise BadRequest(f"input '{spec.name}': row {i} holds {_shown(value)}, not a whole number in the "
+                             f"model's {spec.datatype} range [{low}, {high}]; send {spec.datatype} data")
+    return np.array(values, dtype=DTYPES[spec.datatype])
 
 
 def response(model: str, version: str, request: Request, results: dict[str, NDArray[Any]]) -> dict[str, Any]:
     outputs = [{"name": name, "datatype": OUTPUT_TYPES.get(results[name].dtype, "FP32"),
-                "shape": list(results[name].shape), "data": results[name].ravel().tolist()}
+                "shape": list(results[name].shape), "data": _json_values(results[name])}
                for name in request.outputs]
     body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if request.id is not None:
         body["id"] = request.id
     return body
+
+
+def _json_values(result: NDArray[Any]) -> list[Any]:
+    """The values in row order; NaN and infinities, which JSON cannot hold, as null (an empty value, as in requests)."""
+    values = result.ravel()
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        return [v if math.isfinite(v) else None for v in values.tolist()]
+    return values.tolist()  # type: ignore[no-any-return]  # NOTE: numpy types tolist() as Any
 
 
 def metadata(model: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 from modelci import github
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.serve.app import Loaded, load
+from modelci.serve.protocol import DTYPES
 
 if TYPE_CHECKING:
     from modelci.registry.reference import Reference
@@ -53,7 +54,7 @@ def smoke_test(model: Loaded, samples: dict[str, object] | None) -> None:
     for spec in model.inputs:
         values = [row.get(spec.name) for row in rows]
         columns[spec.name] = np.array(values, dtype=object) if spec.datatype == "BYTES" else \
-            np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+            np.array([np.nan if v is None else v for v in values], dtype=DTYPES[spec.datatype])
     found = model.run(columns)[str(samples.get("output") or model.outputs[0].name)]
     if not reproduces_samples(found, samples):
         expected = np.asarray(samples.get("outputs"), dtype=np.float64)
