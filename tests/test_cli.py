@@ -158,3 +158,65 @@ def test_environment_variable_overrides_config(cli, repo: Path, monkeypatch: pyt
     assert cli("train", "--epochs", "1").code == 0
     log = json.loads((repo / ".modelci" / "out" / "train-log.json").read_text())
     assert len(log["epochs"]) == 1
+
+
+def _use_schema(repo: Path, name: str) -> None:
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text().replace("schema: schema.yaml", f"schema: {name}"))
+
+
+def test_schema_inferred_from_the_training_file_holds_for_the_evaluation_file(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    result = cli("data", "infer-schema", "data/train.parquet", "-o", "inferred.yaml")
+    assert result.code == 0, result.err
+    text = (repo / "inferred.yaml").read_text()
+    assert "widened by 10% of that range on each side" in text
+    assert "from data/train.parquet" in text
+    columns = yaml.safe_load(text)["columns"]
+    train = pd.read_parquet(repo / "data" / "train.parquet")
+    charges, tenure = columns["monthly_charges"], columns["tenure_months"]
+    assert 0 <= charges["min"] < train["monthly_charges"].min()  # wider, but not below 0: no value was
+    assert charges["max"] > train["monthly_charges"].max()
+    assert tenure["min"] == 0
+    assert isinstance(tenure["max"], int)
+    assert tenure["max"] > train["tenure_months"].max()
+    assert columns["churned"] == {"type": "int", "allowed": [0, 1]}
+    _use_schema(repo, "inferred.yaml")
+    # the evaluation file's largest monthly charge is above the training file's: within the margin
+    assert pd.read_parquet(repo / "data" / "eval.parquet")["monthly_charges"].max() > train["monthly_charges"].max()
+    checked = cli("data", "check")
+    assert checked.code == 0, checked.err
+
+
+def test_schema_inferred_from_several_files_holds_for_each(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    evaluation = pd.read_parquet(repo / "data" / "eval.parquet")
+    evaluation.loc[:9, "monthly_charges"] *= 10  # far beyond the training file's range and its margin
+    evaluation.loc[10:19, "contract"] = "three-year"
+    evaluation["support_tickets"] = evaluation["support_tickets"] + 0.5  # int in train, float here
+    evaluation.to_csv(repo / "data" / "eval.csv", index=False)
+    (repo / "data" / "eval.parquet").unlink()
+    config = repo / "modelci.yaml"
+    config.write_text(config.read_text().replace("eval: data/eval.parquet", "eval: data/eval.csv"))
+    _use_schema(repo, "inferred.yaml")
+
+    assert cli("data", "infer-schema", "data/train.parquet", "-o", "inferred.yaml").code == 0
+    assert cli("data", "check").code == 1  # the training file alone does not describe the evaluation file
+    result = cli("data", "infer-schema", "data/train.parquet", "data/eval.csv", "-o", "inferred.yaml")
+    assert result.code == 0, result.err
+    text = (repo / "inferred.yaml").read_text()
+    assert "from data/train.parquet, data/eval.csv" in text
+    columns = yaml.safe_load(text)["columns"]
+    assert "three-year" in columns["contract"]["allowed"]
+    assert columns["support_tickets"]["type"] == "float"
+    assert columns["monthly_charges"]["max"] > evaluation["monthly_charges"].max()
+    checked = cli("data", "check")
+    assert checked.code == 0, checked.err
+
+
+def test_infer_schema_needs_data(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("data", "infer-schema", "-o", "inferred.yaml")
+    assert result.code == 2
+    assert "Missing argument 'DATA...'" in result.err

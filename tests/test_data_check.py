@@ -250,10 +250,11 @@ def test_run_measures_drift_against_the_published_profile(cli, repo: Path) -> No
     assert "Drift against the baseline's data: 1 of 20 columns drifted" in (repo / OUT / "report.md").read_text()
 
 
-def test_profile_command_and_profile_in_the_artifact(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
-    result = cli("data", "profile", "data/train.parquet", "--out", "profiled")
+def test_profile_command_and_profile_in_the_artifact(cli, repo: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # NOTE: profiled outside the repository: an untracked folder in it would make --publish refuse
+    result = cli("data", "profile", "data/train.parquet", "--out", str(tmp_path / "profiled"))
     assert result.code == 0, result.err
-    profile = json.loads((repo / "profiled" / "data-profile.json").read_text())["datasets"]["data"]
+    profile = json.loads((tmp_path / "profiled" / "data-profile.json").read_text())["datasets"]["data"]
     assert profile["rows"] == 2000
     charges = profile["columns"]["monthly_charges"]
     assert set(charges) >= {"count", "nulls", "min", "max", "mean", "std", "quantiles", "histogram", "sketch"}
@@ -261,3 +262,50 @@ def test_profile_command_and_profile_in_the_artifact(cli, repo: Path) -> None:  
     assert cli("run", "--publish").code == 0
     assert cli("pull", "oci:.modelci/registry:main", "-o", "pulled").code == 0
     assert (repo / "pulled" / "data-profile.json").is_file()
+
+
+WRONG_COLUMNS = [
+    ("label: churned", "label: churn"),
+    ("  schema: schema.yaml\n", "  schema: schema.yaml\n  features: [tenure_months, contrakt]\n"),
+    ("slices: [contract, tenure_months]", "slices: [contract, tenure]\n  group: customer"),
+]
+
+
+@pytest.mark.parametrize("command", [("data", "check"), ("train",), ("evaluate",), ("run",)],
+                         ids=["data-check", "train", "evaluate", "run"])
+def test_config_naming_columns_the_data_lacks_is_exit_2_with_every_key_and_the_columns(  # type: ignore[no-untyped-def]
+        cli, repo: Path, command: tuple[str, ...]) -> None:
+    for old, new in WRONG_COLUMNS:
+        set_config(repo, old, new)
+    result = cli(*command)
+    assert result.code == 2, result.err
+    assert "modelci.yaml is not valid" in result.err
+    for fragment in ("data.label: 'churn' is not a column of the data; did you mean 'churned'?",
+                     "data.features: 'contrakt' is not a column of the data; did you mean 'contract'?",
+                     "evaluate.slices: 'tenure' is not a column of the data; did you mean 'tenure_months'?",
+                     "evaluate.group: 'customer' is not a column of the data"):
+        assert fragment in result.err
+    assert ("the data's columns: tenure_months, monthly_charges, total_charges, contract, payment_method, "
+            "internet_service, support_tickets, senior, num_products, churned") in result.err
+    assert "Traceback" not in result.err
+    assert not (repo / OUT / "model.pt").exists()
+
+
+def test_a_wrong_label_in_a_csv_dataset_without_eval_data_is_exit_2(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    pd.read_parquet(repo / "data" / "train.parquet").to_csv(repo / "data" / "train.csv", index=False)
+    set_config(repo, "  train: data/train.parquet\n  eval: data/eval.parquet\n", "  train: data/train.csv\n")
+    set_config(repo, "label: churned", "label: Churned")
+    result = cli("data", "check")
+    assert result.code == 2, result.err
+    assert "data.label: 'Churned' is not a column of the data; did you mean 'churned'?" in result.err
+
+
+def test_row_numbers_count_data_rows_from_0(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.read_parquet(repo / "data" / "train.parquet")
+    frame.loc[0, "tenure_months"] = 500  # the first row under the header
+    frame.to_csv(repo / "data" / "train.csv", index=False)
+    set_config(repo, "train: data/train.parquet", "train: data/train.csv")
+    result = cli("data", "check")
+    assert result.code == 1
+    assert findings(repo)["tenure_months", "max"]["sample_rows"] == [0]
+    assert "tenure_months: values above the maximum 120 (1 rows; e.g. row 0: '500')" in result.err  # as in the file

@@ -10,6 +10,7 @@ from scipy import stats
 
 from modelci.data.columns import column_batch
 from modelci.data.drift import js_distance, measure, psi
+from modelci.data.infer import infer_schema, widened
 from modelci.data.profile import DatasetProfile
 from modelci.data.rowhash import KeyStore, first_occurrences, row_keys, shared_keys
 from modelci.data.schema import DriftRule
@@ -152,3 +153,46 @@ def test_a_boolean_column_with_empty_values_is_read_and_profiled() -> None:
     profile.add("flag", batch)
     counted = profile.to_json()["columns"]["flag"]
     assert (counted["nulls"], counted["frequencies"]) == (1, [[True, 2], [False, 1]])
+
+
+@pytest.mark.parametrize(("low", "high", "integer", "expected"), [
+    pytest.param(0, 72, True, (0, 80), id="count-stays-non-negative"),
+    pytest.param(22.72, 157.15, False, (0, 180), id="amount-stays-non-negative"),
+    pytest.param(-5, 5, True, (-6, 6), id="both-signs"),
+    pytest.param(-10.0, -2.0, False, (-10.8, -1.2), id="negative-stays-non-positive"),
+    pytest.param(3, 3, True, (2, 4), id="one-value"),
+    pytest.param(0, 0, True, (0, 0), id="only-zero"),
+    pytest.param(1000, 1001, True, (999, 1002), id="small-int-range-at-least-one"),
+])
+def test_inferred_bounds_are_widened_by_a_tenth_of_the_range_and_rounded_outward(
+        low: float, high: float, integer: bool, expected: tuple[float, float]) -> None:
+    assert widened(low, high, integer) == pytest.approx(expected)
+
+
+def test_widened_float_bounds_are_at_least_the_margin_and_at_most_twice_it() -> None:
+    rng = np.random.default_rng(0)
+    for low, span in zip(rng.normal(0, 100, 200), rng.lognormal(0, 3, 200), strict=True):
+        lower, upper = widened(low, low + span, integer=False)
+        assert lower <= low - 0.1 * span + 1e-9 or (low >= 0 and lower == 0)
+        assert upper >= low + span + 0.1 * span - 1e-9 or (low + span <= 0 and upper == 0)
+        assert low - lower <= 0.2 * span * 1.0001 + 1e-12
+        assert upper - (low + span) <= 0.2 * span * 1.0001 + 1e-12
+
+
+def test_schemas_of_several_profiles_hold_for_each() -> None:
+    first, second, third = DatasetProfile(), DatasetProfile(), DatasetProfile()
+    for profile, frame in ((first, pd.DataFrame({"n": [1, 2, 3], "city": ["a", "b", None], "flag": [0, 1, 1]})),
+                           (second, pd.DataFrame({"n": [2.5, 40.0], "city": ["c", "a"], "flag": [1, 0],
+                                                  "extra": ["x", "y"], "empty": [None, None]})),
+                           (third, pd.DataFrame({"n": [None], "city": ["a"], "flag": [0], "extra": ["x"],
+                                                            "empty": [None]}))):
+        for name in frame.columns:
+            profile.add(name, column_batch(pa.array(frame[name], from_pandas=True)))
+    columns = infer_schema([first.to_json(), second.to_json(), third.to_json()])["columns"]
+    assert columns == {
+        "n": {"type": "float", "nullable": True, "min": 0, "max": 44},  # empty in the third: no type there
+        "city": {"type": "string", "nullable": True, "allowed": ["a", "b", "c"]},
+        "flag": {"type": "int", "allowed": [0, 1]},
+        "extra": {"type": "string", "allowed": ["x", "y"]},
+        "empty": {"type": "string", "nullable": True},
+    }

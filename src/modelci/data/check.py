@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelci import github
 from modelci.data.drift import ColumnDrift, measure, rule_for
+from modelci.data.named import require_named_columns
 from modelci.data.profile import PROFILE_VERSION
 from modelci.data.rules import Violation, rows_violation
 from modelci.data.scan import Scan, scan
@@ -133,6 +134,7 @@ def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, b
     `profile_columns=False` profiles only the label (for measuring what the profile costs).
     """
     schema = load_schema(config.data.schema) if config.data.schema else None
+    require_named_columns(config)
     if schema is None:
         github.warning("no data.schema in modelci.yaml: only reading, profiling and comparing the data; "
                        "write one with `modelci data infer-schema`")

@@ -116,14 +116,27 @@ def profile_command(data_path: Path, out: Path) -> None:
 
 
 @data.command("infer-schema")
-@click.argument("data_path", metavar="DATA", type=click.Path(path_type=Path))
+@click.argument("data_paths", metavar="DATA...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("schema.yaml"),
               show_default=True, help="Where to write the schema.")
-def infer_schema_command(data_path: Path, output: Path) -> None:
-    """Write a schema inferred from DATA, for a person to edit."""
-    from modelci import atomic
-    from modelci.data.schema import dump_schema, infer_schema
+def infer_schema_command(data_paths: tuple[Path, ...], output: Path) -> None:
+    """Write a schema that holds for every DATA (e.g. the training and the evaluation data), for a person to edit.
 
-    found = _profiled(data_path)
-    atomic.write_text(output, dump_schema(infer_schema(found.profile.to_json())))
+    Each DATA is a file, a folder or a glob. Ranges are widened beyond the values seen (the schema says by how much).
+    """
+    from modelci import atomic
+    from modelci.data.infer import dump_schema, infer_schema
+
+    profiles = [_profiled(path).profile.to_json() for path in data_paths]
+    _warn_partial_columns(data_paths, profiles)
+    atomic.write_text(output, dump_schema(infer_schema(profiles), [str(p) for p in data_paths]))
     github.log(f"wrote {output}: review the ranges and allowed values, then set data.schema in modelci.yaml")
+
+
+def _warn_partial_columns(data_paths: tuple[Path, ...], profiles: list[dict[str, Any]]) -> None:
+    """A column that some DATA lack is in the schema, and the data check will say where it is missing."""
+    given = list(zip(data_paths, profiles, strict=True))
+    for name in dict.fromkeys(name for profile in profiles for name in profile["columns"]):
+        lacking = [str(path) for path, profile in given if name not in profile["columns"]]
+        if lacking:
+            github.warning(f"{name}: not a column of {', '.join(lacking)}; the data check will report it missing there")

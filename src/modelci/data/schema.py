@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 
 TYPES = ("int", "float", "string", "bool")
 SCHEMA_VERSION = 1
-# NOTE: a string column with at most this many distinct values is treated as a category and its
-# values are listed in the inferred schema; above it, listing them would be noise.
-MAX_CATEGORIES = 50
 SEVERITIES = ("error", "warning", "ignore")
 ALLOWED_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "string": str, "bool": bool}
 # Drift measures and the score above which a column has drifted (for ks: the p-value below which).
@@ -221,35 +218,3 @@ def arrow_kind(data_type: pa.DataType) -> str | None:
     if pat.is_string(data_type) or pat.is_large_string(data_type) or pat.is_dictionary(data_type):
         return "string"
     return None
-
-
-def _infer_column(profile: dict[str, Any]) -> dict[str, Any]:
-    kind = profile["type"]
-    rule: dict[str, Any] = {"type": kind}
-    if profile["nulls"]:
-        rule["nullable"] = True
-    frequencies = profile.get("frequencies")
-    if profile["kind"] == "numeric" and profile["count"]:
-        rule["min"], rule["max"] = profile["min"], profile["max"]
-        if kind == "int" and frequencies is not None and len(frequencies) <= 2:
-            rule["allowed"] = sorted(value for value, _ in frequencies)
-    elif kind == "string" and frequencies is not None and len(frequencies) <= MAX_CATEGORIES:
-        rule["allowed"] = sorted(value for value, _ in frequencies)
-    return rule
-
-
-def infer_schema(profile: dict[str, Any]) -> dict[str, Any]:
-    """A starting schema from a dataset's profile: types, nullability, observed ranges and small category sets."""
-    return {
-        "version": SCHEMA_VERSION,
-        "dataset": {"duplicates": "warning", "leakage": "error"},
-        "columns": {name: _infer_column(column) for name, column in profile["columns"].items()},
-    }
-
-
-def dump_schema(document: dict[str, Any]) -> str:
-    header = (
-        "# Written by `modelci data infer-schema` from the data as it was; edit it to say what the\n"
-        "# data must hold (ranges, allowed values, which columns may be empty).\n"
-    )
-    return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=100)

@@ -129,6 +129,32 @@ def file_batches(path: Path, text_columns: list[str] | None = None) -> Iterator[
                         hint="quote fields that contain the delimiter, and give every line one field per column")
 
 
+def file_columns(path: Path) -> list[str]:
+    """The column names of one file, from its footer (Parquet) or header (CSV); unreadable raises `DataError`."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    kind = _kind(path)
+    try:
+        if kind == "parquet":
+            return list(pq.read_schema(path).names)
+        # NOTE: lines with the wrong number of fields are skipped here: reading the data reports them all.
+        parse = pa_csv.ParseOptions(invalid_row_handler=lambda _: "skip")
+        with pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parse) as reader:
+            return list(reader.schema.names)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise _explain(path, kind, exc) from None
+
+
+def column_names(path: Path) -> list[str]:
+    """Every column any file the path names has, in the order first seen; reads no rows but the first block of a CSV."""
+    names: dict[str, None] = {}
+    for file in resolve_files(path):
+        names.update(dict.fromkeys(file_columns(file)))
+    return list(names)
+
+
 def batches(path: Path, text_columns: list[str] | None = None) -> Iterator[tuple[Path, pa.RecordBatch]]:
     """(file, batch) for every batch of every file the path names, read one step ahead of the caller."""
     files = resolve_files(path)

@@ -127,9 +127,11 @@ def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFra
 
 def load_datasets(config: Config) -> Datasets:
     """The training and evaluation frames, cleaned as `data.clean` says: `data.eval` or a seeded split."""
+    from modelci.data.named import require_named_columns
     from modelci.data.schema import load_schema
 
     schema = load_schema(config.data.schema) if config.data.schema else None
+    require_named_columns(config)
     train, cleaned = _load(config.data.train, config, schema)
     cleaning = {"train": cleaned} if cleaned else {}
     if config.data.eval is None:
