@@ -129,3 +129,53 @@ def test_a_mostly_constant_column_gets_the_slices_it_has_and_empty_input_is_unde
     assert sum(s["rows"] for s in found) == len(frame)
     assert all(s["rows"] > 0 for s in found)
     assert np.isnan(pr_auc(np.zeros(0), np.zeros((0, 2))))
+
+
+def _square_root_model(path) -> None:  # type: ignore[no-untyped-def]
+    """A binary model over monthly_charges whose outputs are NaN below 60: sigmoid(sqrt(charges - 60))."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
+
+    nodes = [helper.make_node("Sub", ["monthly_charges", "sixty"], ["above"]),
+             helper.make_node("Sqrt", ["above"], ["root"]),
+             helper.make_node("Sigmoid", ["root"], ["positive"]),
+             helper.make_node("Sub", ["one", "positive"], ["negative"]),
+             helper.make_node("Concat", ["negative", "positive"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "nan_below_60",
+        [helper.make_tensor_value_info("monthly_charges", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor("sixty", TensorProto.FLOAT, [], [60.0]), helper.make_tensor("one", TensorProto.FLOAT, [],
+                                                                                          [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in ((META_TASK, "binary"), (META_CLASSES, "[0, 1]"), (META_LABEL, "churned")):
+        model.metadata_props.add(key=key, value=value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
+def test_nan_outputs_at_evaluation_are_exit_2_naming_the_rows_and_the_output(cli, repo) -> None:  # type: ignore[no-untyped-def]
+    model = repo / ".modelci/out/model.onnx"
+    _square_root_model(model)
+    charges = pd.read_parquet(repo / "data/eval.parquet")["monthly_charges"].to_numpy()
+    rows = np.flatnonzero(charges < 60)
+    assert 0 < len(rows) < len(charges)
+    result = cli("evaluate")
+    assert result.code == 2, result.err
+    shown = ", ".join(map(str, rows[:5]))
+    assert (f"{model.relative_to(repo)}: output 'probabilities' (columns 0, 1 of 2) is NaN or infinite for "
+            f"{len(rows)} of {len(charges)} rows: rows {shown}, …, counted from 0") in result.err
+    assert "Traceback" not in result.err
+    assert not (repo / ".modelci/out/metrics.json").exists()
+
+
+def test_a_fold_that_diverges_is_named_with_its_epoch(cli, repo) -> None:  # type: ignore[no-untyped-def]
+    from test_train import configure
+
+    configure(repo, train__epochs=1, train__lr=1.0e12)
+    result = cli("evaluate", "--kfold", "2")
+    assert result.code == 2, result.err
+    assert "fold 1/2: the training loss became nan in epoch 1: training diverged" in result.err
+    assert "lower train.lr (it is 1e+12)" in result.err

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import git
 from github_standin import GitHubStandIn
-from modelci.registry.artifact import read_file
+from modelci.registry.artifact import annotations_of, read_file
 from modelci.registry.layout import OciLayout
 from modelci.registry.reference import parse_reference
 from test_report import rendered
@@ -52,6 +52,9 @@ def test_publish_then_compare_against_the_published_baseline(cli, repo: Path, tm
     pushed = read_file(parse_reference(f"oci:{REGISTRY}@{published}", base=repo), "model-card.md")
     assert pushed is not None
     assert pushed.decode() == card  # the card travels in the artifact
+    source = annotations_of(parse_reference(f"oci:{REGISTRY}@{published}", base=repo))
+    assert source["io.modelci.source.dirty"] == "false"  # published from a committed tree
+    assert "io.modelci.source.dirty.files" not in source
 
     set_params(repo, "{hidden: 64, layers: 2, dropout: 0.05}")
     git(repo, "commit", "-qam", "less dropout")
@@ -230,3 +233,46 @@ def test_exported_model_takes_raw_rows_and_matches_pytorch(cli, repo: Path) -> N
     samples = read("samples.json")
     assert len(samples["inputs"]) == len(samples["outputs"]) == 5
     np.testing.assert_allclose(model.predict(pd.DataFrame(samples["inputs"])), samples["outputs"], atol=1e-6)
+
+
+WHERE = ("--out", "ci-out", "--registry", "oci:models")
+
+
+def _dirty_tree(repo: Path) -> None:
+    """A changed tracked file and a new one; beside them what does not count: ignored files, bytecode,
+    the data, modelci's own output and registry folders."""
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore logs")
+    set_params(repo, "{hidden: 32, layers: 2, dropout: 0.1}")
+    (repo / "features_extra.py").write_text("SCALE = 2\n")
+    (repo / "notes.log").write_text("ignored\n")
+    (repo / "__pycache__").mkdir()
+    (repo / "__pycache__" / "model.cpython-313.pyc").write_bytes(b"\0")
+    (repo / "ci-out").mkdir()
+    (repo / "ci-out" / "old.json").write_text("{}")
+    OciLayout.open(repo / "models", create=True)
+
+
+def test_publish_refuses_a_tree_that_differs_from_the_commit(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    _dirty_tree(repo)
+    result = cli("run", "--publish", *WHERE)
+    assert result.code == 2, result.err
+    assert f"commit {git(repo, 'rev-parse', 'HEAD')[:12]}" in result.err
+    assert "2 files differ from it: modelci.yaml (modified), features_extra.py (untracked)" in result.err
+    for ignored in ("notes.log", "__pycache__", "ci-out", "models", "data/"):
+        assert ignored not in result.err
+    assert "--allow-dirty" in result.err
+    assert not (repo / "ci-out" / "data-report.json").exists()  # refused before any stage ran
+    assert OciLayout.open(repo / "models", create=False).tags() == {}
+
+
+@pytest.mark.slow
+def test_publish_with_allow_dirty_records_the_dirty_tree(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    _dirty_tree(repo)
+    result = cli("run", "--publish", "--allow-dirty", *WHERE)
+    assert result.code == 0, result.err
+    assert "publishing from a tree that differs from commit" in result.err
+    found = annotations_of(parse_reference("oci:models:main", base=repo))
+    assert found["io.modelci.source.dirty"] == "true"
+    assert json.loads(found["io.modelci.source.dirty.files"]) == ["modelci.yaml", "features_extra.py"]

@@ -222,7 +222,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import PolynomialFeatures
+from sklearn.preprocessing import FunctionTransformer, PolynomialFeatures
 
 
 def forest(input_dim, output_dim, trees=20):
@@ -249,6 +249,10 @@ class Homemade(ClassifierMixin, BaseEstimator):  # a scikit-learn estimator skl2
 
 def homemade(input_dim, output_dim):
     return Homemade()
+
+
+def with_lambda(input_dim, output_dim):  # skops writes the lambda, and cannot read it back
+    return make_pipeline(FunctionTransformer(lambda x: x), LogisticRegression())
 '''
 
 
@@ -283,6 +287,16 @@ def test_an_estimator_skl2onnx_cannot_convert_is_named(cli, repo: Path) -> None:
     result = cli("export")
     assert result.code == 2
     assert "skl2onnx cannot convert Homemade" in result.err
+
+
+def test_an_estimator_skops_cannot_read_back_is_named_at_training(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text(SKLEARN_MODEL)
+    configure(repo, model={"factory": "model.py:with_lambda"})
+    result = cli("train")
+    assert result.code == 2
+    assert "the fitted Pipeline cannot be saved in skops' format" in result.err
+    assert "no lambda" in result.err
+    assert not (OUT / "model.skops").exists()
 
 
 @pytest.mark.slow
@@ -389,3 +403,36 @@ def test_a_failure_in_torchrun_workers_is_one_message_with_its_exit_code(cli, re
     assert result.code == 2
     assert result.err.count("raised at model.py:2: ValueError: no luck") == 1
     assert "Traceback" not in result.err
+
+
+@pytest.mark.slow
+def test_a_loss_that_breaks_after_the_last_step_stops_training_with_the_log(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    # NOTE: the training loss stays finite (it is measured before each step); the weights the epoch
+    # ends with give NaN, as after a last step that overflowed.
+    (repo / "model.py").write_text(GREEDY_MODEL.replace(
+        "        if self.training and x.shape[0] > 2:\n            torch.empty(2**45)\n",
+        "        if not self.training and x.shape[0] > 2:\n            return self.net(x) * float('nan')\n"))
+    configure(repo, model={"factory": "model.py:build"}, train__lr=1.0e12)
+    result = cli("train")
+    assert result.code == 2, result.err
+    assert "the evaluation loss became nan in epoch 1: training diverged" in result.err
+    assert "lower train.lr (it is 1e+12), set train.grad_clip" in result.err
+    assert "Traceback" not in result.err
+    assert log()["status"] == "diverged"
+    assert not (OUT / "model.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_diverging_scikit_learn_fit_says_what_to_lower(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo / "model.py").write_text("from sklearn.neural_network import MLPRegressor\n\n\n"
+                                   "def build(input_dim, output_dim, lr=0.001):\n"
+                                   "    return MLPRegressor(learning_rate_init=lr, max_iter=5, random_state=0)\n")
+    configure(repo, task="regression", data__label="monthly_charges", evaluate={"metrics": ["rmse"]}, gate=[],
+              model={"factory": "model.py:build", "params": {"lr": 1.0e30}})
+    result = cli("train")
+    assert result.code == 2
+    assert "fitting MLPRegressor diverged: ValueError: Solver produced non-finite parameter weights" in result.err
+    assert "lower the estimator's learning rate (learning_rate_init" in result.err
+    assert not (OUT / "model.skops").exists()

@@ -82,3 +82,23 @@ def test_tune_refuses_a_training_script_of_the_users_own(cli, repo: Path) -> Non
     result = cli("tune")
     assert result.code == 2
     assert "modelci tune trains through modelci" in result.err
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_pruned_and_the_search_goes_on(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    space = {"train.lr": {"type": "categorical", "choices": [0.01, 1.0e12]}}
+    configure(repo, train__epochs=2, tune={"trials": 2, "sampler": "grid", "space": space})
+    result = cli("tune")
+    assert result.code == 0, result.err
+    trials = {t["params"]["train.lr"]: t for t in report()["trials"]}
+    assert trials[0.01]["state"] == "complete"
+    assert trials[1.0e12]["state"] == "pruned"  # as Optuna's samplers learn from: among the worst, not ignored
+    assert "the training loss became nan in epoch 1: training diverged" in trials[1.0e12]["error"]
+    assert yaml.safe_load((repo / "tuned.yaml").read_text()) == {"train.lr": 0.01}
+
+    configure(repo, tune={"trials": 1, "sampler": "grid", "space": {"train.lr": {"type": "categorical",
+                                                                                  "choices": [1.0e12]}}})
+    result = cli("tune")
+    assert result.code == 2
+    assert "no trial of the search completed: 1 trials, 1 diverged" in result.err
+    assert "Traceback" not in result.err

@@ -93,6 +93,11 @@ class FeatureSpec:
                 numeric.append(NumericFeature(name, mean, std if std > 0 else 1.0))
         return cls(tuple(numeric), tuple(categorical))
 
+    def constant_columns(self, frame: pd.DataFrame) -> list[str]:
+        """Categorical columns with no category kept, each with its distinct values: as features, constants."""
+        return [f"{c.name} ({frame[c.name].nunique():,} distinct values in {len(frame):,} rows)"
+                for c in self.categorical if not c.categories]
+
     def transform(self, frame: pd.DataFrame) -> NDArray[np.float32]:
         """The model's input matrix: standardized numbers (empty → mean) then one-hot categories."""
         missing = [c for c in self.columns if c not in frame.columns]
@@ -151,11 +156,13 @@ def onnx_preprocessing(spec: FeatureSpec, output: str) -> OnnxParts:
     for i, c in enumerate(spec.categorical):
         inputs.append(helper.make_tensor_value_info(c.name, TensorProto.STRING, ["batch", 1]))
         inits.append(helper.make_tensor(f"pre.depth{i}", TensorProto.INT64, [], [c.width]))
+        # NOTE: LabelEncoder needs one key at least. A column with no category kept (an ID column: every
+        # value once) gets "" as a key for slot 0, which is its only slot, "other", as for any value.
+        keys, codes = (list(c.categories), list(range(len(c.categories)))) if c.categories else ([""], [0])
         nodes += [
             # Unseen, rare and empty values all map to the last ("other") slot.
             helper.make_node("LabelEncoder", [c.name], [f"pre.code{i}"], domain="ai.onnx.ml",
-                             keys_strings=list(c.categories), values_int64s=list(range(len(c.categories))),
-                             default_int64=len(c.categories)),
+                             keys_strings=keys, values_int64s=codes, default_int64=len(c.categories)),
             helper.make_node("OneHot", [f"pre.code{i}", f"pre.depth{i}", "pre.onehot_values"], [f"pre.hot{i}"]),
             helper.make_node("Squeeze", [f"pre.hot{i}", "pre.axis1"], [f"pre.cat{i}"]),
         ]

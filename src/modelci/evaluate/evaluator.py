@@ -26,6 +26,7 @@ METRICS_VERSION = 2
 CURVE_POINTS = 101  # points kept of the ROC and precision-recall curves: enough to draw, small to store
 CALIBRATION_BINS = 10
 SLICE_VALUES = 20  # a numeric slice column with more distinct values is cut into quartiles instead
+SHOWN_ROWS = 5  # rows named in a message; the count says how many there are
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,30 @@ def labels_of(model: OnnxModel, frame: pd.DataFrame) -> np.ndarray:
     """The label column encoded the way the model's task and classes say."""
     target = Target(model.task, tuple(model.classes))
     return target.encode(frame[model.label]).astype(np.float64)
+
+
+def non_finite(output: str, values: np.ndarray, frame: pd.DataFrame) -> str | None:
+    """Where an output is NaN or infinite, in words (rows by the frame's index); None where it is not."""
+    bad = ~np.isfinite(values.reshape(len(values), -1))
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not len(rows):
+        return None
+    shown_rows = ", ".join(str(frame.index[r]) for r in rows[:SHOWN_ROWS]) + (", …" if len(rows) > SHOWN_ROWS else "")
+    columns = (f" (columns {', '.join(map(str, np.flatnonzero(bad.any(axis=0))))} of {bad.shape[1]})"
+               if values.ndim > 1 else "")
+    return (f"output '{output}'{columns} is NaN or infinite for {len(rows)} of {len(values)} rows: "
+            f"rows {shown_rows}, counted from 0")
+
+
+def scores_of(model: OnnxModel, frame: pd.DataFrame) -> np.ndarray:
+    """The model's outputs on `frame`, which must all be numbers: a metric of NaN would hide the fault."""
+    scores = model.predict(frame)
+    problem = non_finite(model.output, scores, frame)
+    if problem is not None:
+        raise UsageError(f"{model.path}: {problem}",
+                         hint="the model cannot score these rows: look at their values (extreme ones?), or train "
+                              "it again (a lower train.lr, train.grad_clip)")
+    return scores
 
 
 def finite_or_none(value: float) -> float | None:
@@ -133,14 +158,14 @@ def slices(frame: pd.DataFrame, columns: tuple[str, ...], names: tuple[str, ...]
 def evaluate_frame(config: Config, frame: pd.DataFrame, model_path: Path) -> dict[str, float | None]:
     """The configured metrics of an ONNX model on `frame`."""
     model = OnnxModel(model_path)
-    return _metrics(metric_names(config), labels_of(model, frame), model.predict(frame))
+    return _metrics(metric_names(config), labels_of(model, frame), scores_of(model, frame))
 
 
 def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: Path,
                    kfold: dict[str, Any] | None = None) -> MetricsReport:
     model = OnnxModel(model_path)
     y = labels_of(model, frame)
-    scores = model.predict(frame)
+    scores = scores_of(model, frame)
     names = metric_names(config)
     matrix = None
     if model.task != "regression":

@@ -79,7 +79,7 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
     """Train, export and score one model per fold; the folds' metrics and their summary."""
     from modelci.evaluate.evaluator import evaluate_frame
     from modelci.export.onnx_export import MODEL_FILE, export_model
-    from modelci.train.trainer import train
+    from modelci.train.trainer import Diverged, train
 
     work = out / FOLDS_DIR
     folds = []
@@ -89,8 +89,11 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
             folder.mkdir(parents=True, exist_ok=True)
             kept = np.setdiff1d(np.arange(len(datasets.train)), held_out)
             github.log(f"    fold {i}/{k}: training on {len(kept):,} rows, scoring {len(held_out):,}")
-            train(config, Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval),
-                  folder)
+            try:
+                train(config, Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval),
+                      folder)
+            except Diverged as exc:
+                raise Diverged(f"fold {i}/{k}: {exc.message}", epoch=exc.epoch, hint=exc.hint or "") from None
             parity = export_model(config, datasets.eval, folder)
             if not parity.passed:
                 raise CheckFailed(f"fold {i}'s ONNX model does not match its trained model: "

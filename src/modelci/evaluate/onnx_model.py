@@ -49,6 +49,7 @@ class OnnxModel:
         self.task: str = meta[META_TASK]
         self.classes: list[Any] = json.loads(meta.get(META_CLASSES, "[]"))
         self.label: str = meta.get(META_LABEL, "")
+        self.output: str = self.session.get_outputs()[0].name
         self.inputs = [
             ModelInput(i.name, "string" if i.type == "tensor(string)" else "float")
             for i in self.session.get_inputs()

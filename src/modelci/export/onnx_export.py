@@ -145,8 +145,12 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
     data, exporter = build_onnx(trained, spec, target, label, config.export.opset)
     atomic.write_bytes(out / MODEL_FILE, data)
     onnx_model = OnnxModel(out / MODEL_FILE)
-    report = check_parity(reference, spec, target, onnx_model, eval_frame, exporter=exporter,
-                          opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
+    try:
+        report = check_parity(reference, spec, target, onnx_model, eval_frame, exporter=exporter,
+                              opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
+    except UsageError:
+        (out / MODEL_FILE).unlink()  # NOTE: a model whose outputs are not numbers is no artifact
+        raise
     if config.export.quantize == "int8" and report.passed:
         onnx_model, quantization = _quantized(onnx_model, data, eval_frame, target, out)
         report = dataclasses.replace(report, quantization=quantization)
@@ -162,9 +166,10 @@ def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, 
     from modelci.train.model import load_checkpoint, load_factory
     from modelci.train.trainer import CHECKPOINT
 
+    _check_one_model(out)
     if (out / sklearn_model.CHECKPOINT).exists():
-        load_factory(config)  # NOTE: the estimator's classes may be defined in the factory's file
-        estimator, spec, target, label = sklearn_model.load(out / sklearn_model.CHECKPOINT)
+        factory = load_factory(config)  # NOTE: the estimator's classes may be defined in the factory's file
+        estimator, spec, target, label = sklearn_model.load(out / sklearn_model.CHECKPOINT, factory.__module__)
         return estimator, spec, target, label, lambda x: sklearn_model.predict(estimator, x, target.task)
     scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
 
@@ -174,6 +179,22 @@ def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, 
         return scores[:, 0] if target.task == "regression" else scores
 
     return scorer, spec, target, label, reference
+
+
+def _check_one_model(out: Path) -> None:
+    """Refuse an output folder whose model is a pickle, or that holds two models (train leaves one)."""
+    from modelci.train import sklearn_model
+    from modelci.train.trainer import CHECKPOINT
+
+    found = [name for name in (CHECKPOINT, sklearn_model.CHECKPOINT) if (out / name).exists()]
+    if len(found) > 1:
+        raise UsageError(f"{out} holds two trained models, {' and '.join(found)}; `modelci train` leaves one",
+                         hint="run `modelci train` again: it removes both before it writes its model")
+    if not found and (out / sklearn_model.PICKLE_CHECKPOINT).exists():
+        # NOTE: never unpickled: a pickle can run any code, and this one may not be this run's at all.
+        raise UsageError(f"{out / sklearn_model.PICKLE_CHECKPOINT} is a pickle, which modelci does not load",
+                         hint="run `modelci train` again: it saves a scikit-learn model as "
+                              f"{sklearn_model.CHECKPOINT}, a format that cannot run code")
 
 
 def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target,

@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.config import ExportConfig
-from modelci.evaluate.evaluator import labels_of
+from modelci.errors import UsageError
+from modelci.evaluate.evaluator import labels_of, non_finite
 from modelci.evaluate.metrics import DEFAULT_METRICS, FUNCTIONS
 
 if TYPE_CHECKING:
@@ -110,12 +111,20 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpe
     """
     rows = evaluation_rows(frame)
     expected = reference(spec.transform(rows))
+    problem = non_finite(onnx_model.output, expected, rows)
+    if problem is not None:
+        raise UsageError(f"the trained model's {problem}; parity cannot be checked on outputs that are not numbers",
+                         hint="train it again with a lower train.lr or train.grad_clip, or look at those rows' "
+                              "values (extreme ones?)")
     actual = onnx_model.predict(rows)
-    output = _compare_output(onnx_model.session.get_outputs()[0].name, expected, actual, atol, rtol)
+    output = _compare_output(onnx_model.output, expected, actual, atol, rtol)
     name = DEFAULT_METRICS[target.task][0]
     y = labels_of(onnx_model, rows)
     metric = MetricParity(name, trained=FUNCTIONS[name](y, expected), onnx=FUNCTIONS[name](y, actual))
     problems = []
+    exported = non_finite(onnx_model.output, actual, rows)
+    if exported is not None:
+        problems.append(f"the ONNX model's {exported}, where the trained model's is not")
     if output.mismatched:
         problems.append(f"output '{output.name}': {output.mismatched} of {len(rows)} rows differ by more than "
                         f"atol={atol} + rtol={rtol}·|value| (largest difference {output.max_abs_error:.3g})")

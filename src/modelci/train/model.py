@@ -19,7 +19,7 @@ from torch import nn
 
 from modelci import atomic
 from modelci.config import Config
-from modelci.errors import ModelFactoryError
+from modelci.errors import ModelFactoryError, UsageError
 from modelci.features import FeatureSpec, Target
 
 CHECKPOINT_VERSION = 1
@@ -132,8 +132,25 @@ def load_checkpoint(path: Path, config: Config) -> tuple[Scorer, FeatureSpec, Ta
     """Rebuild the trained model from its checkpoint and the config's factory."""
     if not path.is_file():
         raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+    try:
+        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+        version, state, label = data["version"], data["state_dict"], str(data["label"])
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
+        raise UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
+                         hint="run `modelci train` again to write it anew") from None
+    if version != CHECKPOINT_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
     scorer = Scorer(build_network(config, spec.width, target.output_dim), target)
-    scorer.load_state_dict(data["state_dict"])
-    return scorer.eval(), spec, target, str(data["label"])
+    try:
+        scorer.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
+                         hint="the factory or model.params changed since training: run `modelci train` again") from None
+    return scorer.eval(), spec, target, label
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message for one line of modelci's own: its first line, at most 200 characters."""
+    return (str(exc).strip().splitlines() or [""])[0][:200]

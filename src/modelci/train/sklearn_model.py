@@ -8,7 +8,11 @@ classes as 0..k-1 (so `predict_proba`'s columns are modelci's classes) or the la
 
 from __future__ import annotations
 
-import pickle
+import importlib
+import inspect
+import json
+import re
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,8 +32,23 @@ if TYPE_CHECKING:
     from modelci.features import FeatureSpec, Target
     from modelci.train.trainer import TrainLog
 
-CHECKPOINT = "model.pkl"
+CHECKPOINT = "model.skops"
+# NOTE: what modelci wrote before it used skops: a pickle, which could run any code when read; never loaded.
+PICKLE_CHECKPOINT = "model.pkl"
 CHECKPOINT_VERSION = 1
+
+
+# NOTE: how scikit-learn's iterative solvers say that they diverged (MLP*, SGD*): a ValueError whose
+# message names non-finite weights or a floating-point overflow. Not "contains infinity": that is the data.
+DIVERGED = re.compile(r"non-finite parameter|overflow", re.IGNORECASE)
+
+
+def _diverged(estimator: Any, why: str) -> Exception:
+    from modelci.train.trainer import Diverged
+
+    return Diverged(f"fitting {type(estimator).__name__} diverged: {why}", epoch=1,
+                    hint="lower the estimator's learning rate (learning_rate_init, eta0, ...) or strengthen its "
+                         "regularization in model.params; modelci already standardizes the numeric columns")
 
 
 def is_estimator(model: Any) -> bool:
@@ -67,9 +86,15 @@ def fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, t
     try:
         estimator.fit(x, y)
     except Exception as exc:
+        if DIVERGED.search(str(exc)):
+            raise _diverged(estimator, f"{type(exc).__name__}: {exc}") from None
         raise ModelFactoryError(f"fitting {type(estimator).__name__} failed: {type(exc).__name__}: {exc}") from None
     seconds = time.perf_counter() - began
     train_out, eval_out = predict(estimator, x, target.task), predict(estimator, x_eval, target.task)
+    for rows, out_rows in (("training", train_out), ("evaluation", eval_out)):
+        bad = int((~np.isfinite(out_rows.reshape(len(out_rows), -1))).any(axis=1).sum())
+        if bad:
+            raise _diverged(estimator, f"it predicts NaN or infinity for {bad} of {len(out_rows)} {rows} rows")
     names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
     metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(names, y_eval.astype(np.float64),
                                                                           eval_out).items()}
@@ -78,23 +103,99 @@ def fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, t
     log.seconds, log.status = round(seconds, 3), "completed"
     github.log(f"    fitted {type(estimator).__name__} in {seconds:.2f} s: "
                + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
-    with atomic.atomic_open(out / CHECKPOINT) as handle:
-        pickle.dump({"version": CHECKPOINT_VERSION, "estimator": estimator, "features": spec.to_json(),
-                     "target": target.to_json(), "label": config.data.label}, handle)
+    save(out / CHECKPOINT, estimator, spec, target, config.data.label)
     atomic.write_json(out / TRAIN_LOG, asdict(log))
     return log
 
 
-def load(path: Path) -> tuple[Any, FeatureSpec, Target, str]:
-    """The fitted estimator saved by `fit` in this output folder (modelci's own file, never a user's)."""
+def save(path: Path, estimator: Any, spec: FeatureSpec, target: Target, label: str) -> None:
+    """The estimator in skops' format, which, unlike a pickle, cannot run code when it is read."""
+    import skops.io
+
+    from modelci.train.model import first_line
+
+    meta = json.dumps({"features": spec.to_json(), "target": target.to_json(), "label": label})
+    try:
+        data = skops.io.dumps({"version": CHECKPOINT_VERSION, "estimator": estimator, "meta": meta})
+        # NOTE: read back at once (trusting all: this process wrote it), because skops writes some
+        # things it cannot read, such as a lambda; export would fail on them much later.
+        skops.io.loads(data, trusted=skops.io.get_untrusted_types(data=data))
+    except Exception as exc:
+        raise ModelFactoryError(f"the fitted {type(estimator).__name__} cannot be saved in skops' format: "
+                                f"{type(exc).__name__}: {first_line(exc)}",
+                                hint="functions it holds must be defined at the top level of a module "
+                                     "(no lambda, no nested function)") from None
+    atomic.write_bytes(path, data)
+
+
+def load(path: Path, factory_module: str) -> tuple[Any, FeatureSpec, Target, str]:
+    """The fitted estimator in `path`, built only from types `trusted` allows.
+
+    NOTE: whatever is in the output folder may have been put there by someone else (a pull request's
+    job, an artifact downloaded from one), so the file decides nothing: the model factory's module
+    `factory_module`, which the job runs anyway, says which types may be built.
+    """
+    import skops.io
+
     from modelci.features import FeatureSpec, Target
 
-    with path.open("rb") as handle:
-        # NOTE: a pickle, but only ever modelci's own: written by `fit` above in the run's output folder.
-        data = pickle.load(handle)
-    if data.get("version") != CHECKPOINT_VERSION:
+    try:
+        listed = skops.io.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise _corrupt(path, exc) from None
+    refused = [name for name in listed if not trusted(name, factory_module)]
+    if refused:
+        raise UsageError(f"{path} holds types that neither scikit-learn nor a package model.factory imports "
+                         f"provides: {', '.join(refused[:10])}; modelci does not load it",
+                         hint="modelci train writes this file: run it again rather than using a file from elsewhere")
+    try:
+        data = skops.io.load(path, trusted=listed)
+        version, estimator, meta = data["version"], data["estimator"], json.loads(data["meta"])
+        spec, target = FeatureSpec.from_json(meta["features"]), Target.from_json(meta["target"])
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save` wrote whole
+        raise _corrupt(path, exc) from None
+    if version != CHECKPOINT_VERSION:
         raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
-    return data["estimator"], FeatureSpec.from_json(data["features"]), Target.from_json(data["target"]), data["label"]
+    if not is_estimator(estimator):
+        raise _corrupt(path, TypeError(f"it holds a {type(estimator).__name__}, not a scikit-learn estimator"))
+    return estimator, spec, target, str(meta["label"])
+
+
+def _corrupt(path: Path, exc: Exception) -> UsageError:
+    from modelci.train.model import first_line
+
+    return UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
+                      hint="run `modelci train` again to write it anew")
+
+
+def trusted(name: str, factory_module: str) -> bool:
+    """Whether a type or function skops does not trust by default may be built from a model file.
+
+    Anything of the factory's own file may: export imports and runs that file anyway. Elsewhere only
+    classes may, never functions (a function in an estimator's attribute can be called by predict),
+    and only from scikit-learn or a third-party package whose classes the factory's file imports.
+    """
+    module_name, _, attribute = name.rpartition(".")
+    if module_name == factory_module:
+        return True
+    packages = {"sklearn"} | _factory_packages(factory_module)
+    if module_name.partition(".")[0] not in packages:
+        return False
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type)
+
+
+def _factory_packages(factory_module: str) -> set[str]:
+    """The third-party packages of the classes and modules the factory's file holds in its namespace."""
+    module = sys.modules.get(factory_module)
+    if module is None:
+        return set()
+    found = {(value.__name__ if inspect.ismodule(value) else value.__module__).partition(".")[0]
+             for value in vars(module).values() if inspect.ismodule(value) or isinstance(value, type)}
+    return {name for name in found if name not in sys.stdlib_module_names and name != factory_module}
 
 
 def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, ml_opset: int) -> ModelProto:

@@ -28,9 +28,9 @@ from modelci.config import Config, TrainConfig
 from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
-from modelci.features import FeatureSpec, Target
+from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target
 from modelci.train import command, distributed, sklearn_model
-from modelci.train.model import Scorer, call_factory, check_network, save_checkpoint
+from modelci.train.model import Scorer, call_factory, check_network, first_line, save_checkpoint
 from modelci.train.progress import Progress
 
 LOG_VERSION = 2
@@ -75,10 +75,34 @@ class TrainLog:
     kept_epoch: int | None = None  # the epoch the saved model is: the best with train.patience, else the last
     stopped_early: bool = False
     resumed_from: int | None = None  # the last epoch the saved state held, when resumed
-    status: str = "running"  # running | completed | out_of_memory
+    status: str = "running"  # running | completed | out_of_memory | diverged
     peak_memory_bytes: int | None = None
     seconds: float = 0.0
     version: int = LOG_VERSION
+
+
+class Diverged(UsageError):
+    """Training diverged: a loss, or the fitted model's output, is no longer a finite number."""
+
+    def __init__(self, message: str, *, epoch: int, hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.epoch = epoch
+
+
+def diverged_hint(settings: TrainConfig) -> str:
+    """What to change after a diverged run, with the settings it used."""
+    clip = ("lower train.grad_clip" if settings.grad_clip is not None
+            else "set train.grad_clip (1.0 is a common start)")
+    return (f"lower train.lr (it is {settings.lr:g}), {clip}, or check the data for extreme values; "
+            "train-log.json records the losses of the epochs before")
+
+
+def check_finite(epoch: int, loss: float, eval_loss: float, settings: TrainConfig) -> None:
+    """Stop at the first epoch whose training or evaluation loss is NaN or infinite."""
+    for name, value in (("training loss", loss), ("evaluation loss", eval_loss)):
+        if not np.isfinite(value):
+            raise Diverged(f"the {name} became {value} in epoch {epoch}: training diverged", epoch=epoch,
+                           hint=diverged_hint(settings))
 
 
 def feature_columns(config: Config, columns: list[str]) -> list[str]:
@@ -216,11 +240,7 @@ class Loop:
         rows_seen = len(order)
         if self.job is not None:
             total, rows_seen = self.job.total(total), rows_seen * self.job.world
-        mean = float(total) / rows_seen
-        if not np.isfinite(mean):
-            raise UsageError(f"the training loss became {mean} in epoch {self.epoch}",
-                             hint="lower train.lr, set train.grad_clip, or check the data for extreme values")
-        return mean
+        return float(total) / rows_seen
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
@@ -290,9 +310,10 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     target = Target.fit(datasets.train[config.data.label], config.task)
     job = distributed.from_env()
     if distributed.is_main(job):
+        _warn_constant(spec.constant_columns(datasets.train))
         if config.tuned_from is not None:
             github.log(f"    with the tuned parameters in {config.tuned_from.name}")
-        for stale in (CHECKPOINT, sklearn_model.CHECKPOINT):
+        for stale in (CHECKPOINT, sklearn_model.CHECKPOINT, sklearn_model.PICKLE_CHECKPOINT):
             (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
     log = TrainLog(task=config.task, framework="pytorch", device="cpu", processes=1, precision="fp32",
                    rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
@@ -313,6 +334,14 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
         return sklearn_model.fit(made, config, datasets, spec, target, out, log)
     net = check_network(made, config, spec.width, target.output_dim).to(device)
     return _train_network(net, config, datasets, spec, target, out, log, device, job, resume, on_epoch)
+
+
+def _warn_constant(columns: list[str]) -> None:
+    if columns:
+        # NOTE: a warning, not an error: the model works, and a value never seen goes to "other" when served.
+        github.warning(f"no value of {', '.join(columns)} occurs {MIN_CATEGORY_COUNT} times in the training data, "
+                       "so each is one constant input (an ID column?); list the columns the model should use in "
+                       "data.features to leave it out")
 
 
 def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target,
@@ -341,6 +370,11 @@ def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: Fea
         torch.cuda.reset_peak_memory_stats(device)
     try:
         _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path, on_epoch)
+    except Diverged:
+        if main:
+            log.status = "diverged"
+            atomic.write_json(out / TRAIN_LOG, asdict(log))
+        raise
     except torch.OutOfMemoryError as exc:
         raise _out_of_memory(log, device, settings, out, exc) from None
     except RuntimeError as exc:
@@ -369,9 +403,9 @@ def _out_of_memory(log: TrainLog, device: torch.device, settings: TrainConfig, o
     atomic.write_json(out / TRAIN_LOG, asdict(log))
     where = "GPU" if device.type == "cuda" else "CPU"
     peak = f", with {log.peak_memory_bytes / 2**30:.2f} GiB allocated at the peak" if log.peak_memory_bytes else ""
-    first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    what = first_line(exc) or type(exc).__name__
     return OutOfMemory(f"training ran out of {where} memory in epoch {len(log.epochs) + 1} at batch_size "
-                       f"{settings.batch_size}{peak} ({first_line})",
+                       f"{settings.batch_size}{peak} ({what})",
                        hint="lower train.batch_size or the model's size; train-log.json records how far it got")
 
 
@@ -381,7 +415,11 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
         return
     # NOTE: loaded on the CPU: random-number states must stay CPU tensors, and load_state_dict moves
     # the weights and the optimizer's state to the parameters' device itself.
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one a finished epoch wrote whole
+        raise UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
+                         hint="train without --resume to start again") from None
     if saved.get("version") != STATE_VERSION:
         raise UsageError(f"{path} was written by another version of modelci",
                          hint="delete it and train from the start")
@@ -420,6 +458,9 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
         began = time.perf_counter()
         loss = loop.train_epoch(x, y, progress)
         eval_loss, scores = loop.evaluate(x_eval, y_eval)
+        # NOTE: the evaluation loss too: the epoch's last steps can break the weights after its
+        # training loss, the mean of losses measured before each step, was still finite.
+        check_finite(loop.epoch, loss, eval_loss, settings)
         stop = loop.keep_if_best(eval_loss)
         seconds = time.perf_counter() - began
         metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(metric_names, labels, scores).items()}

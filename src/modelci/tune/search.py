@@ -24,14 +24,14 @@ import yaml
 
 from modelci import atomic, github
 from modelci.config import Config, SearchParam, merge_params, parse_config
-from modelci.errors import CheckFailed, ModelciError, UsageError
+from modelci.errors import ModelciError, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, LOWER_IS_BETTER
 
 if TYPE_CHECKING:
     import optuna
 
     from modelci.data.tables import Datasets
-    from modelci.train.trainer import EpochRecord, TrainLog
+    from modelci.train.trainer import Diverged, EpochRecord, TrainLog
 
 REPORT_FILE = "tune-report.json"
 REPORT_VERSION = 1
@@ -106,7 +106,7 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
     """Run `trials` trials of the study (creating it or joining it) and write the report and the best parameters."""
     import optuna
 
-    from modelci.train.trainer import train
+    from modelci.train.trainer import Diverged, train
 
     settings, goal = config.tune, objective_of(config)
     # NOTE: at WARNING Optuna prints a traceback for every failed trial; modelci says why in one line.
@@ -135,6 +135,8 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
 
             value = _value(train(trial_config, datasets, work / f"trial-{trial.number}", on_epoch=report),
                            goal.metric)
+        except Diverged as exc:
+            raise _pruned_as_diverged(trial, exc) from None
         except ModelciError as exc:
             trial.set_user_attr("error", exc.message)
             github.log(f"    trial {trial.number}: failed: {exc.message}")
@@ -153,11 +155,26 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
     report = _report(study, config, goal)
     atomic.write_json(out / REPORT_FILE, report)
     if report["best"] is None:
-        raise CheckFailed("no trial of the search completed", hint="see the trials' errors in tune-report.json")
+        raise _no_trial_completed(report)
     _write_best(settings.best_file, report)
     github.log(f"    best: trial {report['best']['number']}, {goal.metric} {report['best']['value']:.4f}; "
                f"written to {settings.best_file.name}, which `modelci train` applies")
     return report
+
+
+def _pruned_as_diverged(trial: optuna.Trial, exc: Diverged) -> optuna.TrialPruned:
+    """A trial that diverged, as Optuna's samplers learn from best: pruned, with NaN at that epoch.
+
+    NOTE: not failed: TPE ignores failed trials, so it would keep proposing the parameters that
+    diverged; a pruned one counts among the worst trials, a NaN intermediate value last of all.
+    """
+    import optuna
+
+    trial.report(math.nan, exc.epoch)
+    trial.set_user_attr("error", exc.message)
+    trial.set_user_attr("epochs", exc.epoch)
+    github.log(f"    trial {trial.number}: pruned: {exc.message}  {_params_text(trial.params)}")
+    return optuna.TrialPruned(exc.message)
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -167,7 +184,7 @@ def _params_text(params: dict[str, Any]) -> str:
 def _say_pruned(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     import optuna
 
-    if trial.state == optuna.trial.TrialState.PRUNED:
+    if trial.state == optuna.trial.TrialState.PRUNED and "error" not in trial.user_attrs:
         github.log(f"    trial {trial.number}: pruned after epoch {trial.last_step}  {_params_text(trial.params)}")
 
 
@@ -185,6 +202,17 @@ def _report(study: optuna.Study, config: Config, goal: Objective) -> dict[str, A
             "study": study.study_name, "storage": shown_storage(config.tune.storage), "sampler": config.tune.sampler,
             "metric": goal.metric, "direction": goal.direction, "trials": trials,
             "best": {"number": best.number, "value": best.value, "params": best.params} if best else None}
+
+
+def _no_trial_completed(report: dict[str, Any]) -> UsageError:
+    """Every trial failed or diverged: the search space or the config is what to change (exit 2)."""
+    trials = report["trials"]
+    errors = [t["error"] for t in trials if t["error"]]
+    diverged = sum(1 for t in trials if t["state"] == "pruned" and t["error"])  # see _pruned_as_diverged
+    first = f"; the first error: {errors[0]}" if errors else ""
+    return UsageError(f"no trial of the search completed: {len(trials)} trials, {diverged} diverged{first}",
+                      hint="narrow tune.space (a lower train.lr range, for one) or fix the error above; every "
+                           "trial's error is in tune-report.json")
 
 
 def _write_best(path: Path, report: dict[str, Any]) -> None:
