@@ -3,16 +3,19 @@ confirm, one they refuse (rolled back), one the gate refused, and a rollback on 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from loopback import free_port
+from modelci.registry import artifact
 from modelci.registry.artifact import ANNOTATION_PREFIX, push_files, resolve
 from modelci.registry.reference import parse_reference
 from test_serve import MODELCI, artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
@@ -153,3 +156,25 @@ def test_a_killed_deploy_is_seen_by_the_next_deploy_and_by_rollback(  # type: ig
     assert back.out.strip() == first.digest
     assert tag_of(registry, "prod") == first.digest
     assert cli("rollback", registry).code == 2  # no deploy finished on another digest: nothing to go back to
+
+
+def test_a_signal_that_arrives_while_the_tag_moves_still_moves_it_back(  # type: ignore[no-untyped-def]
+        cli, exported: Path, retrained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    registry = f"oci:{tmp_path / 'registry'}"
+    first = push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:sha-a"),
+                       ["sha-a", "prod"], PASSED)
+    push_files(artifact_of(tmp_path / "b", retrained, retrained), parse_reference(f"{registry}:sha-b"), ["sha-b"],
+               PASSED)
+    real_promote, moves = artifact.promote, []
+
+    def signalled_promote(*args: Any, **kwargs: Any) -> Any:
+        moves.append(args)
+        if len(moves) == 1:  # NOTE: a fault injected: SIGTERM lands in the middle of the first move
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_promote(*args, **kwargs)
+
+    monkeypatch.setattr(artifact, "promote", signalled_promote)
+    stopped = cli("deploy", f"{registry}:sha-b", "--server", f"http://127.0.0.1:{free_port()}", "--timeout", "60")
+    assert stopped.code == 143, stopped.err
+    assert f"prod is back on {first.digest}" in stopped.err
+    assert tag_of(registry, "prod") == first.digest

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modelci.cli import main
 
@@ -62,9 +66,33 @@ def test_a_full_disk_is_exit_2_with_what_to_do(small_data: Path, tmp_path: Path)
 
 
 def test_the_sigterm_handler_is_restored_after_a_command(cli) -> None:  # type: ignore[no-untyped-def]
-    import signal
-
     before = signal.getsignal(signal.SIGTERM)
     assert cli("--version").code == 0
     assert main(["--version"]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_training_script_stops_with_modelci(repo: Path, stop: signal.Signals, code: int) -> None:
+    # NOTE: a script that runs for minutes and prints nothing more (a broken pipe would not end it): it must
+    # end when modelci is stopped
+    (repo / "forever.py").write_text("import os, pathlib, time\n"
+                                     "pathlib.Path('child.pid').write_text(str(os.getpid()))\n"
+                                     "print('epoch 1', flush=True)\ntime.sleep(600)\n")
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    config["model"], config["train"] = None, {"command": [sys.executable, "forever.py"]}
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen([sys.executable, "-m", "modelci", "train"], cwd=repo, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while not (repo / "child.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int((repo / "child.pid").read_text())
+    began = time.monotonic()
+    process.send_signal(stop)  # NOTE: to modelci alone, by its PID, as a runner or `kill` sends it
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == code, err
+    assert time.monotonic() - began < 15  # not a wait for a child that was never told
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -144,7 +144,7 @@ def test_a_scikit_learn_model_is_saved_as_skops_and_a_planted_file_never_runs(  
     saved.write_bytes(skops.io.dumps({"version": 1, "estimator": FunctionTransformer(func=os.popen), "meta": "{}"}))
     result = cli("export")
     assert result.code == 2
-    assert "provides: os.popen; modelci does not load it" in result.err
+    assert "from a model file: os.popen; modelci does not load it" in result.err
 
     saved.unlink()
     marker = tmp_path / "the pickle ran"
@@ -161,6 +161,64 @@ def test_a_scikit_learn_model_is_saved_as_skops_and_a_planted_file_never_runs(  
     result = cli("export")
     assert result.code == 0, result.err
     assert json.loads((OUT / "parity.json").read_text())["passed"]
+
+
+# NOTE: a factory file that imports numpy, and a function that could harm if a model file could call it
+PLANTED_FACTORY = '''
+from os import remove
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+
+def build(input_dim, output_dim):
+    return LogisticRegression()
+'''
+
+
+def _json(value: object) -> dict[str, object]:
+    return {"__class__": type(value).__name__, "__module__": "builtins", "__loader__": "JsonNode",
+            "content": json.dumps(value), "is_json": True}
+
+
+def _call(module: str, name: str, *args: object) -> dict[str, object]:
+    """A skops node that, once built, is `module.name(*args)`: what skops' ConstructorFromReduceNode does."""
+    values = [{"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
+               "content": [_json(v) for v in value]} if isinstance(value, list) else _json(value) for value in args]
+    return {"__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode",
+            "content": {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
+                        "content": values}}
+
+
+def _plant(path: Path, estimator: dict[str, object]) -> None:
+    """A model.skops written by hand, as someone other than `modelci train` could write one."""
+    import zipfile
+
+    schema = {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",
+              "content": {"version": _json(1), "estimator": estimator, "meta": _json("{}")},
+              "key_types": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
+                            "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}] * 3},
+              "protocol": 2, "_skops_version": "0.16.0"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+
+
+@pytest.mark.parametrize(("module", "name", "args", "refused"), [
+    ("numpy", "memmap", ("uint8", "w+", 0, [4]), "numpy.memmap"),  # would overwrite the file with zeros
+    ("modelci_user_model_model", "remove", (), "modelci_user_model_model.remove"),  # os.remove, the factory's
+], ids=["a-numpy-class-that-writes-files", "a-function-the-factory-file-imports"])
+def test_a_planted_model_file_that_calls_a_type_or_function_is_refused_and_touches_nothing(  # type: ignore[no-untyped-def]
+        cli, repo: Path, tmp_path: Path, module: str, name: str, args: tuple[object, ...], refused: str) -> None:
+    (repo / "model.py").write_text(PLANTED_FACTORY)
+    configure(repo, model={"factory": "model.py:build"}, gate=[])
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    _plant(OUT / "model.skops", _call(module, name, str(victim), *args))
+    result = cli("export")
+    assert result.code == 2, result.err
+    assert victim.read_bytes() == b"precious"
+    assert f"{refused}; modelci does not load it" in result.err
 
 
 @pytest.mark.slow

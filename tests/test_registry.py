@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,36 @@ def test_pull_into_an_empty_folder_writes_into_it(  # type: ignore[no-untyped-de
     assert _leftovers(work) == []
     assert _leftovers(tmp_path) == []
     assert cli("pull", f"{published[0]}:v1", "-o", str(work)).code == 2  # NOTE: the cwd itself is never swapped out
+
+
+# NOTE: a tmpfs in a mount namespace of its own (tests run as root, as in test_exit_codes.py): pulled into twice,
+# then once more after a byte of a file of the pull was changed (its size the same); what the mount point holds
+# after each is printed
+IN_A_MOUNT_POINT = """
+mount -t tmpfs tmpfs "$0" || exit 99
+"$1" -m modelci pull "$2:v1" -o "$0" > /dev/null || exit 11
+"$1" -m modelci pull "$2:v2" -o "$0" || exit 12
+ls -A "$0"; cat "$0/model.onnx"; echo
+printf X | dd of="$0/model.onnx" bs=1 count=1 conv=notrunc 2> /dev/null
+"$1" -m modelci pull "$2:v1" -o "$0"; echo "changed: $?"
+ls -A "$0"; cat "$0/model.onnx"; echo
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a tmpfs in a mount namespace of its own is Linux's")
+def test_pull_replaces_an_earlier_pull_in_a_mount_point_in_place(published: tuple[str, str], tmp_path: Path) -> None:
+    assert shutil.which("unshare"), "util-linux's unshare makes the mount point"
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", IN_A_MOUNT_POINT, str(mount_point), sys.executable,
+                           published[0]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:5] == [published[1], "manifest.json", "metrics.json", "model.onnx", "two"]  # nothing else left
+    assert "changed: 2" in lines
+    assert lines[-4:] == ["manifest.json", "metrics.json", "model.onnx", "Xwo"]  # the changed pull kept as it was
+    assert "a file in it was changed since" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def _earlier_pull_altered(folder: Path, how: str) -> None:

@@ -314,11 +314,16 @@ class FaultProxy:
     that opens an upload is answered with `OCI-Chunk-Min-Length`, and a chunk sent after a shorter
     one (only the last may be shorter) is refused with 416. The sizes of the chunks passed on are in
     `chunks`, those refused in `refused`.
+
+    With `relocate`, every `Location` it answers names that host instead (an upload sent elsewhere).
+    The Authorization header of each request it got is in `authorizations`.
     """
 
     def __init__(self, upstream: str, *, chunk_cap: int | None = None, chunk_min: int | None = None,
-                 cap_status: int = 416) -> None:
+                 cap_status: int = 416, relocate: str | None = None) -> None:
         self.upstream, self.faults, self.seen = upstream, [], []  # type: ignore[var-annotated]
+        self.relocate = relocate
+        self.authorizations: list[str | None] = []
         self.chunk_cap, self.chunk_min, self.cap_status = chunk_cap, chunk_min, cap_status
         self.chunks: list[int] = []
         self.refused: list[int] = []
@@ -357,6 +362,7 @@ class FaultProxy:
         length = int(request.headers.get("Content-Length") or 0)
         fault = self._fault(method, path)
         self.seen.append((method, path, fault))
+        self.authorizations.append(request.headers.get("Authorization"))
         if fault == "drop-request":
             request.rfile.read(length // 2)
             request.close_connection = True
@@ -401,6 +407,8 @@ class FaultProxy:
                 continue
             if key.lower() == "docker-content-digest" and fault == "lie-digest":
                 value = "sha256:" + "0" * 64
+            if key.lower() == "location" and self.relocate:
+                value = f"http://{self.relocate}{urlparse(value).path}?{urlparse(value).query}"
             request.send_header(key, value)
         if method == "POST" and answer.status_code == 202 and self.chunk_min is not None:
             request.send_header("OCI-Chunk-Min-Length", str(self.chunk_min))
@@ -696,3 +704,28 @@ def test_no_credentials_go_to_a_plain_http_token_service_on_another_host(  # typ
         push_files(files, reference, ["v1"], {})
     assert "plain HTTP" in str(refused.value)
     assert tokens.authorizations == [None]  # nothing more reached it: no credentials were sent
+
+
+@pytest.mark.parametrize(("fixture", "scheme"), [("locked_registry", "Basic "), ("token_registry", "Bearer ")],
+                         ids=["basic", "bearer"])
+def test_credentials_go_only_to_the_registry_not_to_an_upload_location_elsewhere(  # type: ignore[no-untyped-def]
+        request: pytest.FixtureRequest, fixture: str, scheme: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # NOTE: another loopback port, reached over plain HTTP: loopback may carry credentials, but only the
+    # registry's own host, scheme and port gets them (and its tokens)
+    registry = request.getfixturevalue(fixture)
+    elsewhere = FaultProxy(registry)
+    front = FaultProxy(registry, relocate=elsewhere.host)
+    monkeypatch.setenv("MODELCI_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("MODELCI_REGISTRY_PASSWORD", "secret")
+    try:
+        with pytest.raises(RegistryError, match=f"{elsewhere.host} \\(http\\) asks for your credentials") as refused:
+            push_files(artifact_files(tmp_path / "model", size=4000), parse_reference(f"{front.host}/acme/moved:v1"),
+                       ["v1"], {})
+    finally:
+        front.close()
+        elsewhere.close()
+    assert f"they go only to the registry itself ({front.host})" in str(refused.value)
+    assert any(header and header.startswith(scheme) for header in front.authorizations)  # the registry got them
+    assert elsewhere.seen  # the upload went there
+    assert elsewhere.authorizations == [None] * len(elsewhere.seen)  # with no credentials

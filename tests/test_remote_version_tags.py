@@ -8,6 +8,7 @@ exits 0, and the tag names its artifact.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from modelci.errors import UsageError
 from modelci.registry.artifact import promote, push_files, resolve
 from modelci.registry.reference import parse_reference
+from modelci.registry.remote import RemoteRepository
 from test_remote import REGISTRY_BINARY, _serve, artifact_files
 
 pytestmark = pytest.mark.skipif(not Path(REGISTRY_BINARY).exists(),
@@ -84,3 +86,35 @@ def test_a_version_tag_taken_before_is_refused_and_nothing_moves(  # type: ignor
     assert refused.code == 2
     assert f"v3.1 already names {first.digest}" in refused.err
     assert resolve(parse_reference(f"{repository}:prod")) is None  # refused as a whole
+
+
+def test_a_run_that_loses_one_of_two_version_tags_says_which_it_holds(registry: str, tmp_path: Path) -> None:
+    name = f"acme/split-{uuid.uuid4().hex[:8]}"
+    rival = push_files(artifact_files(tmp_path / "rival", size=1500), parse_reference(f"{registry}/{name}:sha-r"),
+                       ["sha-r"], {})
+    store = RemoteRepository(registry, name)
+
+    def overwrite_once_written() -> None:
+        # NOTE: another run whose write of v1.2 comes after this run's, within the time the registry settles
+        deadline = time.monotonic() + 20
+        while store.resolve("v1.2") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.set_tags(rival, ["v1.2"])
+
+    other = threading.Thread(target=overwrite_once_written)
+    other.start()
+    try:
+        with pytest.raises(UsageError) as lost:
+            push_files(artifact_files(tmp_path / "ours", size=1600), parse_reference(f"{registry}/{name}:v1.2.3"),
+                       ["v1.2.3", "v1.2", "main"], {})
+    finally:
+        other.join(timeout=30)
+    ours = resolve(parse_reference(f"{registry}/{name}:v1.2.3"))
+    assert ours is not None
+    assert ours.digest != rival.digest  # this run's write of v1.2.3 stands
+    assert resolve(parse_reference(f"{registry}/{name}:v1.2")).digest == rival.digest  # type: ignore[union-attr]
+    assert resolve(parse_reference(f"{registry}/{name}:main")) is None  # nothing after the version tags moved
+    message = lost.value.message
+    assert f"v1.2 names {rival.digest}" in message
+    assert f"this run's artifact {ours.digest} is stored, tagged v1.2.3 (which this run did move), not tagged " \
+           "v1.2; no other tag moved" in message

@@ -49,12 +49,14 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
                           "it is not deployed", hint="deploy an artifact main published, or pass --force")
     target = source.with_tag(tag)
     before = _last_good(target)
-    with _signals_deferred():
-        artifact.promote(pinned, [tag])
-    github.log(f"{target} = {descriptor.digest}" + (f" (was {before})" if before else ""))
-    samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
     began = time.monotonic()
     try:
+        # NOTE: a signal during the move is held until the move is done, then raised in this block: the tag
+        # never stays moved without the wait that confirms it
+        with _signals_deferred():
+            artifact.promote(pinned, [tag])
+        github.log(f"{target} = {descriptor.digest}" + (f" (was {before})" if before else ""))
+        samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
         waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s)
     except KeyboardInterrupt:  # NOTE: SIGTERM too (errors.Terminated)
         rolled = _move_back(target, before, descriptor.digest)

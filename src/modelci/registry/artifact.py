@@ -231,15 +231,21 @@ def _put_remote(store: RemoteRepository, data: bytes, media_type: str, tags: lis
 
 
 def _confirm(store: RemoteRepository, digest: str, tags: list[str]) -> None:
+    """Read each tag back once the registry has settled; name every tag this run lost and every one it holds."""
     time.sleep(SETTLE_SECONDS)
-    for tag in tags:
-        current = store.resolve(tag)
-        if current is None or current.digest != digest:
-            named = "nothing" if current is None else current.digest
-            raise TagLost(f"{tag} names {named} in {store}: another run wrote it at the same time, and its write "
-                          f"came last; this run's artifact {digest} is stored, not tagged {tag}, and no other tag "
-                          "moved", hint="version tags never move: release a new version; turn on the registry's "
-                                        "immutable tags where it has them (ECR, Harbor)")
+    named = {tag: store.resolve(tag) for tag in tags}
+    lost = {tag: "nothing" if found is None else found.digest for tag, found in named.items()
+            if found is None or found.digest != digest}
+    if not lost:
+        return
+    held = [tag for tag in tags if tag not in lost]
+    taken = "; ".join(f"{tag} names {other}" for tag, other in lost.items())
+    holds = f"tagged {', '.join(held)} (which this run did move)" if held else "not tagged"
+    them = "it" if len(lost) == 1 else "them"
+    raise TagLost(f"{taken} in {store}: another run wrote {them} at the same time, and its write came last; this run's "
+                  f"artifact {digest} is stored, {holds}, not tagged {', '.join(lost)}; no other tag moved",
+                  hint="version tags never move: release a new version; turn on the registry's immutable tags "
+                       "where it has them (ECR, Harbor)")
 
 
 def promote(source: Reference, targets: list[str], *, force: bool = False) -> Descriptor:

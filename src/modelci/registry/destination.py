@@ -10,7 +10,10 @@ before it fetches anything:
 - an earlier pull: exactly the files its `manifest.json` names, each unchanged, and nothing else.
   The new pull is written beside it; the old folder is renamed aside, checked against its digests
   (no one reaches it by its name any more), the new one renamed into place, and the old files
-  removed by name. A folder that fails any of this is put back as it was.
+  removed by name. A folder that fails any of this is put back as it was. A folder that cannot be
+  renamed (a mount point, or one in a folder this user may not write) is replaced in place instead:
+  the new pull is written inside it, the earlier files are moved aside inside it, `manifest.json`
+  first, and checked against their digests, then the new files are moved in, `manifest.json` last.
 
 Anything else (a file, a folder with other files, a changed pull) is refused with exit 2.
 """
@@ -44,6 +47,7 @@ class Destination:
     path: Path  # the real folder, symlinks followed
     empty: bool  # an empty folder, which stays
     earlier: dict[str, Descriptor] | None = None  # the files of the earlier pull it holds
+    in_place: bool = False  # the earlier pull is replaced inside the folder, which cannot be renamed
 
 
 def inspect(given: Path, files_of: FilesOf) -> Destination:
@@ -67,7 +71,12 @@ def inspect(given: Path, files_of: FilesOf) -> Destination:
     if path == Path.cwd().resolve():
         raise UsageError(f"{given} is the current folder and holds an earlier pull, which a pull replaces whole",
                          hint="pull from its parent folder, or into another folder")
-    return Destination(given, path, empty=False, earlier=earlier)
+    return Destination(given, path, empty=False, earlier=earlier, in_place=not _renamable(path))
+
+
+def _renamable(path: Path) -> bool:
+    """Whether the folder can be renamed aside: not a mount point, and in a folder this user may write."""
+    return not os.path.ismount(path) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _check_ancestors(given: Path, path: Path) -> None:
@@ -121,7 +130,7 @@ def _unchanged(path: Path, files: dict[str, Descriptor]) -> bool:
 def staged(destination: Destination) -> Iterator[Path]:
     """A new private folder for the pull's files; when the block ends without error, they take the place
     of the destination's. On any error the folder is removed and the destination is as it was."""
-    parent = destination.path if destination.empty else destination.path.parent
+    parent = destination.path if destination.empty or destination.in_place else destination.path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING}{destination.path.name}-", dir=parent))
@@ -131,6 +140,8 @@ def staged(destination: Destination) -> Iterator[Path]:
         yield staging
         if destination.empty:
             _move_in(staging, destination)
+        elif destination.earlier is not None and destination.in_place:
+            _replace_in_place(staging, destination, destination.earlier)
         elif destination.earlier is not None:
             _swap(staging, destination, destination.earlier)
         else:
@@ -169,6 +180,40 @@ def _move_in(staging: Path, destination: Destination) -> None:
             target.unlink(missing_ok=True)
         raise
     staging.rmdir()
+
+
+def _replace_in_place(staging: Path, destination: Destination, earlier: dict[str, Descriptor]) -> None:
+    """Put the new pull in the place of the earlier one inside the folder itself, which stays."""
+    path = destination.path
+    aside = Path(tempfile.mkdtemp(prefix=f"{STAGING}{path.name}-old-", dir=path))
+    names = [MANIFEST_FILE, *earlier]  # NOTE: the manifest first: the folder stops saying it holds a whole pull
+    _move_files(path, aside, names, destination.given)
+    if not _unchanged(aside, earlier):
+        _move_files(aside, path, names, destination.given)
+        aside.rmdir()
+        raise UsageError(f"{destination.given} is not a folder `modelci pull` wrote: a file in it was changed "
+                         "since; a pull never removes files it did not write", hint=HINT)
+    try:
+        _move_in(staging, destination)
+    except BaseException:
+        _move_files(aside, path, names, destination.given)
+        aside.rmdir()
+        raise
+    for name in names:
+        (aside / name).unlink(missing_ok=True)
+    aside.rmdir()
+
+
+def _move_files(source: Path, target: Path, names: list[str], given: Path) -> None:
+    """Move the named files from `source` to `target`, each to a name nothing holds there."""
+    for name in names:
+        try:
+            # NOTE: claimed first (O_EXCL), so the rename replaces only modelci's own empty file
+            os.close(os.open(target / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise UsageError(f"{target / name} was made by someone else while pulling into {given}; the earlier "
+                             f"pull's files are in {source}", hint="move them back by hand") from None
+        os.rename(source / name, target / name)
 
 
 def _swap(staging: Path, destination: Destination, earlier: dict[str, Descriptor]) -> None:

@@ -7,12 +7,15 @@ that fail with 429 or a 5xx, or lose their connection, are retried with backoff 
 `Retry-After`, within a bounded budget. Authentication: anonymous, basic, or the bearer-token flow
 the registry asks for in `WWW-Authenticate` (the token is fetched for the scope asked, cached, and
 fetched again once when a request is refused with 401). Credentials go only over HTTPS, or to this
-machine: a registry that names a token service over plain HTTP elsewhere is refused, by name.
+machine: a registry that names a token service over plain HTTP elsewhere is refused, by name. They
+are put on each request to the registry's own scheme, host and port, never on the session, so an
+upload `Location` on another host gets none.
 Large blobs go up in chunks of the size the registry takes (see `_send_chunks`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -65,7 +68,6 @@ def use_credentials(credentials: Credentials) -> None:
 def credentials_for(host: str) -> Credentials | None:
     """Credentials from the command line, MODELCI_REGISTRY_USERNAME/PASSWORD, GITHUB_TOKEN for ghcr.io, or
     ~/.docker/config.json (`docker login`), in that order."""
-    import base64
     import json
 
     if _given is not None:
@@ -136,6 +138,7 @@ class RemoteRepository:
         self.credentials = credentials if credentials is not None else credentials_for(host)
         self.session = requests.Session()
         self._token: str | None = None
+        self._basic = False  # the registry asked for basic credentials
         # NOTE: learned from a registry that refused larger chunks, so the next blob is not refused again
         self._chunk_cap: int | None = None
         # NOTE: by digest, so never stale: resolving a tag fetches its manifest whole, and what follows
@@ -156,7 +159,7 @@ class RemoteRepository:
             if isinstance(body, io.IOBase):
                 body.seek(0)  # NOTE: a retried upload sends the whole body again
             try:
-                response = self.session.request(method, url, headers=self._headers(extra), timeout=TIMEOUT,
+                response = self.session.request(method, url, headers=self._headers(url, extra), timeout=TIMEOUT,
                                                 **kwargs)
             except requests.ConnectionError as exc:
                 if attempt == RETRIES or not self._wait(attempt, None, began):
@@ -174,11 +177,21 @@ class RemoteRepository:
             raise self._refused(method, url, response)
         raise RegistryError(f"{self.host}: {method} {url} kept failing")  # NOTE: not reached; for the type checker
 
-    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+    def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
+        if not self._own(url):
+            return headers  # NOTE: an upload Location may name another host: nothing of ours goes there
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        elif self._basic and self.credentials:
+            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
         return headers
+
+    def _own(self, url: str) -> bool:
+        """Whether `url` is on the registry's own scheme, host and port, and may carry credentials there."""
+        here, there = urlsplit(self.base), urlsplit(url)
+        return (here.scheme, here.netloc) == (there.scheme, there.netloc) and may_carry_credentials(url)
 
     @staticmethod
     def _wait(attempt: int, retry_after: str | None, began: float) -> bool:
@@ -195,8 +208,10 @@ class RemoteRepository:
         """Answer a 401's challenge: basic credentials, or a bearer token for the scope asked."""
         scheme, params = _challenge(response.headers.get("WWW-Authenticate", ""))
         basic = (self.credentials.username, self.credentials.password) if self.credentials else None
-        if scheme == "basic" and basic and self.session.auth is None:
-            self.session.auth = basic
+        if basic and not self._own(response.url):
+            raise self._asked_elsewhere(response.url)
+        if scheme == "basic" and basic and not self._basic:
+            self._basic = True
             return True
         if scheme != "bearer" or "realm" not in params:
             return False
@@ -210,6 +225,13 @@ class RemoteRepository:
         body = answer.json()
         self._token = body.get("token") or body.get("access_token")
         return bool(self._token)
+
+    def _asked_elsewhere(self, url: str) -> RegistryError:
+        parts = urlsplit(url)
+        return RegistryError(f"{parts.netloc} ({parts.scheme}) asks for your credentials for {self}; refused: they go "
+                             f"only to the registry itself ({urlsplit(self.base).netloc}), over HTTPS or to this "
+                             "machine", hint=f"check that {self.host} is the registry you meant, and reach it over "
+                                             "https://")
 
     def _realm_refused(self, realm: str) -> RegistryError:
         parts = urlsplit(realm)

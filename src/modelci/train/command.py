@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import atomic, github
+from modelci.child import stopped_with_modelci
 from modelci.errors import ModelciError, UsageError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def _relay(command: list[str], cwd: Path, env: dict[str, str]) -> int:
     except OSError as exc:
         raise UsageError(f"train.command cannot start: {exc}", hint="check the program's name and path") from None
     assert process.stdout is not None
-    with process:
+    with process, stopped_with_modelci(process):
         for line in process.stdout:
             sys.stderr.write(f"    | {line}")
     return process.returncode

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from modelci.child import stopped_with_modelci
 from modelci.errors import ERROR_FILE_VARIABLE, INTERNAL_ERROR
 
 RANK0_PREFIX = "[default0]:"  # what `torchrun --tee` puts before local rank 0's lines
@@ -109,7 +110,7 @@ def launch(nproc: int, arguments: list[str]) -> int:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace")
         assert process.stdout is not None
-        with process:
+        with process, stopped_with_modelci(process):
             for line in process.stdout:
                 if line.startswith(RANK0_PREFIX):
                     sys.stderr.write(line[len(RANK0_PREFIX):])

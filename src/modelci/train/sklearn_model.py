@@ -8,8 +8,6 @@ classes as 0..k-1 (so `predict_proba`'s columns are modelci's classes) or the la
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import re
 import sys
@@ -132,8 +130,9 @@ def load(path: Path, factory_module: str) -> tuple[Any, FeatureSpec, Target, str
     """The fitted estimator in `path`, built only from types `trusted` allows.
 
     NOTE: whatever is in the output folder may have been put there by someone else (a pull request's
-    job, an artifact downloaded from one), so the file decides nothing: the model factory's module
-    `factory_module`, which the job runs anyway, says which types may be built.
+    job, an artifact downloaded from one), so the file decides nothing: `trusted` does. The model
+    factory's module `factory_module` must already be imported, so that the estimator classes it
+    defines are found.
     """
     import skops.io
 
@@ -143,10 +142,10 @@ def load(path: Path, factory_module: str) -> tuple[Any, FeatureSpec, Target, str
         listed = skops.io.get_untrusted_types(file=path)
     except Exception as exc:
         raise _corrupt(path, exc) from None
-    refused = [name for name in listed if not trusted(name, factory_module)]
+    refused = [name for name in listed if not trusted(name)]
     if refused:
-        raise UsageError(f"{path} holds types that neither scikit-learn nor a package model.factory imports "
-                         f"provides: {', '.join(refused[:10])}; modelci does not load it",
+        raise UsageError(f"{path} holds types that are not scikit-learn estimators, which modelci never builds "
+                         f"from a model file: {', '.join(refused[:10])}; modelci does not load it",
                          hint="modelci train writes this file: run it again rather than using a file from elsewhere")
     try:
         data = skops.io.load(path, trusted=listed)
@@ -168,34 +167,28 @@ def _corrupt(path: Path, exc: Exception) -> UsageError:
                       hint="run `modelci train` again to write it anew")
 
 
-def trusted(name: str, factory_module: str) -> bool:
-    """Whether a type or function skops does not trust by default may be built from a model file.
+# NOTE: skops builds each object with the loader its file names (`__loader__`), and some loaders call the
+# type with arguments from the file (ConstructorFromReduceNode and ReduceNode: `cls(*args)`), so trusting a
+# type trusts calling it with anything: numpy.memmap(path, mode="w+") overwrites a file, and a function is
+# just called. Beyond skops' defaults, which it trusts per loader, modelci trusts only classes that are
+# scikit-learn estimators (their __init__ only stores its arguments), and the one type a fitted tree needs.
+# The estimator may be defined in the factory's file: the caller imports it first, so it is in sys.modules.
+# NOTE: skops does not trust a Tree by default because a crafted one can crash predict (out-of-bounds node
+# indices); it runs no code and touches no file, and no decision tree or forest can be loaded without it.
+TREE = "sklearn.tree._tree.Tree"
 
-    Anything of the factory's own file may: export imports and runs that file anyway. Elsewhere only
-    classes may, never functions (a function in an estimator's attribute can be called by predict),
-    and only from scikit-learn or a third-party package whose classes the factory's file imports.
-    """
-    module_name, _, attribute = name.rpartition(".")
-    if module_name == factory_module:
+
+def trusted(name: str) -> bool:
+    """Whether a type skops does not trust by default may be built from a model file (see the NOTE above)."""
+    from sklearn.base import BaseEstimator
+
+    if name == TREE:
         return True
-    packages = {"sklearn"} | _factory_packages(factory_module)
-    if module_name.partition(".")[0] not in packages:
-        return False
-    try:
-        found = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(found, type)
-
-
-def _factory_packages(factory_module: str) -> set[str]:
-    """The third-party packages of the classes and modules the factory's file holds in its namespace."""
-    module = sys.modules.get(factory_module)
-    if module is None:
-        return set()
-    found = {(value.__name__ if inspect.ismodule(value) else value.__module__).partition(".")[0]
-             for value in vars(module).values() if inspect.ismodule(value) or isinstance(value, type)}
-    return {name for name in found if name not in sys.stdlib_module_names and name != factory_module}
+    module_name, _, attribute = name.rpartition(".")
+    # NOTE: only what is already imported, read from the module's namespace: never import_module or
+    # getattr, which would import (or run a module's __getattr__) for a name the file chose.
+    found = vars(sys.modules[module_name]).get(attribute) if module_name in sys.modules else None
+    return isinstance(found, type) and issubclass(found, BaseEstimator)
 
 
 def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, ml_opset: int) -> ModelProto:
