@@ -62,7 +62,8 @@ def test_a_full_disk_is_exit_2_with_what_to_do(small_data: Path, tmp_path: Path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "No space left on device" in done.stderr
-    assert "hint: free space on that disk, or point --out (MODELCI_OUT) at another one" in done.stderr
+    assert f"No space left on device: {out}/" in done.stderr
+    assert "hint: free space on that disk; for what modelci writes, --out (MODELCI_OUT) may name another" in done.stderr
 
 
 def test_the_sigterm_handler_is_restored_after_a_command(cli) -> None:  # type: ignore[no-untyped-def]
@@ -96,3 +97,19 @@ def test_a_training_script_stops_with_modelci(repo: Path, stop: signal.Signals, 
     assert "Traceback" not in err
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_command_without_out_keeps_its_traceback_out_of_the_current_folder(  # type: ignore[no-untyped-def]
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:  # NOTE: a fault injected: a bug in the pull
+        raise RuntimeError("the pull broke")
+
+    monkeypatch.setattr("modelci.registry.artifact.pull", broken)
+    monkeypatch.chdir(tmp_path)
+    result = cli("pull", f"oci:{tmp_path / 'registry'}:v1", "-o", ".")
+    assert result.code == 70
+    written = re.search(r"the traceback is in (\S+/traceback\.txt)", result.err)
+    assert written, result.err
+    assert "the pull broke" in Path(written[1]).read_text()
+    assert list(tmp_path.iterdir()) == []  # `-o .` is no less empty for the crash
+    shutil.rmtree(Path(written[1]).parent)

@@ -267,6 +267,23 @@ def test_publish_refuses_a_tree_that_differs_from_the_commit(cli, repo: Path) ->
     assert OciLayout.open(repo / "models", create=False).tags() == {}
 
 
+def test_publish_refuses_a_revision_that_is_not_the_checkout_and_a_git_that_cannot_say(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "notes.md").write_text("a second commit\n")
+    git(repo, "add", "notes.md")
+    git(repo, "commit", "-qm", "second")
+    other = cli("run", "--publish", "--revision", first, *WHERE)
+    assert other.code == 2, other.err
+    head = git(repo, "rev-parse", "HEAD")
+    assert f"commit {first[:12]}, but the checkout is another commit: HEAD is {head[:12]} (another commit)" in other.err
+    (repo / ".git" / "index").write_bytes(b"not an index")  # NOTE: `git status` now fails
+    unknown = cli("run", "--publish", *WHERE)
+    assert unknown.code == 2, unknown.err
+    assert "`git status` failed in" in unknown.err
+    assert OciLayout.open(repo / "models", create=True).tags() == {}
+
+
 @pytest.mark.slow
 def test_publish_with_allow_dirty_records_the_dirty_tree(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
     _dirty_tree(repo)

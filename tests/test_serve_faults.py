@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import pytest
 import requests
 
 from loopback import stop
-from test_serve import Running, series, start
+from test_serve import MODELCI, Running, series, start
 
 TABLE = np.arange(10, dtype=np.float32) * 10  # value = TABLE[index] + x
 
@@ -197,3 +198,13 @@ def slow_clients_are_cut_off(serving: Running) -> None:
     finally:
         for connection in slow:
             connection.close()
+
+
+def test_a_port_another_process_holds_is_exit_2_saying_so(lookup: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([*MODELCI, "serve", "--model", str(lookup), "--port", str(port)], capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"modelci serve cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "another process holds that port" in done.stderr

@@ -14,6 +14,9 @@ never replaced or downloaded again), so a job installs modelci itself and only t
 that Python lacks: seconds. A second modelci action in the same job reuses the environment once
 modelci's files there have been checked, one by one, against this checkout. The user's
 site-packages (~/.local) is never seen: it is the easiest place for a job to plant a package.
+What this cannot check: the runner's Python and the packages in it are taken as the runner's own (a
+job that can write there can change anything that Python runs), so a persistent runner that runs
+pull requests keeps them read-only to the runner's user (deploy/gpu-runners.md), or is ephemeral.
 """
 
 from __future__ import annotations

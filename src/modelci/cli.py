@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import errno
 import importlib
-import os
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
@@ -34,7 +34,6 @@ from modelci.errors import (
     UsageError,
     record_for_launcher,
 )
-from modelci.options import DEFAULT_OUT
 
 COMMANDS = {
     "run": "modelci.pipeline:run",
@@ -89,7 +88,7 @@ def cli() -> None:
       3    a registry failure
       4    out of memory (training records how far it got)
       5    modelci comment could not write the pull-request comment
-      70   an unexpected error; the traceback is in OUT/traceback.txt
+      70   an unexpected error; the message says where its traceback is
       130  interrupted (SIGINT, Ctrl-C)
       143  stopped (SIGTERM)
     """
@@ -97,9 +96,9 @@ def cli() -> None:
 
 # NOTE: failures of the machine rather than of modelci or the input: the user fixes them (exit 2)
 ENVIRONMENT_ERRORS = {
-    errno.ENOSPC: "free space on that disk, or point --out (MODELCI_OUT) at another one",
-    errno.EDQUOT: "free space within your quota, or point --out (MODELCI_OUT) at another disk",
-    errno.EROFS: "point --out (MODELCI_OUT) at a writable folder",
+    errno.ENOSPC: "free space on that disk; for what modelci writes, --out (MODELCI_OUT) may name another",
+    errno.EDQUOT: "free space within your quota; for what modelci writes, --out (MODELCI_OUT) may name another disk",
+    errno.EROFS: "that file system is read-only; for what modelci writes, --out (MODELCI_OUT) may name another",
     errno.EACCES: "give the user running modelci access to it, or use another path",
     errno.EPERM: "give the user running modelci access to it, or use another path",
 }
@@ -147,8 +146,9 @@ def _report(exc: ModelciError) -> int:
 def _internal_error(exc: Exception, out: Path | None) -> int:
     """One line for the user, the traceback in a file: exit 1 is kept for what the gate says."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    path = (out or Path(os.environ.get("MODELCI_OUT") or DEFAULT_OUT)) / TRACEBACK_FILE
     try:
+        # NOTE: a command without --out (pull, deploy) writes nothing into the current folder: a temporary one
+        path = (out or Path(tempfile.mkdtemp(prefix="modelci-"))) / TRACEBACK_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"modelci {__version__}, python {sys.version.split()[0]}\n{text}", encoding="utf-8")
         where = f"the traceback is in {path}"

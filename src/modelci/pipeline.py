@@ -51,8 +51,14 @@ def git_revision(root: Path) -> str | None:
 
 def _changes(top: Path) -> list[tuple[str, str]]:
     """(status code, path from the repository's top) for each file `git status` reports; not ignored files."""
+    from modelci.errors import UsageError
+
     found = _git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    entries = (found or "").split("\0")
+    if found is None:  # NOTE: never taken for a clean tree
+        raise UsageError(f"`git status` failed in {top}, so --publish cannot tell whether the tree is the commit's",
+                         hint="run `git status` there to see why (in a container whose files another user owns: "
+                              "git config --global --add safe.directory DIR)")
+    entries = found.split("\0")
     changes = []
     at = 0
     while at < len(entries) and entries[at]:
@@ -134,16 +140,32 @@ def require_clean(config: Config, out: Path, revision: str, allow_dirty: bool) -
     from modelci.errors import UsageError
 
     dirty = dirty_files(config, out)
+    if dirty is None:
+        return dirty
+    head = git_revision(config.root)
+    elsewhere = head is not None and _commit(config.root, revision) != head
+    if elsewhere:
+        # NOTE: the tree is compared with HEAD: a --revision (or GITHUB_SHA) of another commit is no check at all
+        dirty.insert(0, Change(f"HEAD is {str(head)[:12]}", "another commit"))
     if not dirty:
         return dirty
     shown = ", ".join(map(str, dirty[:SHOWN])) + (f" and {len(dirty) - SHOWN} more" if len(dirty) > SHOWN else "")
-    counted = "1 file differs" if len(dirty) == 1 else f"{len(dirty)} files differ"
+    files = len(dirty) - elsewhere
+    counted = ["the checkout is another commit"] if elsewhere else []
+    counted += [] if not files else ["1 file differs from it" if files == 1 else f"{files} files differ from it"]
     if not allow_dirty:
-        raise UsageError(f"--publish tags the artifact with commit {revision[:12]}, but {counted} from it: {shown}",
-                         hint="commit them (or add files that do not matter to .gitignore); or pass --allow-dirty "
-                              "to publish anyway, and the artifact records the files")
+        raise UsageError(f"--publish tags the artifact with commit {revision[:12]}, but {' and '.join(counted)}: "
+                         f"{shown}", hint="check out that commit and commit what differs (or add files that do not "
+                                          "matter to .gitignore); or pass --allow-dirty to publish anyway, and the "
+                                          "artifact records what differed")
     github.warning(f"publishing from a tree that differs from commit {revision[:12]} (--allow-dirty): {shown}")
     return dirty
+
+
+def _commit(root: Path, revision: str) -> str | None:
+    """The full hash `revision` names in the checkout; None when it names no commit there."""
+    found = _git(root, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    return found.strip() if found else None
 
 
 def _source_annotations(dirty: list[Change] | None) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelci import github
+from modelci.errors import UsageError
 
 if TYPE_CHECKING:
     from modelci.serve.app import Server
@@ -110,4 +112,16 @@ def run(app: Server, host: str, port: int, *, drain_s: float, shutdown_timeout_s
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False,
                             http=protocol, timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=max_connections,
                             timeout_graceful_shutdown=shutdown_timeout_s, backlog=2048)
-    DrainingServer(config, app, drain_s).run()
+    DrainingServer(config, app, drain_s).run(sockets=[_listen(host, port)])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, made here: uvicorn's own exits with code 3 (a registry failure, in modelci's
+    codes) when the address is taken."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=2048)
+    except OSError as exc:
+        raise UsageError(f"modelci serve cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="another process holds that port (choose another --port), or the address is not "
+                              "one of this machine's (--host)") from None
