@@ -178,3 +178,14 @@ def test_a_signal_that_arrives_while_the_tag_moves_still_moves_it_back(  # type:
     assert stopped.code == 143, stopped.err
     assert f"prod is back on {first.digest}" in stopped.err
     assert tag_of(registry, "prod") == first.digest
+
+
+def test_a_refused_deploy_of_the_digest_the_tag_already_names_says_so(  # type: ignore[no-untyped-def]
+        cli, exported: Path, tmp_path: Path) -> None:  # noqa: F811
+    registry = f"oci:{tmp_path / 'registry'}"
+    first = push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:sha-a"),
+                       ["sha-a", "prod"], PASSED)
+    again = cli("deploy", f"{registry}:sha-a", "--server", f"http://127.0.0.1:{free_port()}", "--timeout", "0.5")
+    assert again.code == 1
+    assert "prod named it before this deploy too, and still does" in again.err
+    assert tag_of(registry, "prod") == first.digest

@@ -111,8 +111,10 @@ def _last_good(target: Reference) -> str | None:
 
 def _move_back(target: Reference, before: str | None, digest: str) -> str:
     """Move `target` back to `before` (never interrupted half-way); what happened, for the message."""
-    if before is None or before == digest:
+    if before is None:
         return f"there was no earlier {target.tag} to go back to"
+    if before == digest:
+        return f"{target.tag} named it before this deploy too, and still does"
     with _signals_deferred():
         artifact.promote(target.with_digest(before), [str(target.tag)])
     return f"{target.tag} is back on {before}"
