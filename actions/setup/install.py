@@ -37,6 +37,7 @@ SOURCE = ROOT / "src" / "modelci"
 # The .pth file that shows the runner's Python's packages to the environment, after its own
 LINK = "_modelci_runner_python.pth"
 RUNNER_PYTHON = "# the runner's Python: "
+EXTRAS = "torch"  # pyproject.toml's extras installed with modelci
 
 
 def main() -> int:
@@ -140,7 +141,10 @@ def create(venv: Path, link: str) -> int:
         return 2
     (purelib(venv) / LINK).write_text(link)
     print(f"modelci {version()}: installing from {ROOT} into {venv}", flush=True)
-    pip = [str(interpreter(venv)), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", str(ROOT)]
+    # NOTE: with the torch extra, as before modelci's core went without torch: every action trains or
+    # may (run, train, export), and a runner's own torch satisfies it, so nothing more is downloaded
+    pip = [str(interpreter(venv)), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+           f"{ROOT}[{EXTRAS}]"]
     installed = subprocess.run(pip, check=False)
     if installed.returncode:
         print(f"::error::modelci: pip could not install modelci from {ROOT} into {venv} (its messages are above)")

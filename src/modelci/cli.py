@@ -34,6 +34,7 @@ from modelci.errors import (
     UsageError,
     record_for_launcher,
 )
+from modelci.extras import missing_extra
 
 COMMANDS = {
     "run": "modelci.pipeline:run",
@@ -126,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _internal_error(exc, state.get("out"))
             where = f": {exc.filename}" if exc.filename else ""
             return _report(UsageError(f"{exc.strerror or exc}{where}", hint=ENVIRONMENT_ERRORS[exc.errno]))
+        except ModuleNotFoundError as exc:
+            # NOTE: a framework that is an extra (torch) reached without it: the user installs the extra
+            missing = missing_extra(exc, "this command")
+            return _report(missing) if missing else _internal_error(exc, state.get("out"))
         except MemoryError as exc:
             return _report(OutOfMemory(f"out of memory ({type(exc).__name__})",
                                        hint="run it on a machine with more memory, or with smaller data"))

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from modelci import atomic, github
 from modelci.config import Config
@@ -60,6 +59,7 @@ def _quiet_exporter() -> Iterator[None]:
 def _torch_to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
     """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so."""
     import onnx
+    import torch  # NOTE: here, not at the top: torch is an extra, and a scikit-learn model exports without it
 
     example = (torch.zeros(2, width),)
     try:
@@ -174,6 +174,8 @@ def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, 
     scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
 
     def reference(x: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             scores: np.ndarray = scorer(torch.as_tensor(x)).numpy().astype(np.float64)
         return scores[:, 0] if target.task == "regression" else scores

@@ -20,6 +20,7 @@ from torch import nn
 from modelci import atomic
 from modelci.config import Config
 from modelci.errors import ModelFactoryError, UsageError
+from modelci.extras import missing_extra
 from modelci.features import FeatureSpec, Target
 
 CHECKPOINT_VERSION = 1
@@ -74,6 +75,9 @@ def load_factory(config: Config) -> Callable[..., Any]:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        missing = missing_extra(exc, f"model.factory: {file_part}")
+        if missing:
+            raise missing from None
         raise ModelFactoryError(f"model.factory: importing {file_part} failed at {_user_frame(exc, file)}: "
                                 f"{type(exc).__name__}: {exc}") from None
     finally:
