@@ -56,11 +56,30 @@ def as_strings(series: pd.Series) -> NDArray[np.object_]:
 
 
 def as_floats(series: pd.Series, name: str) -> NDArray[np.float32]:
+    """A numeric column as float32, empty values NaN; numbers stored as text are parsed."""
     try:
         return np.asarray(series.to_numpy(dtype=np.float32, na_value=np.nan), dtype=np.float32)
     except (TypeError, ValueError):
-        raise DataError(f"column '{name}' holds values that are not numbers",
-                        hint="fix the data, or declare the column as a string in the schema") from None
+        pass
+    if not is_categorical(series):
+        raise DataError(f"column '{name}' holds values that are not numbers ({series.dtype})",
+                        hint="fix the data, or declare the column as a string in the schema")
+    return _parsed(series, name)
+
+
+def _parsed(series: pd.Series, name: str) -> NDArray[np.float32]:
+    """Numbers stored as text; an empty text is an empty value, any other text that is no number an error."""
+    import pandas as pd
+
+    text = series.astype(object).where(series.notna(), None).map(lambda v: None if v is None else str(v).strip())
+    numbers = pd.to_numeric(text.where(text != "", None), errors="coerce")
+    wrong = text[numbers.isna() & text.notna() & (text != "")]
+    if len(wrong):
+        shown = ", ".join(repr(v) for v in wrong.unique()[:5])
+        raise DataError(f"column '{name}' holds values that are not numbers: {shown} ({len(wrong):,} rows)",
+                        hint="the model takes it as numbers, as its training data held only numbers: "
+                             "fix those values, or declare the column as a string in the schema")
+    return np.asarray(numbers.to_numpy(dtype=np.float32, na_value=np.nan), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,11 +96,12 @@ class FeatureSpec:
         return len(self.numeric) + sum(f.width for f in self.categorical)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: list[str]) -> FeatureSpec:
+    def fit(cls, frame: pd.DataFrame, columns: list[str], as_numbers: tuple[str, ...] = ()) -> FeatureSpec:
+        """Learn the scaling and categories of `columns`; those in `as_numbers` are text holding numbers."""
         numeric, categorical = [], []
         for name in columns:
             series = frame[name]
-            if is_categorical(series):
+            if is_categorical(series) and name not in as_numbers:
                 counts = series.dropna().astype(str).value_counts()
                 kept = counts[counts >= MIN_CATEGORY_COUNT].index[:MAX_CATEGORIES]
                 categorical.append(CategoricalFeature(name, tuple(sorted(map(str, kept)))))
@@ -122,6 +142,32 @@ class FeatureSpec:
             numeric=tuple(NumericFeature(**f) for f in data["numeric"]),
             categorical=tuple(CategoricalFeature(f["name"], tuple(f["categories"])) for f in data["categorical"]),
         )
+
+
+def category_report(spec: FeatureSpec, train: pd.DataFrame, evaluation: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per categorical feature: the categories kept, how many (and how many rows) were folded into
+    "other" as rare, and how many evaluation rows hold a category training never had."""
+    report: dict[str, dict[str, Any]] = {}
+    for c in spec.categorical:
+        seen, kept = _tally(as_strings(train[c.name])), set(c.categories)
+        folded = {v: n for v, n in seen.items() if v not in kept}
+        unseen = sum(v not in seen for v in as_strings(evaluation[c.name]) if v) if c.name in evaluation else 0
+        report[c.name] = {"kept": list(c.categories), "folded": len(folded), "folded_rows": sum(folded.values()),
+                          "unseen_eval_rows": unseen}
+    return report
+
+
+def _tally(values: NDArray[np.object_]) -> dict[str, int]:
+    """How often each non-empty value occurs (an empty value is no category)."""
+    found, counts = np.unique(values[values != ""].astype(str), return_counts=True)
+    return dict(zip(found.tolist(), counts.tolist(), strict=True))
+
+
+def describe_categories(name: str, entry: dict[str, Any], eval_rows: int) -> str:
+    """One line of the progress output for one categorical feature."""
+    return (f"    {name}: {len(entry['kept'])} categories kept, {entry['folded']} rare ones "
+            f"({entry['folded_rows']:,} rows) folded into \"other\"; {entry['unseen_eval_rows']:,} of "
+            f"{eval_rows:,} evaluation rows hold a category unseen in training")
 
 
 OnnxParts = tuple[list["ValueInfoProto"], list["NodeProto"], list["TensorProto"]]

@@ -125,12 +125,25 @@ def infer_schema_command(data_paths: tuple[Path, ...], output: Path) -> None:
     Each DATA is a file, a folder or a glob. Ranges are widened beyond the values seen (the schema says by how much).
     """
     from modelci import atomic
-    from modelci.data.infer import dump_schema, infer_schema
+    from modelci.data.infer import dump_schema, infer_schema, text_samples
 
     profiles = [_profiled(path).profile.to_json() for path in data_paths]
     _warn_partial_columns(data_paths, profiles)
-    atomic.write_text(output, dump_schema(infer_schema(profiles), [str(p) for p in data_paths]))
+    samples = text_samples(list(data_paths))
+    document = infer_schema(profiles, samples)
+    atomic.write_text(output, dump_schema(document, [str(p) for p in data_paths]))
     github.log(f"wrote {output}: review the ranges and allowed values, then set data.schema in modelci.yaml")
+    _note_roles(document["columns"], samples)
+
+
+def _note_roles(columns: dict[str, dict[str, Any]], samples: dict[str, list[str]]) -> None:
+    """One line naming the columns the model will leave out, and one for numbers stored as text."""
+    left = [f"{name} (role: {rule['role']})" for name, rule in columns.items() if rule.get("role")]
+    if left:
+        github.log(f"    left out of the features: {', '.join(left)}; set role: feature in the schema to use one")
+    numbers = [name for name in samples if columns.get(name, {}).get("type") == "float"]
+    if numbers:
+        github.log(f"    text whose every value is a number, typed float: {', '.join(numbers)}")
 
 
 def _warn_partial_columns(data_paths: tuple[Path, ...], profiles: list[dict[str, Any]]) -> None:

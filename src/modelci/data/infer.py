@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from modelci.data.roles import SAMPLE, all_numbers, guess_role
 from modelci.data.schema import SCHEMA_VERSION
 
 # NOTE: a string column with at most this many distinct values is treated as a category and its
@@ -87,9 +89,12 @@ def _plain(value: float) -> float:
     return int(value) if value == int(value) else value
 
 
-def _rule(seen: Observed) -> dict[str, Any]:
+def _rule(seen: Observed, sample: list[str]) -> dict[str, Any]:
     kind = seen.type
-    rule: dict[str, Any] = {"type": kind}
+    role = guess_role(sample) if kind == "string" else None
+    if kind == "string" and role is None and numbers_as_text(sample):
+        kind, seen.values = "float", None  # numbers stored as text: the data check and training parse them
+    rule: dict[str, Any] = {"type": kind} | ({"role": role} if role else {})
     if seen.nulls:
         rule["nullable"] = True
     if kind == "int" and seen.values is not None and len(seen.values) <= 2:
@@ -115,13 +120,45 @@ def observe(profiles: list[dict[str, Any]]) -> dict[str, Observed]:
     return columns
 
 
-def infer_schema(profiles: list[dict[str, Any]]) -> dict[str, Any]:
-    """A starting schema from datasets' profiles: types, nullability, widened ranges and small category sets."""
+def numbers_as_text(sample: list[str]) -> bool:
+    """Text whose sampled values (one at least) are all numbers."""
+    import pandas as pd
+
+    return bool(sample) and all_numbers(pd.Series(sample, dtype=object))
+
+
+def infer_schema(profiles: list[dict[str, Any]], samples: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """A starting schema from datasets' profiles: types, nullability, widened ranges and small category sets.
+
+    `samples` (the first values of each text column, see `text_samples`) give identifiers and free
+    text their `role` (data/roles.py), and numbers stored as text the type float.
+    """
+    samples = samples or {}
     return {
         "version": SCHEMA_VERSION,
         "dataset": {"duplicates": "warning", "leakage": "error"},
-        "columns": {name: _rule(seen) for name, seen in observe(profiles).items()},
+        "columns": {name: _rule(seen, samples.get(name, [])) for name, seen in observe(profiles).items()},
     }
+
+
+def text_samples(paths: list[Path]) -> dict[str, list[str]]:
+    """The first SAMPLE non-empty values of every text column, over the files of `paths` in order."""
+    import pyarrow as pa
+
+    from modelci.data.schema import arrow_kind
+    from modelci.data.source import batches
+
+    samples: dict[str, list[str]] = {}
+    for path in paths:
+        for _, batch in batches(path):
+            for name, array in zip(batch.schema.names, batch.columns, strict=True):
+                taken = samples.setdefault(name, []) if arrow_kind(array.type) == "string" else None
+                if taken is not None and len(taken) < SAMPLE:
+                    values = array.slice(0, 2 * SAMPLE).cast(pa.string()).to_pylist()
+                    taken += [v for v in values if v is not None and v.strip()][:SAMPLE - len(taken)]
+            if all(len(v) >= SAMPLE for v in samples.values()):
+                break
+    return samples
 
 
 def dump_schema(document: dict[str, Any], sources: list[str]) -> str:

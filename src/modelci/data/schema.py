@@ -19,7 +19,9 @@ SEVERITIES = ("error", "warning", "ignore")
 ALLOWED_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "string": str, "bool": bool}
 # Drift measures and the score above which a column has drifted (for ks: the p-value below which).
 DRIFT_THRESHOLDS = {"psi": 0.2, "js": 0.1, "linf": 0.1, "ks": 0.05}
-COLUMN_KEYS = ("type", "nullable", "min", "max", "allowed", "unique", "pattern", "drift")
+COLUMN_KEYS = ("type", "role", "nullable", "min", "max", "allowed", "unique", "pattern", "drift")
+# What the model makes of a column (see data/roles.py): a feature (the default), the label, or left out.
+ROLES = ("feature", "label", "id", "text", "ignore")
 DATASET_KEYS = ("rows", "duplicates", "leakage", "class_balance")
 
 
@@ -40,6 +42,7 @@ class ColumnRule:
     unique: bool = False
     pattern: str | None = None
     drift: DriftRule | bool | None = True  # True: the config's default measure; False: not measured
+    role: str | None = None  # None: not given, decided from the data (data/roles.py)
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,10 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     if wrong:
         problems.append(f"{key}.allowed: {wrong!r} are not {kind} values")
         allowed = None
+    role = raw.get("role")
+    if role is not None and role not in ROLES:
+        problems.append(f"{key}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+        role = None
     if raw.get("pattern") is not None and kind != "string":
         problems.append(f"{key}.pattern: only string columns can have a pattern")
     drift = raw.get("drift", True)
@@ -181,6 +188,7 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
         allowed=tuple(allowed) if allowed is not None else None,
         unique=bool(raw.get("unique", False)), pattern=_pattern(raw.get("pattern"), key, problems),
         drift=drift if isinstance(drift, bool) else drift_rule(drift, f"{key}.drift", problems),
+        role=role,
     )
 
 

@@ -51,6 +51,10 @@ def _typed(batch: pa.RecordBatch, schema: Schema | None) -> pa.Table:
     columns = []
     for name, array in zip(batch.schema.names, batch.columns, strict=True):
         rule = schema.column(name) if schema else None
+        if (rule is None or rule.type == "string") and pa.types.is_temporal(array.type):
+            # NOTE: kept as dates and times, so training can tell them from text (data/roles.py)
+            columns.append(array)
+            continue
         converted = column_batch(array, rule.type if rule else None)
         if converted.kind == "string":
             columns.append(converted.raw.cast(pa.string()))

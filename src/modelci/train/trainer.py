@@ -25,10 +25,11 @@ from torch import nn
 
 from modelci import atomic, github
 from modelci.config import Config, TrainConfig
+from modelci.data.roles import choose_features, log_choice
 from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
-from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target
+from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target, category_report, describe_categories
 from modelci.train import command, distributed, sklearn_model
 from modelci.train.model import Scorer, call_factory, check_network, first_line, save_checkpoint
 from modelci.train.progress import Progress
@@ -78,6 +79,10 @@ class TrainLog:
     status: str = "running"  # running | completed | out_of_memory | diverged
     peak_memory_bytes: int | None = None
     seconds: float = 0.0
+    left_out: dict[str, str] = field(default_factory=dict)  # columns not taken as features, and why
+    as_numbers: list[str] = field(default_factory=list)  # text columns taken as numbers
+    # per categorical feature: kept (categories), folded and folded_rows (rare, into "other"), unseen_eval_rows
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = LOG_VERSION
 
 
@@ -103,12 +108,6 @@ def check_finite(epoch: int, loss: float, eval_loss: float, settings: TrainConfi
         if not np.isfinite(value):
             raise Diverged(f"the {name} became {value} in epoch {epoch}: training diverged", epoch=epoch,
                            hint=diverged_hint(settings))
-
-
-def feature_columns(config: Config, columns: list[str]) -> list[str]:
-    if config.data.features is not None:
-        return list(config.data.features)
-    return [c for c in columns if c != config.data.label]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -305,11 +304,17 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     """
     settings = config.train
     seed_everything(settings.seed, settings.deterministic)
-    columns = feature_columns(config, list(datasets.train.columns))
-    spec = FeatureSpec.fit(datasets.train, columns)
+    chosen = choose_features(datasets.train, config)
+    columns = chosen.features
+    spec = FeatureSpec.fit(datasets.train, columns, tuple(chosen.as_numbers))
     target = Target.fit(datasets.train[config.data.label], config.task)
+    # NOTE: a train.command does its own preprocessing: modelci's categories are not what it used.
+    categories = {} if settings.command is not None else category_report(spec, datasets.train, datasets.eval)
     job = distributed.from_env()
     if distributed.is_main(job):
+        log_choice(chosen)
+        for name, entry in categories.items():
+            github.log(describe_categories(name, entry, len(datasets.eval)))
         _warn_constant(spec.constant_columns(datasets.train))
         if config.tuned_from is not None:
             github.log(f"    with the tuned parameters in {config.tuned_from.name}")
@@ -320,7 +325,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
                    input_dim=spec.width, parameters=0, seed=settings.seed,
                    settings=asdict(settings) | {"params": config.model.params,
                                                 "tuned_from": str(config.tuned_from) if config.tuned_from else None},
-                   environment=environment(torch.device("cpu")))
+                   environment=environment(torch.device("cpu")), left_out=chosen.left_out,
+                   as_numbers=chosen.as_numbers, categories=categories)
     if settings.command is not None:
         log.framework, log.input_dim, log.settings = "command", 0, {"command": command.argv(settings.command)}
         return command.run(config, datasets, columns, target, out, log)
