@@ -69,7 +69,7 @@ def test_truncated_parquet(cli, repo: Path) -> None:  # type: ignore[no-untyped-
                      "    return nn.Linear(input_dim, 3)\n",
                      ("returns shape (2, 3) for 2 rows; this task needs (2, 1)",), id="wrong-output-shape"),
         pytest.param("def build(input_dim, output_dim, **kw):\n    return 42\n",
-                     ("returned int, not a torch.nn.Module",),
+                     ("returned int, which no framework adapter takes",),
                      id="not-a-module"),
     ],
 )

@@ -112,7 +112,7 @@ def test_serve_answers_without_torch(repo: Path) -> None:
 def test_train_without_torch_names_the_extra(repo: Path) -> None:
     done = without_torch("train", "--out", "no-torch-out", cwd=repo)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "this command needs torch, which is not installed" in done.stderr
+    assert "model.factory: model.py needs torch, which is not installed" in done.stderr
     assert "pip install 'modelci[torch]'" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (repo / "no-torch-out" / "traceback.txt").exists()

@@ -13,7 +13,7 @@ import yaml
 
 from modelci.config import load_config
 from modelci.evaluate.onnx_model import OnnxModel
-from modelci.train.model import load_checkpoint
+from modelci.frameworks.torch_model import load_checkpoint
 from test_train import SKLEARN_MODEL, configure
 
 OUT = Path(".modelci/out")

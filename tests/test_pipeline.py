@@ -213,7 +213,7 @@ def test_exported_model_takes_raw_rows_and_matches_pytorch(cli, repo: Path) -> N
 
     from modelci.config import load_config
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.train.model import load_checkpoint
+    from modelci.frameworks.torch_model import load_checkpoint
 
     assert cli("train").code == 0
     assert cli("export").code == 0

@@ -14,7 +14,7 @@ import yaml
 from modelci.config import load_config
 from modelci.data.tables import load_datasets
 from modelci.features import Target
-from modelci.train.model import load_checkpoint
+from modelci.frameworks.torch_model import load_checkpoint
 from modelci.train.progress import Progress
 
 OUT = Path(".modelci/out")
@@ -192,7 +192,7 @@ def test_out_of_memory_is_exit_4_with_the_log_and_no_model(cli, repo: Path) -> N
 
 
 def test_class_weights_balance_the_classes() -> None:
-    from modelci.train.trainer import class_weights
+    from modelci.frameworks.torch_loop import class_weights
 
     y = np.array([0] * 75 + [1] * 25)
     binary = class_weights(Target("binary", (0, 1)), y, "balanced")

@@ -53,8 +53,8 @@ def settings(batch: int, device: torch.device, precision: str) -> Any:
 
 def modelci_loop(x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device, precision: str) -> int:
     from modelci.features import Target
+    from modelci.frameworks.torch_loop import Loop
     from modelci.train.progress import Progress
-    from modelci.train.trainer import Loop
 
     steps = -(-len(x) // batch)
     loop = Loop(network().to(device), Target("binary", (0, 1)), settings(batch, device, precision), device, steps,
@@ -75,7 +75,7 @@ def _step(net: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, 
 
 
 def compute_alone(x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device, precision: str) -> int:
-    from modelci.train.trainer import resolve_precision
+    from modelci.frameworks.torch_loop import resolve_precision
 
     net = network().to(device)
     optimizer, loss_fn = torch.optim.AdamW(net.parameters(), lr=1e-3), nn.BCEWithLogitsLoss()
@@ -88,7 +88,7 @@ def compute_alone(x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.de
 
 
 def dataloader_loop(x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device, precision: str) -> int:
-    from modelci.train.trainer import resolve_precision
+    from modelci.frameworks.torch_loop import resolve_precision
 
     net = network().to(device)
     optimizer, loss_fn = torch.optim.AdamW(net.parameters(), lr=1e-3), nn.BCEWithLogitsLoss()
@@ -155,7 +155,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     from machine import describe
 
-    from modelci.train.trainer import resolve_precision
+    from modelci.frameworks.torch_loop import resolve_precision
 
     device = torch.device(args.device)
     rates = measure(args, device)

@@ -13,6 +13,8 @@ from modelci.errors import UsageError
 EXTRAS = {
     "torch": "torch",
     "onnxscript": "torch",  # torch's dynamo ONNX exporter
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
 }
 
 

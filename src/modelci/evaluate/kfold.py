@@ -78,7 +78,8 @@ def summary(folds: list[FoldMetrics]) -> dict[str, dict[str, Any]]:
 def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dict[str, Any]:
     """Train, export and score one model per fold; the folds' metrics and their summary."""
     from modelci.evaluate.evaluator import evaluate_frame
-    from modelci.export.onnx_export import MODEL_FILE, export_model
+    from modelci.export.onnx_export import export_model
+    from modelci.outputs import MODEL_FILE
     from modelci.train.trainer import Diverged, train
 
     work = out / FOLDS_DIR

@@ -1,88 +1,38 @@
-"""The trained PyTorch model and its preprocessing as one ONNX graph over the raw columns."""
+"""The trained model and its preprocessing as one ONNX graph over the raw columns.
+
+The model's own part comes from its framework's adapter (`modelci.frameworks`), the one train-log.json
+names; modelci's preprocessing is put in front of it here, the same for every framework.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
-import logging
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from modelci import atomic, github
+from modelci import atomic
 from modelci.config import Config
 from modelci.errors import UsageError
 from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
 from modelci.features import FeatureSpec, Target, onnx_preprocessing
+from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Framework, Trained, adapters, by_name
+from modelci.outputs import MODEL_FILE, PARITY_FILE, PICKLE_CHECKPOINT, logged_framework
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from onnx import ModelProto
 
     from modelci.evaluate.onnx_model import OnnxModel
     from modelci.export.parity import ParityReport
     from modelci.export.quantize import Quantization
-    from modelci.train.model import Scorer
 
-MODEL_FILE = "model.onnx"
-PARITY_FILE = "parity.json"
-FEATURES = "features"
-ML_DOMAIN_OPSET = 3  # LabelEncoder with string keys and int64 values
+__all__ = ["FEATURES", "MODEL_FILE", "PARITY_FILE", "build_onnx", "export_model", "load_trained", "output_name"]
 
 
 def output_name(task: str) -> str:
     return "prediction" if task == "regression" else "probabilities"
-
-
-@contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    # NOTE: the exporters print progress to stdout and log warnings about optional operators
-    # (torchvision's, for example) that do not concern a user's model; a real failure still raises.
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _torch_to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
-    """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so."""
-    import onnx
-    import torch  # NOTE: here, not at the top: torch is an extra, and a scikit-learn model exports without it
-
-    example = (torch.zeros(2, width),)
-    try:
-        with _quiet_exporter():
-            program = torch.onnx.export(
-                scorer, example, dynamo=True, opset_version=opset, input_names=[FEATURES],
-                output_names=[output], dynamic_shapes={FEATURES: {0: torch.export.Dim("batch")}},
-            )
-        assert program is not None
-        return program.model_proto, "dynamo"
-    except Exception as exc:
-        github.warning(f"the dynamo ONNX exporter failed ({type(exc).__name__}: {str(exc)[:300]}); "
-                       "falling back to the TorchScript exporter")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        try:
-            with _quiet_exporter():
-                torch.onnx.export(scorer, example, path, dynamo=False, opset_version=opset, input_names=[FEATURES],
-                                  output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
-        except Exception as exc:
-            raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
-                             hint="use operators ONNX supports, or raise export.opset") from None
-        return onnx.load(path), "torchscript"
 
 
 def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
@@ -103,23 +53,15 @@ def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
     model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
 
 
-def _to_onnx(trained: Scorer | Any, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
-    from modelci.train import sklearn_model
-
-    if sklearn_model.is_estimator(trained):
-        return sklearn_model.to_onnx(trained, width, opset, FEATURES, output, ML_DOMAIN_OPSET), "skl2onnx"
-    return _torch_to_onnx(trained, width, opset, output)
-
-
-def build_onnx(trained: Scorer | Any, spec: FeatureSpec, target: Target, label: str,
-               opset: int) -> tuple[bytes, str]:
+def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes, str]:
     """The serialized ONNX model over raw columns, and which exporter made it."""
     import onnx
 
-    model, exporter = _to_onnx(trained, spec.width, opset, output_name(target.task))
-    _prepend_preprocessing(model, spec)
+    target = trained.target
+    model, exporter = adapter.to_onnx(trained, opset, output_name(target.task))
+    _prepend_preprocessing(model, trained.spec)
     for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
-                       (META_LABEL, label)):
+                       (META_LABEL, trained.label)):
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "modelci"
     try:
@@ -141,12 +83,17 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
         atomic.write_json(out / PARITY_FILE, report.to_json())
         atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
         return report
-    trained, spec, target, label, reference = load_trained(config, out)
-    data, exporter = build_onnx(trained, spec, target, label, config.export.opset)
+    adapter, trained = load_trained(config, out)
+    data, exporter = build_onnx(adapter, trained, config.export.opset)
     atomic.write_bytes(out / MODEL_FILE, data)
     onnx_model = OnnxModel(out / MODEL_FILE)
+    target = trained.target
+
+    def reference(features: np.ndarray) -> np.ndarray:
+        return adapter.predict(trained, features)
+
     try:
-        report = check_parity(reference, spec, target, onnx_model, eval_frame, exporter=exporter,
+        report = check_parity(reference, trained.spec, target, onnx_model, eval_frame, exporter=exporter,
                               opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
     except UsageError:
         (out / MODEL_FILE).unlink()  # NOTE: a model whose outputs are not numbers is no artifact
@@ -159,44 +106,31 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
     return report
 
 
-def load_trained(config: Config, out: Path) -> tuple[Scorer | Any, FeatureSpec, Target, str,
-                                                      Callable[[np.ndarray], np.ndarray]]:
-    """The model `train` left in `out`, and its predictions on preprocessed features (for parity)."""
-    from modelci.train import sklearn_model
-    from modelci.train.model import load_checkpoint, load_factory
-    from modelci.train.trainer import CHECKPOINT
-
-    _check_one_model(out)
-    if (out / sklearn_model.CHECKPOINT).exists():
-        factory = load_factory(config)  # NOTE: the estimator's classes may be defined in the factory's file
-        estimator, spec, target, label = sklearn_model.load(out / sklearn_model.CHECKPOINT, factory.__module__)
-        return estimator, spec, target, label, lambda x: sklearn_model.predict(estimator, x, target.task)
-    scorer, spec, target, label = load_checkpoint(out / CHECKPOINT, config)
-
-    def reference(x: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            scores: np.ndarray = scorer(torch.as_tensor(x)).numpy().astype(np.float64)
-        return scores[:, 0] if target.task == "regression" else scores
-
-    return scorer, spec, target, label, reference
+def load_trained(config: Config, out: Path) -> tuple[Framework, Trained]:
+    """The model `train` left in `out`, and the adapter of its framework (which predicts with it, for parity)."""
+    found = _check_one_model(out)
+    named = logged_framework(out)
+    adapter = by_name(named) if named is not None else found
+    if adapter is None:
+        raise UsageError(f"{out}: no trained model ({', '.join(a.checkpoint for a in adapters())})",
+                         hint="run `modelci train` first")
+    return adapter, adapter.load(out / adapter.checkpoint, config)
 
 
-def _check_one_model(out: Path) -> None:
-    """Refuse an output folder whose model is a pickle, or that holds two models (train leaves one)."""
-    from modelci.train import sklearn_model
-    from modelci.train.trainer import CHECKPOINT
-
-    found = [name for name in (CHECKPOINT, sklearn_model.CHECKPOINT) if (out / name).exists()]
+def _check_one_model(out: Path) -> Framework | None:
+    """The adapter whose checkpoint `out` holds; refuse a model that is a pickle, or two models (train leaves one)."""
+    every = adapters()
+    found = [adapter for adapter in every if (out / adapter.checkpoint).exists()]
     if len(found) > 1:
-        raise UsageError(f"{out} holds two trained models, {' and '.join(found)}; `modelci train` leaves one",
+        raise UsageError(f"{out} holds two trained models, {' and '.join(a.checkpoint for a in found)}; "
+                         "`modelci train` leaves one",
                          hint="run `modelci train` again: it removes both before it writes its model")
-    if not found and (out / sklearn_model.PICKLE_CHECKPOINT).exists():
+    if not found and (out / PICKLE_CHECKPOINT).exists():
         # NOTE: never unpickled: a pickle can run any code, and this one may not be this run's at all.
-        raise UsageError(f"{out / sklearn_model.PICKLE_CHECKPOINT} is a pickle, which modelci does not load",
-                         hint="run `modelci train` again: it saves a scikit-learn model as "
-                              f"{sklearn_model.CHECKPOINT}, a format that cannot run code")
+        raise UsageError(f"{out / PICKLE_CHECKPOINT} is a pickle, which modelci does not load",
+                         hint="run `modelci train` again: it saves a scikit-learn model as model.skops, "
+                              "a format that cannot run code")
+    return found[0] if found else None
 
 
 def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target,
@@ -218,7 +152,4 @@ def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target
 
 
 def _built_by_command(out: Path) -> bool:
-    from modelci.train.trainer import TRAIN_LOG
-
-    log = out / TRAIN_LOG
-    return log.is_file() and json.loads(log.read_text(encoding="utf-8")).get("framework") == "command"
+    return logged_framework(out) == "command"

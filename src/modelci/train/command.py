@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from modelci.config import Config
     from modelci.data.tables import Datasets
     from modelci.features import Target
-    from modelci.train.trainer import TrainLog
+    from modelci.outputs import TrainLog
 
 DATA_DIR = "command-data"
 
@@ -53,8 +53,7 @@ def argv(command: str | tuple[str, ...]) -> list[str]:
 def run(config: Config, datasets: Datasets, columns: list[str], target: Target, out: Path,
         log: TrainLog) -> TrainLog:
     """Run the command, then check and stamp the model it wrote."""
-    from modelci.export.onnx_export import MODEL_FILE
-    from modelci.train.trainer import TRAIN_LOG
+    from modelci.outputs import MODEL_FILE, TRAIN_LOG
 
     assert config.train.command is not None
     data = out / DATA_DIR

@@ -5,6 +5,9 @@ starts N processes. Each one trains the same model on its share of every epoch's
 with `train.batch_size` rows per step, and DDP averages the gradients. So N processes train like one
 process with batches N times as large. NCCL connects GPUs; gloo connects CPU processes, which is
 how the tests run it. Only the first process (rank 0) prints and writes files.
+
+NOTE: no torch here: the process group, DDP and the sharding are the PyTorch adapter's
+(`modelci.frameworks.torch_loop`); this is where a process is in a job, and how a job is started.
 """
 
 from __future__ import annotations
@@ -16,9 +19,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from modelci.child import stopped_with_modelci
 from modelci.errors import ERROR_FILE_VARIABLE, INTERNAL_ERROR
@@ -36,17 +36,6 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def shard(self, order: torch.Tensor) -> torch.Tensor:
-        """This process's share of an epoch's row order; every share is the same size, so no process waits."""
-        usable = len(order) - len(order) % self.world
-        return order[self.rank:usable:self.world]
-
-    def total(self, value: torch.Tensor) -> torch.Tensor:
-        """The sum of `value` over every process."""
-        summed = value.clone()
-        torch.distributed.all_reduce(summed)
-        return summed
-
 
 def is_main(job: Distributed | None) -> bool:
     """Whether this process writes the files: the only one, or rank 0 of a torchrun job."""
@@ -59,39 +48,6 @@ def from_env() -> Distributed | None:
     if world <= 1:
         return None
     return Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def start(job: Distributed, requested: str) -> torch.device:
-    """Join the process group; each process on a GPU machine takes the GPU of its local rank."""
-    from modelci.errors import UsageError
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device is 'cuda' but this machine has no CUDA device",
-                         hint="use device: auto to train on the CPU when no GPU is present")
-    cuda = requested != "cpu" and torch.cuda.is_available()
-    if cuda and job.local_rank >= torch.cuda.device_count():
-        raise UsageError(f"{job.world} processes on this machine but {torch.cuda.device_count()} GPUs",
-                         hint="start one process per GPU: --nproc (or torchrun --nproc-per-node) at most the GPUs")
-    device = torch.device("cuda", job.local_rank) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return device
-
-
-def wrap(net: nn.Module, job: Distributed | None, device: torch.device) -> nn.Module:
-    if job is None:
-        return net
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def stop(job: Distributed | None) -> None:
-    if job is not None and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def launch(nproc: int, arguments: list[str]) -> int:

@@ -1,5 +1,5 @@
-"""A scikit-learn estimator (or pipeline) from the model factory: fitted on the preprocessed features,
-saved with its preprocessing, and converted to ONNX with skl2onnx.
+"""The scikit-learn adapter: an estimator (or pipeline) from the model factory, fitted on the preprocessed
+features, saved with its preprocessing in skops' format, and converted to ONNX with skl2onnx.
 
 The factory is the same as for PyTorch: `build(input_dim, output_dim, **params)`, returning an
 unfitted estimator. It is fitted on the same preprocessed matrix a network would get, with the
@@ -21,6 +21,10 @@ import numpy as np
 from modelci import atomic, github
 from modelci.errors import ModelFactoryError, UsageError
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, log_loss, shown
+from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Fit, Trained
+from modelci.outputs import TRAIN_LOG, EpochRecord
+from modelci.train import distributed
+from modelci.train.model import first_line, load_factory
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -28,11 +32,9 @@ if TYPE_CHECKING:
     from modelci.config import Config
     from modelci.data.tables import Datasets
     from modelci.features import FeatureSpec, Target
-    from modelci.train.trainer import TrainLog
+    from modelci.outputs import TrainLog
 
 CHECKPOINT = "model.skops"
-# NOTE: what modelci wrote before it used skops: a pickle, which could run any code when read; never loaded.
-PICKLE_CHECKPOINT = "model.pkl"
 CHECKPOINT_VERSION = 1
 
 
@@ -42,7 +44,7 @@ DIVERGED = re.compile(r"non-finite parameter|overflow", re.IGNORECASE)
 
 
 def _diverged(estimator: Any, why: str) -> Exception:
-    from modelci.train.trainer import Diverged
+    from modelci.train.trainer import Diverged  # NOTE: here: trainer imports the adapters' package
 
     return Diverged(f"fitting {type(estimator).__name__} diverged: {why}", epoch=1,
                     hint="lower the estimator's learning rate (learning_rate_init, eta0, ...) or strengthen its "
@@ -69,11 +71,9 @@ def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
     return log_loss(y.astype(np.float64), out)
 
 
-def fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target, out: Path,
+def _fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target, out: Path,
         log: TrainLog) -> TrainLog:
     """Fit on the training rows, score the evaluation rows, and save the estimator with its preprocessing."""
-    from modelci.train.trainer import TRAIN_LOG, EpochRecord
-
     if target.task != "regression" and not hasattr(estimator, "predict_proba"):
         raise ModelFactoryError(f"model.factory returned {type(estimator).__name__}, which has no predict_proba",
                                 hint="a classification task needs probabilities: use a classifier that has them")
@@ -109,8 +109,6 @@ def fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, t
 def save(path: Path, estimator: Any, spec: FeatureSpec, target: Target, label: str) -> None:
     """The estimator in skops' format, which, unlike a pickle, cannot run code when it is read."""
     import skops.io
-
-    from modelci.train.model import first_line
 
     meta = json.dumps({"features": spec.to_json(), "target": target.to_json(), "label": label})
     try:
@@ -161,8 +159,6 @@ def load(path: Path, factory_module: str) -> tuple[Any, FeatureSpec, Target, str
 
 
 def _corrupt(path: Path, exc: Exception) -> UsageError:
-    from modelci.train.model import first_line
-
     return UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
                       hint="run `modelci train` again to write it anew")
 
@@ -216,3 +212,33 @@ def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, 
     model.graph.output.append(kept)
     proto: ModelProto = model
     return proto
+
+
+class ScikitLearn:
+    name = "scikit-learn"
+    extra: str | None = None  # NOTE: scikit-learn is in modelci's core: evaluation and serving use it
+    checkpoint = CHECKPOINT
+
+    def recognises(self, made: object) -> bool:
+        return is_estimator(made)
+
+    def fit(self, made: Any, fit: Fit) -> TrainLog:
+        if distributed.from_env() is not None:
+            raise UsageError("a scikit-learn estimator trains in one process",
+                             hint="run modelci train without torchrun or --nproc")
+        fit.log.settings = {"estimator": repr(made)[:500], "params": fit.config.model.params}
+        return _fit(made, fit.config, fit.datasets, fit.spec, fit.target, fit.out, fit.log)
+
+    def load(self, path: Path, config: Config) -> Trained:
+        factory = load_factory(config)  # NOTE: the estimator's classes may be defined in the factory's file
+        estimator, spec, target, label = load(path, factory.__module__)
+        return Trained(estimator, spec, target, label)
+
+    def predict(self, trained: Trained, features: np.ndarray) -> np.ndarray:
+        return predict(trained.model, features, trained.target.task)
+
+    def to_onnx(self, trained: Trained, opset: int, output: str) -> tuple[ModelProto, str]:
+        return to_onnx(trained.model, trained.spec.width, opset, FEATURES, output, ML_DOMAIN_OPSET), "skl2onnx"
+
+
+ADAPTER = ScikitLearn()

@@ -1,0 +1,416 @@
+"""The PyTorch training loop: the factory's network trained on in-memory tensors with a seeded shuffle.
+
+The loop shuffles by one permutation per epoch and slices tensors (no per-sample indexing), runs
+in bf16 on GPUs that have it, weighs classes, clips gradients, steps a learning-rate schedule and
+stops early when the evaluation loss stops improving. After every epoch the whole state (model,
+optimizer, schedule, random generators) is saved atomically, so `--resume` continues a run that
+was cut off and ends with exactly the model the uninterrupted run would have made.
+
+NOTE: imports torch: only the PyTorch adapter's `fit` imports this module, so that training a model
+of another framework never does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelci import atomic, github
+from modelci.config import Config, TrainConfig
+from modelci.data.tables import Datasets
+from modelci.errors import OutOfMemory, UsageError
+from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
+from modelci.features import FeatureSpec, Target
+from modelci.frameworks import Fit
+from modelci.frameworks.torch_model import CHECKPOINT, Scorer, check_network, save_checkpoint
+from modelci.outputs import STATE_FILE, TRAIN_LOG, EpochRecord, TrainLog
+from modelci.train import distributed
+from modelci.train.distributed import Distributed
+from modelci.train.model import first_line
+from modelci.train.progress import Progress
+from modelci.train.trainer import Diverged, check_finite
+from modelci.train.trainer import environment as base_environment
+
+STATE_VERSION = 1
+EVAL_CHUNK = 65536  # rows per forward pass when evaluating, so a big eval set never needs all activations at once
+# NOTE: settings that may change between an interrupted run and its resumption without changing
+# what the finished epochs mean.
+RESUMABLE_CHANGES = ("epochs", "device")
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device is 'cuda' but this machine has no CUDA device",
+                         hint="use device: auto to train on the CPU when no GPU is present")
+    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type: bf16 where asked for (or, with auto, on a GPU that has it); None is fp32."""
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if requested == "bf16" else None
+
+
+def seed(seed: int, deterministic: bool) -> None:
+    """Seed torch (`train` seeds Python's and numpy's generators) and choose its deterministic algorithms."""
+    if deterministic:
+        # NOTE: cuBLAS reads this when CUDA starts; without it deterministic algorithms refuse to run.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
+    torch.manual_seed(seed)
+
+
+def class_weights(target: Target, y: np.ndarray, how: str) -> torch.Tensor | None:
+    """Inverse-frequency weights: BCE's positive weight (binary) or one weight per class (multiclass)."""
+    if how == "none" or target.task == "regression":
+        return None
+    counts = np.bincount(y, minlength=len(target.classes)).astype(np.float64)
+    if target.task == "binary":
+        return torch.tensor([counts[0] / counts[1]], dtype=torch.float32)
+    return torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def _loss_fn(task: str, weights: torch.Tensor | None) -> nn.Module:
+    if task == "binary":
+        return nn.BCEWithLogitsLoss(pos_weight=weights)
+    if task == "multiclass":
+        return nn.CrossEntropyLoss(weight=weights)
+    return nn.MSELoss()
+
+
+def _targets(target: Target, y: np.ndarray, device: torch.device) -> torch.Tensor:
+    if target.task == "multiclass":
+        return torch.as_tensor(y, dtype=torch.long, device=device)
+    if target.task == "binary":
+        return torch.as_tensor(y, dtype=torch.float32, device=device)[:, None]
+    return torch.as_tensor((y - target.mean) / target.std, dtype=torch.float32, device=device)[:, None]
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """What a rerun needs to match: `train`'s versions, and torch's, the device, CUDA and cuDNN."""
+    cuda = device.type == "cuda"
+    return base_environment() | {
+        "torch": torch.__version__, "cuda": torch.version.cuda or "none",
+        "cudnn": str(torch.backends.cudnn.version()) if cuda else "none",  # type: ignore[no-untyped-call]
+        "device_name": torch.cuda.get_device_name(device) if cuda else base_environment()["device_name"],
+        "gpus": str(torch.cuda.device_count() if cuda else 0),
+    }
+
+
+def start(job: Distributed, requested: str) -> torch.device:
+    """Join the process group; each process on a GPU machine takes the GPU of its local rank."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device is 'cuda' but this machine has no CUDA device",
+                         hint="use device: auto to train on the CPU when no GPU is present")
+    cuda = requested != "cpu" and torch.cuda.is_available()
+    if cuda and job.local_rank >= torch.cuda.device_count():
+        raise UsageError(f"{job.world} processes on this machine but {torch.cuda.device_count()} GPUs",
+                         hint="start one process per GPU: --nproc (or torchrun --nproc-per-node) at most the GPUs")
+    device = torch.device("cuda", job.local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    return device
+
+
+def wrap(net: nn.Module, job: Distributed | None, device: torch.device) -> nn.Module:
+    if job is None:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def stop(job: Distributed | None) -> None:
+    if job is not None and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def shard(job: Distributed, order: torch.Tensor) -> torch.Tensor:
+    """This process's share of an epoch's row order; every share is the same size, so no process waits."""
+    usable = len(order) - len(order) % job.world
+    return order[job.rank:usable:job.world]
+
+
+def total(value: torch.Tensor) -> torch.Tensor:
+    """The sum of `value` over every process."""
+    summed = value.clone()
+    torch.distributed.all_reduce(summed)
+    return summed
+
+
+def _schedule(optimizer: torch.optim.Optimizer, settings: TrainConfig,
+              steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    total = settings.epochs * steps
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if settings.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total)
+    return None
+
+
+class Loop:
+    """One training run's model, optimizer, schedule and random state, advanced an epoch at a time."""
+
+    def __init__(self, net: nn.Module, target: Target, settings: TrainConfig, device: torch.device,
+                 steps: int, weights: torch.Tensor | None, job: Distributed | None = None) -> None:
+        self.net, self.settings, self.device, self.steps, self.job = net, settings, device, steps, job
+        self.model = wrap(net, job, device)  # NOTE: what steps run through; `net` is what is saved
+        self.scorer = Scorer(net, target).to(device)
+        self.loss_fn = _loss_fn(target.task, None if weights is None else weights.to(device))
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = _schedule(self.optimizer, settings, steps)
+        self.generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        self.autocast = resolve_precision(settings.precision, device)
+        self.epoch = 0
+        self.best_loss, self.best_epoch, self.stale = float("inf"), 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _forward(self, x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            out: torch.Tensor = model(x)
+        return out.float()
+
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> float:
+        """One pass over the rows in a fresh seeded order; the mean training loss."""
+        self.epoch += 1
+        self.model.train()
+        order = torch.randperm(len(x), generator=self.generator).to(x.device)
+        if self.job is not None:
+            order = shard(self.job, order)
+        total_loss = torch.zeros((), device=x.device)
+        size = self.settings.batch_size
+        for step, first in enumerate(range(0, len(order), size), start=1):
+            rows = order[first:first + size]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self._forward(x[rows], self.model), y[rows])
+            loss.backward()
+            if self.settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip)
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            # NOTE: summed on the device and read once per epoch: .item() every batch waits for the GPU.
+            total_loss += loss.detach() * len(rows)
+            progress.step(self.epoch, step)
+        rows_seen = len(order)
+        if self.job is not None:
+            total_loss, rows_seen = total(total_loss), rows_seen * self.job.world
+        return float(total_loss) / rows_seen
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
+        """The evaluation loss and the model's output (probabilities, or predictions in label units)."""
+        self.net.eval()
+        # NOTE: every process scores the whole evaluation set with the same weights, so all of them
+        # reach the same early-stopping decision without exchanging anything.
+        scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK], self.net)
+                            for first in range(0, len(x), EVAL_CHUNK)])
+        loss = float(self.loss_fn(scores, y))
+        out = self.scorer.head(scores).double().cpu().numpy()
+        return loss, out[:, 0] if self.scorer.task == "regression" else out
+
+    def keep_if_best(self, eval_loss: float) -> bool:
+        """Track the best epoch; True when training should stop (patience run out)."""
+        if eval_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = eval_loss, self.epoch, 0
+            if self.settings.patience:
+                self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            return False
+        self.stale += 1
+        return bool(self.settings.patience) and self.stale >= self.settings.patience
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "epoch": self.epoch, "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "best": {"loss": self.best_loss, "epoch": self.best_epoch, "stale": self.stale, "state": self.best_state},
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        best = state["best"]
+        self.best_loss, self.best_epoch, self.stale, self.best_state = (
+            best["loss"], best["epoch"], best["stale"], best["state"])
+
+
+def fit(made: Any, fit: Fit) -> TrainLog:
+    """Train the factory's network: in this process, or as one of a torchrun job's processes."""
+    config, settings, job = fit.config, fit.config.train, distributed.from_env()
+    device = start(job, settings.device) if job else resolve_device(settings.device)
+    net = check_network(made, config, fit.spec.width, fit.target.output_dim).to(device)
+    return _train_network(net, config, fit.datasets, fit.spec, fit.target, fit.out, fit.log, device, job,
+                          fit.resume, fit.on_epoch)
+
+
+def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target,
+                   out: Path, log: TrainLog, device: torch.device, job: Distributed | None,
+                   resume: bool, on_epoch: Callable[[EpochRecord], None] | None) -> TrainLog:
+    settings, main = config.train, distributed.is_main(job)
+    y_train = target.encode(datasets.train[config.data.label])
+    x = torch.as_tensor(spec.transform(datasets.train), device=device)
+    y = _targets(target, y_train, device)
+    x_eval = torch.as_tensor(spec.transform(datasets.eval), device=device)
+    y_eval_raw = target.encode(datasets.eval[config.data.label])
+    y_eval = _targets(target, y_eval_raw, device)
+
+    rows_per_process = len(x) // job.world if job else len(x)
+    steps = -(-rows_per_process // settings.batch_size)
+    loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights), job)
+    log.device, log.processes, log.precision = str(device), job.world if job else 1, "bf16" if loop.autocast else "fp32"
+    log.parameters, log.environment = sum(p.numel() for p in net.parameters()), environment(device)
+    state_path = out / STATE_FILE
+    if resume:
+        _resume(loop, log, state_path, settings)
+    elif state_path.exists() and main:
+        state_path.unlink()  # NOTE: a fresh run never picks up an older run's state by accident
+    metric_names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path, on_epoch)
+    except Diverged:
+        if main:
+            log.status = "diverged"
+            atomic.write_json(out / TRAIN_LOG, asdict(log))
+        raise
+    except torch.OutOfMemoryError as exc:
+        raise _out_of_memory(log, device, settings, out, exc) from None
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise _out_of_memory(log, device, settings, out, exc) from None
+    finally:
+        if device.type == "cuda":
+            log.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    loop.restore_best()
+    log.status = "completed"
+    if main:
+        save_checkpoint(out / CHECKPOINT, Scorer(net.cpu(), target).eval(), spec, target, config)
+        atomic.write_json(out / TRAIN_LOG, asdict(log))
+        state_path.unlink(missing_ok=True)
+    stop(job)
+    return log
+
+
+def _out_of_memory(log: TrainLog, device: torch.device, settings: TrainConfig, out: Path,
+                   exc: BaseException) -> OutOfMemory:
+    """Record how far training got and its peak memory, and say what to change."""
+    log.status = "out_of_memory"
+    if device.type == "cuda":
+        log.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    atomic.write_json(out / TRAIN_LOG, asdict(log))
+    where = "GPU" if device.type == "cuda" else "CPU"
+    peak = f", with {log.peak_memory_bytes / 2**30:.2f} GiB allocated at the peak" if log.peak_memory_bytes else ""
+    what = first_line(exc) or type(exc).__name__
+    return OutOfMemory(f"training ran out of {where} memory in epoch {len(log.epochs) + 1} at batch_size "
+                       f"{settings.batch_size}{peak} ({what})",
+                       hint="lower train.batch_size or the model's size; train-log.json records how far it got")
+
+
+def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> None:
+    if not path.exists():
+        github.log(f"    no saved state in {path}: starting from epoch 1")
+        return
+    # NOTE: loaded on the CPU: random-number states must stay CPU tensors, and load_state_dict moves
+    # the weights and the optimizer's state to the parameters' device itself.
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one a finished epoch wrote whole
+        raise UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
+                         hint="train without --resume to start again") from None
+    if saved.get("version") != STATE_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci",
+                         hint="delete it and train from the start")
+    # NOTE: a schedule is laid out over all the epochs: with one, their number cannot change either.
+    free = [k for k in RESUMABLE_CHANGES if settings.schedule == "constant" or k != "epochs"]
+    changed = [k for k, v in saved["settings"].items() if k not in free and getattr(settings, k, None) != v]
+    changed += [k for k, v in _identity(log).items() if saved.get("run", {}).get(k) != v]
+    if changed:
+        raise UsageError(f"{path} was trained with other settings ({', '.join(changed)}); resuming would mix two runs",
+                         hint="restore those settings, or train without --resume to start again")
+    try:
+        loop.load(saved["loop"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UsageError(f"{path} does not fit this model: {str(exc).splitlines()[0][:200]}",
+                         hint="train without --resume to start again") from None
+    log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
+    log.resumed_from = loop.epoch
+    github.log(f"    resuming after epoch {loop.epoch} from {path}")
+
+
+def _identity(log: TrainLog) -> dict[str, Any]:
+    """What besides the train settings a saved state belongs to: the model, its inputs, the processes."""
+    return {"model.params": log.settings.get("params"), "input_columns": log.input_columns,
+            "input_dim": log.input_dim, "processes": log.processes}
+
+
+def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
+         eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path,
+         on_epoch: Callable[[EpochRecord], None] | None) -> None:
+    (x, y), (x_eval, y_eval, labels) = train_set, eval_set
+    settings = loop.settings
+    main = distributed.is_main(loop.job)
+    progress = Progress(settings.epochs, loop.steps)
+    stop = bool(settings.patience) and loop.stale >= settings.patience
+    while loop.epoch < settings.epochs and not stop:
+        began = time.perf_counter()
+        loss = loop.train_epoch(x, y, progress)
+        eval_loss, scores = loop.evaluate(x_eval, y_eval)
+        # NOTE: the evaluation loss too: the epoch's last steps can break the weights after its
+        # training loss, the mean of losses measured before each step, was still finite.
+        check_finite(loop.epoch, loss, eval_loss, settings)
+        stop = loop.keep_if_best(eval_loss)
+        seconds = time.perf_counter() - began
+        metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(metric_names, labels, scores).items()}
+        record = EpochRecord(loop.epoch, loss, eval_loss, metrics, loop.lr, round(seconds, 4),
+                             round(len(x) / seconds, 1))
+        log.epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
+                       + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items())
+                       + f"  {record.samples_per_s:,.0f} samples/s")
+        if main:
+            with atomic.atomic_open(state) as handle:
+                torch.save({"loop": loop.state(), "epochs": [asdict(e) for e in log.epochs],
+                            "settings": asdict(settings), "run": _identity(log), "version": STATE_VERSION}, handle)
+    log.best_epoch = loop.best_epoch or None
+    log.kept_epoch = log.best_epoch if settings.patience else loop.epoch
+    log.stopped_early = stop and loop.epoch < settings.epochs
+    if log.stopped_early:
+        github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "
+                   f"keeping epoch {loop.best_epoch}")
+    log.seconds = round(sum(e.seconds for e in log.epochs), 3)

@@ -1,0 +1,169 @@
+"""A PyTorch model: the scoring head modelci puts on the factory's network, its checkpoint, and its export.
+
+Factory contract: `build(input_dim: int, output_dim: int, **params) -> torch.nn.Module`, where the
+module maps a float tensor (batch, input_dim) to (batch, output_dim) raw scores: one logit for a
+binary task, one per class for multiclass, one value for regression.
+
+NOTE: imports torch: only the PyTorch adapter's methods import this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from modelci import atomic, github
+from modelci.config import Config
+from modelci.errors import ModelFactoryError, UsageError
+from modelci.features import FeatureSpec, Target
+from modelci.frameworks import FEATURES
+from modelci.train.model import call_factory, first_line
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+CHECKPOINT = "model.pt"
+CHECKPOINT_VERSION = 1
+
+
+class Scorer(nn.Module):
+    """The user's network plus the task's output: probabilities, or predictions in label units."""
+
+    target_mean: torch.Tensor  # buffers, declared for the type checker
+    target_std: torch.Tensor
+
+    def __init__(self, net: nn.Module, target: Target) -> None:
+        super().__init__()
+        self.net = net
+        self.task = target.task
+        self.register_buffer("target_mean", torch.tensor(target.mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.tensor(target.std, dtype=torch.float32))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(features))
+
+    def head(self, scores: torch.Tensor) -> torch.Tensor:
+        """The network's raw scores as the task's output."""
+        if self.task == "binary":
+            positive = torch.sigmoid(scores[:, :1])
+            return torch.cat([1 - positive, positive], dim=1)
+        if self.task == "multiclass":
+            return torch.softmax(scores, dim=1)
+        return scores[:, :1] * self.target_std + self.target_mean
+
+
+def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
+    return check_network(call_factory(config, input_dim, output_dim), config, input_dim, output_dim)
+
+
+def check_network(net: Any, config: Config, input_dim: int, output_dim: int) -> nn.Module:
+    """The factory's network, checked to map (batch, input_dim) to (batch, output_dim)."""
+    if not isinstance(net, nn.Module):
+        raise ModelFactoryError(f"model.factory: {config.model.factory} returned {type(net).__name__}, "
+                                "not a torch.nn.Module")
+    with torch.no_grad():
+        try:
+            shape = tuple(net(torch.zeros(2, input_dim)).shape)
+        except Exception as exc:
+            raise ModelFactoryError(f"the model fails on a (2, {input_dim}) input: {type(exc).__name__}: {exc}",
+                                    hint=f"its first layer must take input_dim={input_dim} features") from None
+    if shape != (2, output_dim):
+        raise ModelFactoryError(f"the model returns shape {shape} for 2 rows; this task needs (2, {output_dim})",
+                                hint="build the last layer with output_dim outputs")
+    return net
+
+
+def save_checkpoint(path: Path, scorer: Scorer, spec: FeatureSpec, target: Target, config: Config) -> None:
+    with atomic.atomic_open(path) as handle:
+        torch.save({
+            "version": CHECKPOINT_VERSION,
+            "state_dict": scorer.state_dict(),
+            "features": spec.to_json(),
+            "target": target.to_json(),
+            "label": config.data.label,
+        }, handle)
+
+
+def load_checkpoint(path: Path, config: Config) -> tuple[Scorer, FeatureSpec, Target, str]:
+    """Rebuild the trained model from its checkpoint and the config's factory."""
+    if not path.is_file():
+        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
+    try:
+        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+        version, state, label = data["version"], data["state_dict"], str(data["label"])
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
+        raise UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
+                         hint="run `modelci train` again to write it anew") from None
+    if version != CHECKPOINT_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+    scorer = Scorer(build_network(config, spec.width, target.output_dim), target)
+    try:
+        scorer.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
+                         hint="the factory or model.params changed since training: run `modelci train` again") from None
+    return scorer.eval(), spec, target, label
+
+
+def predict(scorer: Scorer, features: Any, task: str) -> Any:
+    """The scorer's output on preprocessed features, as float64: [rows, classes], or [rows] for regression."""
+    import numpy as np
+
+    with torch.no_grad():
+        scores: np.ndarray = scorer(torch.as_tensor(features)).numpy().astype(np.float64)
+    return scores[:, 0] if task == "regression" else scores
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    # NOTE: the exporters print progress to stdout and log warnings about optional operators
+    # (torchvision's, for example) that do not concern a user's model; a real failure still raises.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
+    """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so."""
+    import onnx
+
+    example = (torch.zeros(2, width),)
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                scorer, example, dynamo=True, opset_version=opset, input_names=[FEATURES],
+                output_names=[output], dynamic_shapes={FEATURES: {0: torch.export.Dim("batch")}},
+            )
+        assert program is not None
+        return program.model_proto, "dynamo"
+    except Exception as exc:
+        github.warning(f"the dynamo ONNX exporter failed ({type(exc).__name__}: {str(exc)[:300]}); "
+                       "falling back to the TorchScript exporter")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        try:
+            with _quiet_exporter():
+                torch.onnx.export(scorer, example, path, dynamo=False, opset_version=opset, input_names=[FEATURES],
+                                  output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
+        except Exception as exc:
+            raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
+                             hint="use operators ONNX supports, or raise export.opset") from None
+        return onnx.load(path), "torchscript"

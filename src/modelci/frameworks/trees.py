@@ -1,0 +1,172 @@
+"""What the gradient-boosted tree adapters (XGBoost, LightGBM) share: fitting through the scikit-learn API,
+the checkpoint that holds the library's own model text beside modelci's preprocessing, and the ONNX
+conversion with onnxmltools' converters registered with skl2onnx.
+
+The factory returns an unfitted estimator of the library's scikit-learn API (`build(input_dim,
+output_dim, **params)`, as for any model). It is fitted on modelci's preprocessed matrix with the
+classes as 0..k-1 (so its probability columns are modelci's classes) or the label's values. The
+checkpoint is one JSON file: modelci's spec, target and label, and the model in the library's own
+format as text, which holds numbers only: reading it runs no code (never a pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelci import atomic, github
+from modelci.errors import ModelFactoryError, UsageError
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+    from modelci.features import FeatureSpec, Target
+    from modelci.frameworks import Fit, Trained
+    from modelci.outputs import TrainLog
+
+CHECKPOINT_VERSION = 1
+
+
+def defined_in(made: object, library: str) -> bool:
+    """Whether `made`'s class, or a class it derives from, is defined in `library`, without importing it."""
+    return any(c.__module__ == library or c.__module__.startswith(f"{library}.") for c in type(made).__mro__)
+
+
+def scores(model: Any, features: np.ndarray, task: str) -> np.ndarray:
+    """The scikit-learn API's probabilities (rows, classes), or predictions (rows,) in label units."""
+    if task == "regression":
+        return np.asarray(model.predict(features), dtype=np.float64).reshape(-1)
+    return np.asarray(model.predict_proba(features), dtype=np.float64)
+
+
+def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
+    """The loss a network would report: log loss, or the mean squared error of the standardized target."""
+    from modelci.evaluate.metrics import log_loss
+
+    if target.task == "regression":
+        return float(np.mean(((out - y) / target.std) ** 2))
+    return log_loss(y.astype(np.float64), out)
+
+
+def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpoint: str) -> TrainLog:
+    """Fit `made` on the training rows, score the evaluation rows into one epoch record, save the
+    model (`dump` gives the library's own text) and write the training log.
+
+    NOTE: no early stopping on the evaluation rows: they are the rows the comparison judges the model on,
+    so choosing the number of trees on them would flatter it (a validation split is for that).
+    """
+    from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
+    from modelci.outputs import TRAIN_LOG, EpochRecord
+
+    config, target, label = fit.config, fit.target, fit.config.data.label
+    x, y = fit.spec.transform(fit.datasets.train), target.encode(fit.datasets.train[label])
+    x_eval, y_eval = fit.spec.transform(fit.datasets.eval), target.encode(fit.datasets.eval[label])
+    if made.get_params().get("random_state") is None:  # NOTE: train.seed, unless the factory chose a seed
+        made.set_params(random_state=config.train.seed)
+    began = time.perf_counter()
+    try:
+        made.fit(x, y)
+    except Exception as exc:
+        raise ModelFactoryError(f"fitting {type(made).__name__} failed: {type(exc).__name__}: {exc}",
+                                hint="check model.params against the library's documentation") from None
+    seconds = time.perf_counter() - began
+    train_out, eval_out = scores(made, x, target.task), scores(made, x_eval, target.task)
+    names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
+    metrics = {k: (v if np.isfinite(v) else None)
+               for k, v in compute(names, y_eval.astype(np.float64), eval_out).items()}
+    log = fit.log
+    log.framework = framework
+    log.settings = {"estimator": repr(made)[:500], "params": config.model.params}
+    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_eval, eval_out), metrics, 0.0,
+                                  round(seconds, 4), round(len(x) / max(seconds, 1e-9), 1)))
+    log.seconds, log.status = round(seconds, 3), "completed"
+    github.log(f"    fitted {type(made).__name__} in {seconds:.2f} s: "
+               + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+    save(fit.out / checkpoint, framework, dump(made), fit.spec, target, label)
+    atomic.write_json(fit.out / TRAIN_LOG, asdict(log))
+    return log
+
+
+def save(path: Path, framework: str, model: str, spec: FeatureSpec, target: Target, label: str) -> None:
+    """One JSON file: the library's model text beside modelci's preprocessing, target and label."""
+    atomic.write_json(path, {"version": CHECKPOINT_VERSION, "framework": framework, "features": spec.to_json(),
+                             "target": target.to_json(), "label": label, "model": model})
+
+
+def read(path: Path, framework: str) -> tuple[str, FeatureSpec, Target, str]:
+    """The model text, spec, target and label `save` wrote; exit 2 for any other file."""
+    from modelci.features import FeatureSpec, Target
+
+    try:
+        data = json.loads(path.read_bytes())
+        version, named, model = data["version"], data["framework"], data["model"]
+        spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+        label = str(data["label"])
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save` wrote whole
+        raise corrupt(path, exc) from None
+    if version != CHECKPOINT_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+    if named != framework or not isinstance(model, str):
+        raise corrupt(path, ValueError(f"it holds a {named!r} model, not a {framework} one"))
+    return model, spec, target, label
+
+
+def corrupt(path: Path, exc: BaseException) -> UsageError:
+    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    return UsageError(f"{path} is not a model that `modelci train` wrote, or it is corrupt or truncated "
+                      f"({type(exc).__name__}: {message})", hint="run `modelci train` again to write it anew")
+
+
+def convert(model: Any, trained: Trained, opset: int, output: str, library: str) -> ModelProto:
+    """`model` (`trained`'s, or what stands for it; its converter registered in skl2onnx) as ONNX over
+    FEATURES, with one output `output`: probabilities [batch, classes], or a prediction [batch, 1]."""
+    from onnx import ValueInfoProto, helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET
+
+    classifier, width = trained.target.task != "regression", trained.spec.width
+    try:
+        onnx_model = convert_sklearn(model, initial_types=[(FEATURES, FloatTensorType([None, width]))],
+                                     target_opset={"": opset, "ai.onnx.ml": ML_DOMAIN_OPSET},
+                                     options={id(model): {"zipmap": False}} if classifier else None)
+    except Exception as exc:
+        raise UsageError(f"onnxmltools cannot convert {type(model).__name__}: {type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}",
+                         hint=f"use a {library} objective and options onnxmltools supports "
+                              "(see its list of supported models), or raise export.opset") from None
+    produced = onnx_model.graph.output[-1].name  # NOTE: classifiers output (label, probabilities)
+    if produced != output:
+        onnx_model.graph.node.append(helper.make_node("Identity", [produced], [output], name=f"modelci_{output}"))
+    kept = ValueInfoProto()
+    kept.CopyFrom(onnx_model.graph.output[-1])
+    kept.name = output
+    del onnx_model.graph.output[:]
+    onnx_model.graph.output.append(kept)
+    proto: ModelProto = onnx_model
+    return proto
+
+
+def registered(register: Callable[[], Any], extra: str) -> Any:
+    """`register()`; exit 2 naming the extra when the converters (onnxmltools) are not installed."""
+    try:
+        import onnxmltools  # noqa: F401 - NOTE: the top-level package first, so that its absence is what is named
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnxmltools":
+            raise
+        raise UsageError("exporting a tree model to ONNX needs onnxmltools, which is not installed",
+                         hint=f"install modelci's {extra} extra: pip install 'modelci[{extra}]'") from None
+    return register()
+
+
+def trained(model: Any, spec: FeatureSpec, target: Target, label: str) -> Trained:
+    from modelci.frameworks import Trained
+
+    return Trained(model=model, spec=spec, target=target, label=label)

@@ -1,0 +1,75 @@
+"""What the stages hand each other under `--out`: the files' names, and the training log's type.
+
+`train` writes a framework adapter's checkpoint (each adapter names its own file) and the training
+log; `export` reads them back and writes the ONNX model and the parity report. Both import their
+names from here, so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRAIN_LOG = "train-log.json"
+STATE_FILE = "train-state.pt"  # resumable state after the last finished epoch; removed once training ends
+MODEL_FILE = "model.onnx"
+PARITY_FILE = "parity.json"
+# NOTE: what modelci wrote for a scikit-learn model before it used skops: a pickle, which could run any
+# code when read; never loaded, and removed by every training run.
+PICKLE_CHECKPOINT = "model.pkl"
+
+LOG_VERSION = 2
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    loss: float
+    eval_loss: float
+    metrics: dict[str, float | None]
+    lr: float
+    seconds: float
+    samples_per_s: float
+
+
+@dataclass
+class TrainLog:
+    task: str
+    framework: str  # the adapter's name (pytorch, scikit-learn, ...), or command
+    device: str
+    processes: int  # torchrun processes (one per GPU); 1 without torchrun
+    precision: str
+    rows: int
+    eval_rows: int
+    input_columns: list[str]
+    input_dim: int
+    parameters: int
+    seed: int
+    settings: dict[str, Any]
+    environment: dict[str, str]
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch with the lowest evaluation loss
+    kept_epoch: int | None = None  # the epoch the saved model is: the best with train.patience, else the last
+    stopped_early: bool = False
+    resumed_from: int | None = None  # the last epoch the saved state held, when resumed
+    status: str = "running"  # running | completed | out_of_memory | diverged
+    peak_memory_bytes: int | None = None
+    seconds: float = 0.0
+    left_out: dict[str, str] = field(default_factory=dict)  # columns not taken as features, and why
+    as_numbers: list[str] = field(default_factory=list)  # text columns taken as numbers
+    # per categorical feature: kept (categories), folded and folded_rows (rare, into "other"), unseen_eval_rows
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = LOG_VERSION
+
+
+def logged_framework(out: Path) -> str | None:
+    """The framework OUT/train-log.json names, or None when there is no readable log that names one."""
+    path = out / TRAIN_LOG
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    framework = found.get("framework") if isinstance(found, dict) else None
+    return framework if isinstance(framework, str) else None

@@ -1,0 +1,234 @@
+"""The XGBoost and LightGBM adapters: fitted on real (the churn example's) data, saved, read back,
+converted to ONNX, and ONNX Runtime's outputs checked against the library's own with export's tolerances."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, generate, git
+from modelci.config import Config, load_config
+from modelci.data.tables import Datasets
+from modelci.errors import UsageError
+from modelci.features import FeatureSpec, Target
+from modelci.frameworks import Fit, Framework
+from modelci.frameworks.lightgbm import ADAPTER as LIGHTGBM
+from modelci.frameworks.xgboost import ADAPTER as XGBOOST
+from modelci.outputs import TRAIN_LOG, TrainLog
+
+ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
+# the churn example's columns as three tasks: its own binary label, a three-class one, a number
+TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
+FACTORIES = {
+    "xgboost": "from xgboost import XGBClassifier, XGBRegressor\n"
+               "def build(input_dim, output_dim, task='binary', n_estimators=20):\n"
+               "    kind = XGBRegressor if task == 'regression' else XGBClassifier\n"
+               "    return kind(n_estimators=n_estimators, max_depth=4, learning_rate=0.3, n_jobs=1)\n",
+    "lightgbm": "from lightgbm import LGBMClassifier, LGBMRegressor\n"
+                "def build(input_dim, output_dim, task='binary', n_estimators=20):\n"
+                "    kind = LGBMRegressor if task == 'regression' else LGBMClassifier\n"
+                "    return kind(n_estimators=n_estimators, num_leaves=15, n_jobs=1, verbose=-1)\n",
+}
+ADAPTERS: dict[str, Framework] = {"xgboost": XGBOOST, "lightgbm": LIGHTGBM}
+
+
+@pytest.fixture(scope="module")
+def churn() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return generate(1500, 11), generate(400, 12)
+
+
+def _config(folder: Path, library: str, task: str) -> Config:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.py").write_text(FACTORIES[library])
+    (folder / "modelci.yaml").write_text(
+        f"task: {task}\ndata: {{train: train.parquet, eval: eval.parquet, label: {TASKS[task]}}}\n"
+        f"model: {{factory: model.py:build, params: {{task: {task}}}}}\n")
+    return load_config(folder / "modelci.yaml")
+
+
+def _fit(folder: Path, library: str, task: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[Fit, Any]:
+    import importlib.util
+
+    config = _config(folder, library, task)
+    label = TASKS[task]
+    train, evaluation = frames
+    columns = [c for c in train.columns if c != label]
+    spec = FeatureSpec.fit(train, columns)
+    target = Target.fit(train[label], task)
+    log = TrainLog(task=task, framework="", device="cpu", processes=1, precision="fp32", rows=len(train),
+                   eval_rows=len(evaluation), input_columns=columns, input_dim=spec.width, parameters=0, seed=0,
+                   settings={}, environment={})
+    fit = Fit(config=config, datasets=Datasets(train, evaluation), spec=spec, target=target, out=folder, log=log)
+    module_spec = importlib.util.spec_from_file_location(f"factory_{library}_{task}", folder / "model.py")
+    assert module_spec is not None
+    assert module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return fit, module.build(spec.width, target.output_dim, task=task)
+
+
+def _onnx_outputs(model: onnx.ModelProto, features: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"features": features})
+    return np.asarray(out, dtype=np.float64)
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame],
+                                            library: str, task: str) -> None:
+    adapter = ADAPTERS[library]
+    fit, made = _fit(tmp_path, library, task, churn)
+    assert adapter.recognises(made)
+    log = adapter.fit(made, fit)
+    assert (log.framework, log.status, len(log.epochs)) == (library, "completed", 1)
+    written = json.loads((tmp_path / TRAIN_LOG).read_text())
+    assert written["framework"] == library
+    assert written["epochs"][0]["metrics"]
+    if task == "binary":
+        assert written["epochs"][0]["metrics"]["roc_auc"] > 0.7  # it learnt something real
+
+    trained = adapter.load(tmp_path / adapter.checkpoint, fit.config)
+    assert (trained.spec, trained.target, trained.label) == (fit.spec, fit.target, TASKS[task])
+    features = fit.spec.transform(churn[1])
+    native = adapter.predict(trained, features)
+    before = (made.predict(features) if task == "regression" else made.predict_proba(features))
+    np.testing.assert_allclose(native, before, rtol=1e-6, atol=1e-6)  # the saved model is the fitted one
+    classes = len(fit.target.classes)
+    assert native.shape == ((len(features),) if task == "regression" else (len(features), classes))
+
+    output = "prediction" if task == "regression" else "probabilities"
+    model, exporter = adapter.to_onnx(trained, 17, output)
+    onnx.checker.check_model(model, full_check=True)
+    assert exporter == "onnxmltools"
+    assert [i.name for i in model.graph.input] == ["features"]
+    assert [o.name for o in model.graph.output] == [output]
+    got = _onnx_outputs(model, features)
+    expected = native.reshape(len(features), -1)
+    assert got.shape == expected.shape
+    print(f"{library} {task}: largest |ONNX Runtime - {library}| = {np.abs(got - expected).max():.3g}")
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+
+
+def test_recognises_only_its_own_library() -> None:
+    from lightgbm import LGBMClassifier
+    from sklearn.linear_model import LogisticRegression
+    from xgboost import XGBRegressor
+
+    assert XGBOOST.recognises(XGBRegressor())
+    assert not XGBOOST.recognises(LGBMClassifier())
+    assert LIGHTGBM.recognises(LGBMClassifier())
+    assert not LIGHTGBM.recognises(XGBRegressor())
+    assert not XGBOOST.recognises(LogisticRegression())
+    assert not LIGHTGBM.recognises(object())
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("planted", [b"\x80\x04K\x01.", b'{"version": 1}', b"not json"], ids=["pickle", "json",
+                                                                                                  "text"])
+def test_a_planted_model_file_is_refused(tmp_path: Path, library: str, planted: bytes) -> None:
+    adapter = ADAPTERS[library]
+    config = _config(tmp_path, library, "binary")
+    (tmp_path / adapter.checkpoint).write_bytes(planted)
+    with pytest.raises(UsageError, match="not a model that `modelci train` wrote"):
+        adapter.load(tmp_path / adapter.checkpoint, config)
+
+
+OUT = Path(".modelci/out")
+
+
+def _configure(repo: Path, library: str, n_estimators: int) -> None:
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    config["model"] = {"factory": "model.py:build", "params": {"n_estimators": n_estimators}}
+    config["evaluate"] = {"metrics": ["roc_auc", "log_loss"]}
+    config["gate"] = [{"metric": "roc_auc", "min": 0.7}]
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+    (repo / "model.py").write_text(FACTORIES[library])
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_modelci_run_trains_exports_evaluates_and_compares_a_tree_model(  # type: ignore[no-untyped-def]
+        cli, repo: Path, library: str) -> None:
+    _configure(repo, library, 10)
+    git(repo, "commit", "-qam", f"{library} model")
+    first = cli("run", "--publish")
+    assert first.code == 0, first.err
+    assert json.loads((OUT / TRAIN_LOG).read_text())["framework"] == library
+    parity = json.loads((OUT / "parity.json").read_text())
+    assert parity["passed"]
+    assert parity["exporter"] == "onnxmltools"
+
+    _configure(repo, library, 30)
+    git(repo, "commit", "-qam", "more trees")
+    second = cli("run")
+    assert second.code == 0, second.err
+    comparison = json.loads((OUT / "comparison.json").read_text())
+    assert comparison["baseline_status"] == "compared"
+    roc = next(m for m in comparison["metrics"] if m["name"] == "roc_auc")
+    assert roc["candidate"] > 0.7
+    assert roc["baseline"] != roc["candidate"]
+    # what ONNX Runtime measured from the raw columns is what the library measured from its features
+    fitted = json.loads((OUT / TRAIN_LOG).read_text())["epochs"][0]["metrics"]["roc_auc"]
+    assert fitted == pytest.approx(roc["candidate"], abs=1e-4)
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_export_refuses_a_planted_model_file_with_exit_2(  # type: ignore[no-untyped-def]
+        cli, repo: Path, library: str) -> None:
+    _configure(repo, library, 5)
+    assert cli("train").code == 0
+    checkpoint = OUT / ADAPTERS[library].checkpoint
+    assert checkpoint.exists()
+    checkpoint.write_bytes(b"\x80\x04K\x01.")  # a pickle where the library's model text belongs
+    result = cli("export")
+    assert result.code == 2
+    assert "not a model that `modelci train` wrote" in result.err
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_a_factory_whose_library_is_missing_names_the_extra(  # type: ignore[no-untyped-def]
+        cli, repo: Path, library: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure(repo, library, 5)
+    monkeypatch.setitem(sys.modules, library, None)  # NOTE: `import LIBRARY` then fails as if it were not installed
+    result = cli("train")
+    assert result.code == 2
+    assert f"pip install 'modelci[{library}]'" in result.err
+
+
+def test_export_without_onnxmltools_names_the_extra(  # type: ignore[no-untyped-def]
+        cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure(repo, "xgboost", 5)
+    assert cli("train").code == 0
+    monkeypatch.setitem(sys.modules, "onnxmltools", None)
+    result = cli("export")
+    assert result.code == 2
+    assert "needs onnxmltools" in result.err
+    assert "pip install 'modelci[xgboost]'" in result.err
+
+
+def test_the_trees_example_runs_as_a_model_repository(  # type: ignore[no-untyped-def]
+        cli, tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = tmp_path / "trees"
+    shutil.copytree(ROOT / "examples" / "trees", example)
+    shutil.copytree(small_data, example / "data")
+    config = example / "modelci.yaml"
+    config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 20"))  # seconds, not minutes
+    git(example, "init", "-q")
+    git(example, "add", ".")
+    git(example, "commit", "-qm", "model")
+    monkeypatch.chdir(example)
+    result = cli("run", "--publish")
+    assert result.code == 0, result.err
+    assert json.loads((OUT / TRAIN_LOG).read_text())["framework"] == "lightgbm"
+    assert json.loads((OUT / "parity.json").read_text())["passed"]
