@@ -64,6 +64,20 @@ def predict(estimator: Any, features: np.ndarray, task: str) -> np.ndarray:
     return np.asarray(estimator.predict_proba(features), dtype=np.float64)
 
 
+def record_fit(log: TrainLog, config: Config, target: Target, name: str, seconds: float,
+               trained_on: tuple[np.ndarray, np.ndarray], judged_on: tuple[np.ndarray, np.ndarray]) -> None:
+    """A model fitted in one go (an estimator, trees) as one epoch of the log: the losses of its scores on the
+    training and evaluation rows, (labels, scores) each, and its metrics on the evaluation rows."""
+    (y, train_out), (y_eval, eval_out) = trained_on, judged_on
+    names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
+    metrics = {k: (v if np.isfinite(v) else None)
+               for k, v in compute(names, y_eval.astype(np.float64), eval_out).items()}
+    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_eval, eval_out), metrics, 0.0,
+                                  round(seconds, 4), round(len(y) / max(seconds, 1e-9), 1)))
+    log.seconds, log.status = round(seconds, 3), "completed"
+    github.log(f"    fitted {name} in {seconds:.2f} s: " + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+
+
 def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
     """The loss a network would report: log loss, or the mean squared error of the standardized target."""
     if target.task == "regression":
@@ -93,14 +107,7 @@ def _fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, 
         bad = int((~np.isfinite(out_rows.reshape(len(out_rows), -1))).any(axis=1).sum())
         if bad:
             raise _diverged(estimator, f"it predicts NaN or infinity for {bad} of {len(out_rows)} {rows} rows")
-    names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
-    metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(names, y_eval.astype(np.float64),
-                                                                          eval_out).items()}
-    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_eval, eval_out), metrics, 0.0,
-                                  round(seconds, 4), round(len(x) / seconds, 1)))
-    log.seconds, log.status = round(seconds, 3), "completed"
-    github.log(f"    fitted {type(estimator).__name__} in {seconds:.2f} s: "
-               + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+    record_fit(log, config, target, type(estimator).__name__, seconds, (y, train_out), (y_eval, eval_out))
     save(out / CHECKPOINT, estimator, spec, target, config.data.label)
     atomic.write_json(out / TRAIN_LOG, asdict(log))
     return log
@@ -189,7 +196,6 @@ def trusted(name: str) -> bool:
 
 def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, ml_opset: int) -> ModelProto:
     """The estimator as ONNX over the preprocessed `features`, with one output named `output`."""
-    from onnx import ValueInfoProto, helper
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier
@@ -202,7 +208,15 @@ def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, 
         raise UsageError(f"skl2onnx cannot convert {type(estimator).__name__}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:300]}",
                          hint="use an estimator skl2onnx supports (see its list of supported models)") from None
-    produced = model.graph.output[-1].name  # NOTE: classifiers output (label, probabilities); regressors one value
+    return last_output_only(model, output)
+
+
+def last_output_only(model: ModelProto, output: str) -> ModelProto:
+    """`model` with its last output alone, named `output`: a converted classifier outputs (label, probabilities),
+    a regressor its prediction."""
+    from onnx import ValueInfoProto, helper
+
+    produced = model.graph.output[-1].name
     if produced != output:
         model.graph.node.append(helper.make_node("Identity", [produced], [output], name=f"modelci_{output}"))
     kept = ValueInfoProto()
@@ -210,8 +224,7 @@ def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, 
     kept.name = output
     del model.graph.output[:]
     model.graph.output.append(kept)
-    proto: ModelProto = model
-    return proto
+    return model
 
 
 class ScikitLearn:

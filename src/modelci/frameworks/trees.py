@@ -18,9 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from modelci import atomic, github
+from modelci import atomic
 from modelci.errors import ModelFactoryError, UsageError
 
 if TYPE_CHECKING:
@@ -38,22 +36,6 @@ def defined_in(made: object, library: str) -> bool:
     return any(c.__module__ == library or c.__module__.startswith(f"{library}.") for c in type(made).__mro__)
 
 
-def scores(model: Any, features: np.ndarray, task: str) -> np.ndarray:
-    """The scikit-learn API's probabilities (rows, classes), or predictions (rows,) in label units."""
-    if task == "regression":
-        return np.asarray(model.predict(features), dtype=np.float64).reshape(-1)
-    return np.asarray(model.predict_proba(features), dtype=np.float64)
-
-
-def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
-    """The loss a network would report: log loss, or the mean squared error of the standardized target."""
-    from modelci.evaluate.metrics import log_loss
-
-    if target.task == "regression":
-        return float(np.mean(((out - y) / target.std) ** 2))
-    return log_loss(y.astype(np.float64), out)
-
-
 def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpoint: str) -> TrainLog:
     """Fit `made` on the training rows, score the evaluation rows into one epoch record, save the
     model (`dump` gives the library's own text) and write the training log.
@@ -61,8 +43,9 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
     NOTE: no early stopping on the evaluation rows: they are the rows the comparison judges the model on,
     so choosing the number of trees on them would flatter it (a validation split is for that).
     """
-    from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
-    from modelci.outputs import TRAIN_LOG, EpochRecord
+    from modelci.frameworks.sklearn import predict as scores
+    from modelci.frameworks.sklearn import record_fit
+    from modelci.outputs import TRAIN_LOG
 
     config, target, label = fit.config, fit.target, fit.config.data.label
     x, y = fit.spec.transform(fit.datasets.train), target.encode(fit.datasets.train[label])
@@ -76,18 +59,11 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
         raise ModelFactoryError(f"fitting {type(made).__name__} failed: {type(exc).__name__}: {exc}",
                                 hint="check model.params against the library's documentation") from None
     seconds = time.perf_counter() - began
-    train_out, eval_out = scores(made, x, target.task), scores(made, x_eval, target.task)
-    names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
-    metrics = {k: (v if np.isfinite(v) else None)
-               for k, v in compute(names, y_eval.astype(np.float64), eval_out).items()}
     log = fit.log
     log.framework = framework
     log.settings = {"estimator": repr(made)[:500], "params": config.model.params}
-    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_eval, eval_out), metrics, 0.0,
-                                  round(seconds, 4), round(len(x) / max(seconds, 1e-9), 1)))
-    log.seconds, log.status = round(seconds, 3), "completed"
-    github.log(f"    fitted {type(made).__name__} in {seconds:.2f} s: "
-               + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+    record_fit(log, config, target, type(made).__name__, seconds, (y, scores(made, x, target.task)),
+               (y_eval, scores(made, x_eval, target.task)))
     save(fit.out / checkpoint, framework, dump(made), fit.spec, target, label)
     atomic.write_json(fit.out / TRAIN_LOG, asdict(log))
     return log
@@ -126,11 +102,11 @@ def corrupt(path: Path, exc: BaseException) -> UsageError:
 def convert(model: Any, trained: Trained, opset: int, output: str, library: str) -> ModelProto:
     """`model` (`trained`'s, or what stands for it; its converter registered in skl2onnx) as ONNX over
     FEATURES, with one output `output`: probabilities [batch, classes], or a prediction [batch, 1]."""
-    from onnx import ValueInfoProto, helper
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET
+    from modelci.frameworks.sklearn import last_output_only
 
     classifier, width = trained.target.task != "regression", trained.spec.width
     try:
@@ -142,16 +118,7 @@ def convert(model: Any, trained: Trained, opset: int, output: str, library: str)
                          f"{(str(exc).strip().splitlines() or [''])[0][:300]}",
                          hint=f"use a {library} objective and options onnxmltools supports "
                               "(see its list of supported models), or raise export.opset") from None
-    produced = onnx_model.graph.output[-1].name  # NOTE: classifiers output (label, probabilities)
-    if produced != output:
-        onnx_model.graph.node.append(helper.make_node("Identity", [produced], [output], name=f"modelci_{output}"))
-    kept = ValueInfoProto()
-    kept.CopyFrom(onnx_model.graph.output[-1])
-    kept.name = output
-    del onnx_model.graph.output[:]
-    onnx_model.graph.output.append(kept)
-    proto: ModelProto = onnx_model
-    return proto
+    return last_output_only(onnx_model, output)
 
 
 def registered(register: Callable[[], Any], extra: str) -> Any:

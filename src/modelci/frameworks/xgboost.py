@@ -50,7 +50,9 @@ class XGBoost:
         return trees.trained(model, spec, target, label)
 
     def predict(self, trained: Trained, features: np.ndarray) -> np.ndarray:
-        return trees.scores(trained.model, features, trained.target.task)
+        from modelci.frameworks.sklearn import predict
+
+        return predict(trained.model, features, trained.target.task)
 
     def to_onnx(self, trained: Trained, opset: int, output: str) -> tuple[ModelProto, str]:
         trees.registered(register, LIBRARY)
