@@ -15,6 +15,7 @@ EXTRAS = {
     "onnxscript": "torch",  # torch's dynamo ONNX exporter
     "xgboost": "xgboost",
     "lightgbm": "lightgbm",
+    "catboost": "catboost",
 }
 
 

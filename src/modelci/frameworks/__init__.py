@@ -39,7 +39,8 @@ ENTRY_POINT_GROUP = "modelci.frameworks"
 # NOTE: the tree adapters before scikit-learn's: XGBoost's and LightGBM's scikit-learn API classes are
 # scikit-learn estimators too, which skops can neither save safely nor skl2onnx convert on its own.
 BUILT_IN = ("modelci.frameworks.xgboost:ADAPTER", "modelci.frameworks.lightgbm:ADAPTER",
-            "modelci.frameworks.sklearn:ADAPTER", "modelci.frameworks.torch:ADAPTER")
+            "modelci.frameworks.catboost:ADAPTER", "modelci.frameworks.sklearn:ADAPTER",
+            "modelci.frameworks.torch:ADAPTER")
 FEATURES = "features"  # the name of the ONNX input `to_onnx` takes: the preprocessed features
 ML_DOMAIN_OPSET = 3  # the ai.onnx.ml opset modelci's preprocessing needs: LabelEncoder with string keys
 
