@@ -175,7 +175,7 @@ def test_an_adapter_registered_by_a_distribution_trains_and_exports(repo: Path, 
     for command in ("train", "export"):
         done = in_site(site, command, cwd=repo)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "'least-squares'" in done.stdout.splitlines()[0]  # listed by adapters()
+        assert done.stdout.splitlines()[0].startswith("adapters: ['least-squares', ")  # asked before the built-in
     assert train_log()["framework"] == "least-squares"
     assert (OUT / "least-squares.json").is_file()
     parity = json.loads((OUT / "parity.json").read_text())
@@ -193,3 +193,17 @@ def test_a_factory_no_adapter_takes_is_exit_2_naming_the_adapters(cli, repo: Pat
     assert "pytorch (modelci[torch])" in result.err
     assert "modelci.frameworks entry point group" in result.err
     assert not (OUT / "model.pt").exists()
+
+
+def test_a_factory_that_imports_torch_only_when_called_is_seeded(repo: Path) -> None:
+    # NOTE: in processes of their own: in this one torch is imported already, which hides the case
+    (repo / "model.py").write_text("def build(input_dim, output_dim, **params):\n    from torch import nn\n\n"
+                                   "    return nn.Sequential(nn.Linear(input_dim, 8), nn.ReLU(),\n"
+                                   "                         nn.Linear(8, output_dim))\n")
+    losses = []
+    for run in range(2):
+        done = subprocess.run([sys.executable, "-m", "modelci", "train", "--epochs", "1", "--out", f"out-{run}"],
+                              cwd=repo, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        losses.append(json.loads((repo / f"out-{run}" / "train-log.json").read_text())["epochs"][0]["loss"])
+    assert losses[0] == losses[1]  # the same seed, the same initial weights: the same first epoch

@@ -232,3 +232,38 @@ def test_the_trees_example_runs_as_a_model_repository(  # type: ignore[no-untype
     assert result.code == 0, result.err
     assert json.loads((OUT / TRAIN_LOG).read_text())["framework"] == "lightgbm"
     assert json.loads((OUT / "parity.json").read_text())["passed"]
+
+
+def test_trees_train_in_one_process(  # type: ignore[no-untyped-def]
+        cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure(repo, "lightgbm", 5)
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):  # NOTE: as torchrun sets them
+        monkeypatch.setenv(name, value)
+    result = cli("train")
+    assert result.code == 2
+    assert "LGBMClassifier trains in one process" in result.err
+    assert not (repo / OUT / "model.lightgbm.json").exists()
+
+
+def test_a_tree_inside_a_scikit_learn_pipeline_is_refused_at_training(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    _configure(repo, "lightgbm", 5)
+    (repo / "model.py").write_text("from lightgbm import LGBMClassifier\nfrom sklearn.pipeline import make_pipeline\n"
+                                   "from sklearn.preprocessing import StandardScaler\n"
+                                   "def build(input_dim, output_dim, n_estimators=5):\n"
+                                   "    trees = LGBMClassifier(n_estimators=n_estimators, verbose=-1)\n"
+                                   "    return make_pipeline(StandardScaler(), trees)\n")
+    result = cli("train")
+    assert result.code == 2
+    assert "returned Pipeline holding LGBMClassifier, which modelci cannot export inside" in result.err
+    assert "return the LGBMClassifier itself" in result.err
+
+
+def test_export_without_the_model_the_log_names_says_train_first(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
+    _configure(repo, "xgboost", 5)
+    assert cli("train").code == 0
+    (repo / OUT / "model.xgboost.json").unlink()
+    result = cli("export")
+    assert result.code == 2
+    assert "no trained model" in result.err
+    assert "run `modelci train` first" in result.err

@@ -78,7 +78,7 @@ def test_tune_without_a_space_says_what_to_add(cli, repo: Path) -> None:  # type
 
 
 def test_tune_refuses_a_training_script_of_the_users_own(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]
-    configure(repo, train={"command": "python train.py"}, tune={"space": SPACE})
+    configure(repo, model=None, train={"command": "python train.py"}, tune={"space": SPACE})
     result = cli("tune")
     assert result.code == 2
     assert "modelci tune trains through modelci" in result.err

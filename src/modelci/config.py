@@ -77,8 +77,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    factory: str
+    factory: str  # "" for a model.onnx or a train.command
     params: dict[str, Any] = field(default_factory=dict)
+    onnx: Path | None = None  # the team's own ONNX model, used as it is (see train/command.py)
+    predictions: Path | None = None  # that model's own predictions for the evaluation rows, for parity
 
 
 @dataclass(frozen=True)
@@ -342,17 +344,29 @@ def _split(section: Any, problems: _Problems) -> SplitConfig:
     return SplitConfig(fraction=fraction, seed=seed, stratify=stratify)
 
 
-def _model(raw: dict[str, Any], problems: _Problems) -> ModelConfig:
-    # NOTE: a training script of the user's own (train.command) needs no model factory.
+def _model(raw: dict[str, Any], root: Path, problems: _Problems) -> ModelConfig:
+    # NOTE: a model comes from exactly one place: a factory, the team's own ONNX file, or their script.
     train = raw.get("train")
     own_script = isinstance(train, dict) and train.get("command") is not None
     section = _mapping(raw, "model", problems, required=not own_script)
-    _unknown_keys(section, ["factory", "params"], "model.", problems)
+    _unknown_keys(section, ["factory", "params", "onnx", "predictions"], "model.", problems)
+    onnx = _path(section.get("onnx"), "model.onnx", root, problems)
+    predictions = _path(section.get("predictions"), "model.predictions", root, problems)
     factory = section.get("factory")
-    if own_script and factory is None:
-        return ModelConfig(factory="")
+    given = [name for name, found in (("model.factory", factory is not None),
+                                      ("model.onnx", section.get("onnx") is not None),
+                                      ("train.command", own_script)) if found]
+    if len(given) > 1:
+        problems.add("model", f"{' and '.join(given)} are set; give only one of model.factory, model.onnx "
+                              "and train.command")
+    if predictions is not None and section.get("onnx") is None:
+        problems.add("model.predictions", "only with model.onnx; a train.command writes its predictions to "
+                                          "the path in MODELCI_PREDICTIONS")
+    if factory is None and (own_script or section.get("onnx") is not None):
+        return ModelConfig(factory="", onnx=onnx, predictions=predictions)
     if not isinstance(factory, str) or ":" not in factory:
-        problems.add("model.factory", f"expected 'FILE.py:FUNCTION' such as 'model.py:build', got {factory!r}")
+        problems.add("model.factory", f"expected 'FILE.py:FUNCTION' such as 'model.py:build', got {factory!r} "
+                                      "(or model.onnx: PATH, or train.command)")
         factory = ""
     params = section.get("params") or {}
     if not isinstance(params, dict):
@@ -639,7 +653,7 @@ def parse_config(raw: Any, path: Path) -> Config:
     config = Config(
         task=task or "",
         data=_data(raw, path.parent, problems),
-        model=_model(raw, problems),
+        model=_model(raw, path.parent, problems),
         train=_train(raw, problems),
         evaluate=_metrics(raw, task, problems),
         gate=_gate(raw, task, problems),

@@ -16,6 +16,9 @@ TRAIN_LOG = "train-log.json"
 STATE_FILE = "train-state.pt"  # resumable state after the last finished epoch; removed once training ends
 MODEL_FILE = "model.onnx"
 PARITY_FILE = "parity.json"
+# the own predictions of a model written as ONNX (model.onnx, train.command) for the evaluation rows,
+# one column per class (or `prediction`), in their order; export checks parity against them
+PREDICTIONS_FILE = "native-predictions.parquet"
 # NOTE: what modelci wrote for a scikit-learn model before it used skops: a pickle, which could run any
 # code when read; never loaded, and removed by every training run.
 PICKLE_CHECKPOINT = "model.pkl"
@@ -37,7 +40,7 @@ class EpochRecord:
 @dataclass
 class TrainLog:
     task: str
-    framework: str  # the adapter's name (pytorch, scikit-learn, ...), or command
+    framework: str  # the adapter's name (pytorch, scikit-learn, ...), command, or onnx
     device: str
     processes: int  # torchrun processes (one per GPU); 1 without torchrun
     precision: str

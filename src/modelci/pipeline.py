@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 # Everything a run writes to the output folder; cleared at the start so no stale file from an
 # earlier run can be mistaken for this run's.
-OUTPUTS = ("data-report.json", "data-profile.json", "model.pt", "model.skops", "model.pkl", "train-log.json",
-           "model.onnx", "parity.json", "samples.json", "metrics.json", "comparison.json", "report.md",
+# NOTE: and every framework adapter's checkpoint (`_clear`)
+OUTPUTS = ("data-report.json", "data-profile.json", "model.pkl", "train-log.json", "model.onnx", "parity.json",
+           "samples.json", "metrics.json", "comparison.json", "report.md",
            "report-full.md", "model-card.md")
 EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
             "comparison.json", "report.md", "model-card.md")
@@ -129,8 +130,9 @@ def dirty_files(config: Config, out: Path) -> list[Change] | None:
 
 def _clear(out: Path) -> None:
     from modelci.compare.comparison import BASELINE_DIR
+    from modelci.frameworks import adapters
 
-    for name in OUTPUTS:
+    for name in (*OUTPUTS, *(adapter.checkpoint for adapter in adapters())):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / BASELINE_DIR, ignore_errors=True)
 

@@ -82,6 +82,10 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
     from modelci.outputs import MODEL_FILE
     from modelci.train.trainer import Diverged, train
 
+    if config.model.onnx is not None:
+        # NOTE: K-fold trains a model per fold; a file made elsewhere would be the same model on every fold
+        raise UsageError("K-fold cross-validation trains a model per fold; model.onnx is a model already made",
+                         hint="set evaluate.kfold: 0 (and leave out --kfold) for a model.onnx")
     work = out / FOLDS_DIR
     folds = []
     try:

@@ -17,7 +17,7 @@ from modelci.errors import UsageError
 from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
 from modelci.features import FeatureSpec, Target, onnx_preprocessing
 from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Framework, Trained, adapters, by_name
-from modelci.outputs import MODEL_FILE, PARITY_FILE, PICKLE_CHECKPOINT, logged_framework
+from modelci.outputs import MODEL_FILE, PARITY_FILE, PICKLE_CHECKPOINT, PREDICTIONS_FILE, logged_framework
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from modelci.evaluate.onnx_model import OnnxModel
     from modelci.export.parity import ParityReport
     from modelci.export.quantize import Quantization
+
+# NOTE: train-log.json's framework for a model the team wrote as ONNX itself, and the setting it came from
+WRITTEN_AS_ONNX = {"command": "train.command", "onnx": "model.onnx"}
 
 __all__ = ["FEATURES", "MODEL_FILE", "PARITY_FILE", "build_onnx", "export_model", "load_trained", "output_name"]
 
@@ -74,15 +77,11 @@ def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes,
 def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
     """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import SAMPLES_FILE, check_parity, golden_samples, not_applicable
+    from modelci.export.parity import SAMPLES_FILE, check_parity, golden_samples
 
-    if _built_by_command(out):
-        # NOTE: the user's script wrote model.onnx itself; there is no trained model to compare it with.
-        onnx_model = OnnxModel(out / MODEL_FILE)
-        report = not_applicable("train.command", config.export.atol, config.export.rtol)
-        atomic.write_json(out / PARITY_FILE, report.to_json())
-        atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
-        return report
+    origin = WRITTEN_AS_ONNX.get(logged_framework(out) or "")
+    if origin is not None:
+        return _check_own(config, eval_frame, out, origin)
     adapter, trained = load_trained(config, out)
     data, exporter = build_onnx(adapter, trained, config.export.opset)
     atomic.write_bytes(out / MODEL_FILE, data)
@@ -111,9 +110,13 @@ def load_trained(config: Config, out: Path) -> tuple[Framework, Trained]:
     found = _check_one_model(out)
     named = logged_framework(out)
     adapter = by_name(named) if named is not None else found
-    if adapter is None:
+    if adapter is None or not (out / adapter.checkpoint).is_file():
+        # NOTE: a log without its model (a run stopped, a file removed) says nothing the model could
         raise UsageError(f"{out}: no trained model ({', '.join(a.checkpoint for a in adapters())})",
                          hint="run `modelci train` first")
+    if found is not None and found is not adapter:
+        raise UsageError(f"{out} holds {found.checkpoint}, but train-log.json says {adapter.name} trained the model",
+                         hint="run `modelci train` again: it writes both anew")
     return adapter, adapter.load(out / adapter.checkpoint, config)
 
 
@@ -151,5 +154,26 @@ def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target
     return int8, found
 
 
-def _built_by_command(out: Path) -> bool:
-    return logged_framework(out) == "command"
+def _check_own(config: Config, eval_frame: pd.DataFrame, out: Path, origin: str) -> ParityReport:
+    """A model written as ONNX in the first place: checked against its own predictions when train kept them.
+
+    Without them there is no trained model to compare it with, and parity is not applicable.
+    """
+    import numpy as np
+    import onnx
+    import pandas as pd
+
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.export.parity import SAMPLES_FILE, check_native, golden_samples, not_applicable
+
+    onnx_model = OnnxModel(out / MODEL_FILE)
+    atol, rtol = config.export.atol, config.export.rtol
+    if (out / PREDICTIONS_FILE).is_file():
+        native = pd.read_parquet(out / PREDICTIONS_FILE).to_numpy(np.float64)
+        opset = next((o.version for o in onnx.load(out / MODEL_FILE).opset_import if o.domain in ("", "ai.onnx")), 0)
+        report = check_native(native, onnx_model, eval_frame, exporter=origin, opset=opset, atol=atol, rtol=rtol)
+    else:
+        report = not_applicable(origin, atol, rtol)
+    atomic.write_json(out / PARITY_FILE, report.to_json())
+    atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
+    return report

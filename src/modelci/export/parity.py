@@ -1,15 +1,16 @@
 """Parity: the exported ONNX model against the trained model, on the evaluation rows.
 
 The trained model (PyTorch or scikit-learn) gets its inputs from the numpy preprocessing, the ONNX
-side from the raw columns, so this checks the exported preprocessing as well as the model. Every
-mismatching row counts.
+side from the raw columns, so this checks the exported preprocessing as well as the model. A model
+written as ONNX in the first place (model.onnx, train.command) is checked against the predictions
+its own code made, when it gives them. Every mismatching row counts.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,6 +112,25 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpe
     """
     rows = evaluation_rows(frame)
     expected = reference(spec.transform(rows))
+    return _compared(expected, onnx_model, rows, target.task, exporter=exporter, opset=opset, atol=atol, rtol=rtol)
+
+
+def check_native(native: np.ndarray, onnx_model: OnnxModel, frame: pd.DataFrame, *, exporter: str, opset: int,
+                 atol: float, rtol: float) -> ParityReport:
+    """A model written as ONNX against the predictions its own code made for `frame`'s rows, in their order.
+
+    `native` holds one column per class (one for regression); rows that differ are named by their
+    number in `frame`, counted from 0.
+    """
+    rows = evaluation_rows(frame.reset_index(drop=True))
+    expected = native[rows.index.to_numpy()]
+    expected = expected[:, 0] if onnx_model.task == "regression" else expected
+    return _compared(expected, onnx_model, rows, onnx_model.task, exporter=exporter, opset=opset, atol=atol,
+                     rtol=rtol)
+
+
+def _compared(expected: np.ndarray, onnx_model: OnnxModel, rows: pd.DataFrame, task: str, *, exporter: str,
+              opset: int, atol: float, rtol: float) -> ParityReport:
     problem = non_finite(onnx_model.output, expected, rows)
     if problem is not None:
         raise UsageError(f"the trained model's {problem}; parity cannot be checked on outputs that are not numbers",
@@ -118,7 +138,8 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpe
                               "values (extreme ones?)")
     actual = onnx_model.predict(rows)
     output = _compare_output(onnx_model.output, expected, actual, atol, rtol)
-    name = DEFAULT_METRICS[target.task][0]
+    output = replace(output, sample_rows=[int(rows.index[r]) for r in output.sample_rows])
+    name = DEFAULT_METRICS[task][0]
     y = labels_of(onnx_model, rows)
     metric = MetricParity(name, trained=FUNCTIONS[name](y, expected), onnx=FUNCTIONS[name](y, actual))
     problems = []
@@ -126,8 +147,10 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpe
     if exported is not None:
         problems.append(f"the ONNX model's {exported}, where the trained model's is not")
     if output.mismatched:
+        shown = ", ".join(map(str, output.sample_rows)) + (", …" if output.mismatched > SAMPLE_ROWS else "")
         problems.append(f"output '{output.name}': {output.mismatched} of {len(rows)} rows differ by more than "
-                        f"atol={atol} + rtol={rtol}·|value| (largest difference {output.max_abs_error:.3g})")
+                        f"atol={atol} + rtol={rtol}·|value| (largest difference {output.max_abs_error:.3g}): "
+                        f"rows {shown}, counted from 0")
     undefined = math.isnan(metric.trained) and math.isnan(metric.onnx)  # e.g. ROC AUC of rows of one class
     if not (undefined or abs(metric.trained - metric.onnx) <= atol):
         problems.append(f"{name} differs: trained model {metric.trained:.6f}, ONNX {metric.onnx:.6f}")

@@ -95,10 +95,15 @@ class Framework(Protocol):
 
 
 def adapters() -> list[Framework]:
-    """The built-in adapters, then those registered in the entry point group."""
-    found = [_load(reference) for reference in BUILT_IN]
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        found.append(_load(point.value, point.name))
+    """The adapters registered in the entry point group, then the built-in ones: a team's adapter is asked
+    first, so it can take a model that a built-in one would also take (a scikit-learn estimator of its own)."""
+    found = [_load(point.value, point.name) for point in entry_points(group=ENTRY_POINT_GROUP)]
+    found += [_load(reference) for reference in BUILT_IN]
+    names = [adapter.name for adapter in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"two framework adapters are named {', '.join(twice)}; train-log.json names a model's "
+                         "adapter by its name", hint="uninstall one of the packages that register them")
     return found
 
 

@@ -64,6 +64,21 @@ def predict(estimator: Any, features: np.ndarray, task: str) -> np.ndarray:
     return np.asarray(estimator.predict_proba(features), dtype=np.float64)
 
 
+def finite_scores(estimator: Any, train_out: np.ndarray, eval_out: np.ndarray) -> None:
+    """Refuse a fitted model that scores rows as NaN or infinity: it diverged (exit 2)."""
+    for rows, out_rows in (("training", train_out), ("evaluation", eval_out)):
+        bad = int((~np.isfinite(out_rows.reshape(len(out_rows), -1))).any(axis=1).sum())
+        if bad:
+            raise _diverged(estimator, f"it predicts NaN or infinity for {bad} of {len(out_rows)} {rows} rows")
+
+
+def one_process(estimator: Any) -> None:
+    """Refuse torchrun (--nproc): a model fitted in one go would be fitted, and written, once per process."""
+    if distributed.from_env() is not None:
+        raise UsageError(f"{type(estimator).__name__} trains in one process",
+                         hint="run modelci train without torchrun or --nproc")
+
+
 def record_fit(log: TrainLog, config: Config, target: Target, name: str, seconds: float,
                trained_on: tuple[np.ndarray, np.ndarray], judged_on: tuple[np.ndarray, np.ndarray]) -> None:
     """A model fitted in one go (an estimator, trees) as one epoch of the log: the losses of its scores on the
@@ -103,10 +118,7 @@ def _fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, 
         raise ModelFactoryError(f"fitting {type(estimator).__name__} failed: {type(exc).__name__}: {exc}") from None
     seconds = time.perf_counter() - began
     train_out, eval_out = predict(estimator, x, target.task), predict(estimator, x_eval, target.task)
-    for rows, out_rows in (("training", train_out), ("evaluation", eval_out)):
-        bad = int((~np.isfinite(out_rows.reshape(len(out_rows), -1))).any(axis=1).sum())
-        if bad:
-            raise _diverged(estimator, f"it predicts NaN or infinity for {bad} of {len(out_rows)} {rows} rows")
+    finite_scores(estimator, train_out, eval_out)
     record_fit(log, config, target, type(estimator).__name__, seconds, (y, train_out), (y_eval, eval_out))
     save(out / CHECKPOINT, estimator, spec, target, config.data.label)
     atomic.write_json(out / TRAIN_LOG, asdict(log))
@@ -227,6 +239,23 @@ def last_output_only(model: ModelProto, output: str) -> ModelProto:
     return model
 
 
+# NOTE: libraries with adapters of their own: inside a scikit-learn pipeline or meta-estimator, skops would save
+# them but not read them back, and skl2onnx has no converter for them, so they are refused at training
+TREE_LIBRARIES = ("xgboost", "lightgbm", "catboost")
+
+
+def _no_nested_trees(estimator: Any) -> None:
+    from modelci.frameworks.trees import defined_in
+
+    inner = [v for v in estimator.get_params(deep=True).values()
+             if any(defined_in(v, library) for library in TREE_LIBRARIES)]
+    if inner:
+        raise ModelFactoryError(f"model.factory returned {type(estimator).__name__} holding "
+                                f"{type(inner[0]).__name__}, which modelci cannot export inside a scikit-learn "
+                                "estimator", hint=f"return the {type(inner[0]).__name__} itself: modelci "
+                                                  "preprocesses the columns in front of it")
+
+
 class ScikitLearn:
     name = "scikit-learn"
     extra: str | None = None  # NOTE: scikit-learn is in modelci's core: evaluation and serving use it
@@ -236,9 +265,8 @@ class ScikitLearn:
         return is_estimator(made)
 
     def fit(self, made: Any, fit: Fit) -> TrainLog:
-        if distributed.from_env() is not None:
-            raise UsageError("a scikit-learn estimator trains in one process",
-                             hint="run modelci train without torchrun or --nproc")
+        one_process(made)
+        _no_nested_trees(made)
         fit.log.settings = {"estimator": repr(made)[:500], "params": fit.config.model.params}
         return _fit(made, fit.config, fit.datasets, fit.spec, fit.target, fit.out, fit.log)
 

@@ -43,11 +43,12 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
     NOTE: no early stopping on the evaluation rows: they are the rows the comparison judges the model on,
     so choosing the number of trees on them would flatter it (a validation split is for that).
     """
+    from modelci.frameworks.sklearn import finite_scores, one_process, record_fit
     from modelci.frameworks.sklearn import predict as scores
-    from modelci.frameworks.sklearn import record_fit
     from modelci.outputs import TRAIN_LOG
 
     config, target, label = fit.config, fit.target, fit.config.data.label
+    one_process(made)
     x, y = fit.spec.transform(fit.datasets.train), target.encode(fit.datasets.train[label])
     x_eval, y_eval = fit.spec.transform(fit.datasets.eval), target.encode(fit.datasets.eval[label])
     if made.get_params().get("random_state") is None:  # NOTE: train.seed, unless the factory chose a seed
@@ -59,11 +60,12 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
         raise ModelFactoryError(f"fitting {type(made).__name__} failed: {type(exc).__name__}: {exc}",
                                 hint="check model.params against the library's documentation") from None
     seconds = time.perf_counter() - began
+    train_out, eval_out = scores(made, x, target.task), scores(made, x_eval, target.task)
+    finite_scores(made, train_out, eval_out)
     log = fit.log
     log.framework = framework
     log.settings = {"estimator": repr(made)[:500], "params": config.model.params}
-    record_fit(log, config, target, type(made).__name__, seconds, (y, scores(made, x, target.task)),
-               (y_eval, scores(made, x_eval, target.task)))
+    record_fit(log, config, target, type(made).__name__, seconds, (y, train_out), (y_eval, eval_out))
     save(fit.out / checkpoint, framework, dump(made), fit.spec, target, label)
     atomic.write_json(fit.out / TRAIN_LOG, asdict(log))
     return log

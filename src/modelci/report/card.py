@@ -52,6 +52,8 @@ def _model(log: dict[str, Any]) -> str:
     settings = log["settings"]
     if log["framework"] == "command":
         return f"written by the user's `train.command`: `{' '.join(settings['command'])}`"
+    if log["framework"] == "onnx":
+        return f"the team's own ONNX model `{Path(settings['onnx']).name}`"
     params = ", ".join(f"{k}={v}" for k, v in (settings.get("params") or {}).items())
     if log["framework"] == "scikit-learn":
         return f"scikit-learn `{settings['estimator']}`"

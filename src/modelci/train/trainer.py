@@ -1,5 +1,6 @@
 """`modelci train`: the features and target chosen, the model factory called, and the model it
-returns fitted by the adapter of its framework (`modelci.frameworks`), or a `train.command` run.
+returns fitted by the adapter of its framework (`modelci.frameworks`), a `train.command` run, or a
+`model.onnx` taken as it is.
 
 NOTE: framework-free: what a framework needs (PyTorch's training loop, devices, precision, torchrun)
 is its adapter's, so that training a scikit-learn model never imports torch.
@@ -11,6 +12,7 @@ import importlib.metadata
 import os
 import platform
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -84,9 +86,10 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     columns = chosen.features
     spec = FeatureSpec.fit(datasets.train, columns, tuple(chosen.as_numbers))
     target = Target.fit(datasets.train[config.data.label], config.task)
-    # NOTE: a train.command does its own preprocessing: modelci's categories are not what it used.
-    categories = {} if settings.command is not None else category_report(spec, datasets.train, datasets.eval)
-    every = adapters()
+    # NOTE: a model written as ONNX does its own preprocessing: modelci's categories are not what it used.
+    own_onnx = settings.command is not None or config.model.onnx is not None
+    categories = {} if own_onnx else category_report(spec, datasets.train, datasets.eval)
+    every = [] if own_onnx else adapters()
     if distributed.is_main(distributed.from_env()):
         log_choice(chosen)
         for name, entry in categories.items():
@@ -106,12 +109,21 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     if settings.command is not None:
         log.framework, log.input_dim, log.settings = "command", 0, {"command": command.argv(settings.command)}
         return command.run(config, datasets, columns, target, out, log)
+    if config.model.onnx is not None:
+        log.framework, log.input_dim, log.settings = "onnx", 0, {"onnx": str(config.model.onnx)}
+        return command.copy_model(config, datasets, columns, target, out, log)
     factory = load_factory(config)
     # NOTE: after the factory's file imported its framework and before the factory builds the model,
     # whose initial weights come from the framework's generator.
+    imported = set(sys.modules)
     seed_all(every, settings.seed, settings.deterministic)
     made = call_factory(config, spec.width, target.output_dim, factory)
     adapter = recognise(made, config.model.factory)
+    if set(sys.modules) - imported:
+        # NOTE: the factory imported a framework (or more of it) only when called, after the seeding above:
+        # seed again and build again, so the initial weights still come from train.seed
+        seed_all(every, settings.seed, settings.deterministic)
+        made = call_factory(config, spec.width, target.output_dim, factory)
     log.framework = adapter.name
     return adapter.fit(made, Fit(config, datasets, spec, target, out, log, resume, on_epoch))
 

@@ -29,6 +29,9 @@ def tune(config_path: Path | None, out: Path, trials: int | None, storage: str |
     if config.train.command is not None:
         raise UsageError("modelci tune trains through modelci; train.command runs a script of your own",
                          hint="search your script's parameters in the script itself, or use model.factory")
+    if config.model.onnx is not None:
+        raise UsageError("modelci tune trains through modelci; model.onnx is a model already made",
+                         hint="search its parameters where it is trained, or use model.factory")
     if not config.tune.space:
         raise UsageError("modelci.yaml has no tune.space to search",
                          hint="add tune: {space: {train.lr: {type: float, low: 0.0001, high: 0.01, log: true}}}")
