@@ -267,3 +267,32 @@ def test_export_without_the_model_the_log_names_says_train_first(cli, repo: Path
     assert result.code == 2
     assert "no trained model" in result.err
     assert "run `modelci train` first" in result.err
+
+
+def test_lightgbm_thresholds_are_lowered_to_float32_so_onnx_splits_as_lightgbm_does() -> None:
+    import lightgbm
+    import onnxruntime
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    from modelci.frameworks.lightgbm import float32_thresholds
+
+    # NOTE: two adjacent float32 values: LightGBM splits at their midpoint, a double whose nearest float32
+    # is the upper value, so ONNX's rounded threshold would send that value left
+    low = np.nextafter(np.float32(1.0), np.float32(2))
+    high = np.nextafter(low, np.float32(2))
+    x = np.array([[low]] * 100 + [[high]] * 100, dtype=np.float32)
+    fitted = lightgbm.LGBMClassifier(n_estimators=1, num_leaves=2, min_child_samples=5, verbose=-1)
+    fitted.fit(x, np.array([0] * 100 + [1] * 100))
+    expected = fitted.predict_proba(x)
+
+    def onnx_probabilities(booster: Any) -> np.ndarray:
+        model = convert_lightgbm(booster, initial_types=[("x", FloatTensorType([None, 1]))], zipmap=False,
+                                 target_opset=15)
+        session = onnxruntime.InferenceSession(model.SerializeToString())
+        return np.asarray(session.run(None, {"x": x})[1])
+
+    rounded = onnx_probabilities(fitted.booster_)
+    assert np.abs(rounded - expected).max() > 0.05  # the fault: the upper value goes the wrong way
+    lowered = lightgbm.Booster(model_str=float32_thresholds(fitted.booster_.model_to_string()))
+    np.testing.assert_allclose(onnx_probabilities(lowered), expected, atol=1e-6)
