@@ -3,6 +3,7 @@ converted to ONNX, and ONNX Runtime's outputs checked against the library's own 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import sys
@@ -296,3 +297,16 @@ def test_lightgbm_thresholds_are_lowered_to_float32_so_onnx_splits_as_lightgbm_d
     assert np.abs(rounded - expected).max() > 0.05  # the fault: the upper value goes the wrong way
     lowered = lightgbm.Booster(model_str=float32_thresholds(fitted.booster_.model_to_string()))
     np.testing.assert_allclose(onnx_probabilities(lowered), expected, atol=1e-6)
+
+
+def test_the_log_records_the_library_and_export_refuses_a_log_of_another_version(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    _configure(repo, "xgboost", 5)
+    assert cli("train").code == 0
+    log = json.loads((repo / OUT / "train-log.json").read_text())
+    assert log["environment"]["xgboost"] == importlib.metadata.version("xgboost")
+    log["version"] = 1
+    (repo / OUT / "train-log.json").write_text(json.dumps(log))
+    result = cli("export")
+    assert result.code == 2
+    assert "train-log.json was written by another version of modelci (log version 1" in result.err

@@ -67,12 +67,29 @@ class TrainLog:
     version: int = LOG_VERSION
 
 
-def logged_framework(out: Path) -> str | None:
-    """The framework OUT/train-log.json names, or None when there is no readable log that names one."""
-    path = out / TRAIN_LOG
+def read_train_log(out: Path) -> TrainLog | None:
+    """OUT/train-log.json through the type that wrote it; None when there is none (or it cannot be read as
+    JSON: a run cut off mid-write leaves no log, atomic writes see to that). Exit 2 when another version of
+    modelci wrote it."""
+    from modelci.errors import UsageError
+
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads((out / TRAIN_LOG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    framework = found.get("framework") if isinstance(found, dict) else None
-    return framework if isinstance(framework, str) else None
+    if not isinstance(found, dict) or found.get("version") != LOG_VERSION:
+        raise UsageError(f"{out / TRAIN_LOG} was written by another version of modelci (log version "
+                         f"{found.get('version') if isinstance(found, dict) else '?'}, this one reads {LOG_VERSION})",
+                         hint="run `modelci train` again")
+    try:
+        epochs = [EpochRecord(**epoch) for epoch in found.pop("epochs", [])]
+        return TrainLog(**found, epochs=epochs)
+    except TypeError as exc:
+        raise UsageError(f"{out / TRAIN_LOG} is not a training log modelci wrote: {exc}",
+                         hint="run `modelci train` again") from None
+
+
+def logged_framework(out: Path) -> str | None:
+    """The framework OUT/train-log.json names, or None when there is no log."""
+    log = read_train_log(out)
+    return log.framework if log is not None and log.framework else None

@@ -43,6 +43,8 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
     NOTE: no early stopping on the evaluation rows: they are the rows the comparison judges the model on,
     so choosing the number of trees on them would flatter it (a validation split is for that).
     """
+    from importlib.metadata import version
+
     from modelci.frameworks.sklearn import finite_scores, one_process, record_fit
     from modelci.frameworks.sklearn import predict as scores
     from modelci.outputs import TRAIN_LOG
@@ -64,6 +66,7 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
     finite_scores(made, train_out, eval_out)
     log = fit.log
     log.framework = framework
+    log.environment = {**log.environment, framework: version(framework)}  # NOTE: what a rerun needs
     log.settings = {"estimator": repr(made)[:500], "params": config.model.params}
     record_fit(log, config, target, type(made).__name__, seconds, (y, train_out), (y_eval, eval_out))
     save(fit.out / checkpoint, framework, dump(made), fit.spec, target, label)
