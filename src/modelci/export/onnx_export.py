@@ -16,7 +16,7 @@ from modelci.config import Config
 from modelci.errors import UsageError
 from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
 from modelci.features import FeatureSpec, Target, onnx_preprocessing
-from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Framework, Trained, adapters, by_name
+from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Framework, Trained, adapters, by_name, raw_columns
 from modelci.outputs import MODEL_FILE, PARITY_FILE, PICKLE_CHECKPOINT, PREDICTIONS_FILE, logged_framework
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes,
 
     target = trained.target
     model, exporter = adapter.to_onnx(trained, opset, output_name(target.task))
-    _prepend_preprocessing(model, trained.spec)
+    if not raw_columns(adapter):  # NOTE: a model over the raw columns does its own preprocessing
+        _prepend_preprocessing(model, trained.spec)
     for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
                        (META_LABEL, trained.label)):
         model.metadata_props.add(key=key, value=value)
@@ -77,7 +78,7 @@ def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes,
 def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
     """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import SAMPLES_FILE, check_parity, golden_samples
+    from modelci.export.parity import SAMPLES_FILE, check_parity, check_raw, golden_samples
 
     origin = WRITTEN_AS_ONNX.get(logged_framework(out) or "")
     if origin is not None:
@@ -88,12 +89,17 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
     onnx_model = OnnxModel(out / MODEL_FILE)
     target = trained.target
 
-    def reference(features: np.ndarray) -> np.ndarray:
+    def reference(features: np.ndarray | pd.DataFrame) -> np.ndarray:
         return adapter.predict(trained, features)
 
+    opset, atol, rtol = config.export.opset, config.export.atol, config.export.rtol
     try:
-        report = check_parity(reference, trained.spec, target, onnx_model, eval_frame, exporter=exporter,
-                              opset=config.export.opset, atol=config.export.atol, rtol=config.export.rtol)
+        if raw_columns(adapter):
+            report = check_raw(reference, target, onnx_model, eval_frame, exporter=exporter, opset=opset,
+                               atol=atol, rtol=rtol)
+        else:
+            report = check_parity(reference, trained.spec, target, onnx_model, eval_frame, exporter=exporter,
+                                  opset=opset, atol=atol, rtol=rtol)
     except UsageError:
         (out / MODEL_FILE).unlink()  # NOTE: a model whose outputs are not numbers is no artifact
         raise

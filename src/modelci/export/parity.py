@@ -110,9 +110,17 @@ def check_parity(reference: Callable[[np.ndarray], np.ndarray], spec: FeatureSpe
 
     `reference` is the trained model's output for preprocessed features, as ONNX Runtime's would be.
     """
+    return check_raw(lambda rows: reference(spec.transform(rows)), target, onnx_model, frame, exporter=exporter,
+                     opset=opset, atol=atol, rtol=rtol)
+
+
+def check_raw(reference: Callable[[pd.DataFrame], np.ndarray], target: Target, onnx_model: OnnxModel,
+              frame: pd.DataFrame, *, exporter: str, opset: int, atol: float, rtol: float) -> ParityReport:
+    """`check_parity` for a model that takes the raw columns itself (a scikit-learn pipeline): `reference` is
+    its output for the evaluation rows' DataFrame, as ONNX Runtime's would be."""
     rows = evaluation_rows(frame)
-    expected = reference(spec.transform(rows))
-    return _compared(expected, onnx_model, rows, target.task, exporter=exporter, opset=opset, atol=atol, rtol=rtol)
+    return _compared(reference(rows), onnx_model, rows, target.task, exporter=exporter, opset=opset, atol=atol,
+                     rtol=rtol)
 
 
 def check_native(native: np.ndarray, onnx_model: OnnxModel, frame: pd.DataFrame, *, exporter: str, opset: int,

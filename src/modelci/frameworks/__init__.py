@@ -28,6 +28,7 @@ from modelci.errors import ModelFactoryError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     from onnx import ModelProto
 
     from modelci.config import Config
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "modelci.frameworks"
 # NOTE: the tree adapters before scikit-learn's: XGBoost's and LightGBM's scikit-learn API classes are
 # scikit-learn estimators too, which skops can neither save safely nor skl2onnx convert on its own.
+# The pipeline adapter before the estimator one: a Pipeline over the raw columns is an estimator too.
 BUILT_IN = ("modelci.frameworks.xgboost:ADAPTER", "modelci.frameworks.lightgbm:ADAPTER",
-            "modelci.frameworks.catboost:ADAPTER", "modelci.frameworks.sklearn:ADAPTER",
+            "modelci.frameworks.catboost:ADAPTER", "modelci.frameworks.sklearn_pipeline:ADAPTER",
+            "modelci.frameworks.sklearn:ADAPTER",
             "modelci.frameworks.torch:ADAPTER")
 FEATURES = "features"  # the name of the ONNX input `to_onnx` takes: the preprocessed features
 ML_DOMAIN_OPSET = 3  # the ai.onnx.ml opset modelci's preprocessing needs: LabelEncoder with string keys
@@ -85,13 +88,23 @@ class Framework(Protocol):
     def load(self, path: Path, config: Config) -> Trained:
         """Read back what `fit` saved, running no code from the file (exit 2 when it is not such a file)."""
 
-    def predict(self, trained: Trained, features: np.ndarray) -> np.ndarray:
+    def predict(self, trained: Trained, features: np.ndarray | pd.DataFrame) -> np.ndarray:
         """The framework's own scores on preprocessed features: probabilities [rows, classes], or for
-        regression the predictions [rows]; the reference that ONNX Runtime's outputs are checked against."""
+        regression the predictions [rows]; the reference that ONNX Runtime's outputs are checked against.
+        With `raw_columns`, `features` is the evaluation rows' DataFrame instead."""
 
     def to_onnx(self, trained: Trained, opset: int, output: str) -> tuple[ModelProto, str]:
         """The model as ONNX over the preprocessed features (input `FEATURES`, float32 [batch, width]) with one
-        output named `output`, and the exporter's name; modelci puts its preprocessing in front."""
+        output named `output`, and the exporter's name; modelci puts its preprocessing in front. With
+        `raw_columns`, the model takes the raw columns itself: one input per column, [batch, 1], float32 for
+        numbers and string for text, named after it (`trained.spec`'s columns), and nothing is put in front."""
+
+
+def raw_columns(adapter: Framework) -> bool:
+    """Whether the adapter's model does its own preprocessing: an optional attribute `raw_columns: bool` (False
+    when absent) that says `fit` fits on the raw columns, `predict` takes the evaluation rows' DataFrame, and
+    `to_onnx` returns a model over the raw columns, in front of which modelci puts nothing."""
+    return bool(getattr(adapter, "raw_columns", False))
 
 
 def adapters() -> list[Framework]:

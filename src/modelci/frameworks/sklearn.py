@@ -191,13 +191,16 @@ def _corrupt(path: Path, exc: Exception) -> UsageError:
 # NOTE: skops does not trust a Tree by default because a crafted one can crash predict (out-of-bounds node
 # indices); it runs no code and touches no file, and no decision tree or forest can be loaded without it.
 TREE = "sklearn.tree._tree.Tree"
+# NOTE: a SimpleImputer keeps the dtype it was fitted on; skops stores a dtype as an empty array's (its DTypeNode
+# reads the array, trusted by default, and takes its dtype), and a dtype built from any arguments runs no code.
+DTYPE = "numpy.dtype"
 
 
 def trusted(name: str) -> bool:
     """Whether a type skops does not trust by default may be built from a model file (see the NOTE above)."""
     from sklearn.base import BaseEstimator
 
-    if name == TREE:
+    if name in (TREE, DTYPE):
         return True
     module_name, _, attribute = name.rpartition(".")
     # NOTE: only what is already imported, read from the module's namespace: never import_module or
