@@ -16,6 +16,7 @@ EXTRAS = {
     "xgboost": "xgboost",
     "lightgbm": "lightgbm",
     "catboost": "catboost",
+    "keras": "keras",
 }
 
 

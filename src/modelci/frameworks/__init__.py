@@ -40,9 +40,11 @@ ENTRY_POINT_GROUP = "modelci.frameworks"
 # NOTE: the tree adapters before scikit-learn's: XGBoost's and LightGBM's scikit-learn API classes are
 # scikit-learn estimators too, which skops can neither save safely nor skl2onnx convert on its own.
 # The pipeline adapter before the estimator one: a Pipeline over the raw columns is an estimator too.
+# Keras's before PyTorch's: on Keras's torch backend a Keras model is a torch module too.
 BUILT_IN = ("modelci.frameworks.xgboost:ADAPTER", "modelci.frameworks.lightgbm:ADAPTER",
             "modelci.frameworks.catboost:ADAPTER", "modelci.frameworks.sklearn_pipeline:ADAPTER",
             "modelci.frameworks.sklearn:ADAPTER",
+            "modelci.frameworks.keras:ADAPTER",
             "modelci.frameworks.torch:ADAPTER")
 FEATURES = "features"  # the name of the ONNX input `to_onnx` takes: the preprocessed features
 ML_DOMAIN_OPSET = 3  # the ai.onnx.ml opset modelci's preprocessing needs: LabelEncoder with string keys

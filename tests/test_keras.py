@@ -1,0 +1,152 @@
+"""The Keras 3 adapter on Keras's PyTorch backend: a Sequential network fitted on real (the churn example's) data,
+saved, read back, exported to ONNX, and ONNX Runtime's outputs checked against Keras's with export's tolerances;
+`modelci run` end to end; another backend refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import generate, git
+from modelci.config import Config, load_config
+from modelci.data.tables import Datasets
+from modelci.errors import UsageError
+from modelci.features import FeatureSpec, Target
+from modelci.frameworks import Fit, recognise
+from modelci.frameworks.keras import ADAPTER
+from modelci.outputs import TRAIN_LOG, TrainLog
+
+ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
+TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
+FACTORY = ("import keras\n"
+           "def build(input_dim, output_dim, hidden=16):\n"
+           "    return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(hidden, activation='relu'),\n"
+           "                             keras.layers.Dense(output_dim)])\n")
+OUT = Path(".modelci/out")
+
+
+@pytest.fixture(autouse=True)
+def _torch_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NOTE: Keras reads its backend once, at its first import (a factory's file imports it)
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+
+
+@pytest.fixture(scope="module")
+def churn() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return generate(1500, 11), generate(400, 12)
+
+
+def _fit(folder: Path, task: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[Fit, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.py").write_text(FACTORY)
+    (folder / "modelci.yaml").write_text(
+        f"task: {task}\ndata: {{train: train.parquet, eval: eval.parquet, label: {TASKS[task]}}}\n"
+        "model: {factory: model.py:build}\ntrain: {epochs: 4, batch_size: 64, lr: 0.01}\n")
+    config: Config = load_config(folder / "modelci.yaml")
+    train, evaluation = frames
+    columns = [c for c in train.columns if c != TASKS[task]]
+    spec, target = FeatureSpec.fit(train, columns), Target.fit(train[TASKS[task]], task)
+    log = TrainLog(task=task, framework="keras", device="cpu", processes=1, precision="fp32", rows=len(train),
+                   eval_rows=len(evaluation), input_columns=columns, input_dim=spec.width, parameters=0, seed=0,
+                   settings={}, environment={})
+    fit = Fit(config=config, datasets=Datasets(train, evaluation), spec=spec, target=target, out=folder, log=log)
+    module_spec = importlib.util.spec_from_file_location(f"factory_keras_{task}", folder / "model.py")
+    assert module_spec is not None
+    assert module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    ADAPTER.seed(0, False)
+    return fit, module.build(spec.width, target.output_dim)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame],
+                                            task: str) -> None:
+    import onnxruntime as ort
+
+    fit, made = _fit(tmp_path, task, churn)
+    assert recognise(made, "model.py:build") is ADAPTER  # before PyTorch's, which takes any torch module
+    log = ADAPTER.fit(made, fit)
+    assert (log.status, len(log.epochs)) == ("completed", 4)
+    written = json.loads((tmp_path / TRAIN_LOG).read_text())
+    assert written["settings"]["compiled_by"] == "modelci"
+    assert written["epochs"][-1]["loss"] < written["epochs"][0]["loss"]
+    if task == "binary":
+        assert written["epochs"][-1]["metrics"]["roc_auc"] > 0.7  # it learnt something real
+
+    trained = ADAPTER.load(tmp_path / ADAPTER.checkpoint, fit.config)
+    assert (trained.spec, trained.target, trained.label) == (fit.spec, fit.target, TASKS[task])
+    features = fit.spec.transform(churn[1])
+    native = ADAPTER.predict(trained, features)
+    classes = len(fit.target.classes)
+    assert native.shape == ((len(features),) if task == "regression" else (len(features), classes))
+    if task != "regression":
+        np.testing.assert_allclose(native.sum(axis=1), 1.0, atol=1e-5)
+
+    output = "prediction" if task == "regression" else "probabilities"
+    model, _ = ADAPTER.to_onnx(trained, 18, output)
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["features"]
+    assert [o.name for o in model.graph.output] == [output]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"features": features.astype(np.float32)})
+    expected = native.reshape(len(features), -1)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("planted", [b"\x80\x04K\x01.", b'{"version": 1}',
+                                     b'{"version": 1, "framework": "keras", "features": {}, "model": "eA=="}'],
+                         ids=["pickle", "json", "not-a-keras-zip"])
+def test_a_planted_model_file_is_refused(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame],
+                                         planted: bytes) -> None:
+    fit, _ = _fit(tmp_path, "binary", churn)
+    (tmp_path / ADAPTER.checkpoint).write_bytes(planted)
+    with pytest.raises(UsageError, match="not a model that `modelci train` wrote"):
+        ADAPTER.load(tmp_path / ADAPTER.checkpoint, fit.config)
+
+
+def test_another_backend_is_refused_with_exit_2(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    fit, made = _fit(tmp_path, "binary", churn)
+    # NOTE: Keras picks its backend once per process, and no other backend is installed here (its numpy
+    # backend needs jax): keras itself is made to report another one
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(UsageError, match="KERAS_BACKEND=torch") as raised:
+        ADAPTER.fit(made, fit)
+    assert raised.value.exit_code == 2
+    assert not (tmp_path / ADAPTER.checkpoint).exists()
+
+
+@pytest.mark.slow
+def test_modelci_run_trains_exports_evaluates_and_compares_a_keras_model(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    config["model"] = {"factory": "model.py:build", "params": {"hidden": 8}}
+    config["train"] = {**config.get("train", {}), "epochs": 3, "lr": 0.01, "batch_size": 64}
+    config["evaluate"] = {"metrics": ["roc_auc", "log_loss"]}
+    config["gate"] = [{"metric": "roc_auc", "min": 0.6}]
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+    (repo / "model.py").write_text(FACTORY)
+    git(repo, "commit", "-qam", "keras model")
+    result = cli("run")
+    assert result.code == 0, result.err
+    log = json.loads((OUT / TRAIN_LOG).read_text())
+    assert (log["framework"], len(log["epochs"])) == ("keras", 3)
+    parity = json.loads((OUT / "parity.json").read_text())
+    assert parity["passed"]
+    # what ONNX Runtime measured from the raw columns is what Keras measured from the features
+    metrics = json.loads((OUT / "comparison.json").read_text())["metrics"]
+    roc = next(m for m in metrics if m["name"] == "roc_auc")
+    assert log["epochs"][-1]["metrics"]["roc_auc"] == pytest.approx(roc["candidate"], abs=1e-4)
