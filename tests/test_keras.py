@@ -4,7 +4,6 @@ saved, read back, exported to ONNX, and ONNX Runtime's outputs checked against K
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from adapters import fit_of
 from conftest import generate, git
 from modelci.config import Config, load_config
-from modelci.data.tables import Datasets
 from modelci.errors import UsageError
-from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit, recognise
 from modelci.frameworks.keras import ADAPTER
-from modelci.outputs import TRAIN_LOG, TrainLog
+from modelci.outputs import TRAIN_LOG
 
 ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
 TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
@@ -51,20 +49,10 @@ def _fit(folder: Path, task: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> 
         f"task: {task}\ndata: {{train: train.parquet, eval: eval.parquet, label: {TASKS[task]}}}\n"
         "model: {factory: model.py:build}\ntrain: {epochs: 4, batch_size: 64, lr: 0.01}\n")
     config: Config = load_config(folder / "modelci.yaml")
-    train, evaluation = frames
-    columns = [c for c in train.columns if c != TASKS[task]]
-    spec, target = FeatureSpec.fit(train, columns), Target.fit(train[TASKS[task]], task)
-    log = TrainLog(task=task, framework="keras", device="cpu", processes=1, precision="fp32", rows=len(train),
-                   eval_rows=len(evaluation), input_columns=columns, input_dim=spec.width, parameters=0, seed=0,
-                   settings={}, environment={})
-    fit = Fit(config=config, datasets=Datasets(train, evaluation), spec=spec, target=target, out=folder, log=log)
-    module_spec = importlib.util.spec_from_file_location(f"factory_keras_{task}", folder / "model.py")
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
     ADAPTER.seed(0, False)
-    return fit, module.build(spec.width, target.output_dim)
+    fit, made = fit_of(config, folder, task, TASKS[task], frames, {})
+    fit.log.framework = "keras"
+    return fit, made
 
 
 @pytest.mark.slow

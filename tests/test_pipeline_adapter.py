@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pandas as pd
-import pytest
 import yaml
 
+from adapters import assert_compared_as_fitted
 from conftest import git
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.outputs import TRAIN_LOG
@@ -75,14 +75,7 @@ def test_a_pipeline_on_the_raw_columns_trains_exports_evaluates_and_compares(  #
     git(repo, "commit", "-qam", "stronger regularization")
     second = cli("run")
     assert second.code == 0, second.err
-    comparison = json.loads((OUT / "comparison.json").read_text())
-    assert comparison["baseline_status"] == "compared"
-    roc = next(m for m in comparison["metrics"] if m["name"] == "roc_auc")
-    assert roc["candidate"] > 0.7
-    assert roc["baseline"] != roc["candidate"]
-    # what ONNX Runtime measured from the raw columns is what the pipeline measured on them
-    fitted = json.loads((OUT / TRAIN_LOG).read_text())["epochs"][0]["metrics"]["roc_auc"]
-    assert fitted == pytest.approx(roc["candidate"], abs=1e-4)
+    assert_compared_as_fitted(OUT)
 
 
 def test_an_unseen_category_and_an_empty_value_are_served(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]

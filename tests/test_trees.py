@@ -16,15 +16,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from adapters import assert_compared_as_fitted, fit_of, onnx_outputs
 from conftest import ROOT, generate, git
 from modelci.config import Config, load_config
-from modelci.data.tables import Datasets
 from modelci.errors import UsageError
-from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit, Framework
 from modelci.frameworks.lightgbm import ADAPTER as LIGHTGBM
 from modelci.frameworks.xgboost import ADAPTER as XGBOOST
-from modelci.outputs import TRAIN_LOG, TrainLog
+from modelci.outputs import TRAIN_LOG
 
 ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
 # the churn example's columns as three tasks: its own binary label, a three-class one, a number
@@ -57,32 +56,7 @@ def _config(folder: Path, library: str, task: str) -> Config:
 
 
 def _fit(folder: Path, library: str, task: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[Fit, Any]:
-    import importlib.util
-
-    config = _config(folder, library, task)
-    label = TASKS[task]
-    train, evaluation = frames
-    columns = [c for c in train.columns if c != label]
-    spec = FeatureSpec.fit(train, columns)
-    target = Target.fit(train[label], task)
-    log = TrainLog(task=task, framework="", device="cpu", processes=1, precision="fp32", rows=len(train),
-                   eval_rows=len(evaluation), input_columns=columns, input_dim=spec.width, parameters=0, seed=0,
-                   settings={}, environment={})
-    fit = Fit(config=config, datasets=Datasets(train, evaluation), spec=spec, target=target, out=folder, log=log)
-    module_spec = importlib.util.spec_from_file_location(f"factory_{library}_{task}", folder / "model.py")
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return fit, module.build(spec.width, target.output_dim, task=task)
-
-
-def _onnx_outputs(model: onnx.ModelProto, features: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {"features": features})
-    return np.asarray(out, dtype=np.float64)
+    return fit_of(_config(folder, library, task), folder, task, TASKS[task], frames, {"task": task})
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
@@ -115,7 +89,7 @@ def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.Data
     assert exporter == "onnxmltools"
     assert [i.name for i in model.graph.input] == ["features"]
     assert [o.name for o in model.graph.output] == [output]
-    got = _onnx_outputs(model, features)
+    got = onnx_outputs(model, features)
     expected = native.reshape(len(features), -1)
     assert got.shape == expected.shape
     print(f"{library} {task}: largest |ONNX Runtime - {library}| = {np.abs(got - expected).max():.3g}")
@@ -174,14 +148,7 @@ def test_modelci_run_trains_exports_evaluates_and_compares_a_tree_model(  # type
     git(repo, "commit", "-qam", "more trees")
     second = cli("run")
     assert second.code == 0, second.err
-    comparison = json.loads((OUT / "comparison.json").read_text())
-    assert comparison["baseline_status"] == "compared"
-    roc = next(m for m in comparison["metrics"] if m["name"] == "roc_auc")
-    assert roc["candidate"] > 0.7
-    assert roc["baseline"] != roc["candidate"]
-    # what ONNX Runtime measured from the raw columns is what the library measured from its features
-    fitted = json.loads((OUT / TRAIN_LOG).read_text())["epochs"][0]["metrics"]["roc_auc"]
-    assert fitted == pytest.approx(roc["candidate"], abs=1e-4)
+    assert_compared_as_fitted(OUT)
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
