@@ -4,7 +4,6 @@ compared and served like one modelci trained, and checked against its own predic
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sys
@@ -15,10 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_example, git
-from modelci.cli import main
+from conftest import git
 from modelci.evaluate.onnx_model import OnnxModel
-from test_serve import request_of, start
+from test_serve import request_of, start, train_and_export
 
 OUT = Path(".modelci/out")
 ALTERED = [3, 50, 200]
@@ -38,14 +36,7 @@ def team_models(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> d
     folder = tmp_path_factory.mktemp("team")
     found = {}
     for seed in (0, 1):
-        repo = copy_example(folder / f"seed{seed}", small_data, epochs=2)
-        here = Path.cwd()
-        os.chdir(repo)
-        try:
-            assert main(["train", "--seed", str(seed)]) == 0
-            assert main(["export"]) == 0
-        finally:
-            os.chdir(here)
+        repo = train_and_export(folder / f"seed{seed}", small_data, seed)
         found[f"seed{seed}"] = shutil.copy(repo / OUT / "model.onnx", folder / f"team{seed}.onnx")
     own = OnnxModel(found["seed0"]).predict(pd.read_parquet(small_data / "eval.parquet"))
     pd.DataFrame(own, columns=["0", "1"]).to_csv(folder / "predictions.csv", index=False)

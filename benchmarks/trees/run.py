@@ -68,6 +68,7 @@ def fit_for(work: Path, train: pd.DataFrame, evaluation: pd.DataFrame) -> Any:
     from modelci.frameworks import Fit
     from modelci.outputs import TrainLog
 
+    # NOTE: the config must name a factory file; this benchmark builds its models itself, so it is never called
     (work / "model.py").write_text("def build(input_dim, output_dim):\n    raise NotImplementedError\n")
     (work / "modelci.yaml").write_text(f"task: binary\ndata: {{train: train.parquet, eval: eval.parquet, "
                                        f"label: {LABEL}}}\nmodel: {{factory: model.py:build}}\n")

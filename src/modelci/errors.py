@@ -96,6 +96,11 @@ class Terminated(KeyboardInterrupt):
     back) runs for it too."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message for one line of modelci's own: its first line, at most `limit` characters."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]
+
+
 # NOTE: set by `modelci train --nproc` for its torchrun workers: each records its error here rather
 # than printing it, and the launcher shows the first one, once, with its exit code.
 ERROR_FILE_VARIABLE = "MODELCI_ERROR_FILE"

@@ -18,7 +18,8 @@ A team's own adapter, in its package's pyproject.toml:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -109,9 +110,12 @@ def raw_columns(adapter: Framework) -> bool:
     return bool(getattr(adapter, "raw_columns", False))
 
 
-def adapters() -> list[Framework]:
+@functools.cache
+def adapters() -> tuple[Framework, ...]:
     """The adapters registered in the entry point group, then the built-in ones: a team's adapter is asked
     first, so it can take a model that a built-in one would also take (a scikit-learn estimator of its own)."""
+    # NOTE: once a process: train, export and `run` each ask, and reading every distribution's entry points is
+    # not free
     found = [_load(point.value, point.name) for point in entry_points(group=ENTRY_POINT_GROUP)]
     found += [_load(reference) for reference in BUILT_IN]
     names = [adapter.name for adapter in found]
@@ -119,7 +123,7 @@ def adapters() -> list[Framework]:
     if twice:
         raise UsageError(f"two framework adapters are named {', '.join(twice)}; train-log.json names a model's "
                          "adapter by its name", hint="uninstall one of the packages that register them")
-    return found
+    return tuple(found)
 
 
 def _load(reference: str, name: str | None = None) -> Framework:
@@ -150,7 +154,7 @@ def recognise(made: object, factory: str) -> Framework:
                                  f"{ENTRY_POINT_GROUP} entry point group")
 
 
-def seed_all(every: list[Framework], seed: int, deterministic: bool) -> None:
+def seed_all(every: Iterable[Framework], seed: int, deterministic: bool) -> None:
     """Seed the frameworks already imported, through the adapters that define `seed`."""
     for adapter in every:
         hook: Callable[[int, bool], None] | None = getattr(adapter, "seed", None)

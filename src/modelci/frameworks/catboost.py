@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelci.errors import UsageError
+from modelci.errors import UsageError, first_line
 from modelci.frameworks import trees
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def _export(model: Any) -> ModelProto:
             model.save_model(str(path), format="onnx", export_parameters={"onnx_graph_name": "modelci"})
         except Exception as exc:
             raise UsageError(f"CatBoost cannot export {type(model).__name__} to ONNX: {type(exc).__name__}: "
-                             f"{(str(exc).strip().splitlines() or [''])[0][:300]}",
+                             f"{first_line(exc, 300)}",
                              hint="CatBoost exports models without categorical features (cat_features) only; "
                                   "leave the categorical columns to modelci's preprocessing") from None
         return onnx.load(str(path))

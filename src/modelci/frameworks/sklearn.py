@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelci import atomic, github
-from modelci.errors import ModelFactoryError, UsageError
+from modelci.errors import ModelFactoryError, UsageError, first_line
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, log_loss, shown
 from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Fit, Trained
 from modelci.outputs import TRAIN_LOG, EpochRecord
 from modelci.train import distributed
-from modelci.train.model import first_line, load_factory
+from modelci.train.model import load_factory
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -221,7 +221,7 @@ def to_onnx(estimator: Any, width: int, opset: int, features: str, output: str, 
                                 options={"zipmap": False} if is_classifier(estimator) else None)
     except Exception as exc:
         raise UsageError(f"skl2onnx cannot convert {type(estimator).__name__}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:300]}",
+                         f"{first_line(exc, 300)}",
                          hint="use an estimator skl2onnx supports (see its list of supported models)") from None
     return last_output_only(model, output)
 

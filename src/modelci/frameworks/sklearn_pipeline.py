@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelci import atomic
-from modelci.errors import DataError, ModelFactoryError, UsageError
+from modelci.errors import DataError, ModelFactoryError, UsageError, first_line
 from modelci.frameworks import ML_DOMAIN_OPSET, Fit, Trained
 from modelci.frameworks import sklearn as estimator
 from modelci.outputs import TRAIN_LOG
@@ -132,7 +132,7 @@ def to_onnx(pipeline: Any, spec: FeatureSpec, opset: int, output: str) -> ModelP
     except Exception as exc:
         steps = ", ".join(type(step).__name__ for _, step in pipeline.steps)
         raise UsageError(f"skl2onnx cannot convert the Pipeline ({steps}): {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                         f"{first_line(exc, 300)}",
                          hint="use transformers and an estimator skl2onnx supports (see its list of supported "
                               "models)") from None
     return estimator.last_output_only(model, output)

@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from modelci.outputs import TrainLog
 
 
+CHECKPOINT = "model.pt"
+
+
 class PyTorch:
     name = "pytorch"
     extra: str | None = "torch"
-    checkpoint = "model.pt"
+    checkpoint = CHECKPOINT
 
     def recognises(self, made: object) -> bool:
         # NOTE: a module's class comes from an imported torch; when the factory's file imported none,

@@ -26,15 +26,15 @@ from torch import nn
 from modelci import atomic, github
 from modelci.config import Config, TrainConfig
 from modelci.data.tables import Datasets
-from modelci.errors import OutOfMemory, UsageError
+from modelci.errors import OutOfMemory, UsageError, first_line
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit
-from modelci.frameworks.torch_model import CHECKPOINT, Scorer, check_network, save_checkpoint
+from modelci.frameworks.torch import CHECKPOINT
+from modelci.frameworks.torch_model import Scorer, check_network, save_checkpoint
 from modelci.outputs import STATE_FILE, TRAIN_LOG, EpochRecord, TrainLog
 from modelci.train import distributed
 from modelci.train.distributed import Distributed
-from modelci.train.model import first_line
 from modelci.train.progress import Progress
 from modelci.train.trainer import Diverged, check_finite
 from modelci.train.trainer import environment as base_environment
@@ -364,7 +364,7 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
     try:
         loop.load(saved["loop"])
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise UsageError(f"{path} does not fit this model: {str(exc).splitlines()[0][:200]}",
+        raise UsageError(f"{path} does not fit this model: {first_line(exc)}",
                          hint="train without --resume to start again") from None
     log.epochs = [EpochRecord(**record) for record in saved["epochs"]]
     log.resumed_from = loop.epoch

@@ -24,15 +24,14 @@ from torch import nn
 
 from modelci import atomic, github
 from modelci.config import Config
-from modelci.errors import ModelFactoryError, UsageError
+from modelci.errors import ModelFactoryError, UsageError, first_line
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import FEATURES
-from modelci.train.model import call_factory, first_line
+from modelci.train.model import call_factory
 
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-CHECKPOINT = "model.pt"
 CHECKPOINT_VERSION = 1
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import atomic
-from modelci.errors import ModelFactoryError, UsageError
+from modelci.errors import ModelFactoryError, UsageError, first_line
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -99,7 +99,7 @@ def read(path: Path, framework: str) -> tuple[str, FeatureSpec, Target, str]:
 
 
 def corrupt(path: Path, exc: BaseException) -> UsageError:
-    message = (str(exc).strip().splitlines() or [""])[0][:200]
+    message = first_line(exc)
     return UsageError(f"{path} is not a model that `modelci train` wrote, or it is corrupt or truncated "
                       f"({type(exc).__name__}: {message})", hint="run `modelci train` again to write it anew")
 
@@ -120,7 +120,7 @@ def convert(model: Any, trained: Trained, opset: int, output: str, library: str)
                                      options={id(model): {"zipmap": False}} if classifier else None)
     except Exception as exc:
         raise UsageError(f"onnxmltools cannot convert {type(model).__name__}: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}",
+                         f"{first_line(exc, 300)}",
                          hint=f"use a {library} objective and options onnxmltools supports "
                               "(see its list of supported models), or raise export.opset") from None
     return last_output_only(onnx_model, output)

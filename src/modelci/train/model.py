@@ -67,6 +67,3 @@ def call_factory(config: Config, input_dim: int, output_dim: int,
                                 hint="check model.params in modelci.yaml against the factory's arguments") from None
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's message for one line of modelci's own: its first line, at most 200 characters."""
-    return (str(exc).strip().splitlines() or [""])[0][:200]

@@ -89,7 +89,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     # NOTE: a model written as ONNX does its own preprocessing: modelci's categories are not what it used.
     own_onnx = settings.command is not None or config.model.onnx is not None
     categories = {} if own_onnx else category_report(spec, datasets.train, datasets.eval)
-    every = [] if own_onnx else adapters()
+    every = () if own_onnx else adapters()
     if distributed.is_main(distributed.from_env()):
         log_choice(chosen)
         for name, entry in categories.items():
