@@ -207,3 +207,29 @@ def test_a_factory_that_imports_torch_only_when_called_is_seeded(repo: Path) -> 
         assert done.returncode == 0, done.stderr
         losses.append(json.loads((repo / f"out-{run}" / "train-log.json").read_text())["epochs"][0]["loss"])
     assert losses[0] == losses[1]  # the same seed, the same initial weights: the same first epoch
+
+
+def _imported_modules(file: Path) -> set[str]:
+    """Every modelci module that `file` imports, at its top or inside a function."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.startswith("modelci.")}
+
+
+def test_stages_import_frameworks_and_never_each_other() -> None:
+    # NOTE: the design's dependency order: train and export call the adapters; an adapter never reaches back
+    # into a stage, and export never imports train (nor train export), so neither stage can loop through another.
+    source = Path(__file__).parents[1] / "src" / "modelci"
+    forbidden = {"frameworks": ("modelci.train", "modelci.export", "modelci.tune"),
+                 "export": ("modelci.train",), "train": ("modelci.export",)}
+    found = [f"{file.relative_to(source)} imports {name}"
+             for folder, prefixes in forbidden.items() for file in sorted((source / folder).glob("*.py"))
+             for name in sorted(_imported_modules(file)) if name.startswith(prefixes)]
+    assert found == []

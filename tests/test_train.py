@@ -14,8 +14,8 @@ import yaml
 from modelci.config import load_config
 from modelci.data.tables import load_datasets
 from modelci.features import Target
+from modelci.frameworks.progress import Progress
 from modelci.frameworks.torch_model import load_checkpoint
-from modelci.train.progress import Progress
 
 OUT = Path(".modelci/out")
 

@@ -53,8 +53,8 @@ def settings(batch: int, device: torch.device, precision: str) -> Any:
 
 def modelci_loop(x: torch.Tensor, y: torch.Tensor, batch: int, device: torch.device, precision: str) -> int:
     from modelci.features import Target
+    from modelci.frameworks.progress import Progress
     from modelci.frameworks.torch_loop import Loop
-    from modelci.train.progress import Progress
 
     steps = -(-len(x) // batch)
     loop = Loop(network().to(device), Target("binary", (0, 1)), settings(batch, device, precision), device, steps,

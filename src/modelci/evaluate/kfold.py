@@ -80,7 +80,8 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
     from modelci.evaluate.evaluator import evaluate_frame
     from modelci.export.onnx_export import export_model
     from modelci.outputs import MODEL_FILE
-    from modelci.train.trainer import Diverged, train
+    from modelci.frameworks.fitting import Diverged
+    from modelci.train.trainer import train
 
     if config.model.onnx is not None:
         # NOTE: K-fold trains a model per fold; a file made elsewhere would be the same model on every fold

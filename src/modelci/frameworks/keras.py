@@ -73,7 +73,7 @@ class Keras:
         return _fit(made, fit)
 
     def load(self, path: Path, config: Config) -> Trained:
-        from modelci.train.model import load_factory
+        from modelci.frameworks.factory import load_factory
 
         _torch_backend()
         load_factory(config)  # NOTE: custom layers the factory's file registers with Keras must be known first

@@ -21,10 +21,10 @@ import numpy as np
 from modelci import atomic, github
 from modelci.errors import ModelFactoryError, UsageError, first_line
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, log_loss, shown
-from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Fit, Trained
+from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Fit, Trained, distributed
+from modelci.frameworks.factory import load_factory
+from modelci.frameworks.fitting import Diverged
 from modelci.outputs import TRAIN_LOG, EpochRecord
-from modelci.train import distributed
-from modelci.train.model import load_factory
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -44,8 +44,6 @@ DIVERGED = re.compile(r"non-finite parameter|overflow", re.IGNORECASE)
 
 
 def _diverged(estimator: Any, why: str) -> Exception:
-    from modelci.train.trainer import Diverged  # NOTE: here: trainer imports the adapters' package
-
     return Diverged(f"fitting {type(estimator).__name__} diverged: {why}", epoch=1,
                     hint="lower the estimator's learning rate (learning_rate_init, eta0, ...) or strengthen its "
                          "regularization in model.params; modelci already standardizes the numeric columns")

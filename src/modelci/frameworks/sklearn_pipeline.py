@@ -21,8 +21,8 @@ from modelci import atomic
 from modelci.errors import DataError, ModelFactoryError, UsageError, first_line
 from modelci.frameworks import ML_DOMAIN_OPSET, Fit, Trained
 from modelci.frameworks import sklearn as estimator
+from modelci.frameworks.factory import load_factory
 from modelci.outputs import TRAIN_LOG
-from modelci.train.model import load_factory
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -29,15 +29,14 @@ from modelci.data.tables import Datasets
 from modelci.errors import OutOfMemory, UsageError, first_line
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
 from modelci.features import FeatureSpec, Target
-from modelci.frameworks import Fit
+from modelci.frameworks import Fit, distributed
+from modelci.frameworks.distributed import Distributed
+from modelci.frameworks.fitting import Diverged, check_finite
+from modelci.frameworks.fitting import environment as base_environment
+from modelci.frameworks.progress import Progress
 from modelci.frameworks.torch import CHECKPOINT
 from modelci.frameworks.torch_model import Scorer, check_network, save_checkpoint
 from modelci.outputs import STATE_FILE, TRAIN_LOG, EpochRecord, TrainLog
-from modelci.train import distributed
-from modelci.train.distributed import Distributed
-from modelci.train.progress import Progress
-from modelci.train.trainer import Diverged, check_finite
-from modelci.train.trainer import environment as base_environment
 
 STATE_VERSION = 1
 EVAL_CHUNK = 65536  # rows per forward pass when evaluating, so a big eval set never needs all activations at once

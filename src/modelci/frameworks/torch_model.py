@@ -27,7 +27,7 @@ from modelci.config import Config
 from modelci.errors import ModelFactoryError, UsageError, first_line
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import FEATURES
-from modelci.train.model import call_factory
+from modelci.frameworks.factory import call_factory
 
 if TYPE_CHECKING:
     from onnx import ModelProto

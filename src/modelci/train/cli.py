@@ -36,7 +36,7 @@ def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | N
           resume: bool, nproc: int) -> int:
     """Train the configured model; writes model.pt and train-log.json."""
     from modelci.data.tables import load_datasets
-    from modelci.train import distributed
+    from modelci.frameworks import distributed
 
     if nproc > 1 and distributed.from_env() is None:
         given = {"--config": config_path, "--out": out, "--epochs": epochs, "--seed": seed, "--device": device}

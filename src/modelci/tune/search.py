@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     import optuna
 
     from modelci.data.tables import Datasets
-    from modelci.train.trainer import Diverged, EpochRecord, TrainLog
+    from modelci.frameworks.fitting import Diverged
+    from modelci.outputs import EpochRecord, TrainLog
 
 REPORT_FILE = "tune-report.json"
 REPORT_VERSION = 1
@@ -106,7 +107,8 @@ def search(config: Config, raw: dict[str, Any], datasets: Datasets, out: Path, t
     """Run `trials` trials of the study (creating it or joining it) and write the report and the best parameters."""
     import optuna
 
-    from modelci.train.trainer import Diverged, train
+    from modelci.frameworks.fitting import Diverged
+    from modelci.train.trainer import train
 
     settings, goal = config.tune, objective_of(config)
     # NOTE: at WARNING Optuna prints a traceback for every failed trial; modelci says why in one line.
