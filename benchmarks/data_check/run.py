@@ -4,8 +4,9 @@
 
 Generates the data (reusing files of the right size), then runs every measurement in a fresh child process
 (`run.py --child KIND FILE`), one at a time, after reading the file once to warm the page cache. Each child
-times only the work (imports excluded, reported apart) and reports its own peak RSS. Writes results.json and
-RESULTS.md next to this file. See README.md.
+times only the work (imports excluded, reported apart) and reports its own peak RSS. Then `modelci data check`
+and pandera are timed as whole processes, start to exit, taking turns. Writes results.json and RESULTS.md next
+to this file. See README.md.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ STARTED = time.perf_counter()  # a child's import_seconds: from here to its tool
 HERE = Path(__file__).resolve().parent
 BENCH_PYTHON = "/work/benchvenv/bin/python"
 COMPETITORS = ("pandera", "gx")
+# NOTE: whole-process measurements: the command as a user runs it, timed by this process from start to exit
+PROCESSES = {"modelci-process": "modelci", "pandera-process": "pandera"}
+PROCESS_NAMES = {"modelci-process": "modelci data check, whole process", "pandera-process": "pandera, whole process"}
 SLOW_SECONDS = 20.0  # a competitor slower than this is measured once
 GIB_MB = 1024.0
 
@@ -45,14 +51,18 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def modelci_config(data: Path) -> dict[str, Any]:
+    """The benchmark's modelci.yaml for DATA, which lies beside it with schema.yaml."""
+    return {"task": "binary", "data": {"train": data.name, "label": "label", "schema": "schema.yaml"},
+            "model": {"factory": "model.py:build"}}
+
+
 def _modelci(kind: str, path: Path, baseline: Path | None) -> tuple[float, dict[str, Any]]:
     from modelci.config import parse_config
     from modelci.data.check import check_data
 
     start = time.perf_counter()
-    raw = {"task": "binary", "data": {"train": path.name, "label": "label", "schema": "schema.yaml"},
-           "model": {"factory": "model.py:build"}}
-    config = parse_config(raw, path.parent / "modelci.yaml")
+    config = parse_config(modelci_config(path), path.parent / "modelci.yaml")
     base = json.loads(baseline.read_text(encoding="utf-8")) if baseline else None
     report, profile = check_data(config, baseline_profile=base, profile_columns=kind != "checks")
     seconds = time.perf_counter() - start
@@ -128,7 +138,56 @@ def warm(path: Path) -> None:
             pass
 
 
+def _waited(command: list[str], cwd: Path) -> tuple[float, int, Any, str]:
+    """Run COMMAND to its end: wall seconds, exit code, its own resource usage (wait4) and its output."""
+    with tempfile.TemporaryFile("w+") as output:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        return wall, process.returncode, usage, output.read()
+
+
+def modelci_command() -> str:
+    """The `modelci` console script of this Python's environment, as a user's shell finds it."""
+    beside = Path(sys.executable).with_name("modelci")
+    found = str(beside) if beside.exists() else shutil.which("modelci")
+    if found is None:
+        raise RuntimeError("no `modelci` console script: install modelci (pip install -e .) in this environment")
+    return found
+
+
+def run_process(kind: str, path: Path) -> dict[str, Any]:
+    """One whole-process run: `modelci data check` in the data's folder (its modelci.yaml, exit 1 for the planted
+    problems), or competitors.py in the benchmark venv (imports pandera, reads the file, validates)."""
+    if kind == "modelci-process":
+        command, cwd, expected = [modelci_command(), "data", "check"], path.parent, 1
+    else:
+        command, cwd, expected = [BENCH_PYTHON, str(HERE / "competitors.py"), PROCESSES[kind], str(path)], HERE, 0
+    load = os.getloadavg()[0]
+    wall, code, usage, output = _waited(command, cwd)
+    if code != expected:
+        raise RuntimeError(f"{' '.join(command)} exited {code}, not {expected}:\n{output[-4000:]}")
+    result: dict[str, Any] = {"kind": kind, "seconds": round(wall, 3),
+                              "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+                              "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "exit_code": code}
+    if kind == "modelci-process":
+        report = json.loads((cwd / ".modelci" / "out" / "data-report.json").read_text(encoding="utf-8"))
+        dataset = report["datasets"][0]
+        result.update(rows=dataset["rows"], violations=[[v["column"], v["rule"], v["rows"]]
+                                                        for v in dataset["violations"]])
+    else:
+        result.update(json.loads(output.strip().splitlines()[-1]))
+        result["seconds"] = round(wall, 3)  # NOTE: competitors.py's own "seconds" leaves imports out
+    result.update(wall_seconds=round(wall, 3), load_before=round(load, 2))
+    return result
+
+
 def run_child(kind: str, path: Path, baseline: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    if kind in PROCESSES:
+        return run_process(kind, path)
     python = BENCH_PYTHON if kind in COMPETITORS else sys.executable
     command = [python, str(Path(__file__).resolve()), "--child", kind, str(path)]
     if baseline is not None:
@@ -167,6 +226,7 @@ def measure(group: list[tuple[str, str, Path | None]], path: Path, rows: int, re
 def found_problems(entry: dict[str, Any], planted: dict[str, int]) -> dict[str, Any]:
     """What a tool reported for each planted problem, and whether that matches what was planted."""
     run, kind = entry["runs"][0], entry["kind"]
+    kind = "pandera" if kind == "pandera-process" else kind
     if kind == "read":
         return {}
     if kind in COMPETITORS:
@@ -224,6 +284,10 @@ def targets(entries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ratio = full["median_seconds"] / checks["median_seconds"]
     rows.append({"target": "profile + drift add ≤ 30% over checks only", "value": f"+{(ratio - 1) * 100:.0f}%",
                  "pass": ratio <= 1.3})
+    ratio = entries[PROCESS_NAMES["pandera-process"]]["median_seconds"] / entries[
+        PROCESS_NAMES["modelci-process"]]["median_seconds"]
+    rows.append({"target": "`modelci data check` ≥10× faster than pandera, whole process (start to exit)",
+                 "value": f"{ratio:.1f}×", "pass": ratio >= 10})
     return rows
 
 
@@ -249,9 +313,12 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{e['median_cpu_seconds']:.2f} | {e['repeats']} | {e['peak_rss_mb']:.0f} | {text} |")
     size = label(result["measurements"][0]["rows"])
     lines += ["", f"Planted per {size} file: {result['planted']} (GX counts both rows "
-              "of each duplicate pair). Times exclude imports; the big file is compared with the same baseline "
-              "profile. Wall-clock times on a shared machine: the load average before each run is in results.json; "
-              "CPU time (every thread, user and system) varies less from run to run.",
+              "of each duplicate pair). Times exclude imports, except the whole-process rows: `modelci data check` "
+              "run as a user runs it (the console script, in the data's folder, no baseline) and a Python process "
+              "that imports pandera, reads the file and validates, each timed from start to exit, taking turns. "
+              "The big file is compared with the same baseline profile. Wall-clock times on a shared machine: the "
+              "load average before each run is in results.json; CPU time (every thread, user and system) varies "
+              "less from run to run.",
               "",
               "| target | measured | result |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']} | {'pass' if t['pass'] else '**FAIL**'} |" for t in result["targets"]]
@@ -263,6 +330,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--big-rows", type=int, default=20_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--process-repeat", type=int, default=3,
+                        help="runs of each whole-process measurement (pandera's take about 25 s each)")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/bench"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
@@ -282,6 +351,10 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     write_modelci_schema(scratch / "schema.yaml")
     main_file, big_file = ensure_file(scratch, args.rows, 0), ensure_file(scratch, args.big_rows, 0)
+    # NOTE: for the whole-process run: the config a user keeps beside the data (JSON is YAML), and no
+    # registry (so no baseline) left from an earlier run
+    (scratch / "modelci.yaml").write_text(json.dumps(modelci_config(main_file)) + "\n", encoding="utf-8")
+    shutil.rmtree(scratch / ".modelci", ignore_errors=True)
     baseline = scratch / f"baseline-{label(args.rows)}-seed1.json"
     if not baseline.exists():
         seed1 = ensure_file(scratch, args.rows, 1)
@@ -294,7 +367,8 @@ def main() -> None:
              main_file, args.rows, args.repeat),
             ([("pandera", "pandera", None)], main_file, args.rows, args.repeat),
             ([("gx", "gx", None)], main_file, args.rows, args.repeat),
-            ([("modelci big", "full", baseline)], big_file, args.big_rows, 1)]
+            ([("modelci big", "full", baseline)], big_file, args.big_rows, 1),
+            ([(PROCESS_NAMES[kind], kind, None) for kind in PROCESSES], main_file, args.rows, args.process_repeat)]
     entries: dict[str, dict[str, Any]] = {}
     for group, path, rows, repeat in plan:
         for entry in measure(group, path, rows, repeat):

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelci.data.arrow import flags, nulls, numbers, positions
 from modelci.data.schema import arrow_kind
+from modelci.data.texthash import text_hashes
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,18 +56,15 @@ class ColumnBatch:
         return (self.present.min(), self.present.max()) if len(self.present) else None
 
     def samples(self, rows: np.ndarray) -> list[Any]:
-        return [_json_value(v) for v in self.raw.take(rows).to_pylist()]
+        return [_json_value(v) for v in self.raw.take(positions(rows)).to_pylist()]
 
     def bits(self) -> np.ndarray:
         """64 content bits per value, the same for equal values in any batch or file; missing values share one."""
         if self.kind == "string":
-            import pandas as pd
-
             assert self.dictionary is not None
             assert self.codes is not None
             # NOTE: SipHash-2-4 with pandas' fixed key: stable across runs, machines and versions.
-            words = self.dictionary.to_numpy(zero_copy_only=False)
-            hashed = np.append(pd.util.hash_array(words, categorize=False), MISSING_BITS)
+            hashed = np.append(text_hashes(self.dictionary), MISSING_BITS)
             return np.asarray(hashed[self.codes], dtype=np.uint64)
         assert self.values is not None
         # NOTE: + 0.0 turns -0.0 into 0.0
@@ -94,17 +93,14 @@ def column_batch(array: pa.Array, kind: str | None = None) -> ColumnBatch:
 
 
 def _validity(array: pa.Array) -> np.ndarray | None:
-    return None if array.null_count == 0 else ~array.is_valid().to_numpy(zero_copy_only=False)
+    return None if array.null_count == 0 else nulls(array)
 
 
 def _number(array: pa.Array, kind: str, found: str) -> ColumnBatch:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     missing = _validity(array)
-    source = array.cast(pa.uint8()) if found == "bool" else array  # NOTE: before fill_null: 0 is no boolean
-    source = pc.fill_null(source, 0) if missing is not None else source
-    values = source.to_numpy(zero_copy_only=False)
+    values = numbers(array.cast(pa.uint8()) if found == "bool" else array)
     unparsed = None
     if kind == "float":
         values = values.astype(np.float64, copy=False)
@@ -143,7 +139,7 @@ def _text(array: pa.Array) -> ColumnBatch:
     dictionary = encoded.dictionary
     if not pa.types.is_string(dictionary.type):
         dictionary = dictionary.cast(pa.string())
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    codes = numbers(encoded.indices, fill=-1).astype(np.int64, copy=False)
     missing = codes < 0
     return ColumnBatch(kind="string", raw=array, missing=missing if missing.any() else None,
                        dictionary=dictionary, codes=codes)
@@ -163,9 +159,10 @@ def _parse(array: pa.Array, kind: str) -> ColumnBatch:
         parsed = np.array([lookup[w] for w in words.to_pylist()], dtype=np.int64)
         good = parsed >= 0
     else:
-        good = pc.match_substring_regex(words, _INTEGER if kind == "int" else _FLOAT).to_numpy(zero_copy_only=False)
-        target = pa.int64() if kind == "int" else pa.float64()
-        parsed = pc.fill_null(pc.if_else(pa.array(good), words, None).cast(target), 0).to_numpy(zero_copy_only=False)
+        matched = pc.match_substring_regex(words, _INTEGER if kind == "int" else _FLOAT)
+        good = flags(matched)
+        parsed = np.zeros(len(words), dtype=np.int64 if kind == "int" else np.float64)
+        parsed[good] = numbers(words.filter(matched).cast(pa.int64() if kind == "int" else pa.float64()))
     if len(parsed) == 0:
         parsed = np.zeros(0, dtype=np.float64 if kind == "float" else np.int64)
     codes = text.codes

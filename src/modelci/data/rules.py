@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modelci.data.arrow import flags, strings
 from modelci.data.columns import ColumnBatch
 from modelci.data.rowhash import KeyStore, Matches, row_keys
 from modelci.data.schema import ColumnRule
@@ -82,13 +83,11 @@ def _number_masks(batch: ColumnBatch, rule: ColumnRule) -> Iterator[tuple[str, s
 
 
 def _allowed_mask(batch: ColumnBatch, allowed: tuple[Any, ...]) -> tuple[str, str, np.ndarray]:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if batch.dictionary is not None:
         assert batch.codes is not None
-        known = pc.is_in(batch.dictionary, value_set=pa.array([str(v) for v in allowed])).to_numpy(
-            zero_copy_only=False)
+        known = flags(pc.is_in(batch.dictionary, value_set=strings([str(v) for v in allowed])))
         outside = ~np.append(known, True)[batch.codes]  # NOTE: code -1 (missing) picks the True at the end
     else:
         assert batch.values is not None
@@ -104,7 +103,7 @@ def _pattern_mask(batch: ColumnBatch, pattern: str) -> tuple[str, str, np.ndarra
 
     assert batch.dictionary is not None
     assert batch.codes is not None
-    matches = pc.match_substring_regex(batch.dictionary, pattern).to_numpy(zero_copy_only=False)
+    matches = flags(pc.match_substring_regex(batch.dictionary, pattern))
     return "pattern", f"values that do not match the pattern {pattern!r}", ~np.append(matches, True)[batch.codes]
 
 

@@ -141,10 +141,12 @@ def _pattern(value: Any, key: str, problems: list[str]) -> str | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from modelci.data.arrow import strings
+
     try:
         re.compile(value)
         # NOTE: patterns run in Arrow, whose RE2 syntax has no lookarounds or backreferences.
-        pc.match_substring_regex(pa.array([""]), value)
+        pc.match_substring_regex(strings([""]), value)
     except (re.error, pa.ArrowInvalid) as exc:
         problems.append(f"{key}.pattern: not a valid RE2 regular expression ({str(exc).splitlines()[0]})")
         return None
