@@ -22,14 +22,16 @@ from modelci.outputs import TRAIN_LOG, TrainLog
 
 def fit_of(config: Config, folder: Path, task: str, label: str, frames: tuple[pd.DataFrame, pd.DataFrame],
            params: dict[str, Any]) -> tuple[Fit, Any]:
-    """The Fit `train` would hand an adapter for `config`, and what the factory in folder/model.py builds."""
-    train, evaluation = frames
+    """The Fit `train` would hand an adapter for `config` (frames: the training and validation rows), and what
+    the factory in folder/model.py builds. Its evaluation rows are none: fitting must not read them."""
+    train, validation = frames
     columns = [c for c in train.columns if c != label]
     spec, target = FeatureSpec.fit(train, columns), Target.fit(train[label], task)
     log = TrainLog(task=task, framework="", device="cpu", processes=1, precision="fp32", rows=len(train),
-                   eval_rows=len(evaluation), input_columns=columns, input_dim=spec.width, parameters=0, seed=0,
-                   settings={}, environment={})
-    fit = Fit(config=config, datasets=Datasets(train, evaluation), spec=spec, target=target, out=folder, log=log)
+                   validation_rows=len(validation), input_columns=columns, input_dim=spec.width, parameters=0,
+                   seed=0, settings={}, environment={})
+    datasets = Datasets(train=train, eval=validation.iloc[:0], validation=validation)
+    fit = Fit(config=config, datasets=datasets, spec=spec, target=target, out=folder, log=log)
     module_spec = importlib.util.spec_from_file_location(f"factory_{folder.name}_{task}", folder / "model.py")
     assert module_spec is not None
     assert module_spec.loader is not None
@@ -47,12 +49,19 @@ def onnx_outputs(model: onnx.ModelProto, features: np.ndarray) -> np.ndarray:
 
 
 def assert_compared_as_fitted(out: Path) -> None:
-    """A second `modelci run` compared its model with the published one, and ONNX Runtime measured on the raw
-    columns what the framework measured when it fitted the model."""
+    """A second `modelci run` (in the repository, the working directory) compared its model with the published
+    one, and ONNX Runtime measured on the raw columns of the validation rows what the framework measured on them
+    when it fitted the model."""
+    from modelci.config import load_config
+    from modelci.data.tables import load_datasets
+    from modelci.evaluate.evaluator import evaluate_frame
+
     comparison = json.loads((out / "comparison.json").read_text())
     assert comparison["baseline_status"] == "compared"
     roc = next(m for m in comparison["metrics"] if m["name"] == "roc_auc")
     assert roc["candidate"] > 0.7
     assert roc["baseline"] != roc["candidate"]
+    config = load_config("modelci.yaml")
+    measured = evaluate_frame(config, load_datasets(config).validation, out / "model.onnx")["roc_auc"]
     fitted = json.loads((out / TRAIN_LOG).read_text())["epochs"][0]["metrics"]["roc_auc"]
-    assert fitted == pytest.approx(roc["candidate"], abs=1e-4)
+    assert fitted == pytest.approx(measured, abs=1e-4)

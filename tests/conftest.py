@@ -44,6 +44,19 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
+def example_repository(example: str, folder: Path, small_data: Path,
+                       prepare: Callable[[Path], None] | None = None) -> Path:
+    """A copy of examples/<example> with the small churn data, `prepare`d, committed as a git repository."""
+    shutil.copytree(ROOT / "examples" / example, folder)
+    shutil.copytree(small_data, folder / "data")  # NOTE: the README's `generate_data.py --out data`, smaller
+    if prepare is not None:
+        prepare(folder)
+    git(folder, "init", "-q")
+    git(folder, "add", ".")
+    git(folder, "commit", "-qm", "model")
+    return folder
+
+
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=repo,
                           check=True, capture_output=True, text=True)

@@ -30,7 +30,8 @@ def with_real_columns(frame: pd.DataFrame, seed: int, prefix: str) -> pd.DataFra
     frame = frame.copy()
     frame.insert(0, "customer_id", [f"{prefix}-{i:06d}" for i in range(rows)])
     frame["note"] = notes(rows, seed)
-    frame["charges_text"] = [f"{v:.2f}" for v in frame["monthly_charges"]]
+    # NOTE: to the dime, so that its values are not ~90% distinct, which would make it an ID by the rule
+    frame["charges_text"] = [f"{v:.1f}" for v in frame["monthly_charges"]]
     frame.loc[frame.index[::50], "charges_text"] = ""  # an empty value stays empty, not "not a number"
     frame["signed_up"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(rows), unit="h")
     return frame

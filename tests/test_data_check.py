@@ -219,7 +219,7 @@ def test_cleaning_drops_and_clips_and_reports_counts(cli, repo: Path, invalid_ro
     assert data["cleaning"]["train"] == {"rows_before": len(frame), "rows_after": len(frame) - 6 - invalid,
                                          "null_label": 2, "invalid": invalid, "duplicates": 4, "clipped": clipped}
     log = json.loads((repo / OUT / "train-log.json").read_text())
-    assert log["rows"] == len(frame) - 6 - invalid
+    assert log["rows"] + log["validation_rows"] == len(frame) - 6 - invalid
     assert "Cleaning before training" in (repo / OUT / "report.md").read_text()
     assert pd.read_parquet(repo / "data" / "train.parquet").equals(frame)  # the user's file is untouched
 

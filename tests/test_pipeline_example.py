@@ -5,40 +5,28 @@ registry; a changed model is then compared with the published one and gets a ver
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import onnx
 import pytest
 
 from adapters import assert_compared_as_fitted
-from conftest import ROOT, git
+from conftest import example_repository, git
 from modelci.outputs import TRAIN_LOG
 from modelci.registry.artifact import read_file
 from modelci.registry.layout import OciLayout
 from modelci.registry.reference import parse_reference
 
 OUT, REGISTRY = Path(".modelci/out"), Path(".modelci/registry")
-EXAMPLE = ROOT / "examples" / "pipeline"
 # the churn data's columns but the label, as the example's ColumnTransformer names them
 RAW_COLUMNS = ["tenure_months", "monthly_charges", "total_charges", "support_tickets", "senior", "num_products",
                "contract", "payment_method", "internet_service"]
 
 
-def _example_repository(folder: Path, small_data: Path) -> Path:
-    """A copy of the example with the small churn data, committed as a git repository."""
-    shutil.copytree(EXAMPLE, folder)
-    shutil.copytree(small_data, folder / "data")  # NOTE: the README's `generate_data.py --out data`, smaller
-    git(folder, "init", "-q")
-    git(folder, "add", ".")
-    git(folder, "commit", "-qm", "model")
-    return folder
-
-
 @pytest.mark.slow  # NOTE: two whole runs (train, export, evaluate, compare, report), over 5 s
 def test_the_pipeline_example_is_published_then_a_changed_model_gets_a_verdict(  # type: ignore[no-untyped-def]
         cli, tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    example = _example_repository(tmp_path / "pipeline", small_data)
+    example = example_repository("pipeline", tmp_path / "pipeline", small_data)
     monkeypatch.chdir(example)
     first = cli("run", "--publish")
     assert first.code == 0, first.err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from adapters import assert_compared_as_fitted, fit_of, onnx_outputs
-from conftest import ROOT, generate, git
+from conftest import example_repository, generate, git
 from modelci.config import Config, load_config
 from modelci.errors import UsageError
 from modelci.frameworks import Fit, Framework
@@ -94,6 +93,55 @@ def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.Data
     assert got.shape == expected.shape
     print(f"{library} {task}: largest |ONNX Runtime - {library}| = {np.abs(got - expected).max():.3g}")
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_a_binary_tree_model_is_exported_as_its_margin_and_a_sigmoid(tmp_path: Path,
+                                                                      churn: tuple[pd.DataFrame, pd.DataFrame],
+                                                                      library: str) -> None:
+    # NOTE: ONNX Runtime's one-score path for the trees (benchmarks/trees); the probabilities are the parity test's
+    adapter = ADAPTERS[library]
+    fit, made = _fit(tmp_path, library, "binary", churn)
+    adapter.fit(made, fit)
+    model, _ = adapter.to_onnx(adapter.load(tmp_path / adapter.checkpoint, fit.config), 17, "probabilities")
+    ops = [n.op_type for n in model.graph.node]
+    assert ops[:4] == ["TreeEnsembleRegressor", "Sigmoid", "Sub", "Concat"]
+    assert "TreeEnsembleClassifier" not in ops
+    features = fit.spec.transform(churn[1])
+    np.testing.assert_allclose(onnx_outputs(model, features), made.predict_proba(features), atol=1e-5)
+
+
+def _stump(weights: list[float]) -> onnx.ModelProto:
+    """A one-split two-class classifier as onnxmltools writes a boosted model: one score for class 0, LOGISTIC."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(
+        "TreeEnsembleClassifier", ["features"], ["label", "probabilities"], domain="ai.onnx.ml",
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+        nodes_modes=["BRANCH_LT", "LEAF", "LEAF"], nodes_values=[0.5, 0.0, 0.0], nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0], nodes_missing_value_tracks_true=[0, 0, 0], class_treeids=[0, 0],
+        class_nodeids=[1, 2], class_ids=[0, 0], class_weights=weights, classlabels_int64s=[0, 1],
+        base_values=[0.25], post_transform="LOGISTIC")
+    features = helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 1])
+    graph = helper.make_graph([node], "stump", [features],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+                             ir_version=8)
+
+
+@pytest.mark.parametrize(("weights", "rewritten"), [([-0.4, 0.7], True), ([0.2, 0.7], False)],
+                         ids=["a-margin", "all-positive-weights-kept"])
+def test_as_margin_keeps_the_classifiers_probabilities(weights: list[float], rewritten: bool) -> None:
+    from modelci.frameworks.trees import as_margin
+
+    x = np.array([[0.0], [1.0], [np.nan]], dtype=np.float32)
+    model = as_margin(_stump(weights))
+    onnx.checker.check_model(model, full_check=True)
+    assert ("TreeEnsembleRegressor" in [n.op_type for n in model.graph.node]) == rewritten
+    np.testing.assert_allclose(onnx_outputs(model, x), onnx_outputs(_stump(weights), x), atol=1e-6)
+    if rewritten:  # NaN is not < 0.5: the false leaf
+        p1 = 1 / (1 + np.exp(-(np.array([weights[0], weights[1], weights[1]]) + 0.25)))
+        np.testing.assert_allclose(onnx_outputs(model, x), np.stack([1 - p1, p1], axis=1), atol=1e-6)
 
 
 def test_recognises_only_its_own_library() -> None:
@@ -187,15 +235,11 @@ def test_export_without_onnxmltools_names_the_extra(  # type: ignore[no-untyped-
 
 def test_the_trees_example_runs_as_a_model_repository(  # type: ignore[no-untyped-def]
         cli, tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    example = tmp_path / "trees"
-    shutil.copytree(ROOT / "examples" / "trees", example)
-    shutil.copytree(small_data, example / "data")
-    config = example / "modelci.yaml"
-    config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 20"))  # seconds, not minutes
-    git(example, "init", "-q")
-    git(example, "add", ".")
-    git(example, "commit", "-qm", "model")
-    monkeypatch.chdir(example)
+    def fewer_trees(folder: Path) -> None:  # seconds, not minutes
+        config = folder / "modelci.yaml"
+        config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 20"))
+
+    monkeypatch.chdir(example_repository("trees", tmp_path / "trees", small_data, fewer_trees))
     result = cli("run", "--publish")
     assert result.code == 0, result.err
     assert json.loads((OUT / TRAIN_LOG).read_text())["framework"] == "lightgbm"

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from modelci import github
 from modelci.compare.operational import CANDIDATE_ONLY, FIGURES
+from modelci.compare.verdicts import NO_REGRESSION, NON_INFERIOR, REQUIREMENTS, SUPERIOR
 from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule, drift_rule
 from modelci.errors import ConfigError
 from modelci.evaluate.metrics import METRICS_BY_TASK
@@ -37,6 +39,18 @@ class SplitConfig:
     fraction: float = 0.2
     seed: int = 0
     stratify: bool = True
+
+
+@dataclass(frozen=True)
+class ValidationSplitConfig:
+    """The validation rows carved from the training rows (after the evaluation split): early stopping, the kept
+    epoch and the tuning objective are chosen on them, never on the evaluation rows."""
+
+    fraction: float = 0.1
+    seed: int = 0
+    stratify: bool = True  # each class in its share; not with group or time
+    group: str | None = None  # a column whose groups stay whole on one side (a customer, a patient)
+    time: str | None = None  # a column by which the latest rows become the validation rows
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class DataConfig:
     label: str
     eval: Path | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
+    validation: Path | None = None  # the validation rows' file; without it, `validation_split` of the training rows
+    validation_split: ValidationSplitConfig = field(default_factory=ValidationSplitConfig)
     schema: Path | None = None
     features: tuple[str, ...] | None = None
     clean: CleanConfig = field(default_factory=CleanConfig)
@@ -105,6 +121,7 @@ class EvaluateConfig:
     metrics: tuple[str, ...] = ()
     slices: tuple[str, ...] = ()  # columns whose values (or quartiles) get metrics of their own
     kfold: int = 0  # K-fold cross-validation of the training data; 0: none
+    repeats: int = 1  # repeated K-fold: partitions into K folds, each shuffled with its own seed
     group: str | None = None  # a column whose groups stay whole in one fold (a customer, a patient)
 
 
@@ -116,8 +133,12 @@ class GateRule:
     max_drop: float | None = None  # in the metric's units, or a fraction of the baseline's value if relative
     relative: bool = False  # max_drop was written as a percentage, e.g. "2%"
     direction: str | None = None  # higher | lower is better; default: from the metric
-    on_inconclusive: str = "pass"  # pass | fail: whether a difference the interval cannot call passes
+    # no-regression | non-inferior | superior (compare/verdicts.py); None: the rule does not judge the
+    # difference from the baseline (only min or max); no-regression when max_drop is given
+    require: str | None = None
     max_increase: float | None = None  # operational figures: the largest increase over the baseline, a fraction
+    slice: str | None = None  # a column: the rule judges each of its slices (values, or quartiles)
+    max_gap: float | None = None  # with slice: the largest difference allowed between the candidate's slices
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,11 @@ class CompareConfig:
     latency_batch: int = 64  # rows in the batched request whose latency is measured beside one row's
     latency_repeats: int = 200  # requests of each kind per model, after a warm-up
     require_baseline: bool = False  # fail the gate when there is no baseline, or none comparable
+    min_slice_rows: int = 30  # a slice with fewer evaluation rows is reported as too small to judge
+    seeds: int = 1  # trainings of the candidate, with train.seed, train.seed + 1, ...: their spread is in the verdict
+    # the largest share of evaluation rows the baseline may have been trained on before the comparison is flagged
+    # unfair (a failure only with require_baseline)
+    max_overlap: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -267,8 +293,8 @@ def _path(value: Any, key: str, root: Path, problems: _Problems) -> Path | None:
 
 def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     section = _mapping(raw, "data", problems, required=True)
-    _unknown_keys(section, ["train", "eval", "split", "label", "schema", "features", "clean", "drift"], "data.",
-                  problems)
+    _unknown_keys(section, ["train", "eval", "split", "validation", "validation_split", "label", "schema", "features",
+                            "clean", "drift"], "data.", problems)
     train = _path(section.get("train"), "data.train", root, problems)
     if "train" not in section:
         problems.add("data.train", "missing; name the training data file (Parquet or CSV)")
@@ -278,6 +304,9 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     if "eval" in section and "split" in section:
         problems.add("data", "give either 'eval' (a file) or 'split' (a fraction of train), not both")
     split = _split(section.get("split") or {}, problems)
+    if "validation" in section and "validation_split" in section:
+        problems.add("data", "give either 'validation' (a file) or 'validation_split' (a fraction of train), not both")
+    validation_split = _validation_split(section.get("validation_split") or {}, problems)
     features = section.get("features")
     if features is not None and not (
         isinstance(features, list) and features and all(isinstance(f, str) for f in features)
@@ -289,6 +318,8 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
         label=label if isinstance(label, str) else "",
         eval=_path(section.get("eval"), "data.eval", root, problems),
         split=split,
+        validation=_path(section.get("validation"), "data.validation", root, problems),
+        validation_split=validation_split,
         schema=_path(section.get("schema"), "data.schema", root, problems),
         features=tuple(features) if features else None,
         clean=_clean(section.get("clean") or {}, problems),
@@ -342,6 +373,29 @@ def _split(section: Any, problems: _Problems) -> SplitConfig:
         stratify = True
     seed = _number(section, "seed", "data.split.", problems, 0, integer=True)
     return SplitConfig(fraction=fraction, seed=seed, stratify=stratify)
+
+
+def _validation_split(section: Any, problems: _Problems) -> ValidationSplitConfig:
+    prefix = "data.validation_split."
+    if not isinstance(section, dict):
+        problems.add(prefix.rstrip("."), f"expected a mapping such as {{fraction: 0.1}}, got {section!r}")
+        return ValidationSplitConfig()
+    _unknown_keys(section, ["fraction", "seed", "stratify", "group", "time"], prefix, problems)
+    fraction = _number(section, "fraction", prefix, problems, 0.1, positive=True)
+    if fraction is not None and fraction >= 1:
+        problems.add(f"{prefix}fraction", f"expected a fraction between 0 and 1, got {fraction!r}")
+        fraction = 0.1
+    columns: dict[str, Any] = {}
+    for key in ("group", "time"):
+        value = section.get(key)
+        if value is not None and not (isinstance(value, str) and value):
+            problems.add(f"{prefix}{key}", f"expected a column name, got {value!r}")
+            value = None
+        columns[key] = value
+    if columns["group"] and columns["time"]:
+        problems.add(prefix.rstrip("."), "give either 'group' or 'time', not both")
+    return ValidationSplitConfig(fraction=fraction, seed=_number(section, "seed", prefix, problems, 0, integer=True),
+                                 stratify=_flag(section, "stratify", prefix, problems, default=True), **columns)
 
 
 def _model(raw: dict[str, Any], root: Path, problems: _Problems) -> ModelConfig:
@@ -418,7 +472,7 @@ def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, 
 
 def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
     section = _mapping(raw, "evaluate", problems, required=False)
-    _unknown_keys(section, ["metrics", "slices", "kfold", "group"], "evaluate.", problems)
+    _unknown_keys(section, ["metrics", "slices", "kfold", "repeats", "group"], "evaluate.", problems)
     slices = section.get("slices") or []
     if not (isinstance(slices, list) and all(isinstance(c, str) and c for c in slices)):
         problems.add("evaluate.slices", f"expected a list of column names, got {slices!r}")
@@ -431,7 +485,8 @@ def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> Eval
     if group is not None and not (isinstance(group, str) and group):
         problems.add("evaluate.group", f"expected a column name, got {group!r}")
         group = None
-    found = EvaluateConfig(slices=tuple(slices), kfold=kfold, group=group)
+    repeats = _number(section, "repeats", "evaluate.", problems, 1, positive=True, integer=True)
+    found = EvaluateConfig(slices=tuple(slices), kfold=kfold, repeats=repeats, group=group)
     metrics = section.get("metrics")
     if metrics is None or task not in METRICS_BY_TASK:
         return found
@@ -445,7 +500,7 @@ def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> Eval
     return dataclasses.replace(found, metrics=tuple(m for m in metrics if m in allowed))
 
 
-def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[GateRule, ...]:
+def _gate(raw: dict[str, Any], task: str | None, problems: _Problems, path: Path) -> tuple[GateRule, ...]:
     rules = raw.get("gate") or []
     if not isinstance(rules, list):
         problems.add("gate", "expected a list of rules such as [{metric: roc_auc, min: 0.8, max_drop: 0.01}]")
@@ -457,10 +512,11 @@ def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[G
         if not isinstance(rule, dict) or not isinstance(rule.get("metric"), str):
             problems.add(f"gate[{i}]", f"expected a mapping with a 'metric' name, got {rule!r}")
             continue
-        metric = rule["metric"]
-        if any(earlier.metric == metric for earlier in out):
-            # NOTE: one rule per metric, so no bound is silently overridden by a later rule
-            problems.add(f"{prefix}metric", f"a second rule on {metric}; put all of its bounds in one rule")
+        metric, column = rule["metric"], rule.get("slice")
+        if any(earlier.metric == metric and earlier.slice == column for earlier in out):
+            # NOTE: one rule per metric (and slice column), so no bound is silently overridden by a later rule
+            where = f" by {column}" if column else ""
+            problems.add(f"{prefix}metric", f"a second rule on {metric}{where}; put all of its bounds in one rule")
             continue
         if metric in FIGURES:
             found = _operational_rule(rule, prefix, problems)
@@ -468,8 +524,10 @@ def _gate(raw: dict[str, Any], task: str | None, problems: _Problems) -> tuple[G
             problems.add(f"{prefix}metric", f"expected a {task} metric ({', '.join(allowed)}) or an operational "
                          f"figure ({', '.join(FIGURES)}), got {metric!r}")
             continue
+        elif "slice" in rule:
+            found = _slice_rule(rule, prefix, problems)
         else:
-            found = _metric_rule(rule, prefix, problems)
+            found = _metric_rule(rule, prefix, problems, path)
         if found is not None:
             out.append(found)
     return tuple(out)
@@ -490,21 +548,84 @@ def _fraction(rule: dict[str, Any], key: str, prefix: str, problems: _Problems) 
     return {**rule, key: fraction}, True
 
 
-def _metric_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:
-    _unknown_keys(rule, ["metric", "min", "max", "max_drop", "direction", "on_inconclusive"], prefix, problems)
-    drop = rule.get("max_drop")
-    rule, relative = _fraction(rule, "max_drop", prefix, problems)
+def _metric_rule(rule: dict[str, Any], prefix: str, problems: _Problems, path: Path) -> GateRule | None:
+    _unknown_keys(rule, ["metric", "min", "max", "max_drop", "direction", "require", "on_inconclusive"], prefix,
+                  problems)
+    rule, relative = _fraction(_old_spelling(rule, prefix, problems, path), "max_drop", prefix, problems)
     bounds = {k: _number(rule, k, prefix, problems, None) for k in ("min", "max", "max_drop")}
-    if bounds["max_drop"] is not None and bounds["max_drop"] < 0:
-        problems.add(f"{prefix}max_drop", f"expected 0 or more, got {drop!r}")
-    if all(v is None for v in bounds.values()) and rule.get("on_inconclusive") != "fail":
-        problems.add(prefix.rstrip("."), "a rule needs at least one of min, max, max_drop (or on_inconclusive: fail)")
+    _at_least_zero(rule, "max_drop", bounds["max_drop"], prefix, problems)
+    require = _require(rule, prefix, problems, bounds["max_drop"])
+    if all(v is None for v in bounds.values()) and require is None:
+        problems.add(prefix.rstrip("."), "a rule needs at least one of min, max, max_drop or require")
+    return GateRule(metric=str(rule["metric"]), **bounds, relative=relative,
+                    direction=_direction(rule, prefix, problems), require=require)
+
+
+def _slice_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:
+    """`{metric, slice, max_drop | require}`: every slice's paired interval judged by the rule; `max_gap`: the
+    largest difference between the candidate's slices."""
+    _unknown_keys(rule, ["metric", "slice", "max_drop", "require", "direction", "max_gap"], prefix, problems)
+    column = rule.get("slice")
+    if not (isinstance(column, str) and column):
+        problems.add(f"{prefix}slice", f"expected a column name of the evaluation data, got {column!r}")
+        return None
+    rule, relative = _fraction(rule, "max_drop", prefix, problems)
+    drop, gap = (_number(rule, k, prefix, problems, None) for k in ("max_drop", "max_gap"))
+    _at_least_zero(rule, "max_drop", drop, prefix, problems)
+    _at_least_zero(rule, "max_gap", gap, prefix, problems)
+    require = _require(rule, prefix, problems, drop)
+    if drop is None and gap is None and require is None:
+        problems.add(prefix.rstrip("."), "a slice rule needs max_drop, require or max_gap")
+    return GateRule(metric=str(rule["metric"]), max_drop=drop, relative=relative,
+                    direction=_direction(rule, prefix, problems), require=require, slice=column, max_gap=gap)
+
+
+def _at_least_zero(rule: dict[str, Any], key: str, value: float | None, prefix: str, problems: _Problems) -> None:
+    if value is not None and value < 0:
+        problems.add(f"{prefix}{key}", f"expected 0 or more, got {rule.get(key)!r}")
+
+
+def _direction(rule: dict[str, Any], prefix: str, problems: _Problems) -> str | None:
     direction = rule.get("direction")
     if direction is not None and direction not in ("higher", "lower"):
         problems.add(f"{prefix}direction", f"expected higher or lower (is better), got {direction!r}")
-        direction = None
-    return GateRule(metric=str(rule["metric"]), **bounds, relative=relative, direction=direction,
-                    on_inconclusive=_choice(rule, "on_inconclusive", prefix, problems, ("pass", "fail"), "pass"))
+        return None
+    return direction
+
+
+def _old_spelling(rule: dict[str, Any], prefix: str, problems: _Problems, path: Path) -> dict[str, Any]:
+    """`on_inconclusive` (pass | fail), read as `require` (no-regression | superior) with a warning."""
+    old = rule.get("on_inconclusive")
+    if old is None:
+        return rule
+    rest = {k: v for k, v in rule.items() if k != "on_inconclusive"}
+    if "require" in rule:
+        problems.add(f"{prefix}on_inconclusive", "the old spelling of require; keep require only")
+    elif old not in ("pass", "fail"):
+        problems.add(f"{prefix}on_inconclusive", f"expected pass or fail, got {old!r}; it is deprecated: write "
+                     f"require: {' | '.join(REQUIREMENTS)}")
+    elif old == "fail":
+        github.warning_once(f"{path}: {prefix}on_inconclusive is deprecated; write require: {SUPERIOR} instead")
+        return {**rest, "require": SUPERIOR}
+    else:
+        # NOTE: pass was the default: it judged the difference only when max_drop was given, as now
+        github.warning_once(f"{path}: {prefix}on_inconclusive is deprecated; write require: {NO_REGRESSION} "
+                            "instead (the default with max_drop)")
+    return rest
+
+
+def _require(rule: dict[str, Any], prefix: str, problems: _Problems, max_drop: float | None) -> str | None:
+    """What the rule requires of the difference from the baseline; None when it judges none (no max_drop)."""
+    require = rule.get("require")
+    if require is None:
+        return NO_REGRESSION if max_drop is not None else None
+    if require not in REQUIREMENTS:
+        problems.add(f"{prefix}require", f"expected one of {', '.join(REQUIREMENTS)}; got {require!r}")
+        return None
+    if require == NON_INFERIOR and max_drop is None:
+        problems.add(f"{prefix}require", "non-inferior needs max_drop: the margin within which the candidate must be "
+                     "shown to be, such as 0.01 or '2%'")
+    return str(require)
 
 
 def _operational_rule(rule: dict[str, Any], prefix: str, problems: _Problems) -> GateRule | None:
@@ -526,8 +647,8 @@ def _operational_rule(rule: dict[str, Any], prefix: str, problems: _Problems) ->
 
 def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
     section = _mapping(raw, "compare", problems, required=False)
-    _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats", "require_baseline"],
-                  "compare.", problems)
+    _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats", "require_baseline",
+                            "min_slice_rows", "seeds", "max_overlap"], "compare.", problems)
     confidence = _number(section, "confidence", "compare.", problems, 0.95, positive=True)
     if confidence is not None and confidence >= 1:
         problems.add("compare.confidence", f"expected a level between 0 and 1 such as 0.95, got {confidence!r}")
@@ -539,7 +660,19 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
         latency_batch=_number(section, "latency_batch", "compare.", problems, 64, positive=True, integer=True),
         latency_repeats=_number(section, "latency_repeats", "compare.", problems, 200, positive=True, integer=True),
         require_baseline=_flag(section, "require_baseline", "compare.", problems),
+        min_slice_rows=_number(section, "min_slice_rows", "compare.", problems, 30, positive=True, integer=True),
+        seeds=_number(section, "seeds", "compare.", problems, 1, positive=True, integer=True),
+        max_overlap=_max_overlap(section, problems),
     )
+
+
+def _max_overlap(section: dict[str, Any], problems: _Problems) -> float:
+    value = _number(section, "max_overlap", "compare.", problems, 0.01)
+    if value is None or not 0 <= value <= 1:
+        problems.add("compare.max_overlap", f"expected a share of the evaluation rows from 0 to 1 such as 0.01, "
+                                            f"got {value!r}")
+        return 0.01
+    return float(value)
 
 
 def _export(raw: dict[str, Any], problems: _Problems) -> ExportConfig:
@@ -656,7 +789,7 @@ def parse_config(raw: Any, path: Path) -> Config:
         model=_model(raw, path.parent, problems),
         train=_train(raw, problems),
         evaluate=_metrics(raw, task, problems),
-        gate=_gate(raw, task, problems),
+        gate=_gate(raw, task, problems, path),
         compare=_compare(raw, problems),
         export=_export(raw, problems),
         tune=_tune(raw, task, path.parent, problems),

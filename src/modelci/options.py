@@ -36,6 +36,12 @@ out_option = click.option(
     show_default=True, help="Folder for everything the command writes.", callback=_remember_out,
 )
 
+# NOTE: below 1 is click's usage error (exit 2) naming --repeats; evaluate.repeats is checked with the config
+repeats_option = click.option(
+    "--repeats", type=click.IntRange(min=1), default=None,
+    help="Repeat the K-fold cross-validation R times, each with other folds (overrides evaluate.repeats).",
+)
+
 
 def common(function: F) -> F:
     """--config and --out, in that order in every command's help."""

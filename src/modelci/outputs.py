@@ -23,15 +23,17 @@ PREDICTIONS_FILE = "native-predictions.parquet"
 # code when read; never loaded, and removed by every training run.
 PICKLE_CHECKPOINT = "model.pkl"
 
-LOG_VERSION = 2
+# NOTE: 3: the per-epoch loss and metrics are the validation rows' (`val_loss`, `validation_rows`); before,
+# they were the evaluation rows', which chose the kept epoch. An older log is refused, not read as if it were one.
+LOG_VERSION = 3
 
 
 @dataclass(frozen=True)
 class EpochRecord:
     epoch: int
     loss: float
-    eval_loss: float
-    metrics: dict[str, float | None]
+    val_loss: float  # the validation rows' loss
+    metrics: dict[str, float | None]  # on the validation rows
     lr: float
     seconds: float
     samples_per_s: float
@@ -45,7 +47,7 @@ class TrainLog:
     processes: int  # torchrun processes (one per GPU); 1 without torchrun
     precision: str
     rows: int
-    eval_rows: int
+    validation_rows: int  # the rows that chose: early stopping, the kept epoch, the tuning objective
     input_columns: list[str]
     input_dim: int
     parameters: int
@@ -53,7 +55,7 @@ class TrainLog:
     settings: dict[str, Any]
     environment: dict[str, str]
     epochs: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int | None = None  # the epoch with the lowest evaluation loss
+    best_epoch: int | None = None  # the epoch with the lowest validation loss
     kept_epoch: int | None = None  # the epoch the saved model is: the best with train.patience, else the last
     stopped_early: bool = False
     resumed_from: int | None = None  # the last epoch the saved state held, when resumed

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 # NOTE: and every framework adapter's checkpoint (`_clear`)
 OUTPUTS = ("data-report.json", "data-profile.json", "model.pkl", "train-log.json", "model.onnx", "parity.json",
            "samples.json", "metrics.json", "comparison.json", "report.md",
-           "report-full.md", "model-card.md")
+           "report-full.md", "model-card.md", "train-rows.bloom")
 EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
-            "comparison.json", "report.md", "model-card.md")
+            "comparison.json", "report.md", "model-card.md", "train-rows.bloom")
 # Of the files that differ from the commit: how many an error names, and how many the artifact records.
 SHOWN, RECORDED = 10, 50
 
@@ -130,11 +130,13 @@ def dirty_files(config: Config, out: Path) -> list[Change] | None:
 
 def _clear(out: Path) -> None:
     from modelci.compare.comparison import BASELINE_DIR
+    from modelci.evaluate.seeds import SEEDS_DIR
     from modelci.frameworks import adapters
 
     for name in (*OUTPUTS, *(adapter.checkpoint for adapter in adapters())):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / BASELINE_DIR, ignore_errors=True)
+    shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)
 
 
 def require_clean(config: Config, out: Path, revision: str, allow_dirty: bool) -> list[Change] | None:

@@ -37,8 +37,7 @@ def stage(config: Config, out: Path, eval_frame: pd.DataFrame, baseline: Referen
     with github.group(f"Comparison with {baseline}"):
         result = compare_models(config, eval_frame, out / "model.onnx", baseline, out)
     if not result.passed:
-        reasons = "; ".join(f"{m.name}: {m.reason}" for m in [*result.metrics, *result.operational] if not m.passed)
-        reasons = reasons or str(result.reason)
+        reasons = "; ".join(result.failures()) or str(result.reason)
         raise CheckFailed(f"the gate failed: {reasons}", hint="see comparison.json and report.md")
     return result
 

@@ -254,3 +254,15 @@ def prepare(names: list[str], y: Array, scores: Array) -> dict[str, OnBlock]:
     ranking = _Ranking(y, _positive(scores)) if RANKED.keys() & set(names) else None
     return {name: RANKED[name](ranking) if ranking is not None and name in RANKED else AVERAGED[name](y, scores)
             for name in names}
+
+
+def paired_draws(names: list[str], y: Array, models: list[Array], stratified: bool, resamples: int,
+                 seed: int) -> list[dict[str, Array]]:
+    """Each model's named metrics on the same resamples (paired): per model, per metric, one value a resample."""
+    prepared = [prepare(names, y, scores) for scores in models]
+    found: list[dict[str, list[Array]]] = [{name: [] for name in names} for _ in models]
+    for block in count_blocks(y, stratified, resamples, seed):
+        for on_model, parts in zip(prepared, found, strict=True):
+            for name in names:
+                parts[name].append(on_model[name](block))
+    return [{name: np.concatenate(values) for name, values in parts.items()} for parts in found]

@@ -1,4 +1,4 @@
-"""Reading training and evaluation data (Parquet or CSV; a file, a glob or a folder of files)."""
+"""Reading training, validation and evaluation data (Parquet or CSV; a file, a glob or a folder of files)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def resolve_files(path: Path) -> list[Path]:
     if any(ch in text for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         if not files:
-            raise DataError(f"{text}: the pattern matches no file", hint="check the path in data.train / data.eval")
+            raise DataError(f"{text}: the pattern matches no file",
+                            hint="check the path in data.train, data.eval or data.validation")
         return files
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
@@ -83,8 +84,12 @@ def read_table(path: Path, schema: Schema | None = None) -> pa.Table:
 
 @dataclass(frozen=True)
 class Datasets:
+    """The rows, each with one job: `train` fits, `validation` chooses (early stopping, the kept epoch, the
+    tuning objective), `eval` judges; only `evaluate`, `compare` and the gate read `eval`."""
+
     train: pd.DataFrame
     eval: pd.DataFrame
+    validation: pd.DataFrame
     cleaning: dict[str, Any] = field(default_factory=dict)  # what data.clean removed, per dataset
 
 
@@ -99,21 +104,123 @@ def _require_label(frame: pd.DataFrame, label: str, where: Path) -> None:
                         hint="remove the rows without a label, or fix the data")
 
 
-def _split(frame: pd.DataFrame, config: Config) -> Datasets:
+def _strata(frame: pd.DataFrame, config: Config, stratify: bool) -> list[np.ndarray]:
+    """The row numbers of each class (stratified classification), or of all rows."""
+    if not stratify or config.task == "regression":
+        return [np.arange(len(frame))]
+    labels = frame[config.data.label].to_numpy()
+    return [np.flatnonzero(labels == value) for value in sorted(frame[config.data.label].unique())]
+
+
+def _split(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`data.split`: (training rows, evaluation rows)."""
     split = config.data.split
     rng = np.random.default_rng(split.seed)
-    eval_rows: list[np.ndarray] = []
-    groups = (
-        [np.flatnonzero(frame[config.data.label].to_numpy() == value)
-         for value in sorted(frame[config.data.label].unique())]
-        if split.stratify and config.task != "regression" else [np.arange(len(frame))]
-    )
-    for rows in groups:
-        chosen = rng.permutation(rows)[: round(len(rows) * split.fraction)]
-        eval_rows.append(chosen)
     mask = np.zeros(len(frame), dtype=bool)
-    mask[np.concatenate(eval_rows)] = True
-    return Datasets(train=frame[~mask].reset_index(drop=True), eval=frame[mask].reset_index(drop=True))
+    for rows in _strata(frame, config, split.stratify):
+        mask[rng.permutation(rows)[: round(len(rows) * split.fraction)]] = True
+    return _sides(frame, mask)
+
+
+def _sides(frame: pd.DataFrame, mask: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+
+
+VALIDATION_SPLIT = "data.validation_split"
+
+
+def carve_validation(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`data.validation_split`: (training rows, validation rows), grouped, by time, or at random; exit 2
+    naming the key when a side would have no rows, or (classification) a class none."""
+    settings = config.data.validation_split
+    if settings.group is not None:
+        mask, key = _by_group(frame, settings.group, settings.fraction, settings.seed), f"{VALIDATION_SPLIT}.group"
+    elif settings.time is not None:
+        mask, key = _by_time(frame, settings.time, settings.fraction), f"{VALIDATION_SPLIT}.time"
+    else:
+        mask, key = _at_random(frame, config), f"{VALIDATION_SPLIT}.fraction"
+    taken = int(mask.sum())
+    if taken == 0 or taken == len(frame):
+        raise DataError(f"{key}: of {len(frame):,} training rows, the validation split takes {taken:,}, which "
+                        "leaves one side with no rows",
+                        hint=f"change {VALIDATION_SPLIT}.fraction, or give a data.validation file")
+    train, validation = _sides(frame, mask)
+    _require_classes(train, validation, config, key)
+    return train, validation
+
+
+def _at_random(frame: pd.DataFrame, config: Config) -> np.ndarray:
+    settings = config.data.validation_split
+    rng = np.random.default_rng(settings.seed)
+    mask = np.zeros(len(frame), dtype=bool)
+    strata = _strata(frame, config, settings.stratify)
+    for rows in strata:
+        take = round(len(rows) * settings.fraction)
+        if len(strata) > 1 and len(rows) > 1:
+            take = min(max(take, 1), len(rows) - 1)  # NOTE: a small class still gets rows on both sides
+        mask[rng.permutation(rows)[:take]] = True
+    return mask
+
+
+def _column(frame: pd.DataFrame, column: str, key: str) -> pd.Series:
+    if column not in frame.columns:
+        raise DataError(f"{key}: the training data has no column '{column}' (columns: "
+                        f"{', '.join(map(str, frame.columns))})", hint=f"set {key} to a column of data.train")
+    return frame[column]
+
+
+def _by_group(frame: pd.DataFrame, column: str, fraction: float, seed: int) -> np.ndarray:
+    """Whole groups, in a seeded order, until their rows come nearest the fraction of the rows."""
+    import pandas as pd
+
+    codes, groups = pd.factorize(_column(frame, column, f"{VALIDATION_SPLIT}.group"), use_na_sentinel=False)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    rows = np.cumsum(np.bincount(codes, minlength=len(groups))[order])
+    count = int(np.argmin(np.abs(rows - fraction * len(frame)))) + 1
+    return np.isin(codes, order[:count])
+
+
+def _by_time(frame: pd.DataFrame, column: str, fraction: float) -> np.ndarray:
+    """The latest rows by the column: every row at or after the time that leaves the fraction of rows after it."""
+    import pandas as pd
+
+    key = f"{VALIDATION_SPLIT}.time"
+    values = _column(frame, column, key)
+    if values.isna().any():
+        raise DataError(f"{key}: the column '{column}' has {int(values.isna().sum())} empty values",
+                        hint="fill them in, or split by another column")
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+        try:
+            values = pd.to_datetime(values, utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{key}: the column '{column}' holds values that are neither times nor numbers ({exc})",
+                            hint="name a column of dates, times or numbers") from None
+    times = values.to_numpy()
+    cutoff = np.sort(times)[len(times) - max(1, round(len(times) * fraction))]
+    return np.asarray(times >= cutoff)
+
+
+def _require_known_labels(train: pd.DataFrame, evaluation: pd.DataFrame, config: Config) -> None:
+    """Refuse evaluation labels the training rows never had before training, not after it (exit 2)."""
+    from modelci.features import Target
+
+    if config.task != "regression":
+        Target.fit(train[config.data.label], config.task).encode(evaluation[config.data.label])
+
+
+def _require_classes(train: pd.DataFrame, validation: pd.DataFrame, config: Config, key: str) -> None:
+    """Classification: every class on both sides, so validation measures every class the model learns."""
+    if config.task == "regression":
+        return
+    label = config.data.label
+    seen = {side: set(frame[label].drop_duplicates().tolist()) for side, frame in
+            (("training", train), ("validation", validation))}
+    for side, other in (("validation", "training"), ("training", "validation")):
+        missing = sorted(map(str, seen[other] - seen[side]))
+        if missing:
+            raise DataError(f"{key}: the {side} rows have no row of class {', '.join(missing[:10])}",
+                            hint=f"give every class rows on both sides: change {VALIDATION_SPLIT} (its fraction, "
+                                 "group or time) or the data.validation file")
 
 
 def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFrame, dict[str, Any] | None]:
@@ -130,7 +237,8 @@ def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFra
 
 
 def load_datasets(config: Config) -> Datasets:
-    """The training and evaluation frames, cleaned as `data.clean` says: `data.eval` or a seeded split."""
+    """The training, validation and evaluation frames, cleaned as `data.clean` says: `data.eval` or a seeded
+    split of the training data, then `data.validation` or `data.validation_split` of the remaining training rows."""
     from modelci.data.named import require_named_columns
     from modelci.data.schema import load_schema
 
@@ -139,9 +247,17 @@ def load_datasets(config: Config) -> Datasets:
     train, cleaned = _load(config.data.train, config, schema)
     cleaning = {"train": cleaned} if cleaned else {}
     if config.data.eval is None:
-        split = _split(train, config)
-        return Datasets(train=split.train, eval=split.eval, cleaning=cleaning)
-    evaluation, cleaned = _load(config.data.eval, config, schema)
-    if cleaned:
-        cleaning["eval"] = cleaned
-    return Datasets(train=train, eval=evaluation, cleaning=cleaning)
+        train, evaluation = _split(train, config)
+    else:
+        evaluation, cleaned = _load(config.data.eval, config, schema)
+        if cleaned:
+            cleaning["eval"] = cleaned
+    _require_known_labels(train, evaluation, config)
+    if config.data.validation is None:
+        train, validation = carve_validation(train, config)
+    else:
+        validation, cleaned = _load(config.data.validation, config, schema)
+        _require_classes(train, validation, config, "data.validation")
+        if cleaned:
+            cleaning["validation"] = cleaned
+    return Datasets(train=train, eval=evaluation, validation=validation, cleaning=cleaning)

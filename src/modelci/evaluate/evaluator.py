@@ -41,6 +41,7 @@ class MetricsReport:
     calibration: dict[str, Any] | None = None  # binary: predicted against observed, per probability bin
     slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # column -> each value's metrics
     kfold: dict[str, Any] | None = None  # K-fold cross-validation of the training data, when asked for
+    seeds: dict[str, Any] | None = None  # every seed's metrics when compare.seeds > 1 (evaluate/seeds.py)
     version: int = METRICS_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -162,7 +163,7 @@ def evaluate_frame(config: Config, frame: pd.DataFrame, model_path: Path) -> dic
 
 
 def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: Path,
-                   kfold: dict[str, Any] | None = None) -> MetricsReport:
+                   kfold: dict[str, Any] | None = None, seeds: dict[str, Any] | None = None) -> MetricsReport:
     model = OnnxModel(model_path)
     y = labels_of(model, frame)
     scores = scores_of(model, frame)
@@ -178,6 +179,7 @@ def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: P
                            model_digest=file_digest(model_path), classes=model.classes, confusion_matrix=matrix,
                            curves=curves(y, scores) if binary else None,
                            calibration=calibration(y, scores) if binary else None,
-                           slices=slices(frame, config.evaluate.slices, names, y, scores), kfold=kfold)
+                           slices=slices(frame, config.evaluate.slices, names, y, scores), kfold=kfold,
+                           seeds=seeds)
     atomic.write_json(out / METRICS_FILE, report.to_json())
     return report

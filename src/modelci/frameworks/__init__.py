@@ -86,7 +86,9 @@ class Framework(Protocol):
         """Whether `made`, what the model factory returned, is this framework's model."""
 
     def fit(self, made: Any, fit: Fit) -> TrainLog:
-        """Train `made` on the fit's training rows, save it to `fit.out / checkpoint` and write the log."""
+        """Train `made` on the fit's training rows, save it to `fit.out / checkpoint` and write the log. Whatever
+        is chosen (early stopping, the kept epoch) and every epoch's loss and metrics come from
+        `fit.datasets.validation`; `fit.datasets.eval` is the rows that judge the model, never read here."""
 
     def load(self, path: Path, config: Config) -> Trained:
         """Read back what `fit` saved, running no code from the file (exit 2 when it is not such a file)."""

@@ -30,9 +30,9 @@ def diverged_hint(settings: TrainConfig) -> str:
             "train-log.json records the losses of the epochs before")
 
 
-def check_finite(epoch: int, loss: float, eval_loss: float, settings: TrainConfig) -> None:
-    """Stop at the first epoch whose training or evaluation loss is NaN or infinite."""
-    for name, value in (("training loss", loss), ("evaluation loss", eval_loss)):
+def check_finite(epoch: int, loss: float, val_loss: float, settings: TrainConfig) -> None:
+    """Stop at the first epoch whose training or validation loss is NaN or infinite."""
+    for name, value in (("training loss", loss), ("validation loss", val_loss)):
         if not np.isfinite(value):
             raise Diverged(f"the {name} became {value} in epoch {epoch}: training diverged", epoch=epoch,
                            hint=diverged_hint(settings))

@@ -143,10 +143,10 @@ def _fit(made: Any, fit: Fit) -> TrainLog:
     config, target, label, settings = fit.config, fit.target, fit.config.data.label, fit.config.train
     check_network(made, config, fit.spec.width, target.output_dim)
     x, y = fit.spec.transform(fit.datasets.train), target.encode(fit.datasets.train[label])
-    x_eval, y_eval = fit.spec.transform(fit.datasets.eval), target.encode(fit.datasets.eval[label])
+    x_val, y_val = fit.spec.transform(fit.datasets.validation), target.encode(fit.datasets.validation[label])
     compiled_by = _compile(made, fit)
     scorer = _scorer(made, target)
-    records = _EpochLog(fit, lambda: predict(scorer, x_eval, target.task), y_eval, len(x))
+    records = _EpochLog(fit, lambda: predict(scorer, x_val, target.task), y_val, len(x))
     try:
         made.fit(x, _targets(target, y), epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
                  shuffle=True, callbacks=[records.callback()])
@@ -155,7 +155,7 @@ def _fit(made: Any, fit: Fit) -> TrainLog:
     except Exception as exc:
         raise ModelFactoryError(f"fitting the Keras model failed: {type(exc).__name__}: {exc}",
                                 hint="check the factory's model and model.params") from None
-    finite_scores(made, predict(scorer, x, target.task), predict(scorer, x_eval, target.task))
+    finite_scores(made, predict(scorer, x, target.task), predict(scorer, x_val, target.task))
     log = fit.log
     log.status, log.seconds = "completed", round(sum(e.seconds for e in log.epochs), 3)
     log.parameters = int(made.count_params())
@@ -167,12 +167,12 @@ def _fit(made: Any, fit: Fit) -> TrainLog:
 
 
 class _EpochLog:
-    """One EpochRecord per epoch of Keras's fit: its training loss, the evaluation rows' loss and metrics."""
+    """One EpochRecord per epoch of Keras's fit: its training loss, the validation rows' loss and metrics."""
 
-    def __init__(self, fit: Fit, scores: Any, y_eval: np.ndarray, rows: int) -> None:
+    def __init__(self, fit: Fit, scores: Any, y_val: np.ndarray, rows: int) -> None:
         from modelci.evaluate.metrics import DEFAULT_METRICS
 
-        self.fit, self.scores, self.y_eval, self.rows = fit, scores, y_eval.astype(np.float64), rows
+        self.fit, self.scores, self.y_val, self.rows = fit, scores, y_val.astype(np.float64), rows
         self.names = fit.config.evaluate.metrics or DEFAULT_METRICS[fit.config.task]
         self.began = time.perf_counter()
 
@@ -197,16 +197,16 @@ class _EpochLog:
 
         seconds = time.perf_counter() - self.began
         out = self.scores()
-        metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(self.names, self.y_eval, out).items()}
-        eval_loss = _loss(self.fit.target, self.y_eval, out) if np.isfinite(out).all() else float("nan")
+        metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(self.names, self.y_val, out).items()}
+        val_loss = _loss(self.fit.target, self.y_val, out) if np.isfinite(out).all() else float("nan")
         lr = float(np.asarray(model.optimizer.learning_rate))
-        record = EpochRecord(epoch, loss, eval_loss, metrics, lr, round(seconds, 4),
+        record = EpochRecord(epoch, loss, val_loss, metrics, lr, round(seconds, 4),
                              round(self.rows / max(seconds, 1e-9), 1))
         self.fit.log.epochs.append(record)
         if self.fit.on_epoch is not None:
             self.fit.on_epoch(record)
-        github.log(f"    epoch {epoch:>3}/{self.fit.config.train.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
-                   + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+        github.log(f"    epoch {epoch:>3}/{self.fit.config.train.epochs}  loss {loss:.4f}  val_loss {val_loss:.4f}  "
+                   + "  ".join(f"val_{k} {shown(v)}" for k, v in metrics.items()))
 
 
 def _version(package: str) -> str:

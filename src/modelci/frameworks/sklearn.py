@@ -62,9 +62,9 @@ def predict(estimator: Any, features: np.ndarray, task: str) -> np.ndarray:
     return np.asarray(estimator.predict_proba(features), dtype=np.float64)
 
 
-def finite_scores(estimator: Any, train_out: np.ndarray, eval_out: np.ndarray) -> None:
+def finite_scores(estimator: Any, train_out: np.ndarray, val_out: np.ndarray) -> None:
     """Refuse a fitted model that scores rows as NaN or infinity: it diverged (exit 2)."""
-    for rows, out_rows in (("training", train_out), ("evaluation", eval_out)):
+    for rows, out_rows in (("training", train_out), ("validation", val_out)):
         bad = int((~np.isfinite(out_rows.reshape(len(out_rows), -1))).any(axis=1).sum())
         if bad:
             raise _diverged(estimator, f"it predicts NaN or infinity for {bad} of {len(out_rows)} {rows} rows")
@@ -78,17 +78,17 @@ def one_process(estimator: Any) -> None:
 
 
 def record_fit(log: TrainLog, config: Config, target: Target, name: str, seconds: float,
-               trained_on: tuple[np.ndarray, np.ndarray], judged_on: tuple[np.ndarray, np.ndarray]) -> None:
+               trained_on: tuple[np.ndarray, np.ndarray], validated_on: tuple[np.ndarray, np.ndarray]) -> None:
     """A model fitted in one go (an estimator, trees) as one epoch of the log: the losses of its scores on the
-    training and evaluation rows, (labels, scores) each, and its metrics on the evaluation rows."""
-    (y, train_out), (y_eval, eval_out) = trained_on, judged_on
+    training and validation rows, (labels, scores) each, and its metrics on the validation rows."""
+    (y, train_out), (y_val, val_out) = trained_on, validated_on
     names = config.evaluate.metrics or DEFAULT_METRICS[config.task]
     metrics = {k: (v if np.isfinite(v) else None)
-               for k, v in compute(names, y_eval.astype(np.float64), eval_out).items()}
-    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_eval, eval_out), metrics, 0.0,
+               for k, v in compute(names, y_val.astype(np.float64), val_out).items()}
+    log.epochs.append(EpochRecord(1, _loss(target, y, train_out), _loss(target, y_val, val_out), metrics, 0.0,
                                   round(seconds, 4), round(len(y) / max(seconds, 1e-9), 1)))
     log.seconds, log.status = round(seconds, 3), "completed"
-    github.log(f"    fitted {name} in {seconds:.2f} s: " + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items()))
+    github.log(f"    fitted {name} in {seconds:.2f} s: " + "  ".join(f"val_{k} {shown(v)}" for k, v in metrics.items()))
 
 
 def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
@@ -100,13 +100,13 @@ def _loss(target: Target, y: np.ndarray, out: np.ndarray) -> float:
 
 def _fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target, out: Path,
         log: TrainLog) -> TrainLog:
-    """Fit on the training rows, score the evaluation rows, and save the estimator with its preprocessing."""
+    """Fit on the training rows, score the validation rows, and save the estimator with its preprocessing."""
     if target.task != "regression" and not hasattr(estimator, "predict_proba"):
         raise ModelFactoryError(f"model.factory returned {type(estimator).__name__}, which has no predict_proba",
                                 hint="a classification task needs probabilities: use a classifier that has them")
     x, y = spec.transform(datasets.train), target.encode(datasets.train[config.data.label])
-    x_eval = spec.transform(datasets.eval)
-    y_eval = target.encode(datasets.eval[config.data.label])
+    x_val = spec.transform(datasets.validation)
+    y_val = target.encode(datasets.validation[config.data.label])
     began = time.perf_counter()
     try:
         estimator.fit(x, y)
@@ -115,9 +115,9 @@ def _fit(estimator: Any, config: Config, datasets: Datasets, spec: FeatureSpec, 
             raise _diverged(estimator, f"{type(exc).__name__}: {exc}") from None
         raise ModelFactoryError(f"fitting {type(estimator).__name__} failed: {type(exc).__name__}: {exc}") from None
     seconds = time.perf_counter() - began
-    train_out, eval_out = predict(estimator, x, target.task), predict(estimator, x_eval, target.task)
-    finite_scores(estimator, train_out, eval_out)
-    record_fit(log, config, target, type(estimator).__name__, seconds, (y, train_out), (y_eval, eval_out))
+    train_out, val_out = predict(estimator, x, target.task), predict(estimator, x_val, target.task)
+    finite_scores(estimator, train_out, val_out)
+    record_fit(log, config, target, type(estimator).__name__, seconds, (y, train_out), (y_val, val_out))
     save(out / CHECKPOINT, estimator, spec, target, config.data.label)
     atomic.write_json(out / TRAIN_LOG, asdict(log))
     return log
@@ -189,6 +189,9 @@ def _corrupt(path: Path, exc: Exception) -> UsageError:
 # NOTE: skops does not trust a Tree by default because a crafted one can crash predict (out-of-bounds node
 # indices); it runs no code and touches no file, and no decision tree or forest can be loaded without it.
 TREE = "sklearn.tree._tree.Tree"
+# NOTE: the same holds for the trees of a HistGradientBoosting model: built by skops' ObjectNode (the class's
+# __new__ and its attributes set from the file, no call with the file's arguments), arrays only.
+HISTOGRAM_TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 # NOTE: a SimpleImputer keeps the dtype it was fitted on; skops stores a dtype as an empty array's (its DTypeNode
 # reads the array, trusted by default, and takes its dtype), and a dtype built from any arguments runs no code.
 DTYPE = "numpy.dtype"
@@ -198,7 +201,7 @@ def trusted(name: str) -> bool:
     """Whether a type skops does not trust by default may be built from a model file (see the NOTE above)."""
     from sklearn.base import BaseEstimator
 
-    if name in (TREE, DTYPE):
+    if name in (TREE, HISTOGRAM_TREE, DTYPE):
         return True
     module_name, _, attribute = name.rpartition(".")
     # NOTE: only what is already imported, read from the module's namespace: never import_module or

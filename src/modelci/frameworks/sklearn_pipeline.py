@@ -67,7 +67,7 @@ def input_spec(fit: Fit, columns: list[str]) -> FeatureSpec:
     from modelci.features import FeatureSpec
 
     label = fit.config.data.label
-    missing = [c for c in columns if c not in fit.datasets.train.columns or c not in fit.datasets.eval.columns]
+    missing = [c for c in columns if c not in fit.datasets.train.columns or c not in fit.datasets.validation.columns]
     if missing or label in columns:
         named = f"{', '.join(missing)}, which the data lacks" if missing else f"the label {label}"
         raise ModelFactoryError(f"the pipeline's ColumnTransformer names {named}",
@@ -90,14 +90,14 @@ def raw_rows(spec: FeatureSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fit(pipeline: Any, fit: Fit, spec: FeatureSpec) -> TrainLog:
-    """Fit on the raw training columns, score the evaluation rows, and save the pipeline."""
+    """Fit on the raw training columns, score the validation rows, and save the pipeline."""
     config, target, label = fit.config, fit.target, fit.config.data.label
     if target.task != "regression" and not hasattr(pipeline, "predict_proba"):
         raise ModelFactoryError("model.factory returned a Pipeline without predict_proba",
                                 hint="a classification task needs probabilities: end it with a classifier that has "
                                      "them")
     x, y = raw_rows(spec, fit.datasets.train), target.encode(fit.datasets.train[label])
-    x_eval, y_eval = raw_rows(spec, fit.datasets.eval), target.encode(fit.datasets.eval[label])
+    x_val, y_val = raw_rows(spec, fit.datasets.validation), target.encode(fit.datasets.validation[label])
     began = time.perf_counter()
     try:
         pipeline.fit(x, y)
@@ -109,9 +109,9 @@ def _fit(pipeline: Any, fit: Fit, spec: FeatureSpec) -> TrainLog:
                                      "SimpleImputer in front of estimators that refuse NaN") from None
     seconds = time.perf_counter() - began
     fit.log.input_dim = int(pipeline.steps[0][1].transform(x.iloc[:1]).shape[1])  # the features it made
-    train_out, eval_out = estimator.predict(pipeline, x, target.task), estimator.predict(pipeline, x_eval, target.task)
-    estimator.finite_scores(pipeline, train_out, eval_out)
-    estimator.record_fit(fit.log, config, target, "Pipeline", seconds, (y, train_out), (y_eval, eval_out))
+    train_out, val_out = estimator.predict(pipeline, x, target.task), estimator.predict(pipeline, x_val, target.task)
+    estimator.finite_scores(pipeline, train_out, val_out)
+    estimator.record_fit(fit.log, config, target, "Pipeline", seconds, (y, train_out), (y_val, val_out))
     estimator.save(fit.out / CHECKPOINT, pipeline, spec, target, label)
     atomic.write_json(fit.out / TRAIN_LOG, asdict(fit.log))
     return fit.log

@@ -2,7 +2,7 @@
 
 The loop shuffles by one permutation per epoch and slices tensors (no per-sample indexing), runs
 in bf16 on GPUs that have it, weighs classes, clips gradients, steps a learning-rate schedule and
-stops early when the evaluation loss stops improving. After every epoch the whole state (model,
+stops early when the validation loss stops improving. After every epoch the whole state (model,
 optimizer, schedule, random generators) is saved atomically, so `--resume` continues a run that
 was cut off and ends with exactly the model the uninterrupted run would have made.
 
@@ -39,7 +39,7 @@ from modelci.frameworks.torch_model import Scorer, check_network, save_checkpoin
 from modelci.outputs import STATE_FILE, TRAIN_LOG, EpochRecord, TrainLog
 
 STATE_VERSION = 1
-EVAL_CHUNK = 65536  # rows per forward pass when evaluating, so a big eval set never needs all activations at once
+EVAL_CHUNK = 65536  # rows per forward pass when scoring, so a big validation set never needs all activations at once
 # NOTE: settings that may change between an interrupted run and its resumption without changing
 # what the finished epochs mean.
 RESUMABLE_CHANGES = ("epochs", "device")
@@ -212,9 +212,10 @@ class Loop:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
-        """The evaluation loss and the model's output (probabilities, or predictions in label units)."""
+        """The loss on these rows (the validation rows) and the model's output (probabilities, or predictions in
+        label units)."""
         self.net.eval()
-        # NOTE: every process scores the whole evaluation set with the same weights, so all of them
+        # NOTE: every process scores the whole validation set with the same weights, so all of them
         # reach the same early-stopping decision without exchanging anything.
         scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK], self.net)
                             for first in range(0, len(x), EVAL_CHUNK)])
@@ -222,10 +223,10 @@ class Loop:
         out = self.scorer.head(scores).double().cpu().numpy()
         return loss, out[:, 0] if self.scorer.task == "regression" else out
 
-    def keep_if_best(self, eval_loss: float) -> bool:
-        """Track the best epoch; True when training should stop (patience run out)."""
-        if eval_loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.stale = eval_loss, self.epoch, 0
+    def keep_if_best(self, val_loss: float) -> bool:
+        """Track the best epoch by the validation loss; True when training should stop (patience run out)."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = val_loss, self.epoch, 0
             if self.settings.patience:
                 self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             return False
@@ -281,9 +282,10 @@ def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: Fea
     y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
     y = _targets(target, y_train, device)
-    x_eval = torch.as_tensor(spec.transform(datasets.eval), device=device)
-    y_eval_raw = target.encode(datasets.eval[config.data.label])
-    y_eval = _targets(target, y_eval_raw, device)
+    # NOTE: the validation rows choose the kept epoch; the evaluation rows, which judge the model, are never read here
+    x_val = torch.as_tensor(spec.transform(datasets.validation), device=device)
+    y_val_raw = target.encode(datasets.validation[config.data.label])
+    y_val = _targets(target, y_val_raw, device)
 
     rows_per_process = len(x) // job.world if job else len(x)
     steps = -(-rows_per_process // settings.batch_size)
@@ -299,7 +301,7 @@ def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: Fea
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        _fit(loop, log, (x, y), (x_eval, y_eval, y_eval_raw.astype(np.float64)), metric_names, state_path, on_epoch)
+        _fit(loop, log, (x, y), (x_val, y_val, y_val_raw.astype(np.float64)), metric_names, state_path, on_epoch)
     except Diverged:
         if main:
             log.status = "diverged"
@@ -377,9 +379,9 @@ def _identity(log: TrainLog) -> dict[str, Any]:
 
 
 def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
-         eval_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path,
+         validation: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path,
          on_epoch: Callable[[EpochRecord], None] | None) -> None:
-    (x, y), (x_eval, y_eval, labels) = train_set, eval_set
+    (x, y), (x_val, y_val, labels) = train_set, validation
     settings = loop.settings
     main = distributed.is_main(loop.job)
     progress = Progress(settings.epochs, loop.steps)
@@ -387,20 +389,20 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
     while loop.epoch < settings.epochs and not stop:
         began = time.perf_counter()
         loss = loop.train_epoch(x, y, progress)
-        eval_loss, scores = loop.evaluate(x_eval, y_eval)
-        # NOTE: the evaluation loss too: the epoch's last steps can break the weights after its
+        val_loss, scores = loop.evaluate(x_val, y_val)
+        # NOTE: the validation loss too: the epoch's last steps can break the weights after its
         # training loss, the mean of losses measured before each step, was still finite.
-        check_finite(loop.epoch, loss, eval_loss, settings)
-        stop = loop.keep_if_best(eval_loss)
+        check_finite(loop.epoch, loss, val_loss, settings)
+        stop = loop.keep_if_best(val_loss)
         seconds = time.perf_counter() - began
         metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(metric_names, labels, scores).items()}
-        record = EpochRecord(loop.epoch, loss, eval_loss, metrics, loop.lr, round(seconds, 4),
+        record = EpochRecord(loop.epoch, loss, val_loss, metrics, loop.lr, round(seconds, 4),
                              round(len(x) / seconds, 1))
         log.epochs.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  eval_loss {eval_loss:.4f}  "
-                       + "  ".join(f"{k} {shown(v)}" for k, v in metrics.items())
+        progress.epoch(f"    epoch {record.epoch:>3}/{settings.epochs}  loss {loss:.4f}  val_loss {val_loss:.4f}  "
+                       + "  ".join(f"val_{k} {shown(v)}" for k, v in metrics.items())
                        + f"  {record.samples_per_s:,.0f} samples/s")
         if main:
             with atomic.atomic_open(state) as handle:
@@ -410,6 +412,6 @@ def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor]
     log.kept_epoch = log.best_epoch if settings.patience else loop.epoch
     log.stopped_early = stop and loop.epoch < settings.epochs
     if log.stopped_early:
-        github.log(f"    stopped after epoch {loop.epoch}: no better eval_loss for {settings.patience} epochs; "
+        github.log(f"    stopped after epoch {loop.epoch}: no better val_loss for {settings.patience} epochs; "
                    f"keeping epoch {loop.best_epoch}")
     log.seconds = round(sum(e.seconds for e in log.epochs), 3)

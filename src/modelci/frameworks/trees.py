@@ -22,7 +22,7 @@ from modelci import atomic
 from modelci.errors import ModelFactoryError, UsageError, first_line
 
 if TYPE_CHECKING:
-    from onnx import ModelProto
+    from onnx import GraphProto, ModelProto, NodeProto
 
     from modelci.features import FeatureSpec, Target
     from modelci.frameworks import Fit, Trained
@@ -37,11 +37,12 @@ def defined_in(made: object, library: str) -> bool:
 
 
 def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpoint: str) -> TrainLog:
-    """Fit `made` on the training rows, score the evaluation rows into one epoch record, save the
+    """Fit `made` on the training rows, score the validation rows into one epoch record, save the
     model (`dump` gives the library's own text) and write the training log.
 
-    NOTE: no early stopping on the evaluation rows: they are the rows the comparison judges the model on,
-    so choosing the number of trees on them would flatter it (a validation split is for that).
+    NOTE: the evaluation rows are never read here: they are the rows the comparison judges the model on.
+    The library's own early stopping is not used yet (no eval set is passed), so the number of trees is
+    the factory's.
     """
     from importlib.metadata import version
 
@@ -52,7 +53,7 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
     config, target, label = fit.config, fit.target, fit.config.data.label
     one_process(made)
     x, y = fit.spec.transform(fit.datasets.train), target.encode(fit.datasets.train[label])
-    x_eval, y_eval = fit.spec.transform(fit.datasets.eval), target.encode(fit.datasets.eval[label])
+    x_val, y_val = fit.spec.transform(fit.datasets.validation), target.encode(fit.datasets.validation[label])
     if made.get_params().get("random_state") is None:  # NOTE: train.seed, unless the factory chose a seed
         made.set_params(random_state=config.train.seed)
     began = time.perf_counter()
@@ -62,13 +63,13 @@ def fit(made: Any, fit: Fit, framework: str, dump: Callable[[Any], str], checkpo
         raise ModelFactoryError(f"fitting {type(made).__name__} failed: {type(exc).__name__}: {exc}",
                                 hint="check model.params against the library's documentation") from None
     seconds = time.perf_counter() - began
-    train_out, eval_out = scores(made, x, target.task), scores(made, x_eval, target.task)
-    finite_scores(made, train_out, eval_out)
+    train_out, val_out = scores(made, x, target.task), scores(made, x_val, target.task)
+    finite_scores(made, train_out, val_out)
     log = fit.log
     log.framework = framework
     log.environment = {**log.environment, framework: version(framework)}  # NOTE: what a rerun needs
     log.settings = {"estimator": repr(made)[:500], "params": config.model.params}
-    record_fit(log, config, target, type(made).__name__, seconds, (y, train_out), (y_eval, eval_out))
+    record_fit(log, config, target, type(made).__name__, seconds, (y, train_out), (y_val, val_out))
     save(fit.out / checkpoint, framework, dump(made), fit.spec, target, label)
     atomic.write_json(fit.out / TRAIN_LOG, asdict(log))
     return log
@@ -123,7 +124,66 @@ def convert(model: Any, trained: Trained, opset: int, output: str, library: str)
                          f"{first_line(exc, 300)}",
                          hint=f"use a {library} objective and options onnxmltools supports "
                               "(see its list of supported models), or raise export.opset") from None
-    return last_output_only(onnx_model, output)
+    return as_margin(last_output_only(onnx_model, output))
+
+
+def as_margin(model: ModelProto) -> ModelProto:
+    """`model` with a two-class boosted TreeEnsembleClassifier (one score, LOGISTIC) replaced by the same trees as
+    a one-target TreeEnsembleRegressor (the margin), then p1 = Sigmoid(margin) and p0 = 1 - p1, the probabilities
+    the classifier computes. Any other model is returned as it is.
+
+    NOTE: ONNX Runtime runs a classifier of two classes through its several-scores path (a vector of scores per
+    row); the regressor of one target takes its one-score path, 7-12% faster at batch 1,024 (benchmarks/trees).
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    _drop_unused(graph)
+    found = next((n for n in graph.node if n.op_type == "TreeEnsembleClassifier"), None)
+    if found is None or not _binary_margin(found) or found.output[0] in _used(graph):
+        return model
+    attributes = {a.name: helper.get_attribute_value(a) for a in found.attribute}
+    margin, p1, p0, one = (f"modelci_trees_{name}" for name in ("margin", "p1", "p0", "one"))
+    regressor = {("target_" + k.removeprefix("class_") if k.startswith("class_") else k): v
+                 for k, v in attributes.items() if k not in ("classlabels_int64s", "post_transform")}
+    nodes = [helper.make_node("TreeEnsembleRegressor", list(found.input), [margin], name=found.name,
+                              domain=found.domain, n_targets=1, aggregate_function="SUM", **regressor),
+             helper.make_node("Sigmoid", [margin], [p1], name="modelci_trees_sigmoid"),
+             helper.make_node("Sub", [one, p1], [p0], name="modelci_trees_p0"),
+             helper.make_node("Concat", [p0, p1], [found.output[1]], name="modelci_trees_probabilities", axis=1)]
+    at = list(graph.node).index(found)
+    graph.node.remove(found)
+    for offset, node in enumerate(nodes):
+        graph.node.insert(at + offset, node)
+    graph.initializer.append(helper.make_tensor(one, TensorProto.FLOAT, [], [1.0]))
+    return model
+
+
+def _used(graph: GraphProto) -> set[str]:
+    return {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+
+
+def _drop_unused(graph: GraphProto) -> None:
+    """Remove the nodes none of whose outputs is read (what `last_output_only` left of a dropped output)."""
+    while True:
+        used = _used(graph)
+        unused = [n for n in graph.node if not set(n.output) & used]
+        if not unused:
+            return
+        for node in unused:
+            graph.node.remove(node)
+
+
+def _binary_margin(node: NodeProto) -> bool:
+    """Whether `node` is what a two-class boosted model converts to: every leaf weight for class 0 (some negative,
+    so ONNX Runtime reads them as a margin), LOGISTIC, float weights and at most one base value."""
+    from onnx import helper
+
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    return (node.domain == "ai.onnx.ml" and len(a.get("classlabels_int64s", [])) == 2
+            and a.get("post_transform") == b"LOGISTIC" and set(a.get("class_ids", [])) == {0}
+            and min(a.get("class_weights", [0.0])) < 0
+            and len(a.get("base_values", [])) <= 1 and not any(k.endswith("_as_tensor") for k in a))
 
 
 def registered(register: Callable[[], Any], extra: str) -> Any:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from modelci.evaluate.metrics import LOWER_IS_BETTER
-from modelci.report.markdown import _load, _num
+from modelci.report.cells import num as _num
+from modelci.report.markdown import _load
 
 CARD_FILE = "model-card.md"
 SHOWN_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "grad_clip", "class_weights")

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
+
+from modelci.report import gate
+from modelci.report.cells import cell as _cell
+from modelci.report.cells import num as _num
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"  # written only when report.md had to be cut
@@ -29,23 +34,20 @@ def _load(out: Path, name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _num(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
-
-
-def _verdict_icon(verdict: str, passed: bool) -> str:
-    if not passed:
-        return {"failed-floor": "❌ failed floor", "undefined": "❌ undefined", "not-measured": "❌ not measured"}.get(
-            verdict, "❌ failed")
-    return {"improved": "🟢 improved", "regressed": "🟠 regressed", "unchanged": "⚪ unchanged",
-            "not-measured": "not measured"}.get(verdict, "–")
-
-
 def _gated(comparison: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every gated row: the metrics, then the operational figures."""
-    return [*comparison["metrics"], *comparison.get("operational", [])]
+    """Every gated row: the metrics, the operational figures, then the slices of the slice rules."""
+    return [*comparison["metrics"], *comparison.get("operational", []), *comparison.get("slices", [])]
+
+
+def _name(row: dict[str, Any]) -> str:
+    """A row's name; a slice's with its column and value."""
+    return f"{row['name']} [{row['slice']} = {row['slice_value']}]" if row.get("slice") else str(row["name"])
+
+
+def _failures(comparison: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, reason) of each row and gap that failed the gate."""
+    gaps = [(f"{g['metric']} gap by {g['slice']}", g["reason"]) for g in comparison.get("gaps", []) if not g["passed"]]
+    return [(_name(m), m["reason"]) for m in _gated(comparison) if not m["passed"]] + gaps
 
 
 def overall(out: Path) -> tuple[str, bool]:
@@ -58,7 +60,7 @@ def overall(out: Path) -> tuple[str, bool]:
     if comparison is None:
         return "⚠️ **Incomplete**: the pipeline stopped before the comparison.", False
     if not comparison["passed"]:
-        failed = ", ".join(m["name"] for m in _gated(comparison) if not m["passed"])
+        failed = ", ".join(name for name, _ in _failures(comparison))
         because = f"the gate rejected {failed}" if failed else comparison["reason"]
         return f"❌ **Failed**: {because}.", False
     if comparison["baseline_status"] == "compared":
@@ -75,23 +77,44 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
                      f"{comparison['bootstrap']:,} bootstrap resamples.")
     else:
         lines.append(f"No comparison: {comparison.get('reason')}")
+    lines += [part for note in (comparison.get("comparability") or {}).get("notes", []) for part in ("", f"⚠️ {note}.")]
     lines += ["", f"| metric | baseline | candidate | difference | {level}% interval | verdict | rule |",
               "|---|---:|---:|---:|---|---|---|"]
     for m in comparison["metrics"]:
-        interval = (f"[{_num(m['ci_low'], True)}, {_num(m['ci_high'], True)}]"
-                    if m["ci_low"] is not None else "–")
         arrow = "↑" if m["higher_is_better"] else "↓"
         lines.append(f"| {m['name']} {arrow} | {_num(m['baseline'])} | {_num(m['candidate'])} | "
-                     f"{_num(m['difference'], True)} | {interval} | {_verdict_icon(m['verdict'], m['passed'])} | "
-                     f"{m['rule'] or ''} |")
+                     f"{_num(m['difference'], True)} | {gate.interval_cell(m, comparison['confidence'])} | "
+                     f"{gate.verdict_cell(m['verdict'], m['passed'])} | {m['rule'] or ''} |")
+    lines += _seeds(comparison) + gate.multiplicity(comparison) + gate.slices_section(comparison)
+    lines += gate.legend([*comparison["metrics"], *comparison.get("slices", [])])
     for m in comparison["metrics"]:
         if m.get("mcnemar_p") is not None:
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
                           f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
-    failures = [f"- **{m['name']}**: {m['reason']}" for m in _gated(comparison) if not m["passed"]]
+    failures = [f"- **{name}**: {reason}" for name, reason in _failures(comparison)]
     lines += ["", *failures] if failures else []
     return [*lines, *_fold_differences(comparison), *_roc_chart(comparison), *_operational_section(comparison), ""]
+
+
+def _seeds(comparison: dict[str, Any]) -> list[str]:
+    """The training noise: each seed's metrics, and what the intervals count of it."""
+    found = comparison.get("seeds")
+    if not found:
+        return []
+    n = found["seeds"]
+    lines = ["", f"Training noise: the candidate was trained with {n} seeds (compare.seeds); its figures above are "
+                 f"their mean, the published model is the first seed's, and the intervals count the seeds' spread "
+                 "and the baseline's as well as the rows'."]
+    lines += [f"⚠️ {found['note']}."] if found.get("note") else []
+    seeds = " | ".join(f"seed {i + 1}" for i in range(n))
+    lines += ["", f"| metric | {seeds} | spread (sd) | baseline's spread (sd) |", "|---|" + "---:|" * (n + 2)]
+    for name, values in found["candidate"].items():
+        finite = [v for v in values if v is not None]
+        spread = statistics.stdev(finite) if len(finite) > 1 else None
+        lines.append(f"| {name} | " + " | ".join(_num(v) for v in values)
+                     + f" | {_num(spread)} | {_num(found['baseline_std'].get(name))} |")
+    return lines
 
 
 def _fold_differences(comparison: dict[str, Any]) -> list[str]:
@@ -101,11 +124,14 @@ def _fold_differences(comparison: dict[str, Any]) -> list[str]:
     k = found["folds"]
     if found["reason"]:
         return ["", f"No fold-wise comparison of the {k}-fold cross-validations: {found['reason']}."]
-    level = round(comparison["confidence"] * 100)
-    lines = ["", f"Fold-wise differences (candidate − baseline) of the {k}-fold cross-validations, the same folds "
-             f"for both; {level}% Student-t intervals of the mean:", "",
-             f"| metric | mean difference | {level}% interval | " + " | ".join(f"fold {i}" for i in range(1, k + 1))
-             + " |", "|---|---:|---|" + "---:|" * k]
+    level, repeats = round(comparison["confidence"] * 100), found.get("repeats", 1)
+    folds = _fold_names(k, repeats)
+    repeated = f" repeated {repeats} times" if repeats > 1 else ""
+    lines = ["", f"Fold-wise differences (candidate − baseline) of the {k}-fold cross-validations{repeated}, the same "
+             f"folds for both; {level}% intervals of the mean, Nadeau–Bengio corrected for the folds' overlapping "
+             "training data:", "",
+             f"| metric | mean difference | {level}% interval | " + " | ".join(folds) + " |",
+             "|---|---:|---|" + "---:|" * len(folds)]
     for name, m in found["metrics"].items():
         interval = f"[{_num(m['ci_low'], True)}, {_num(m['ci_high'], True)}]" if m["ci_low"] is not None else "–"
         lines.append(f"| {name} | {_num(m['mean'], True)} | {interval} | "
@@ -119,12 +145,15 @@ def _operational_section(comparison: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Latency and size", "",
              f"Latency of one request in ONNX Runtime on this runner, of 1 row and of {comparison['latency_batch']} "
-             "rows, both models measured in turns in one process.", "",
+             "rows, both models timed in turns in this one process, so their figures are comparable by construction; "
+             f"the change's {round(comparison['confidence'] * 100)}% bootstrap interval is in brackets.", "",
              "| figure ↓ | baseline | candidate | change | verdict | rule |", "|---|---:|---:|---:|---|---|"]
     for m in rows:
         change = f"{m['candidate'] / m['baseline'] - 1:+.1%}" if m["baseline"] and m["candidate"] is not None else "–"
+        if m["baseline"] and m.get("ci_low") is not None:
+            change += f" [{m['ci_low'] / m['baseline']:+.1%}, {m['ci_high'] / m['baseline']:+.1%}]"
         lines.append(f"| {m['name']} | {_figure(m['baseline'])} | {_figure(m['candidate'])} | {change} | "
-                     f"{_verdict_icon(m['verdict'], m['passed'])} | {m['rule'] or ''} |")
+                     f"{gate.verdict_cell(m['verdict'], m['passed'])} | {m['rule'] or ''} |")
     return lines
 
 
@@ -157,11 +186,6 @@ def _examples(v: dict[str, Any]) -> str:
     if not v["sample_values"]:
         return ", ".join(f"row {r}" for r in v["sample_rows"])
     return ", ".join(f"{r}: `{_cell(repr(val))}`" for r, val in zip(v["sample_rows"], v["sample_values"], strict=False))
-
-
-def _cell(text: str) -> str:
-    """Text from the data, safe in a table cell: GitHub splits cells at every `|`, even in code."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _findings(data: dict[str, Any]) -> list[str]:
@@ -219,20 +243,20 @@ def _training_section(log: dict[str, Any]) -> list[str]:
              f"{log.get('precision', 'fp32')}), {len(log['epochs'])} epochs in {log['seconds']:.1f} s, "
              f"seed {log['seed']}."]
     if last:
-        lines.append(f"Final training loss {last['loss']:.4f}, evaluation loss {last['eval_loss']:.4f}, "
+        lines.append(f"Final training loss {last['loss']:.4f}, validation loss {last['val_loss']:.4f}, "
                      f"{last['samples_per_s']:,.0f} samples/s.")
     kept = log.get("kept_epoch")
     if kept and kept != len(log["epochs"]):
         stopped = "Stopped early; the" if log.get("stopped_early") else "The"
-        lines.append(f"{stopped} model is epoch {kept}'s, which had the lowest evaluation loss.")
+        lines.append(f"{stopped} model is epoch {kept}'s, which had the lowest validation loss.")
     if log.get("resumed_from"):
         lines.append(f"Resumed after epoch {log['resumed_from']} from a saved state.")
     epochs = log["epochs"]
-    finite = all(isinstance(e[k], (int, float)) and math.isfinite(e[k]) for e in epochs for k in ("loss", "eval_loss"))
+    finite = all(isinstance(e[k], (int, float)) and math.isfinite(e[k]) for e in epochs for k in ("loss", "val_loss"))
     if len(epochs) > 1 and finite:  # NOTE: a NaN would break the chart; the numbers above say what happened
         chart = _line_chart("Loss by epoch", "epoch", [str(e["epoch"]) for e in epochs], "loss",
                             {"training loss": [e["loss"] for e in epochs],
-                             "evaluation loss": [e["eval_loss"] for e in epochs]})
+                             "validation loss": [e["val_loss"] for e in epochs]})
         lines += ["", "<details><summary>Training curves</summary>", *chart, "", "</details>"]
     return [*lines, ""]
 
@@ -297,13 +321,22 @@ def _kfold(metrics: dict[str, Any]) -> list[str]:
         return []
     how = ", ".join(filter(None, ["stratified" if found["stratified"] else "",
                                   f"groups of `{found['group']}` kept whole" if found["group"] else ""]))
-    k = found["folds"]
-    lines = ["", f"{k}-fold cross-validation on the training data{f' ({how})' if how else ''}:", "",
-             "| metric | mean | std | " + " | ".join(f"fold {i}" for i in range(1, k + 1)) + " |",
-             "|---|---:|---:|" + "---:|" * k]
+    k, repeats = found["folds"], found.get("repeats", 1)
+    folds = _fold_names(k, repeats)
+    repeated = f", repeated {repeats} times" if repeats > 1 else ""
+    lines = ["", f"{k}-fold cross-validation on the training data{f' ({how})' if how else ''}{repeated}:", "",
+             "| metric | mean | std | " + " | ".join(folds) + " |",
+             "|---|---:|---:|" + "---:|" * len(folds)]
     lines += [f"| {name} | {_num(s['mean'])} | {_num(s['std'])} | " + " | ".join(map(_num, s["folds"])) + " |"
               for name, s in found["metrics"].items()]
     return lines
+
+
+def _fold_names(k: int, repeats: int) -> list[str]:
+    """Column heads of the folds: "fold i", or "r.i" (repeat r, fold i) for repeated K-fold."""
+    if repeats == 1:
+        return [f"fold {i}" for i in range(1, k + 1)]
+    return [f"{r}.{i}" for r in range(1, repeats + 1) for i in range(1, k + 1)]
 
 
 def _calibration(metrics: dict[str, Any]) -> list[str]:

@@ -17,10 +17,14 @@ if TYPE_CHECKING:
 
 
 def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False) -> TrainLog:
+    from modelci.data.rowsketch import write_training_sketch
     from modelci.train.trainer import train as train_model
 
     with github.group("Training"):
-        return train_model(config, datasets, out, resume=resume)
+        log = train_model(config, datasets, out, resume=resume)
+        # NOTE: the rows that made the model (cleaned, split), for a later comparison's overlap check
+        write_training_sketch(out, datasets.train, datasets.validation)
+        return log
 
 
 @click.command()

@@ -3,8 +3,9 @@ contract, or `model.onnx`, a file they already have; either is checked and used 
 
 The contract (also in the README). The command runs in the model repository's root with:
 
-- MODELCI_TRAIN_DATA, MODELCI_EVAL_DATA: Parquet files of the training and evaluation rows, after
-  `data.clean`;
+- MODELCI_TRAIN_DATA, MODELCI_VALIDATION_DATA, MODELCI_EVAL_DATA: Parquet files of the training,
+  validation and evaluation rows, after `data.clean`; choose (stop early, tune) on the validation rows
+  only: the evaluation rows are there for MODELCI_PREDICTIONS, and judge the model;
 - MODELCI_TASK, MODELCI_LABEL, MODELCI_FEATURES (a JSON list of the input columns), MODELCI_CLASSES
   (a JSON list: the order of the probability columns), MODELCI_SEED;
 - MODELCI_MODEL: where it must write its ONNX model, which takes one input per feature column,
@@ -70,6 +71,8 @@ def run(config: Config, datasets: Datasets, columns: list[str], target: Target, 
     predictions.unlink(missing_ok=True)  # NOTE: an earlier run's predictions are not this model's
     env = {**os.environ,
            "MODELCI_TRAIN_DATA": str(_parquet(datasets.train, data / "train.parquet")),
+           "MODELCI_VALIDATION_DATA": str(_parquet(datasets.validation, data / "validation.parquet")),
+           # NOTE: the evaluation rows too, for the predictions export checks parity on (MODELCI_PREDICTIONS)
            "MODELCI_EVAL_DATA": str(_parquet(datasets.eval, data / "eval.parquet")),
            "MODELCI_TASK": config.task, "MODELCI_LABEL": config.data.label,
            "MODELCI_FEATURES": json.dumps(columns), "MODELCI_CLASSES": json.dumps(list(target.classes)),

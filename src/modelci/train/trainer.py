@@ -53,7 +53,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
         for stale in (*(adapter.checkpoint for adapter in every), PICKLE_CHECKPOINT):
             (out / stale).unlink(missing_ok=True)  # NOTE: a run that fails must not leave an older model behind
     log = TrainLog(task=config.task, framework="", device="cpu", processes=1, precision="fp32",
-                   rows=len(datasets.train), eval_rows=len(datasets.eval), input_columns=columns,
+                   rows=len(datasets.train), validation_rows=len(datasets.validation), input_columns=columns,
                    input_dim=spec.width, parameters=0, seed=settings.seed,
                    settings=asdict(settings) | {"params": config.model.params,
                                                 "tuned_from": str(config.tuned_from) if config.tuned_from else None},
@@ -80,6 +80,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     log.framework = adapter.name
     # NOTE: a model over the raw columns does its own preprocessing: modelci's categories are not what it uses.
     if not raw_columns(adapter):
+        # NOTE: reads the evaluation rows to report them (their categories unseen in training); it chooses nothing.
         log.categories = category_report(spec, datasets.train, datasets.eval)
         if main:
             for name, entry in log.categories.items():

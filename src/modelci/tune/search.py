@@ -1,8 +1,9 @@
-"""Hyperparameter search: Optuna trials, each a real `modelci train`, pruned on the per-epoch eval metric.
+"""Hyperparameter search: Optuna trials, each a real `modelci train`, pruned on the per-epoch validation metric.
 
 Each trial sets the parameters of `tune.space` over modelci.yaml (validated like the file itself)
-and trains exactly as `modelci train` does. The trial's value is its model's evaluation metric
-(the best epoch's when early stopping keeps one), measured during training, without ONNX export.
+and trains exactly as `modelci train` does. The trial's value is its model's metric on the validation
+rows (the best epoch's when early stopping keeps one), measured during training, without ONNX export:
+the evaluation rows, which the gate judges on, choose nothing.
 With `tune.storage`, trials of several runners (a workflow matrix) go into one study. The best
 parameters go to `tune.best_file`, which `train` then applies.
 """
@@ -90,7 +91,7 @@ def _measuring(config: Config, metric: str) -> Config:
 
 
 def _value(log: TrainLog, metric: str) -> float:
-    """The metric of the epoch the trial's model is (the best one when train.patience keeps it)."""
+    """The validation metric of the epoch the trial's model is (the best one when train.patience keeps it)."""
     kept = log.epochs[(log.kept_epoch or len(log.epochs)) - 1]
     value = kept.metrics.get(metric)
     if value is None:

@@ -1,0 +1,94 @@
+"""Training noise: the candidate's recipe trained again with other seeds (`compare.seeds: N`).
+
+Seed i of N is `train.seed + i`. The model that is published is always the first (`train.seed`), fixed
+before any is scored, never the best of N on the evaluation rows. The others are trained, exported
+and checked for parity exactly as it is, into `--out/seeds/seed-<seed>/`, and scored on the
+evaluation rows; metrics.json records every seed's metrics and their spread, so an artifact
+published with seeds keeps its own noise on record for the comparisons made against it later. The
+comparison (compare/comparison.py) counts that spread into the intervals of the gated metrics.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelci import github
+from modelci.errors import CheckFailed, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelci.config import Config
+    from modelci.data.tables import Datasets
+
+SEEDS_DIR = "seeds"
+SEEDS_VERSION = 1
+
+
+def seed_values(config: Config) -> list[int]:
+    """The seeds of the `compare.seeds` trainings, the published model's first."""
+    return [config.train.seed + i for i in range(config.compare.seeds)]
+
+
+def seed_model(out: Path, seed: int) -> Path:
+    from modelci.outputs import MODEL_FILE
+
+    return out / SEEDS_DIR / f"seed-{seed}" / MODEL_FILE
+
+
+def train_seeds(config: Config, datasets: Datasets, out: Path) -> None:
+    """Train, export and check each seed after the first, into `out/seeds/`."""
+    from modelci.export.onnx_export import export_model
+    from modelci.frameworks.fitting import Diverged
+    from modelci.train.trainer import train
+
+    if config.model.onnx is not None:
+        # NOTE: a file made elsewhere would be the same model for every seed: no noise to measure
+        raise UsageError("compare.seeds trains the candidate once per seed; model.onnx is a model already made",
+                         hint="set compare.seeds: 1 for a model.onnx, or make it with a train.command, which is "
+                              "given each seed as MODELCI_SEED")
+    shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)  # NOTE: no model of an earlier run is scored as this run's
+    seeds = seed_values(config)
+    for number, seed in enumerate(seeds[1:], start=2):
+        folder = seed_model(out, seed).parent
+        folder.mkdir(parents=True)
+        name = f"seed {seed} ({number} of {len(seeds)}, compare.seeds)"
+        github.log(f"    {name}: training")
+        trained = config.with_train(seed=seed)
+        try:
+            train(trained, datasets, folder)
+        except Diverged as exc:
+            raise Diverged(f"{name}: {exc.message}", epoch=exc.epoch, hint=exc.hint or "") from None
+        parity = export_model(trained, datasets.eval, folder)
+        if not parity.passed:
+            raise CheckFailed(f"{name}: its ONNX model does not match its trained model: " + "; ".join(parity.problems))
+
+
+def score_seeds(config: Config, frame: pd.DataFrame, out: Path) -> dict[str, Any]:
+    """Every seed's metrics on the evaluation rows, the published model's first, and their spread."""
+    from modelci.evaluate.evaluator import evaluate_frame
+    from modelci.outputs import MODEL_FILE
+
+    seeds = seed_values(config)
+    models = [out / MODEL_FILE, *candidate_models(config, out)]
+    return summary(seeds, [evaluate_frame(config, frame, model) for model in models])
+
+
+def summary(seeds: list[int], metrics: list[dict[str, float | None]]) -> dict[str, Any]:
+    """Per metric: each seed's value, their mean and standard deviation (n - 1)."""
+    found: dict[str, Any] = {}
+    for name in metrics[0]:
+        values = [m[name] for m in metrics]
+        finite = np.array([v for v in values if v is not None], dtype=np.float64)
+        found[name] = {"values": values, "mean": float(finite.mean()) if len(finite) else None,
+                       "std": float(finite.std(ddof=1)) if len(finite) > 1 else None}
+    return {"version": SEEDS_VERSION, "seeds": seeds, "metrics": found}
+
+
+def candidate_models(config: Config, out: Path) -> list[Path]:
+    """The extra seeds' models that this run trained (none when compare.seeds is 1)."""
+    return [seed_model(out, seed) for seed in seed_values(config)[1:]]
