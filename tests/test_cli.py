@@ -132,6 +132,8 @@ def test_data_check_in_actions_annotates_the_file(cli, repo: Path, tmp_path: Pat
     frame = pd.read_parquet(repo / "data" / "eval.parquet").drop(columns=["senior"])
     frame.to_parquet(repo / "data" / "eval.parquet", index=False)
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text()
+                                   + "registry: oci:.modelci/registry\nregistry_local_in_ci: true\n")
     result = cli("data", "check")
     assert result.code == 1
     assert "::error file=data/eval.parquet::senior: the column is missing from eval.parquet (500 rows)" in result.err

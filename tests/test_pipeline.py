@@ -140,6 +140,8 @@ def test_a_bigger_model_fails_a_size_gate_and_latency_is_measured_on_both(cli, r
 def test_report_comments_on_the_pull_request_once_and_a_failure_only_warns(cli, repo: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    (repo / "modelci.yaml").write_text((repo / "modelci.yaml").read_text()
+                                   + "registry: oci:.modelci/registry\nregistry_local_in_ci: true\n")
     with GitHubStandIn(token="t0ken") as github:
         github.add_repository("team/churn", pulls=(12,))
         for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_API_URL": github.url, "GITHUB_REPOSITORY": "team/churn",

@@ -46,7 +46,7 @@ def caller(tmp_path: Path, small_data: Path, served: Served) -> Path:  # noqa: F
     for example in (ROOT / "examples" / "workflows").glob("*.yml"):
         shutil.copy(example, repo / ".github" / "workflows" / example.name)
     config = repo / "modelci.yaml"
-    config.write_text(config.read_text().replace("oci:.modelci/registry", f"{served.host}/{REPOSITORY}-e2e"))
+    config.write_text(f"{config.read_text()}registry: {served.host}/{REPOSITORY}-e2e\n")
     git(repo, "init", "-q", "-b", "main")
     git(repo, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git")
     git(repo, "add", "-A")
@@ -182,6 +182,10 @@ def push_broken(repository: str, digest: str, commit: str, folder: Path) -> str:
 def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller: Path, github: GitHubStandIn,
                                                                         tmp_path: Path) -> None:
     artifacts = tmp_path / "artifacts"
+    # NOTE: a repository of its own in the session's registry: the other test publishes a main to compare with
+    config = caller / "modelci.yaml"
+    config.write_text(config.read_text().replace(f"{REPOSITORY}-e2e", f"{REPOSITORY}-fork"))
+    git(caller, "commit", "-qam", "a registry of its own")
     fork = act(caller, "pull_request", pull_request(caller, fork=True), "pull-request.yml", github, artifacts)
     assert fork.returncode == 0, fork.stdout[-3000:]
     assert github.comments_on(REPOSITORY, PULL) == []  # a fork's token could not have

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from modelci.compare.operational import CANDIDATE_ONLY, FIGURES
 from modelci.compare.verdicts import NO_REGRESSION, NON_INFERIOR, REQUIREMENTS, SUPERIOR
 from modelci.data.schema import DRIFT_THRESHOLDS, DriftRule, drift_rule
 from modelci.errors import ConfigError
-from modelci.evaluate.metrics import METRICS_BY_TASK
+from modelci.evaluate.metrics import DEFAULT_THRESHOLD, METRICS_BY_TASK, THRESHOLD_CRITERIA
 
 DEFAULT_CONFIG = "modelci.yaml"
 DEFAULT_REGISTRY = "oci:.modelci/registry"
@@ -123,6 +124,9 @@ class EvaluateConfig:
     kfold: int = 0  # K-fold cross-validation of the training data; 0: none
     repeats: int = 1  # repeated K-fold: partitions into K folds, each shuffled with its own seed
     group: str | None = None  # a column whose groups stay whole in one fold (a customer, a patient)
+    # binary: the probability at which a row is called positive, or the criterion (f1 | youden) that chooses
+    # it on the validation rows at export (evaluate/metrics.py choose_threshold)
+    threshold: float | str = DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ class CompareConfig:
     seed: int = 0
     latency_batch: int = 64  # rows in the batched request whose latency is measured beside one row's
     latency_repeats: int = 200  # requests of each kind per model, after a warm-up
-    require_baseline: bool = False  # fail the gate when there is no baseline, or none comparable
+    # fail the gate when there is no baseline, or none comparable (or an unfair one); None: on pull requests in
+    # GitHub Actions once main has published (compare/comparison.py)
+    require_baseline: bool | None = None
     min_slice_rows: int = 30  # a slice with fewer evaluation rows is reported as too small to judge
     seeds: int = 1  # trainings of the candidate, with train.seed, train.seed + 1, ...: their spread is in the verdict
     # the largest share of evaluation rows the baseline may have been trained on before the comparison is flagged
@@ -203,6 +209,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     registry: str = DEFAULT_REGISTRY
+    registry_local_in_ci: bool = False  # a registry on the runner's disk is kept in GitHub Actions (a persistent disk)
     path: Path = Path(DEFAULT_CONFIG)
     tuned_from: Path | None = None  # the file of tuned parameters applied over the config file, if any
 
@@ -472,7 +479,7 @@ def _count(section: dict[str, Any], key: str, prefix: str, problems: _Problems, 
 
 def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> EvaluateConfig:
     section = _mapping(raw, "evaluate", problems, required=False)
-    _unknown_keys(section, ["metrics", "slices", "kfold", "repeats", "group"], "evaluate.", problems)
+    _unknown_keys(section, ["metrics", "slices", "kfold", "repeats", "group", "threshold"], "evaluate.", problems)
     slices = section.get("slices") or []
     if not (isinstance(slices, list) and all(isinstance(c, str) and c for c in slices)):
         problems.add("evaluate.slices", f"expected a list of column names, got {slices!r}")
@@ -486,7 +493,8 @@ def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> Eval
         problems.add("evaluate.group", f"expected a column name, got {group!r}")
         group = None
     repeats = _number(section, "repeats", "evaluate.", problems, 1, positive=True, integer=True)
-    found = EvaluateConfig(slices=tuple(slices), kfold=kfold, repeats=repeats, group=group)
+    found = EvaluateConfig(slices=tuple(slices), kfold=kfold, repeats=repeats, group=group,
+                           threshold=_threshold(section.get("threshold"), task, problems))
     metrics = section.get("metrics")
     if metrics is None or task not in METRICS_BY_TASK:
         return found
@@ -498,6 +506,28 @@ def _metrics(raw: dict[str, Any], task: str | None, problems: _Problems) -> Eval
         if name not in allowed:
             problems.add("evaluate.metrics", f"{name!r} is not a {task} metric; allowed: {', '.join(allowed)}")
     return dataclasses.replace(found, metrics=tuple(m for m in metrics if m in allowed))
+
+
+def _threshold(value: Any, task: str | None, problems: _Problems) -> float | str:
+    """evaluate.threshold: a number in (0, 1), or {choose: CRITERION}; binary tasks only."""
+    choices = " or ".join(f"{{choose: {c}}}" for c in THRESHOLD_CRITERIA)
+    if value is None:
+        return DEFAULT_THRESHOLD
+    if task in METRICS_BY_TASK and task != "binary":
+        problems.add("evaluate.threshold", f"a classification threshold is for binary tasks; this task is {task}")
+        return DEFAULT_THRESHOLD
+    if isinstance(value, dict):
+        _unknown_keys(value, ["choose"], "evaluate.threshold.", problems)
+        if value.get("choose") not in THRESHOLD_CRITERIA:
+            problems.add("evaluate.threshold.choose",
+                         f"expected one of {', '.join(THRESHOLD_CRITERIA)}; got {value.get('choose')!r}")
+            return DEFAULT_THRESHOLD
+        return str(value["choose"])
+    if not _typed(value, (int, float)) or not 0 < value < 1:
+        problems.add("evaluate.threshold", f"expected a number between 0 and 1 (both excluded), or {choices}; "
+                                           f"got {value!r}")
+        return DEFAULT_THRESHOLD
+    return float(value)
 
 
 def _gate(raw: dict[str, Any], task: str | None, problems: _Problems, path: Path) -> tuple[GateRule, ...]:
@@ -659,7 +689,8 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
         seed=_number(section, "seed", "compare.", problems, 0, integer=True),
         latency_batch=_number(section, "latency_batch", "compare.", problems, 64, positive=True, integer=True),
         latency_repeats=_number(section, "latency_repeats", "compare.", problems, 200, positive=True, integer=True),
-        require_baseline=_flag(section, "require_baseline", "compare.", problems),
+        require_baseline=None if section.get("require_baseline") is None else
+        _flag(section, "require_baseline", "compare.", problems),
         min_slice_rows=_number(section, "min_slice_rows", "compare.", problems, 30, positive=True, integer=True),
         seeds=_number(section, "seeds", "compare.", problems, 1, positive=True, integer=True),
         max_overlap=_max_overlap(section, problems),
@@ -771,15 +802,24 @@ def _search_param(key: str, spec: Any, sampler: str, problems: _Problems) -> Sea
     return SearchParam(key, kind, low=low, high=high, log=bool(log), step=step)
 
 
+def default_registry() -> str:
+    """Where artifacts go when the config names no registry: in GitHub Actions, the repository's own package on
+    GitHub's registry (a runner's disk is emptied after every job); elsewhere, a folder beside the config."""
+    repository = os.environ.get("GITHUB_REPOSITORY", "") if os.environ.get("GITHUB_ACTIONS") == "true" else ""
+    # NOTE: GHCR takes lowercase repository names only
+    return f"ghcr.io/{repository.lower()}-model" if repository else DEFAULT_REGISTRY
+
+
 def parse_config(raw: Any, path: Path) -> Config:
     """Validate a parsed YAML document; raise `ConfigError` listing every problem."""
     if not isinstance(raw, dict):
         raise ConfigError(str(path), [f"expected a mapping of sections at the top, got {raw!r}"])
     problems = _Problems()
-    top = ["task", "data", "model", "train", "evaluate", "gate", "compare", "export", "tune", "registry"]
+    top = ["task", "data", "model", "train", "evaluate", "gate", "compare", "export", "tune", "registry",
+           "registry_local_in_ci"]
     _unknown_keys(raw, top, "", problems)
     task = _choice(raw, "task", "", problems, TASKS, None)
-    registry = raw.get("registry", DEFAULT_REGISTRY)
+    registry = raw.get("registry", default_registry())
     if not isinstance(registry, str) or not registry:
         problems.add("registry", f"expected a reference such as 'oci:.modelci/registry', got {registry!r}")
         registry = DEFAULT_REGISTRY
@@ -794,6 +834,7 @@ def parse_config(raw: Any, path: Path) -> Config:
         export=_export(raw, problems),
         tune=_tune(raw, task, path.parent, problems),
         registry=registry,
+        registry_local_in_ci=_flag(raw, "registry_local_in_ci", "", problems),
         path=path,
     )
     if config.task == "regression" and config.train.class_weights != "none":

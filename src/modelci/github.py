@@ -19,6 +19,11 @@ def in_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
+def on_pull_request() -> bool:
+    """Whether this is a pull request's workflow run in GitHub Actions."""
+    return in_actions() and os.environ.get("GITHUB_EVENT_NAME") in ("pull_request", "pull_request_target")
+
+
 def log(message: str) -> None:
     # NOTE: in a torchrun job (several training processes) only the first process speaks.
     if os.environ.get("RANK", "0") == "0":

@@ -191,7 +191,7 @@ def publish(config: Config, out: Path, revision: str, dirty: list[Change] | None
     """
     from modelci.compare.cli import BASELINE_TAG
     from modelci.registry.artifact import ANNOTATION_PREFIX, push_files
-    from modelci.registry.reference import parse_reference
+    from modelci.registry.reference import configured_registry
 
     metrics = json.loads((out / "metrics.json").read_text())
     data = json.loads((out / "data-report.json").read_text())
@@ -209,7 +209,7 @@ def publish(config: Config, out: Path, revision: str, dirty: list[Change] | None
     files = [out / "model.onnx", *(out / name for name in EVIDENCE)]
     if config.data.schema is not None:
         files.append(config.data.schema)
-    registry = parse_reference(config.registry, base=config.root)
+    registry = configured_registry(config)
     with github.group(f"Publish to {registry}"):
         descriptor = push_files(files, registry, [f"sha-{revision}", BASELINE_TAG], annotations)
         github.log(f"    {registry.with_tag(f'sha-{revision}')} and :{BASELINE_TAG} = {descriptor.digest}")

@@ -22,11 +22,11 @@ BASELINE_TAG = "main"
 
 def baseline_reference(config: Config, baseline: str | None) -> Reference:
     """`--baseline` as given (relative to the working directory), else `<registry>:main`."""
-    from modelci.registry.reference import parse_reference
+    from modelci.registry.reference import configured_registry, parse_reference
 
     if baseline:
         return parse_reference(baseline)
-    return parse_reference(config.registry, base=config.root).with_tag(BASELINE_TAG)
+    return configured_registry(config).with_tag(BASELINE_TAG)
 
 
 def stage(config: Config, out: Path, eval_frame: pd.DataFrame, baseline: Reference) -> Comparison:

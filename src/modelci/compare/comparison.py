@@ -17,7 +17,7 @@ import numpy as np
 from modelci import atomic, github
 from modelci.compare import operational, overlap
 from modelci.compare.folds import fold_differences
-from modelci.compare.gate import Judged, judge
+from modelci.compare.gate import Judged, Thresholds, judge
 from modelci.compare.gate import mcnemar as mcnemar  # NOTE: re-exported: where it was before gate.py
 from modelci.compare.rows import GapComparison, MetricComparison, Multiplicity, bounds, describe, failed_verdict
 from modelci.config import Config, GateRule
@@ -58,6 +58,8 @@ class Comparison:
     reason: str | None = None
     comparability: overlap.Comparability | None = None  # overlap with the baseline's training rows
     seeds: dict[str, Any] | None = None  # compare.seeds: the training noise the metrics' intervals count
+    thresholds: dict[str, float] | None = None  # binary: each model's classification threshold, which it is judged at
+    baseline_required: bool = False  # a missing, not comparable or unfair baseline fails the gate
     version: int = COMPARISON_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -150,6 +152,21 @@ def _load(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _baseline_required(config: Config, *, published: bool) -> bool:
+    """compare.require_baseline; unset, true on a pull request once main has published: a pull request before
+    that has nothing to be compared with, one after it must be compared."""
+    if config.compare.require_baseline is not None:
+        return config.compare.require_baseline
+    return published and github.on_pull_request()
+
+
+def required_because(config: Config) -> str:
+    if config.compare.require_baseline:
+        return "compare.require_baseline is true"
+    return ("on a pull request, once main has published, the comparison must be made (set "
+            "compare.require_baseline: false to let it pass without)")
+
+
 def _seed_models(config: Config, out: Path) -> list[Path]:
     """The candidate's other seeds' models, which `modelci evaluate` trains when compare.seeds > 1."""
     from modelci.errors import UsageError
@@ -208,9 +225,14 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
             baseline_scores = baseline.predict(frame)
     github.log(f"    baseline: {result.baseline_status}"
                + (f" ({result.baseline_digest})" if result.baseline_digest else ""))
+    seeds = [OnnxModel(path) for path in _seed_models(config, out)]
+    # NOTE: each model at its own threshold: the comparison is of the two models as they are deployed
+    thresholds = Thresholds(candidate.threshold, baseline.threshold if baseline else candidate.threshold,
+                            tuple(seed.threshold for seed in seeds))
     judged: Judged = judge(config, y, scores, baseline_scores, candidate.task, frame,
-                           [OnnxModel(path).predict(frame) for path in _seed_models(config, out)],
-                           (_load(out / BASELINE_DIR / METRICS_FILE) or {}).get("seeds") if baseline else None)
+                           [seed.predict(frame) for seed in seeds],
+                           (_load(out / BASELINE_DIR / METRICS_FILE) or {}).get("seeds") if baseline else None,
+                           thresholds)
     result.metrics, result.slices, result.gaps = judged.metrics, judged.slices, judged.gaps
     result.seeds = judged.seeds.to_json() if judged.seeds is not None else None
     result.multiplicity = judged.multiplicity
@@ -218,13 +240,16 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     result.operational = _operational_rows(config, candidate, baseline, frame, result.latency_batch, out)
     if candidate.task == "binary":
         result.roc = _roc_points(y, {"candidate": scores, "baseline": baseline_scores})
+        result.thresholds = {"candidate": candidate.threshold,
+                             **({"baseline": baseline.threshold} if baseline is not None else {})}
     if baseline is not None:
         result.kfold = fold_differences(out, out / BASELINE_DIR, config.compare.confidence)
     result.passed = all(m.passed for m in [*result.metrics, *result.operational, *result.slices]) \
         and all(g.passed for g in result.gaps)
-    if config.compare.require_baseline and result.baseline_status != "compared":
+    result.baseline_required = _baseline_required(config, published=descriptor is not None)
+    if result.baseline_required and result.baseline_status != "compared":
         result.passed = False
-        result.reason = f"{result.reason}; compare.require_baseline is true, so this fails the gate"
+        result.reason = f"{result.reason}; {required_because(config)}, so this fails the gate"
     overlap.apply(result, config, frame, out, out / BASELINE_DIR)
     atomic.write_json(out / COMPARISON_FILE, result.to_json())
     return result

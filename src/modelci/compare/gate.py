@@ -30,7 +30,8 @@ from modelci.compare.rows import (
 )
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import finite_or_none, metric_names
-from modelci.evaluate.metrics import FUNCTIONS, LOWER_IS_BETTER
+from modelci.evaluate.metrics import DEFAULT_THRESHOLD, FUNCTIONS, LOWER_IS_BETTER, decided
+from modelci.evaluate.metrics import value as metric_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +44,20 @@ class Judged:
     gaps: list[GapComparison]
     multiplicity: Multiplicity
     seeds: SeedNoise | None = None  # the training noise counted in the metrics' intervals (compare.seeds)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Each model's classification threshold (binary; 0.5 unless its export recorded another): the metrics of
+    decided classes, McNemar's test and the slices judge each model as it is deployed."""
+
+    candidate: float = DEFAULT_THRESHOLD
+    baseline: float = DEFAULT_THRESHOLD
+    seeds: tuple[float, ...] = ()  # the candidate's other seeds' (compare.seeds), in the order of their scores
+
+    def candidates(self, count: int) -> list[float]:
+        """The published candidate's and its other seeds' thresholds, for `count` models in all."""
+        return [self.candidate, *self.seeds, *[DEFAULT_THRESHOLD] * (count - 1 - len(self.seeds))][:count]
 
 
 @dataclass(frozen=True)
@@ -59,10 +74,11 @@ class _Pending:
         return self.paired is not None and self.rule is not None and self.rule.require is not None
 
 
-def mcnemar(y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray) -> tuple[list[int], float]:
-    """McNemar's exact test: the rows only one model classifies right, and the two-sided p-value that the
-    models are equally accurate (a binomial test on those rows)."""
-    right_c, right_b = np.argmax(candidate, axis=1) == y, np.argmax(baseline, axis=1) == y
+def mcnemar(y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray, candidate_threshold: float = DEFAULT_THRESHOLD,
+            baseline_threshold: float = DEFAULT_THRESHOLD) -> tuple[list[int], float]:
+    """McNemar's exact test: the rows only one model classifies right (each at its own threshold), and the
+    two-sided p-value that the models are equally accurate (a binomial test on those rows)."""
+    right_c, right_b = decided(candidate, candidate_threshold) == y, decided(baseline, baseline_threshold) == y
     only_c, only_b = int(np.sum(right_c & ~right_b)), int(np.sum(right_b & ~right_c))
     if only_c + only_b == 0:
         return [only_c, only_b], 1.0
@@ -85,15 +101,18 @@ def _paired(draws: np.ndarray, name: str, rule: GateRule | None, baseline: float
 
 
 def _metric_rows(config: Config, y: np.ndarray, candidates: list[np.ndarray], baseline: np.ndarray | None,
-                 task: str, baseline_seeds: dict[str, Any] | None) -> tuple[list[_Pending], SeedNoise | None]:
+                 task: str, baseline_seeds: dict[str, Any] | None,
+                 thresholds: Thresholds) -> tuple[list[_Pending], SeedNoise | None]:
     """`candidates`: each seed's scores, the published model's first; with several, a row's candidate value is
     their mean and its interval counts the training noise (compare/noise.py)."""
     rules = {r.metric: r for r in config.gate if r.slice is None and r.metric in FUNCTIONS}
     names = list(dict.fromkeys([*metric_names(config), *rules]))
-    values = {name: [finite_or_none(FUNCTIONS[name](y, scores)) for scores in candidates] for name in names}
+    own = thresholds.candidates(len(candidates))
+    values = {name: [finite_or_none(metric_value(name, y, scores, threshold)) for scores, threshold in
+                     zip(candidates, own, strict=True)] for name in names}
     noise = seed_noise(len(candidates), values, baseline_seeds) if len(candidates) > 1 else None
     draws = paired_draws(names, y, [*candidates, baseline], task != "regression", config.compare.bootstrap,
-                         config.compare.seed) if baseline is not None else []
+                         config.compare.seed, [*own, thresholds.baseline]) if baseline is not None else []
     rng = np.random.default_rng(config.compare.seed)
     rows = []
     for name in names:
@@ -102,8 +121,9 @@ def _metric_rows(config: Config, y: np.ndarray, candidates: list[np.ndarray], ba
         row = MetricComparison(name, _higher_is_better(name, rule), value)
         paired = None
         if baseline is not None:
-            base = finite_or_none(FUNCTIONS[name](y, baseline))
-            discordant, p_value = mcnemar(y, candidates[0], baseline) if name == "accuracy" else (None, None)
+            base = finite_or_none(metric_value(name, y, baseline, thresholds.baseline))
+            discordant, p_value = mcnemar(y, candidates[0], baseline, thresholds.candidate, thresholds.baseline) \
+                if name == "accuracy" else (None, None)
             row = replace(row, baseline=base, difference=None if value is None or base is None else value - base,
                           discordant=discordant, mcnemar_p=p_value)
             differences = draws[0][name] - draws[1][name] if noise is None else recipe_differences(
@@ -199,17 +219,21 @@ def _gap_row(rule: GateRule, found: list[sliced.Slice], measured: tuple[sliced.G
 
 def judge(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray | None, task: str,
           frame: pd.DataFrame | None, other_seeds: list[np.ndarray] | None = None,
-          baseline_seeds: dict[str, Any] | None = None) -> Judged:
+          baseline_seeds: dict[str, Any] | None = None, thresholds: Thresholds | None = None) -> Judged:
     """Every metric row, every slice row and gap of the slice rules (with `frame`), each at the level Holm's
     step-down gives it. `other_seeds`: the scores of the candidate's other seeds (compare.seeds), which the
-    metric rows count; `baseline_seeds`: what the baseline's metrics.json recorded of its own."""
+    metric rows count; `baseline_seeds`: what the baseline's metrics.json recorded of its own; `thresholds`:
+    each model's own classification threshold (binary), 0.5 for every model when None."""
+    thresholds = thresholds or Thresholds()
     # NOTE: a slice column the data lacks is the user's error: said before any resampling
     groups = [(rule, sliced.groups(frame, rule, index)) for index, rule in enumerate(config.gate)
               if rule.slice is not None and frame is not None]
-    metrics, noise = _metric_rows(config, y, [candidate, *(other_seeds or [])], baseline, task, baseline_seeds)
+    metrics, noise = _metric_rows(config, y, [candidate, *(other_seeds or [])], baseline, task, baseline_seeds,
+                                  thresholds)
     measured = []
     for rule, found_groups in groups:
-        found = sliced.measure(config, rule, found_groups, y, candidate, baseline, task != "regression")
+        found = sliced.measure(config, rule, found_groups, y, candidate, baseline, task != "regression",
+                               (thresholds.candidate, thresholds.baseline))
         measured.append((rule, found, sliced.gap(rule, found) if rule.max_gap is not None else None))
     pending = metrics + [p for rule, found, _ in measured for p in _slice_rows(rule, found,
                                                                             config.compare.min_slice_rows)]

@@ -147,7 +147,9 @@ def apply(result: Comparison, config: Config, frame: pd.DataFrame, out: Path, ba
         if note.startswith("overlap not checked"):
             continue
         github.warning(note)
-    if found.unfair and config.compare.require_baseline:
+    if found.unfair and result.baseline_required:
+        from modelci.compare.comparison import required_because
+
         result.passed = False
-        result.reason = "; ".join(filter(None, [result.reason, f"{_unfair_sentence(found)}; compare.require_baseline "
-                                                               "is true, so this fails the gate"]))
+        result.reason = "; ".join(filter(None, [result.reason, f"{_unfair_sentence(found)}; "
+                                                               f"{required_because(config)}, so this fails the gate"]))

@@ -10,14 +10,14 @@ at a fraction of the cost of a Python loop over resamples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from modelci.evaluate.metrics import _EPS, _positive
+from modelci.evaluate.metrics import _EPS, DEFAULT_THRESHOLD, _positive, decided
 
 Array = NDArray[np.float64]
 # NOTE: ~16 MB of draws per block: large enough that numpy's per-call cost vanishes, small
@@ -41,6 +41,7 @@ class Block:
 
 OnBlock = Callable[[Block], Array]  # the metric of each resample of a block
 Prepare = Callable[[Array, Array], OnBlock]  # (y, scores) -> the metric over any block
+Decide = Callable[[Array, Array, float], OnBlock]  # (y, scores, threshold) -> a metric of decided classes
 
 
 def count_blocks(y: Array, stratified: bool, resamples: int, seed: int) -> Iterator[Block]:
@@ -82,8 +83,8 @@ def _mean_of(per_row: Array) -> OnBlock:
     return lambda block: np.asarray(block.counts @ per_row / block.sizes)
 
 
-def accuracy(y: Array, p: Array) -> OnBlock:
-    return _mean_of((np.argmax(p, axis=1) == y).astype(np.float64))
+def accuracy(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> OnBlock:
+    return _mean_of((decided(p, threshold) == y).astype(np.float64))
 
 
 def log_loss(y: Array, p: Array) -> OnBlock:
@@ -94,11 +95,11 @@ def brier(y: Array, p: Array) -> OnBlock:
     return _mean_of((_positive(p) - y) ** 2)
 
 
-def _from_binary_counts(formula: Callable[[Array, Array, Array], Array]) -> Prepare:
+def _from_binary_counts(formula: Callable[[Array, Array, Array], Array]) -> Decide:
     """A metric of each resample's true positives, predicted positives and actual positives, which
     one matrix product gives."""
-    def prepared(y: Array, p: Array) -> OnBlock:
-        predicted, actual = _positive(p) >= 0.5, y == 1
+    def prepared(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> OnBlock:
+        predicted, actual = _positive(p) >= threshold, y == 1
         columns = np.column_stack([predicted & actual, predicted, actual]).astype(np.float64)
         return lambda block: formula(*(block.counts @ columns).T)
     return prepared
@@ -241,25 +242,34 @@ def r2(y: Array, pred: Array) -> OnBlock:
 
 
 AVERAGED: dict[str, Prepare] = {
-    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "log_loss": log_loss,
-    "brier": brier, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "rmse": rmse, "mae": mae, "r2": r2,
-    "mape": mape,
+    "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "rmse": rmse, "mae": mae,
+    "r2": r2, "mape": mape,
 }
 RANKED: dict[str, Callable[[_Ranking], OnBlock]] = {"roc_auc": roc_auc, "pr_auc": pr_auc}
+# NOTE: the metrics of decided classes, metrics.THRESHOLDED's: each takes its model's threshold
+DECIDED: dict[str, Decide] = {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
 
 
-def prepare(names: list[str], y: Array, scores: Array) -> dict[str, OnBlock]:
+def _prepare_one(name: str, y: Array, scores: Array, threshold: float, ranking: _Ranking | None) -> OnBlock:
+    if ranking is not None and name in RANKED:
+        return RANKED[name](ranking)
+    return DECIDED[name](y, scores, threshold) if name in DECIDED else AVERAGED[name](y, scores)
+
+
+def prepare(names: list[str], y: Array, scores: Array, threshold: float = DEFAULT_THRESHOLD) -> dict[str, OnBlock]:
     """Each named metric of one model, ready to evaluate on any block of resamples; the rank metrics
-    share one placement of the rows."""
+    share one placement of the rows, the metrics of decided classes use the model's `threshold`."""
     ranking = _Ranking(y, _positive(scores)) if RANKED.keys() & set(names) else None
-    return {name: RANKED[name](ranking) if ranking is not None and name in RANKED else AVERAGED[name](y, scores)
-            for name in names}
+    return {name: _prepare_one(name, y, scores, threshold, ranking) for name in names}
 
 
 def paired_draws(names: list[str], y: Array, models: list[Array], stratified: bool, resamples: int,
-                 seed: int) -> list[dict[str, Array]]:
-    """Each model's named metrics on the same resamples (paired): per model, per metric, one value a resample."""
-    prepared = [prepare(names, y, scores) for scores in models]
+                 seed: int, thresholds: Sequence[float] | None = None) -> list[dict[str, Array]]:
+    """Each model's named metrics on the same resamples (paired): per model, per metric, one value a resample.
+    `thresholds`: each model's own (binary), 0.5 for all when None."""
+    found_thresholds = [DEFAULT_THRESHOLD] * len(models) if thresholds is None else list(thresholds)
+    prepared = [prepare(names, y, scores, threshold)
+                for scores, threshold in zip(models, found_thresholds, strict=True)]
     found: list[dict[str, list[Array]]] = [{name: [] for name in names} for _ in models]
     for block in count_blocks(y, stratified, resamples, seed):
         for on_model, parts in zip(prepared, found, strict=True):

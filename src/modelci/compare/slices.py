@@ -17,7 +17,7 @@ from modelci.compare.resampled import paired_draws
 from modelci.compare.verdicts import Array, percentile_interval
 from modelci.errors import UsageError
 from modelci.evaluate.evaluator import _slice_groups, finite_or_none
-from modelci.evaluate.metrics import FUNCTIONS
+from modelci.evaluate.metrics import DEFAULT_THRESHOLD, value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,19 +75,23 @@ def groups(frame: pd.DataFrame, rule: GateRule, index: int) -> list[tuple[str, n
 
 
 def measure(config: Config, rule: GateRule, found: list[tuple[str, np.ndarray]], y: np.ndarray,
-            candidate: np.ndarray, baseline: np.ndarray | None, stratified: bool) -> list[Slice]:
-    """Each slice's metric for both models, and its paired draws when it has rows enough to judge."""
+            candidate: np.ndarray, baseline: np.ndarray | None, stratified: bool,
+            thresholds: tuple[float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD)) -> list[Slice]:
+    """Each slice's metric for both models (each at its own classification threshold, `thresholds`: the
+    candidate's and the baseline's), and its paired draws when it has rows enough to judge."""
     compare = config.compare
+    own = list(thresholds[:1 if baseline is None else 2])
     out = []
-    for k, (value, mask) in enumerate(found):
+    for k, (name, mask) in enumerate(found):
         models = [candidate[mask]] + ([] if baseline is None else [baseline[mask]])
-        values = [finite_or_none(FUNCTIONS[rule.metric](y[mask], m)) for m in models]
+        values = [finite_or_none(value(rule.metric, y[mask], m, t)) for m, t in zip(models, own, strict=True)]
         draws = None
         if int(mask.sum()) >= compare.min_slice_rows:
             # NOTE: a seed of its own per slice: the slices' resamples must be independent of each other
-            drawn = paired_draws([rule.metric], y[mask], models, stratified, compare.bootstrap, compare.seed + 1 + k)
+            drawn = paired_draws([rule.metric], y[mask], models, stratified, compare.bootstrap, compare.seed + 1 + k,
+                                 own)
             draws = (drawn[0][rule.metric], drawn[1][rule.metric] if baseline is not None else None)
-        out.append(Slice(value, int(mask.sum()), values[0], values[1] if baseline is not None else None, draws))
+        out.append(Slice(name, int(mask.sum()), values[0], values[1] if baseline is not None else None, draws))
     return out
 
 

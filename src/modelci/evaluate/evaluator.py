@@ -12,7 +12,7 @@ import numpy as np
 
 from modelci import atomic
 from modelci.errors import UsageError
-from modelci.evaluate.metrics import DEFAULT_METRICS, binary_curve, compute
+from modelci.evaluate.metrics import DEFAULT_METRICS, DEFAULT_THRESHOLD, binary_curve, compute, decided
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.features import Target
 
@@ -42,6 +42,7 @@ class MetricsReport:
     slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # column -> each value's metrics
     kfold: dict[str, Any] | None = None  # K-fold cross-validation of the training data, when asked for
     seeds: dict[str, Any] | None = None  # every seed's metrics when compare.seeds > 1 (evaluate/seeds.py)
+    threshold: float | None = None  # binary: the model's classification threshold, which the label metrics use
     version: int = METRICS_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -92,8 +93,8 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _metrics(names: tuple[str, ...], y: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
-    return {k: finite_or_none(v) for k, v in compute(names, y, scores).items()}
+def _metrics(names: tuple[str, ...], y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float | None]:
+    return {k: finite_or_none(v) for k, v in compute(names, y, scores, threshold).items()}
 
 
 def _thin(points: int) -> np.ndarray:
@@ -146,12 +147,13 @@ def _slice_groups(column: pd.Series) -> list[tuple[str, np.ndarray]]:
 
 
 def slices(frame: pd.DataFrame, columns: tuple[str, ...], names: tuple[str, ...], y: np.ndarray,
-           scores: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+           scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> dict[str, list[dict[str, Any]]]:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise UsageError(f"evaluate.slices: {', '.join(missing)} not in the evaluation data",
                          hint=f"its columns are {', '.join(map(str, frame.columns))}")
-    return {column: [{"value": value, "rows": int(mask.sum()), "metrics": _metrics(names, y[mask], scores[mask])}
+    return {column: [{"value": value, "rows": int(mask.sum()),
+                      "metrics": _metrics(names, y[mask], scores[mask], threshold)}
                      for value, mask in _slice_groups(frame[column])]
             for column in columns}
 
@@ -159,7 +161,7 @@ def slices(frame: pd.DataFrame, columns: tuple[str, ...], names: tuple[str, ...]
 def evaluate_frame(config: Config, frame: pd.DataFrame, model_path: Path) -> dict[str, float | None]:
     """The configured metrics of an ONNX model on `frame`."""
     model = OnnxModel(model_path)
-    return _metrics(metric_names(config), labels_of(model, frame), scores_of(model, frame))
+    return _metrics(metric_names(config), labels_of(model, frame), scores_of(model, frame), model.threshold)
 
 
 def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: Path,
@@ -172,14 +174,14 @@ def evaluate_model(config: Config, frame: pd.DataFrame, model_path: Path, out: P
     if model.task != "regression":
         k = len(model.classes)
         counts = np.zeros((k, k), dtype=np.int64)
-        np.add.at(counts, (y.astype(np.int64), np.argmax(scores, axis=1)), 1)
+        np.add.at(counts, (y.astype(np.int64), decided(scores, model.threshold)), 1)
         matrix = counts.tolist()
     binary = model.task == "binary"
-    report = MetricsReport(task=model.task, rows=len(frame), metrics=_metrics(names, y, scores),
+    report = MetricsReport(task=model.task, rows=len(frame), metrics=_metrics(names, y, scores, model.threshold),
                            model_digest=file_digest(model_path), classes=model.classes, confusion_matrix=matrix,
                            curves=curves(y, scores) if binary else None,
                            calibration=calibration(y, scores) if binary else None,
-                           slices=slices(frame, config.evaluate.slices, names, y, scores), kfold=kfold,
-                           seeds=seeds)
+                           slices=slices(frame, config.evaluate.slices, names, y, scores, model.threshold),
+                           kfold=kfold, seeds=seeds, threshold=model.threshold if binary else None)
     atomic.write_json(out / METRICS_FILE, report.to_json())
     return report

@@ -27,6 +27,11 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("rmse", "mae", "r2"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mape"})
+# A binary model calls a row positive when its probability is at the threshold or above: 0.5 unless
+# evaluate.threshold sets it or has it chosen on the validation rows (export/onnx_export.py); the exported
+# model carries its own, and every figure computed from decided classes uses it.
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_CRITERIA = ("f1", "youden")  # evaluate.threshold: {choose: CRITERION}
 _EPS = 1e-15
 
 
@@ -34,29 +39,37 @@ def _positive(p: Array) -> Array:
     return p[:, 1]
 
 
-def _binary_counts(y: Array, p: Array) -> tuple[float, float, float]:
-    predicted = _positive(p) >= 0.5
+def decided(p: Array, threshold: float = DEFAULT_THRESHOLD) -> NDArray[np.int64]:
+    """Each row's class: a binary model's positive class where its probability reaches `threshold`, else the
+    most probable class."""
+    if p.shape[1] == 2:
+        return (_positive(p) >= threshold).astype(np.int64)
+    return np.asarray(np.argmax(p, axis=1), dtype=np.int64)
+
+
+def _binary_counts(y: Array, p: Array, threshold: float) -> tuple[float, float, float]:
+    predicted = _positive(p) >= threshold
     actual = y == 1
     tp = float(np.sum(predicted & actual))
     return tp, float(np.sum(predicted)), float(np.sum(actual))
 
 
-def accuracy(y: Array, p: Array) -> float:
-    return float(np.mean(np.argmax(p, axis=1) == y))
+def accuracy(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> float:
+    return float(np.mean(decided(p, threshold) == y))
 
 
-def precision(y: Array, p: Array) -> float:
-    tp, predicted, _ = _binary_counts(y, p)
+def precision(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> float:
+    tp, predicted, _ = _binary_counts(y, p, threshold)
     return tp / predicted if predicted else 0.0
 
 
-def recall(y: Array, p: Array) -> float:
-    tp, _, actual = _binary_counts(y, p)
+def recall(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> float:
+    tp, _, actual = _binary_counts(y, p, threshold)
     return tp / actual if actual else 0.0
 
 
-def f1(y: Array, p: Array) -> float:
-    tp, predicted, actual = _binary_counts(y, p)
+def f1(y: Array, p: Array, threshold: float = DEFAULT_THRESHOLD) -> float:
+    tp, predicted, actual = _binary_counts(y, p, threshold)
     return 2 * tp / (predicted + actual) if predicted + actual else 0.0
 
 
@@ -157,5 +170,39 @@ def shown(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def compute(names: tuple[str, ...], y: Array, scores: Array) -> dict[str, float]:
-    return {name: FUNCTIONS[name](y, scores) for name in names}
+# The metrics of decided classes, which a binary model's threshold changes
+THRESHOLDED: dict[str, Callable[[Array, Array, float], float]] = {
+    "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
+
+
+def value(name: str, y: Array, scores: Array, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """One metric; those of decided classes at the model's `threshold` (binary), the others from the scores alone."""
+    return THRESHOLDED[name](y, scores, threshold) if name in THRESHOLDED else FUNCTIONS[name](y, scores)
+
+
+def compute(names: tuple[str, ...], y: Array, scores: Array,
+            threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+    return {name: value(name, y, scores, threshold) for name in names}
+
+
+def choose_threshold(criterion: str, y: Array, p: Array) -> float:
+    """The threshold that maximizes `criterion` on these rows (both classes present): "f1", or "youden"
+    (Youden's J, the true positive rate less the false positive rate).
+
+    Only the distinct scores matter: between two neighbours every threshold decides alike, so each
+    candidate lies halfway between the lowest score it calls positive and the next lower one (half
+    of the lowest score, for calling every row positive) rather than on a score a new row may just
+    miss. Of equally good candidates the one nearest DEFAULT_THRESHOLD wins (then the lower): a chosen
+    threshold moves away from the default only as far as the rows say it should."""
+    scores, tp, fp = binary_curve(y, p)
+    positives, negatives = tp[-1], fp[-1]
+    # NOTE: F1 is a ratio of whole numbers, correctly rounded, so equal F1s are equal floats; J is taken
+    # times positives·negatives, a whole number: either way ties are seen as ties
+    found = 2 * tp / (tp + fp + positives) if criterion == "f1" else tp * negatives - fp * positives
+    candidates = (scores + np.r_[scores[1:], 0.0]) / 2
+    usable = (candidates > 0) & (candidates < 1)
+    if not usable.any():  # NOTE: every score 0: no threshold in (0, 1) tells the rows apart
+        return DEFAULT_THRESHOLD
+    best = usable & (found == found[usable].max())
+    chosen = candidates[best]
+    return float(chosen[np.lexsort((chosen, np.abs(chosen - DEFAULT_THRESHOLD)))[0]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.errors import UsageError
+from modelci.evaluate.metrics import DEFAULT_THRESHOLD
 from modelci.features import as_floats, as_strings
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 META_TASK = "modelci.task"
 META_CLASSES = "modelci.classes"
 META_LABEL = "modelci.label"
+META_THRESHOLD = "modelci.threshold"  # a binary model's classification threshold; absent (older models): 0.5
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class ModelInput:
 
 
 class OnnxModel:
-    """An ONNX Runtime session plus what modelci wrote into the model: task, classes, label."""
+    """An ONNX Runtime session plus what modelci wrote into the model: task, classes, label, threshold."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
@@ -49,6 +52,7 @@ class OnnxModel:
         self.task: str = meta[META_TASK]
         self.classes: list[Any] = json.loads(meta.get(META_CLASSES, "[]"))
         self.label: str = meta.get(META_LABEL, "")
+        self.threshold = threshold_of(meta, path)
         self.output: str = self.session.get_outputs()[0].name
         self.inputs = [
             ModelInput(i.name, "string" if i.type == "tensor(string)" else "float")
@@ -68,3 +72,18 @@ class OnnxModel:
         """Class probabilities (n, classes) for classification, predictions (n,) for regression."""
         output = np.asarray(self.session.run(None, self.feeds(frame))[0], dtype=np.float64)
         return output[:, 0] if self.task == "regression" else output
+
+
+def threshold_of(meta: dict[str, str], path: Path) -> float:
+    """The classification threshold a model's metadata records; 0.5 for a model exported before there was one."""
+    text = meta.get(META_THRESHOLD)
+    if text is None:
+        return DEFAULT_THRESHOLD
+    try:
+        found = float(text)
+    except ValueError:
+        found = math.nan
+    if not 0 < found < 1:
+        raise UsageError(f"{path}: its '{META_THRESHOLD}' metadata is {text!r}, not a number between 0 and 1",
+                         hint="export the model again with `modelci export`")
+    return found

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from modelci import atomic
 from modelci.config import Config
 from modelci.errors import UsageError
-from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK
+from modelci.evaluate.onnx_model import META_CLASSES, META_LABEL, META_TASK, META_THRESHOLD
 from modelci.features import FeatureSpec, Target, onnx_preprocessing
 from modelci.frameworks import FEATURES, ML_DOMAIN_OPSET, Framework, Trained, adapters, by_name, raw_columns
 from modelci.outputs import MODEL_FILE, PARITY_FILE, PICKLE_CHECKPOINT, PREDICTIONS_FILE, logged_framework
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
     from modelci.evaluate.onnx_model import OnnxModel
-    from modelci.export.parity import ParityReport
+    from modelci.export.parity import ParityReport, ThresholdChoice
     from modelci.export.quantize import Quantization
 
 # NOTE: train-log.json's framework for a model the team wrote as ONNX itself, and the setting it came from
@@ -56,16 +56,18 @@ def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
     model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
 
 
-def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes, str]:
-    """The serialized ONNX model over raw columns, and which exporter made it."""
+def build_onnx(adapter: Framework, trained: Trained, opset: int, threshold: float | None = None) -> tuple[bytes, str]:
+    """The serialized ONNX model over raw columns, and which exporter made it; `threshold`: a binary model's,
+    when it is known before the model is (a number, not a criterion)."""
     import onnx
 
     target = trained.target
     model, exporter = adapter.to_onnx(trained, opset, output_name(target.task))
     if not raw_columns(adapter):  # NOTE: a model over the raw columns does its own preprocessing
         _prepend_preprocessing(model, trained.spec)
+    known = [(META_THRESHOLD, repr(threshold))] if threshold is not None and target.task == "binary" else []
     for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
-                       (META_LABEL, trained.label)):
+                       (META_LABEL, trained.label), *known):
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "modelci"
     try:
@@ -75,17 +77,34 @@ def build_onnx(adapter: Framework, trained: Trained, opset: int) -> tuple[bytes,
     return model.SerializeToString(), exporter
 
 
-def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityReport:
-    """`modelci export`: write model.onnx, parity.json and samples.json to `out`."""
+def export_model(config: Config, eval_frame: pd.DataFrame, out: Path,
+                 validation: pd.DataFrame | None = None) -> ParityReport:
+    """`modelci export`: write model.onnx, parity.json and samples.json to `out`. `validation`: the validation rows,
+    on which a binary model's threshold is chosen when evaluate.threshold names a criterion (read from the data
+    when not given)."""
+    rows = _choosing_rows(config, validation)  # NOTE: before anything is written: a data error leaves no model
+    origin = WRITTEN_AS_ONNX.get(logged_framework(out) or "")
+    if origin is not None:
+        return _check_own(config, eval_frame, out, origin, rows)
+    adapter, trained = load_trained(config, out)
+    setting = config.evaluate.threshold
+    data, exporter = build_onnx(adapter, trained, config.export.opset, setting if isinstance(setting, float) else None)
+    atomic.write_bytes(out / MODEL_FILE, data)
+    try:
+        report = _check_built(config, adapter, trained, exporter, data, eval_frame, rows, out)
+    except BaseException:
+        # NOTE: export is all or nothing: no model whose outputs are not numbers, nor one without its threshold
+        (out / MODEL_FILE).unlink(missing_ok=True)
+        raise
+    return report
+
+
+def _check_built(config: Config, adapter: Framework, trained: Trained, exporter: str, data: bytes,
+                 eval_frame: pd.DataFrame, rows: pd.DataFrame | None, out: Path) -> ParityReport:
+    """Parity of the model just written, its int8 version if asked for, and its threshold."""
     from modelci.evaluate.onnx_model import OnnxModel
     from modelci.export.parity import SAMPLES_FILE, check_parity, check_raw, golden_samples
 
-    origin = WRITTEN_AS_ONNX.get(logged_framework(out) or "")
-    if origin is not None:
-        return _check_own(config, eval_frame, out, origin)
-    adapter, trained = load_trained(config, out)
-    data, exporter = build_onnx(adapter, trained, config.export.opset)
-    atomic.write_bytes(out / MODEL_FILE, data)
     onnx_model = OnnxModel(out / MODEL_FILE)
     target = trained.target
 
@@ -93,19 +112,18 @@ def export_model(config: Config, eval_frame: pd.DataFrame, out: Path) -> ParityR
         return adapter.predict(trained, features)
 
     opset, atol, rtol = config.export.opset, config.export.atol, config.export.rtol
-    try:
-        if raw_columns(adapter):
-            report = check_raw(reference, target, onnx_model, eval_frame, exporter=exporter, opset=opset,
-                               atol=atol, rtol=rtol)
-        else:
-            report = check_parity(reference, trained.spec, target, onnx_model, eval_frame, exporter=exporter,
-                                  opset=opset, atol=atol, rtol=rtol)
-    except UsageError:
-        (out / MODEL_FILE).unlink()  # NOTE: a model whose outputs are not numbers is no artifact
-        raise
+    if raw_columns(adapter):
+        report = check_raw(reference, target, onnx_model, eval_frame, exporter=exporter, opset=opset,
+                           atol=atol, rtol=rtol)
+    else:
+        report = check_parity(reference, trained.spec, target, onnx_model, eval_frame, exporter=exporter,
+                              opset=opset, atol=atol, rtol=rtol)
     if config.export.quantize == "int8" and report.passed:
         onnx_model, quantization = _quantized(onnx_model, data, eval_frame, target, out)
         report = dataclasses.replace(report, quantization=quantization)
+    # NOTE: chosen last, from the outputs of the model that is served (the int8 one, when quantized)
+    onnx_model, threshold = _record_threshold(config, onnx_model, rows)
+    report = dataclasses.replace(report, threshold=threshold)
     atomic.write_json(out / PARITY_FILE, report.to_json())
     atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
     return report
@@ -160,7 +178,61 @@ def _quantized(fp32: OnnxModel, data: bytes, frame: pd.DataFrame, target: Target
     return int8, found
 
 
-def _check_own(config: Config, eval_frame: pd.DataFrame, out: Path, origin: str) -> ParityReport:
+def _choosing_rows(config: Config, validation: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The validation rows when evaluate.threshold has a binary model's threshold chosen on them, else None."""
+    if config.task != "binary" or not isinstance(config.evaluate.threshold, str):
+        return None
+    if validation is not None:
+        return validation
+    from modelci.data.tables import load_datasets
+
+    return load_datasets(config).validation
+
+
+def _record_threshold(config: Config, model: OnnxModel,
+                      rows: pd.DataFrame | None) -> tuple[OnnxModel, ThresholdChoice | None]:
+    """A binary model's threshold, evaluate.threshold's number or chosen by its criterion from the model's own
+    probabilities on the validation `rows`, written into the model (`modelci.threshold`) for serving to use."""
+    import numpy as np
+
+    from modelci.evaluate.evaluator import labels_of, scores_of
+    from modelci.evaluate.metrics import choose_threshold
+    from modelci.evaluate.onnx_model import OnnxModel
+    from modelci.export.parity import ThresholdChoice
+
+    if model.task != "binary":
+        return model, None
+    setting = config.evaluate.threshold
+    if isinstance(setting, str):
+        assert rows is not None  # NOTE: _choosing_rows gives them for every binary task that chooses
+        y = labels_of(model, rows)
+        if len(np.unique(y)) < 2:
+            raise UsageError(f"evaluate.threshold: the {len(rows):,} validation rows hold one class only, so no "
+                             f"threshold can be chosen by {setting} on them",
+                             hint="give data.validation rows of both classes, or set evaluate.threshold to a number")
+        found = ThresholdChoice(choose_threshold(setting, y, scores_of(model, rows)), setting, len(rows))
+    else:
+        found = ThresholdChoice(setting, None)
+    if model.session.get_modelmeta().custom_metadata_map.get(META_THRESHOLD) != repr(found.value):
+        _write_threshold(model.path, found.value)
+        model = OnnxModel(model.path)
+    return model, found
+
+
+def _write_threshold(path: Path, threshold: float) -> None:
+    """Replace the threshold in the model's metadata; the file is replaced whole (atomic.write_bytes)."""
+    import onnx
+
+    model = onnx.load(path)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != META_THRESHOLD]
+    del model.metadata_props[:]
+    for key, value in [*kept, (META_THRESHOLD, repr(threshold))]:
+        model.metadata_props.add(key=key, value=value)
+    atomic.write_bytes(path, model.SerializeToString())
+
+
+def _check_own(config: Config, eval_frame: pd.DataFrame, out: Path, origin: str,
+               rows: pd.DataFrame | None) -> ParityReport:
     """A model written as ONNX in the first place: checked against its own predictions when train kept them.
 
     Without them there is no trained model to compare it with, and parity is not applicable.
@@ -180,6 +252,12 @@ def _check_own(config: Config, eval_frame: pd.DataFrame, out: Path, origin: str)
         report = check_native(native, onnx_model, eval_frame, exporter=origin, opset=opset, atol=atol, rtol=rtol)
     else:
         report = not_applicable(origin, atol, rtol)
+    try:
+        onnx_model, threshold = _record_threshold(config, onnx_model, rows)
+    except BaseException:
+        (out / MODEL_FILE).unlink(missing_ok=True)  # NOTE: as for a model exported here: none without its threshold
+        raise
+    report = dataclasses.replace(report, threshold=threshold)
     atomic.write_json(out / PARITY_FILE, report.to_json())
     atomic.write_json(out / SAMPLES_FILE, golden_samples(onnx_model, eval_frame))
     return report

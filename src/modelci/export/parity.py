@@ -50,6 +50,15 @@ class MetricParity:
 
 
 @dataclass(frozen=True)
+class ThresholdChoice:
+    """A binary model's classification threshold, as export wrote it into the model (`modelci.threshold`)."""
+
+    value: float
+    chosen_by: str | None  # f1 | youden: chosen on the validation rows; None: evaluate.threshold's number
+    validation_rows: int = 0  # the rows it was chosen on
+
+
+@dataclass(frozen=True)
 class ParityReport:
     passed: bool
     exporter: str
@@ -61,6 +70,7 @@ class ParityReport:
     metric: MetricParity | None  # None when there is no trained model to compare with (train.command)
     problems: list[str]
     quantization: Quantization | None = None  # what int8 quantization changed, with export.quantize: int8
+    threshold: ThresholdChoice | None = None  # binary: the threshold the model carries, which serving uses
     version: int = PARITY_VERSION
 
     def to_json(self) -> dict[str, Any]:

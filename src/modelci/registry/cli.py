@@ -102,11 +102,10 @@ def promote(source: str, tags: tuple[str, ...], force: bool, config_path: Path |
 
 def source_reference(source: str, config_path: Path | None) -> Reference:
     """REF as written, or for `:TAG`, that tag of the config's registry (`:sha-COMMIT` in a workflow)."""
-    from modelci.registry.reference import parse_reference
+    from modelci.registry.reference import configured_registry, parse_reference
 
     if not source.startswith(":"):
         return parse_reference(source)
     from modelci.config import load_config
 
-    config = load_config(config_path)
-    return parse_reference(config.registry, base=config.root).with_tag(source[1:])
+    return configured_registry(load_config(config_path)).with_tag(source[1:])

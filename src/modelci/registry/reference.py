@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelci.errors import UsageError
+
+if TYPE_CHECKING:
+    from modelci.config import Config
 
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -78,3 +83,20 @@ def parse_reference(text: str, *, base: Path | None = None) -> Reference:
             hint="use oci:PATH[:tag] for a folder, or HOST/REPOSITORY[:tag] such as ghcr.io/acme/churn:main",
         )
     return Reference(host=host, repository=repository, tag=tag, digest=digest)
+
+
+def configured_registry(config: Config) -> Reference:
+    """The config's registry (or --registry's); in GitHub Actions never a folder on the runner's disk, which a
+    hosted runner empties after every job (every pull request would find no baseline), unless the config says
+    that the disk persists (`registry_local_in_ci: true`, a self-hosted runner)."""
+    from modelci import github
+
+    reference = parse_reference(config.registry, base=config.root)
+    if reference.path is not None and github.in_actions() and not config.registry_local_in_ci:
+        repository = os.environ.get("GITHUB_REPOSITORY", "OWNER/REPO").lower()
+        raise UsageError(f"registry: {config.registry} is a folder on this runner's disk, which GitHub empties after "
+                         "every job: no pull request would find the model on main to compare with",
+                         hint=f"put `registry: ghcr.io/{repository}-model` (or another OCI registry) in "
+                              f"{config.path.name}, or leave `registry` out to get that one; on a self-hosted runner "
+                              "whose disk persists, set `registry_local_in_ci: true`")
+    return reference

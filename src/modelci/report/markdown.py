@@ -78,6 +78,9 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"No comparison: {comparison.get('reason')}")
     lines += [part for note in (comparison.get("comparability") or {}).get("notes", []) for part in ("", f"⚠️ {note}.")]
+    thresholds = comparison.get("thresholds") or {}  # NOTE: shown only when a model's is not the usual 0.5
+    lines += ["", "Classification thresholds, each model's own, at which its label metrics are computed: " + ", ".join(
+        f"{who} {value:g}" for who, value in thresholds.items()) + "."] if set(thresholds.values()) - {0.5} else []
     lines += ["", f"| metric | baseline | candidate | difference | {level}% interval | verdict | rule |",
               "|---|---:|---:|---:|---|---|---|"]
     for m in comparison["metrics"]:

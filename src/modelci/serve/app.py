@@ -43,6 +43,7 @@ class Loaded:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     drift: OnlineDrift | None = None  # against the training data's profile, when the artifact carries one
+    threshold: float | None = None  # a binary model's classification threshold, from its metadata (export's)
 
     def run(self, columns: Columns) -> Columns:
         feeds = {spec.name: columns[spec.name][:, None] for spec in self.inputs}
@@ -65,7 +66,16 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     profile = read_profile(path.parent)
     text = {spec.name: spec.datatype == "BYTES" for spec in inputs}
     drift = OnlineDrift.of_profile(profile, text) if profile else None
-    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift)
+    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
+
+
+def _threshold(session: Any, path: Path) -> float | None:
+    """The threshold at which the binary model's clients should call a row positive: the one its figures were
+    computed at (0.5 for a model exported before thresholds were recorded); None for any other model."""
+    from modelci.evaluate.onnx_model import META_TASK, threshold_of
+
+    meta = session.get_modelmeta().custom_metadata_map
+    return threshold_of(meta, path) if meta.get(META_TASK) == "binary" else None
 
 
 def _datatype(tensor: Any) -> str:
@@ -205,7 +215,8 @@ class Server:
                                 f"'{self.model.version}'")
             rest = rest[2:]
         if rest == [] and method == "GET":
-            return protocol.metadata(name, self.model.version, self.model.inputs, self.model.outputs)
+            model = self.model  # NOTE: once: a swap in between must not pair one model's tensors with another's
+            return protocol.metadata(name, model.version, model.inputs, model.outputs, model.threshold)
         if rest == ["ready"] and method == "GET":
             return {"name": name, "ready": self.ready}
         if rest == ["infer"] and method == "POST":

@@ -65,7 +65,11 @@ def document(version: str) -> dict[str, Any]:
             "ModelMetadata": {"type": "object", "properties": {
                 "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
                 "platform": {"type": "string"}, "inputs": {"type": "array", "items": SPEC},
-                "outputs": {"type": "array", "items": SPEC}}},
+                "outputs": {"type": "array", "items": SPEC},
+                "parameters": {"type": "object", "description": "modelci.threshold: a binary model's classification "
+                               "threshold (positive at or above it)", "properties": {
+                                   "modelci.threshold": {"type": "number", "exclusiveMinimum": 0,
+                                                         "exclusiveMaximum": 1}}}}},
             "ModelReady": {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
             "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
                 "id": {"type": "string"}, "parameters": {"type": "object"},

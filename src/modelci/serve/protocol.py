@@ -295,8 +295,17 @@ def _json_values(result: NDArray[Any]) -> list[Any]:
     return values.tolist()  # type: ignore[no-any-return]  # NOTE: numpy types tolist() as Any
 
 
-def metadata(model: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> dict[str, Any]:
+THRESHOLD_PARAMETER = "modelci.threshold"  # the model metadata's parameter: the binary model's threshold
+
+
+def metadata(model: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
+             threshold: float | None = None) -> dict[str, Any]:
+    """The model metadata response; a binary model's threshold (at or above it a row's positive probability calls
+    it positive) in its optional `parameters`, as implementations of the protocol such as MLServer carry them."""
     def tensors(specs: list[TensorSpec]) -> list[dict[str, Any]]:
         return [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]
-    return {"name": model, "versions": [version], "platform": "onnxruntime_onnx",
-            "inputs": tensors(inputs), "outputs": tensors(outputs)}
+    found: dict[str, Any] = {"name": model, "versions": [version], "platform": "onnxruntime_onnx",
+                             "inputs": tensors(inputs), "outputs": tensors(outputs)}
+    if threshold is not None:
+        found["parameters"] = {THRESHOLD_PARAMETER: threshold}
+    return found
