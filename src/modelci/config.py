@@ -109,7 +109,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     schedule: str = "constant"  # constant | cosine | onecycle, stepped every batch
-    patience: int = 0  # epochs without a better eval loss before stopping; 0: never stop early
+    patience: int = 0  # epochs without a better validation loss before stopping; 0: never stop early
     grad_clip: float | None = None  # the largest gradient norm; None: not clipped
     class_weights: str = "none"  # none | balanced (classes weighted by their inverse frequency)
     precision: str = "auto"  # auto (bf16 on a CUDA device that has it, else fp32) | fp32 | bf16
@@ -837,6 +837,11 @@ def parse_config(raw: Any, path: Path) -> Config:
         registry_local_in_ci=_flag(raw, "registry_local_in_ci", "", problems),
         path=path,
     )
+    if config.compare.seeds > 1 and config.model.onnx is not None:
+        # NOTE: a file made elsewhere would be the same model for every seed: no training noise to measure
+        problems.add("compare.seeds", "training with several seeds needs a model modelci trains; model.onnx is a model "
+                     "already made (set compare.seeds: 1, or make it with a train.command, given each seed as "
+                     "MODELCI_SEED)")
     if config.task == "regression" and config.train.class_weights != "none":
         problems.add("train.class_weights", "class weights need classes; a regression task has none")
     if problems:

@@ -169,15 +169,9 @@ def required_because(config: Config) -> str:
 
 def _seed_models(config: Config, out: Path) -> list[Path]:
     """The candidate's other seeds' models, which `modelci evaluate` trains when compare.seeds > 1."""
-    from modelci.errors import UsageError
-    from modelci.evaluate.seeds import candidate_models
+    from modelci.evaluate.seeds import trained_with
 
-    found = candidate_models(config, out)
-    missing = [path for path in found if not path.is_file()]
-    if missing:
-        raise UsageError(f"compare.seeds is {config.compare.seeds}, but {missing[0]} is missing",
-                         hint="run `modelci evaluate` first: it trains the other seeds (`modelci run` runs both)")
-    return found
+    return trained_with(config, out)
 
 
 def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFrame) -> str | None:

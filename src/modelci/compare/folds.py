@@ -25,7 +25,7 @@ from modelci.evaluate.evaluator import finite_or_none
 from modelci.evaluate.kfold import KFOLD_VERSION
 
 # What makes two cross-validations use the same folds
-SAME_FOLDS = ("folds", "repeats", "stratified", "group", "seed", "fold_rows")
+SAME_FOLDS = ("folds", "repeats", "stratified", "group", "seed", "validation", "fold_rows")
 METHOD = "nadeau-bengio"
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from modelci.config import Config
 
 METRICS_FILE = "metrics.json"
-METRICS_VERSION = 2
+METRICS_VERSION = 3  # 3: seeds, threshold, and K-fold's own version 2
 CURVE_POINTS = 101  # points kept of the ROC and precision-recall curves: enough to draw, small to store
 CALIBRATION_BINS = 10
 SLICE_VALUES = 20  # a numeric slice column with more distinct values is cut into quartiles instead

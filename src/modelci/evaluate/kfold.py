@@ -3,15 +3,15 @@
 Folds are stratified by the label for classification and keep each group whole when
 `evaluate.group` names a column. Repeated K-fold (`evaluate.repeats` R) makes R such partitions,
 each shuffled with its own seed derived from `train.seed`, so K·R results come back.
-Every fold's model is trained exactly as `modelci train` trains (the evaluation set still watches
-its loss and early stopping), exported with the same parity check, and then scored on its held-out
-fold, so what is measured is what would be deployed.
+Every fold's model is trained exactly as `modelci train` trains (the validation rows, carved before
+the folds are made, choose its epoch; the evaluation rows are never read), exported with the same
+parity check, and then scored on its held-out fold, so what is measured is what would be deployed.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,14 +82,13 @@ def fold_rows(frame: pd.DataFrame, config: Config, k: int, repeat: int = 0) -> l
 
 def summary(folds: list[FoldMetrics]) -> dict[str, dict[str, Any]]:
     """Per metric: the folds' mean, standard deviation (n - 1) and each fold's value."""
-    names = list(folds[0].metrics)
-    out = {}
-    for name in names:
+    from modelci.evaluate.metrics import spread
+
+    found: dict[str, dict[str, Any]] = {}
+    for name in folds[0].metrics:
         values = [f.metrics[name] for f in folds]
-        finite = np.array([v for v in values if v is not None], dtype=np.float64)
-        out[name] = {"mean": float(finite.mean()) if len(finite) else None,
-                     "std": float(finite.std(ddof=1)) if len(finite) > 1 else None, "folds": values}
-    return out
+        found[name] = {**spread(values), "folds": values}
+    return found
 
 
 def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dict[str, Any]:
@@ -111,7 +110,15 @@ def cross_validate(config: Config, datasets: Datasets, out: Path, k: int) -> dic
         shutil.rmtree(out / FOLDS_DIR, ignore_errors=True)
     rows = [{"repeat": f.repeat, "fold": f.fold, "train_rows": f.train_rows, "rows": f.rows} for f in folds]
     return {"version": KFOLD_VERSION, "folds": k, "repeats": repeats, "stratified": config.task != "regression",
-            "group": config.evaluate.group, "seed": config.train.seed, "metrics": summary(folds), "fold_rows": rows}
+            "group": config.evaluate.group, "seed": config.train.seed, "validation": _validation(config),
+            "metrics": summary(folds), "fold_rows": rows}
+
+
+def _validation(config: Config) -> dict[str, Any]:
+    """Which rows were carved from the training data for validation: the folds partition the rest."""
+    if config.data.validation is not None:
+        return {"file": config.data.validation.name}
+    return asdict(config.data.validation_split)
 
 
 def _fold(config: Config, datasets: Datasets, folder: Path, held_out: np.ndarray, name: str,

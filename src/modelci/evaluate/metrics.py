@@ -165,6 +165,13 @@ FUNCTIONS: dict[str, Metric] = {
 }
 
 
+def spread(values: list[float | None]) -> dict[str, float | None]:
+    """The mean and the standard deviation (n - 1) of the defined values: K-fold's folds, or the seeds' models."""
+    finite = np.array([v for v in values if v is not None], dtype=np.float64)
+    return {"mean": float(finite.mean()) if len(finite) else None,
+            "std": float(finite.std(ddof=1)) if len(finite) > 1 else None}
+
+
 def shown(value: float | None) -> str:
     """A metric as the progress lines print it: four decimals, or a dash when it is undefined."""
     return "–" if value is None else f"{value:.4f}"

@@ -10,11 +10,10 @@ comparison (compare/comparison.py) counts that spread into the intervals of the 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from modelci import github
 from modelci.errors import CheckFailed, UsageError
@@ -46,11 +45,6 @@ def train_seeds(config: Config, datasets: Datasets, out: Path) -> None:
     from modelci.frameworks.fitting import Diverged
     from modelci.train.trainer import train
 
-    if config.model.onnx is not None:
-        # NOTE: a file made elsewhere would be the same model for every seed: no noise to measure
-        raise UsageError("compare.seeds trains the candidate once per seed; model.onnx is a model already made",
-                         hint="set compare.seeds: 1 for a model.onnx, or make it with a train.command, which is "
-                              "given each seed as MODELCI_SEED")
     shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)  # NOTE: no model of an earlier run is scored as this run's
     seeds = seed_values(config)
     for number, seed in enumerate(seeds[1:], start=2):
@@ -80,15 +74,37 @@ def score_seeds(config: Config, frame: pd.DataFrame, out: Path) -> dict[str, Any
 
 def summary(seeds: list[int], metrics: list[dict[str, float | None]]) -> dict[str, Any]:
     """Per metric: each seed's value, their mean and standard deviation (n - 1)."""
+    from modelci.evaluate.metrics import spread
+
     found: dict[str, Any] = {}
     for name in metrics[0]:
         values = [m[name] for m in metrics]
-        finite = np.array([v for v in values if v is not None], dtype=np.float64)
-        found[name] = {"values": values, "mean": float(finite.mean()) if len(finite) else None,
-                       "std": float(finite.std(ddof=1)) if len(finite) > 1 else None}
+        found[name] = {"values": values, **spread(values)}
     return {"version": SEEDS_VERSION, "seeds": seeds, "metrics": found}
 
 
 def candidate_models(config: Config, out: Path) -> list[Path]:
     """The extra seeds' models that this run trained (none when compare.seeds is 1)."""
     return [seed_model(out, seed) for seed in seed_values(config)[1:]]
+
+
+def trained_with(config: Config, out: Path) -> list[Path]:
+    """The other seeds' models for the comparison, checked to be those `modelci evaluate` trained beside the model
+    in `out` (metrics.json records the seeds and the model's digest): never the seeds of an earlier model."""
+    from modelci.evaluate.evaluator import METRICS_FILE, file_digest
+    from modelci.outputs import MODEL_FILE
+
+    found = candidate_models(config, out)
+    if not found:
+        return found
+    metrics = out / METRICS_FILE
+    record = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    model = out / MODEL_FILE
+    current = (record.get("seeds") or {}).get("seeds") == seed_values(config) and model.is_file() \
+        and record.get("model_digest") == file_digest(model) and all(path.is_file() for path in found)
+    if not current:
+        raise UsageError(f"compare.seeds is {config.compare.seeds}, but {out} holds no other seeds trained beside "
+                         "this model",
+                         hint="run `modelci evaluate` after `modelci export`: it trains the other seeds "
+                              "(`modelci run` runs every stage)")
+    return found

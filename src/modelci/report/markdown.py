@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from modelci.outputs import LOG_VERSION
 from modelci.report import gate
 from modelci.report.cells import cell as _cell
 from modelci.report.cells import num as _num
@@ -239,6 +240,9 @@ def _data_section(data: dict[str, Any]) -> list[str]:
 
 
 def _training_section(log: dict[str, Any]) -> list[str]:
+    if log.get("version") != LOG_VERSION:  # NOTE: the report is written however far a run got: never a crash
+        return ["## Training", "", "train-log.json was written by another version of modelci: run `modelci train` "
+                "again to see its figures here.", ""]
     last = log["epochs"][-1] if log["epochs"] else None
     lines = ["## Training", "",
              f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features), "

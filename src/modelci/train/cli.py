@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
 
 def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False) -> TrainLog:
     from modelci.data.rowsketch import write_training_sketch
+    from modelci.evaluate.seeds import SEEDS_DIR
     from modelci.train.trainer import train as train_model
 
     with github.group("Training"):
+        # NOTE: the other seeds of an earlier model are not this one's (evaluate trains them anew)
+        shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)
         log = train_model(config, datasets, out, resume=resume)
         # NOTE: the rows that made the model (cleaned, split), for a later comparison's overlap check
         write_training_sketch(out, datasets.train, datasets.validation)
