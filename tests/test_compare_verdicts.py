@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelci.compare import slices as sliced
 from modelci.compare import verdicts
 from modelci.compare.comparison import Comparison, _compare_metrics
 from modelci.compare.gate import judge
@@ -245,7 +246,7 @@ def test_the_comparison_records_slices_gaps_and_multiplicity() -> None:
     found = judge(config, Y, probabilities(GOOD), probabilities(GOOD), "binary", frame_with(gender=gender))
     record = Comparison(True, "compared", "oci:x:main", None, N, 0.95, 400, found.metrics, slices=found.slices,
                         gaps=found.gaps, multiplicity=found.multiplicity).to_json()
-    assert COMPARISON_VERSION == 4
+    assert COMPARISON_VERSION == 5
     assert [r["slice_value"] for r in record["slices"]] == ["f", "m"]
     assert record["gaps"][0]["metric"] == "accuracy"
     assert record["multiplicity"] == {"method": "holm", "comparisons": 3, "adjusted": 3, "alpha": pytest.approx(ALPHA)}
@@ -260,3 +261,58 @@ def test_the_gate_failure_names_each_failed_slice_and_gap() -> None:
                             gaps=found.gaps, multiplicity=found.multiplicity)
     names = [failure.split(":")[0] for failure in comparison.failures()]
     assert names == ["accuracy [gender = f]", "accuracy gap by gender"]
+
+
+def _gap_false_alarms(truth: list[float], max_gap: float, trials: int = 1000, resamples: int = 400) -> float:
+    """How often the gap rule fails when each slice's metric is estimated with normal error (sd 1) around `truth`
+    and the bootstrap draws scatter alike around the estimates: the textbook case the interval must hold in."""
+    draw = np.random.default_rng(11)
+    rule = config_for([{"metric": "accuracy", "slice": "s", "max_gap": max_gap}]).gate[0]
+    failed = 0
+    for _ in range(trials):
+        estimates = np.array(truth) + draw.normal(0, 1, len(truth))
+        draws = estimates + draw.normal(0, 1, (resamples, len(truth)))
+        found = [sliced.Slice(str(i), 100, float(e), None, (draws[:, i], None)) for i, e in enumerate(estimates)]
+        measured = sliced.gap(rule, found)
+        assert measured is not None
+        failed += measured[0].rejects(ALPHA)
+    return failed / trials
+
+
+@pytest.mark.parametrize("truth", [[0.0, 2.0], [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]], ids=["2 slices", "6 slices"])
+def test_a_gap_of_exactly_max_gap_fails_at_most_at_the_nominal_rate(truth: list[float]) -> None:
+    # NOTE: the largest difference's reverse percentile interval failed 14% of these with 6 slices (nominal 2.5%)
+    assert _gap_false_alarms(truth, max_gap=2.0) <= 0.04
+    # and a gap four times max_gap is still found (each slice's metric known within ±2, at 95%)
+    assert _gap_false_alarms([4 * t for t in truth], max_gap=2.0, trials=200) >= 0.9
+
+
+def test_identical_models_pass_a_gap_rule_on_a_slice_without_positive_rows() -> None:
+    # the north has no positive row: recall there is undefined, not 0.0, and the slice is too small to judge
+    region = np.where(np.arange(N) % 10 == 0, "north", np.where(np.arange(N) % 2 == 0, "east", "west"))
+    y = np.where(region == "north", 0.0, Y)
+    p = np.clip(y * 0.5 + rng.random(N) * 0.5, 0, 1)
+    config = config_for([{"metric": "recall", "slice": "region", "max_gap": 0.05, "max_drop": 0.0}])
+    found = judge(config, y, probabilities(p), probabilities(p), "binary", pd.DataFrame({"region": region}))
+    (gap,) = found.gaps
+    assert (gap.verdict, gap.passed) == ("within", True), gap
+    assert "north" not in (gap.between or [])
+    north = [r for r in found.slices if r.slice_value == "north"]
+    assert [(r.candidate, r.verdict, r.passed) for r in north] == [(None, "too-small", True)]
+    assert "0 of them positive (recall needs them), fewer than compare.min_slice_rows (30)" in (north[0].reason or "")
+
+
+def test_precision_is_undefined_on_a_slice_where_a_model_calls_no_row_positive() -> None:
+    region = np.where(np.arange(N) % 4 == 0, "north", "south")
+    p = np.where(region == "north", 0.1, GOOD)  # the model calls no row of the north positive
+    config = config_for([{"metric": "precision", "slice": "region", "max_gap": 0.05}])
+    found = judge(config, Y, probabilities(p), probabilities(p), "binary", pd.DataFrame({"region": region}))
+    north = next(r for r in found.slices if r.slice_value == "north")
+    assert (north.candidate, north.verdict, north.passed) == (None, "undefined", True)
+    (gap,) = found.gaps
+    assert (gap.candidate, gap.verdict, gap.passed) == (None, "too-small", True)  # one slice left to compare
+    # against a baseline that does call rows of the north positive, the slice is not judged either
+    other = judge(config, Y, probabilities(GOOD), probabilities(p), "binary", pd.DataFrame({"region": region}))
+    north = next(r for r in other.slices if r.slice_value == "north")
+    assert (north.baseline, north.verdict, north.passed) == (None, "undefined", True)
+    assert "for the baseline" in (north.reason or "")

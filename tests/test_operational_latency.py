@@ -113,3 +113,30 @@ def test_the_gate_judges_latency_on_the_interval(models: dict[str, OnnxModel], t
     assert unruled.passed
     assert unruled.ci_low is not None
     assert unruled.verdict in ("improved", "unchanged", "worse-within-tolerance", "regressed", "inconclusive")
+
+
+def test_a_latency_rule_is_in_holms_family_with_the_metrics_rules(models: dict[str, OnnxModel],
+                                                                    tmp_path: Path) -> None:
+    from modelci.compare.gate import judge
+
+    alpha = 0.025
+    draw = np.random.default_rng(3)
+    baseline = 1 + draw.exponential(0.05, (2, 200))
+    timings = operational.Timings([list(baseline * 1.2 * draw.lognormal(0, 0.05, (2, 200))), list(baseline)], [])
+    changes = operational.compare_latency(timings, 0.95, 2000, 0)
+    unadjusted, widened = changes["latency_p50_ms"].ratio_low, changes["latency_p50_ms"].at(alpha / 3).ratio_low
+    allowed = (unadjusted + widened) / 2 - 1  # shown above at 95%, not at Holm's first level for three rules
+    assert widened < 1 + allowed < unadjusted
+    y = (draw.random(400) < 0.4).astype(np.float64)
+    scores = np.column_stack([1 - y * 0.6 - 0.2, y * 0.6 + 0.2])
+    latency_rule = {"metric": "latency_p50_ms", "max_increase": allowed}
+    for rules, level, passed in (([latency_rule], alpha, False),
+                                 ([latency_rule, {"metric": "accuracy", "max_drop": 1.0},
+                                   {"metric": "roc_auc", "max_drop": 1.0}], alpha / 3, True)):
+        config = _config(*rules)
+        found = judge(config, y, scores, scores, "binary", None, latency=changes)
+        assert found.latency_levels == {"latency_p50_ms": pytest.approx(level)}
+        assert (found.multiplicity.comparisons, found.multiplicity.adjusted) == (len(rules), len(rules))
+        row = next(r for r in _operational_rows(config, models["fast"], models["same"], FRAME, 8, tmp_path,
+                                                (timings, changes), found.latency_levels) if r.name == "latency_p50_ms")
+        assert (row.passed, row.confidence) == (passed, pytest.approx(1 - 2 * level))

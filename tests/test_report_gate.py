@@ -135,3 +135,44 @@ def test_a_gap_too_small_to_judge_says_why(tmp_path: Path) -> None:
     _, text = comment(tmp_path, compared(row("improved"), gaps=[gap]))
     assert ("Gap in recall between gender slices (max_gap 0.15): ⚪ too small to judge: fewer than two slices with "
             "rows enough.") in text
+
+
+def test_the_seeds_table_shows_the_published_model_and_what_the_intervals_count(tmp_path: Path) -> None:
+    import numpy as np
+
+    from modelci.compare.gate import judge
+    from modelci.config import parse_config
+
+    draw = np.random.default_rng(0)
+    y = (draw.random(500) < 0.4).astype(np.float64)
+    models = [np.column_stack([1 - p, p]) for p in (np.clip(y * 0.5 + draw.random(500) * (0.5 + s / 10), 0, 1)
+                                                     for s in range(4))]
+    raw = {"task": "binary", "data": {"train": "t.csv", "label": "y"}, "model": {"factory": "m.py:build"},
+           "evaluate": {"metrics": ["accuracy"]}, "gate": [{"metric": "accuracy", "min": 0.5}],
+           "compare": {"bootstrap": 100}}
+    found = judge(parse_config(raw, Path("/tmp/modelci.yaml")), y, models[0], models[3], "binary", None, models[1:3])
+    assert found.seeds is not None
+    comparison = compared(*found.metrics, seeds=found.seeds.to_json())
+    markdown, text = comment(tmp_path, comparison)
+    assert "| metric | seed 1 (published) | seed 2 | seed 3 | spread (sd) | baseline's spread (sd) | df |" in markdown
+    published = found.metrics[0].published
+    assert published is not None
+    assert f"| accuracy | {published:.4f} |" in markdown
+    assert "(assumed) | 2 |" in markdown  # the baseline recorded no seeds: the candidate's spread, N - 1 df
+    assert "the published model is the first seed's, on which the rules' min and max are judged" in text
+    assert "Slice and gap rules judge the published model on the rows' sampling alone" in text
+    assert "the baseline recorded no seeds" in text
+    # without a baseline, nothing is said of its noise
+    alone = judge(parse_config(raw, Path("/tmp/modelci.yaml")), y, models[0], None, "binary", None, models[1:3])
+    assert alone.seeds is not None
+    markdown, text = comment(tmp_path, Comparison(True, "no-baseline", "oci:reg:main", None, 500, 0.95, 100,
+                                                  alone.metrics, seeds=alone.seeds.to_json()))
+    assert "baseline recorded no seeds" not in text
+    assert "| – | – |" in markdown
+
+
+def test_a_latency_interval_widened_by_holm_shows_its_level(tmp_path: Path) -> None:
+    latency = MetricComparison("latency_p50_ms", False, 1.2, 1.0, 0.2, 0.05, 0.3, "inconclusive",
+                               confidence=1 - 2 * 0.025 / 3)
+    _, text = comment(tmp_path, compared(row("unchanged"), operational=[latency]))
+    assert "+20.0% [+5.0%, +30.0%] (98.33%)" in text

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COMPARISON_FILE = "comparison.json"
-COMPARISON_VERSION = 4  # 4: require, Holm-adjusted levels, slice and gap rules
+# 4: require, Holm-adjusted levels, slice and gap rules; 5: the seeds' t noise, `published`, latency rules in Holm's
+# family with their level (`confidence`)
+COMPARISON_VERSION = 5
 BASELINE_DIR = "baseline"
 UNMEASURED = {"parity_max_error": "no parity.json: run `modelci export`",
               "drifted_columns": "no drift in data-report.json: run `modelci data check` with the baseline"}
@@ -93,22 +95,36 @@ def _apply_operational_rule(row: MetricComparison, rule: GateRule | None, unmeas
                                "reason": "; ".join(problems) or None, "verdict": verdict})
 
 
-def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel | None, frame: pd.DataFrame,
-                      batch: int, out: Path) -> list[MetricComparison]:
-    """Latency (measured here, both models taking turns), size, parity error and drift, each gated by
-    its rule."""
+Latency = tuple[operational.Timings, dict[str, operational.LatencyChange]]
+
+
+def _latency(config: Config, candidate: OnnxModel, baseline: OnnxModel | None, frame: pd.DataFrame,
+             batch: int) -> Latency:
+    """Both models timed here, taking turns, and each latency figure's change with its bootstrap draws."""
     models = [candidate] if baseline is None else [candidate, baseline]
     timings = operational.measure_latency(models, frame, batch, config.compare.latency_repeats)
+    if baseline is None:
+        return timings, {}
+    return timings, operational.compare_latency(timings, config.compare.confidence, config.compare.bootstrap,
+                                                config.compare.seed)
+
+
+def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel | None, frame: pd.DataFrame,
+                      batch: int, out: Path, measured: Latency | None = None,
+                      levels: dict[str, float] | None = None) -> list[MetricComparison]:
+    """Latency (`measured`, or measured here), size, parity error and drift, each gated by its rule; a latency
+    rule's interval at the one-sided level Holm's step-down gave it (`levels`, from gate.judge), compare.confidence's
+    without."""
+    timings, changes = measured or _latency(config, candidate, baseline, frame, batch)
+    levels = levels or {}
+    changes = {name: change.at(levels[name]) if name in levels else change for name, change in changes.items()}
     found: dict[str, float | None] = {
         **timings.figures(0), "model_size_mb": operational.size_mb(candidate.path),
         "parity_max_error": operational.parity_max_error(_load(out / "parity.json")),
         "drifted_columns": operational.drifted_columns(_load(out / "data-report.json"))}
     before: dict[str, float] = {}
-    changes: dict[str, operational.LatencyChange] = {}
     if baseline is not None:
         before = {**timings.figures(1), "model_size_mb": operational.size_mb(baseline.path)}
-        changes = operational.compare_latency(timings, config.compare.confidence, config.compare.bootstrap,
-                                              config.compare.seed)
     rules = {rule.metric: rule for rule in config.gate}
     rows = []
     for name in operational.FIGURES:
@@ -122,7 +138,7 @@ def _operational_rows(config: Config, candidate: OnnxModel, baseline: OnnxModel 
             rule, change = rules.get(name), changes[name]
             allowed = rule.max_increase if rule is not None and rule.max_increase is not None else 0.0
             row = MetricComparison(name, False, value, base, value - base, change.low_ms, change.high_ms,
-                                   verdict=operational.latency_verdict(change, allowed))
+                                   verdict=operational.latency_verdict(change, allowed), confidence=change.confidence)
         else:
             row = MetricComparison(name, False, value, base, value - base,
                                    verdict=operational.size_verdict(value, base))
@@ -223,15 +239,18 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     # NOTE: each model at its own threshold: the comparison is of the two models as they are deployed
     thresholds = Thresholds(candidate.threshold, baseline.threshold if baseline else candidate.threshold,
                             tuple(seed.threshold for seed in seeds))
+    result.latency_batch = min(config.compare.latency_batch, len(frame))
+    # NOTE: timed before the verdicts: a latency rule is in Holm's family with the metrics' rules
+    latency = _latency(config, candidate, baseline, frame, result.latency_batch)
     judged: Judged = judge(config, y, scores, baseline_scores, candidate.task, frame,
                            [seed.predict(frame) for seed in seeds],
                            (_load(out / BASELINE_DIR / METRICS_FILE) or {}).get("seeds") if baseline else None,
-                           thresholds)
+                           thresholds, latency[1])
     result.metrics, result.slices, result.gaps = judged.metrics, judged.slices, judged.gaps
     result.seeds = judged.seeds.to_json() if judged.seeds is not None else None
     result.multiplicity = judged.multiplicity
-    result.latency_batch = min(config.compare.latency_batch, len(frame))
-    result.operational = _operational_rows(config, candidate, baseline, frame, result.latency_batch, out)
+    result.operational = _operational_rows(config, candidate, baseline, frame, result.latency_batch, out, latency,
+                                           judged.latency_levels)
     if candidate.task == "binary":
         result.roc = _roc_points(y, {"candidate": scores, "baseline": baseline_scores})
         result.thresholds = {"candidate": candidate.threshold,

@@ -8,7 +8,8 @@ of its interval, and only then is each row labelled and judged, at the level tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import stats
 from modelci.compare import slices as sliced
 from modelci.compare import verdicts
 from modelci.compare.noise import SeedNoise, recipe_differences, seed_noise
+from modelci.compare.operational import LatencyChange
 from modelci.compare.resampled import paired_draws
 from modelci.compare.rows import (
     UNDEFINED,
@@ -44,6 +46,7 @@ class Judged:
     gaps: list[GapComparison]
     multiplicity: Multiplicity
     seeds: SeedNoise | None = None  # the training noise counted in the metrics' intervals (compare.seeds)
+    latency_levels: dict[str, float] = field(default_factory=dict)  # each latency rule's one-sided level (Holm's)
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ def _metric_rows(config: Config, y: np.ndarray, candidates: list[np.ndarray], ba
                  task: str, baseline_seeds: dict[str, Any] | None,
                  thresholds: Thresholds) -> tuple[list[_Pending], SeedNoise | None]:
     """`candidates`: each seed's scores, the published model's first; with several, a row's candidate value is
-    their mean and its interval counts the training noise (compare/noise.py)."""
+    their mean (the recipe's), its `published` value the first seed's, and its interval counts the training noise
+    (compare/noise.py)."""
     rules = {r.metric: r for r in config.gate if r.slice is None and r.metric in FUNCTIONS}
     names = list(dict.fromkeys([*metric_names(config), *rules]))
     own = thresholds.candidates(len(candidates))
     values = {name: [finite_or_none(metric_value(name, y, scores, threshold)) for scores, threshold in
                      zip(candidates, own, strict=True)] for name in names}
-    noise = seed_noise(len(candidates), values, baseline_seeds) if len(candidates) > 1 else None
+    noise = seed_noise(len(candidates), values, baseline_seeds, compared=baseline is not None) \
+        if len(candidates) > 1 else None
     draws = paired_draws(names, y, [*candidates, baseline], task != "regression", config.compare.bootstrap,
                          config.compare.seed, [*own, thresholds.baseline]) if baseline is not None else []
     rng = np.random.default_rng(config.compare.seed)
@@ -118,7 +123,8 @@ def _metric_rows(config: Config, y: np.ndarray, candidates: list[np.ndarray], ba
     for name in names:
         rule = rules.get(name)
         value = None if None in values[name] else float(np.mean(values[name]))  # type: ignore[arg-type]
-        row = MetricComparison(name, _higher_is_better(name, rule), value)
+        row = MetricComparison(name, _higher_is_better(name, rule), value,
+                               published=values[name][0] if noise is not None else None)
         paired = None
         if baseline is not None:
             base = finite_or_none(metric_value(name, y, baseline, thresholds.baseline))
@@ -127,13 +133,14 @@ def _metric_rows(config: Config, y: np.ndarray, candidates: list[np.ndarray], ba
             row = replace(row, baseline=base, difference=None if value is None or base is None else value - base,
                           discordant=discordant, mcnemar_p=p_value)
             differences = draws[0][name] - draws[1][name] if noise is None else recipe_differences(
-                np.stack([found[name] for found in draws[:-1]]), draws[-1][name], noise.baseline_deviations[name], rng)
+                np.stack([found[name] for found in draws[:-1]]), draws[-1][name], noise.metrics[name], rng)
             paired = _paired(differences, name, rule, base)
         rows.append(_Pending(row, rule, paired))
     return rows, noise
 
 
-def _slice_rows(rule: GateRule, found: list[sliced.Slice], min_rows: int) -> list[_Pending]:
+def _slice_rows(rule: GateRule, found: list[sliced.Slice], min_rows: int, baseline: bool) -> list[_Pending]:
+    """Each slice's row; `baseline`: whether there is a baseline to compare with."""
     out = []
     for s in found:
         row = MetricComparison(rule.metric, _higher_is_better(rule.metric, rule), s.candidate, s.baseline,
@@ -141,8 +148,13 @@ def _slice_rows(rule: GateRule, found: list[sliced.Slice], min_rows: int) -> lis
                                slice=rule.slice, slice_value=s.value, rows=s.rows)
         paired = None
         if s.draws is None:
-            row = replace(row, verdict=verdicts.TOO_SMALL, reason=f"{s.rows:,} rows, fewer than "
+            counted = f"{s.rows:,} rows" if s.counted_class is None else \
+                f"{s.rows:,} rows, {s.counted:,} of them {s.counted_class} ({rule.metric} needs them)"
+            row = replace(row, verdict=verdicts.TOO_SMALL, reason=f"{counted}, fewer than "
                           f"compare.min_slice_rows ({min_rows}): too small to judge")
+        elif s.candidate is not None and s.baseline is None and baseline:
+            row = replace(row, verdict="undefined", reason="undefined on this slice's rows for the baseline: no "
+                          "difference to judge")
         elif s.draws[1] is not None and s.candidate is not None:
             paired = _paired(s.draws[0] - s.draws[1], rule.metric, rule, s.baseline)
         out.append(_Pending(row, rule, paired))
@@ -164,17 +176,27 @@ def _finish(pending: _Pending, tail: float) -> MetricComparison:
             return replace(row, passed=False, reason=UNDEFINED, verdict="undefined")
         return row
     if row.slice is not None and row.candidate is None:
-        # NOTE: a metric undefined on a slice (recall on a slice without positives) is the data's doing; a
-        # broken model is caught by the metric on all the rows
+        # NOTE: slices.measure leaves a metric undefined where its denominator is 0 on the slice (recall and f1
+        # without positive rows, precision without rows called positive, the rank metrics with one class), not
+        # the 0.0 that metrics.py returns: that is the data's doing, so the slice is reported, not judged, and
+        # left out of any gap; a broken model is caught by the metric on all the rows
         return replace(row, rule=describe(rule), verdict="undefined",
                        reason="undefined on this slice's rows (for the candidate): nothing to judge")
-    out_of_bounds = bounds(row.candidate, rule)
+    out_of_bounds = _floors(row, rule)
     problems = list(out_of_bounds)
     if pending.decided and paired is not None and row.candidate is not None \
             and not verdicts.passes(*paired.better(tail), paired.tolerance, paired.require):
         problems.append(_unmet(row, rule))
-    return replace(row, rule=describe(rule), passed=not problems, reason="; ".join(problems) or None,
+    return replace(row, rule=describe(rule), passed=not problems, reason="; ".join(problems) or row.reason,
                    verdict=failed_verdict(row, out_of_bounds))
+
+
+def _floors(row: MetricComparison, rule: GateRule) -> list[str]:
+    """The rule's min and max, on the published model: with compare.seeds, the first seed's value rather than the
+    seeds' mean, which is no model anyone deploys; a mean left undefined by any seed still fails."""
+    if row.published is None or row.candidate is None:
+        return bounds(row.candidate, rule)
+    return [f"the published model (the first seed): {found}" for found in bounds(row.published, rule)]
 
 
 def _unmet(row: MetricComparison, rule: GateRule) -> str:
@@ -191,7 +213,7 @@ def _unmet(row: MetricComparison, rule: GateRule) -> str:
     return f"worse than the baseline by more than {allowed_drop(rule)}: difference {row.difference:+.4f}, {level}"
 
 
-def _gap_row(rule: GateRule, found: list[sliced.Slice], measured: tuple[sliced.Gap, sliced.Gap | None] | None,
+def _gap_row(rule: GateRule, found: list[sliced.Slice], measured: tuple[sliced.Gap, sliced.GapChange | None] | None,
              tail: float, alpha: float) -> GapComparison:
     assert rule.slice is not None
     assert rule.max_gap is not None
@@ -219,11 +241,14 @@ def _gap_row(rule: GateRule, found: list[sliced.Slice], measured: tuple[sliced.G
 
 def judge(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray | None, task: str,
           frame: pd.DataFrame | None, other_seeds: list[np.ndarray] | None = None,
-          baseline_seeds: dict[str, Any] | None = None, thresholds: Thresholds | None = None) -> Judged:
+          baseline_seeds: dict[str, Any] | None = None, thresholds: Thresholds | None = None,
+          latency: dict[str, LatencyChange] | None = None) -> Judged:
     """Every metric row, every slice row and gap of the slice rules (with `frame`), each at the level Holm's
     step-down gives it. `other_seeds`: the scores of the candidate's other seeds (compare.seeds), which the
     metric rows count; `baseline_seeds`: what the baseline's metrics.json recorded of its own; `thresholds`:
-    each model's own classification threshold (binary), 0.5 for every model when None."""
+    each model's own classification threshold (binary), 0.5 for every model when None; `latency`: each latency
+    figure's change (compare/operational.py), whose max_increase rules join Holm's family (their levels in
+    `latency_levels`)."""
     thresholds = thresholds or Thresholds()
     # NOTE: a slice column the data lacks is the user's error: said before any resampling
     groups = [(rule, sliced.groups(frame, rule, index)) for index, rule in enumerate(config.gate)
@@ -235,17 +260,27 @@ def judge(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.nda
         found = sliced.measure(config, rule, found_groups, y, candidate, baseline, task != "regression",
                                (thresholds.candidate, thresholds.baseline))
         measured.append((rule, found, sliced.gap(rule, found) if rule.max_gap is not None else None))
-    pending = metrics + [p for rule, found, _ in measured for p in _slice_rows(rule, found,
-                                                                            config.compare.min_slice_rows)]
+    pending = metrics + [p for rule, found, _ in measured for p in _slice_rows(
+        rule, found, config.compare.min_slice_rows, baseline is not None)]
     family: list[Callable[[float], bool]] = [p.paired.rejects for p in pending
                                              if p.decided and p.paired is not None and p.paired.adjusted]
     family += [gap[0].rejects for _, _, gap in measured if gap is not None]
+    timed = _latency_rules(config, latency or {})
+    family += [partial(change.exceeds, allowed) for _, change, allowed in timed]
     alpha = (1 - config.compare.confidence) / 2
     levels = iter(verdicts.holm(family, alpha))
     tails = [next(levels) if p.decided and p.paired is not None and p.paired.adjusted else alpha for p in pending]
     rows = [_finish(p, tail) for p, tail in zip(pending, tails, strict=True)]
     gaps = [_gap_row(rule, found, gap, next(levels) if gap is not None else alpha, alpha)
             for rule, found, gap in measured if rule.max_gap is not None]
-    decided = sum(p.decided for p in pending) + sum(gap is not None for *_, gap in measured)
+    latency_levels = {name: next(levels) for name, _, _ in timed}
+    decided = sum(p.decided for p in pending) + sum(gap is not None for *_, gap in measured) + len(timed)
     return Judged(rows[:len(metrics)], rows[len(metrics):], gaps, Multiplicity("holm", decided, len(family), alpha),
-                  noise)
+                  noise, latency_levels)
+
+
+def _latency_rules(config: Config, latency: dict[str, LatencyChange]) -> list[tuple[str, LatencyChange, float]]:
+    """(figure, change, max_increase) of each latency rule that its interval decides: it fails the gate when its
+    null hypothesis (at most max_increase slower) is rejected, so it is in Holm's family."""
+    return [(rule.metric, latency[rule.metric], rule.max_increase) for rule in config.gate
+            if rule.metric in latency and rule.max_increase is not None and rule.slice is None]

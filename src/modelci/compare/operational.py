@@ -6,7 +6,9 @@ turn, so that whatever else the machine is doing (another job, frequency scaling
 slows both alike. Each latency figure's change is a ratio, candidate over baseline, of the median
 (p50) or the 99th percentile (p99) of the timings, with a bootstrap interval that resamples whole
 turns, so each resample keeps the pairing of the two models' timings taken side by side. A
-latency rule fails only when the whole interval is above the increase it allows.
+latency rule fails only when the whole interval is above the increase it allows; latency rules are
+in Holm's family with the metrics' rules (compare/verdicts.py), so their intervals may be wider
+than compare.confidence's.
 
 NOTE: no operational figure is read from the baseline's artifact: both models' latencies are
 measured here, and both sizes are the sizes of the two files. The figures are therefore comparable
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +75,18 @@ class LatencyChange:
     ratio: float
     ratio_low: float
     ratio_high: float
+    ratios: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the bootstrap draws of the ratio
+    confidence: float | None = None  # the two-sided level of [ratio_low, ratio_high]
+
+    def at(self, tail: float) -> LatencyChange:
+        """The same change with its interval at one-sided level `tail` each side (Holm's step-down may ask for a
+        wider one than compare.confidence's)."""
+        low, high = np.quantile(self.ratios, [tail, 1 - tail])
+        return replace(self, ratio_low=float(low), ratio_high=float(high), confidence=1 - 2 * tail)
+
+    def exceeds(self, max_increase: float, tail: float) -> bool:
+        """"At most `max_increase` slower" rejected at one-sided level `tail`: the latency rule fails."""
+        return self.at(tail).ratio_low > 1 + max_increase
 
     @property
     def low_ms(self) -> float:
@@ -124,7 +138,7 @@ def compare_latency(timings: Timings, confidence: float, resamples: int, seed: i
         ratios = np.percentile(candidate[picks], q, axis=1) / np.percentile(baseline[picks], q, axis=1)
         low, high = np.quantile(ratios, [tail, 1 - tail])
         c, b = float(np.percentile(candidate, q)), float(np.percentile(baseline, q))
-        changes[name] = LatencyChange(c, b, c / b, float(low), float(high))
+        changes[name] = LatencyChange(c, b, c / b, float(low), float(high), ratios, confidence)
     return changes
 
 

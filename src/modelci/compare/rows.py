@@ -38,6 +38,9 @@ class MetricComparison:
     slice: str | None = None  # a slice rule's row: the column,
     slice_value: str | None = None  # the slice (a value, or a quartile's range),
     rows: int | None = None  # and its evaluation rows
+    # compare.seeds > 1: the published model's (the first seed's) value, which the rule's min and max judge;
+    # `candidate` is then the seeds' mean, which the interval is about
+    published: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class Multiplicity:
     """How the comparisons that rules decide share the error rate (compare/verdicts.py)."""
 
     method: str  # holm
-    comparisons: int  # every comparison a rule decides: metrics, slices and gaps
-    adjusted: int  # those in Holm's family (no-regression and gap rules)
+    comparisons: int  # every comparison a rule decides: metrics, slices, gaps and latency
+    adjusted: int  # those in Holm's family (no-regression, gap and latency max_increase rules)
     alpha: float  # the family's one-sided level: (1 - compare.confidence) / 2
 
 

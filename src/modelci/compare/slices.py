@@ -17,7 +17,12 @@ from modelci.compare.resampled import paired_draws
 from modelci.compare.verdicts import Array, percentile_interval
 from modelci.errors import UsageError
 from modelci.evaluate.evaluator import _slice_groups, finite_or_none
-from modelci.evaluate.metrics import DEFAULT_THRESHOLD, value
+from modelci.evaluate.metrics import DEFAULT_THRESHOLD, decided, value
+
+# The classes whose rows a binary metric's denominator counts: recall and f1 the positive rows, the rank metrics
+# both (precision counts the rows a model calls positive, see `defined`)
+NEEDS: dict[str, tuple[int, ...]] = {"recall": (1,), "f1": (1,), "roc_auc": (0, 1), "pr_auc": (0, 1)}
+CLASSES = {0: "negative", 1: "positive"}
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,34 +40,61 @@ class Slice:
     candidate: float | None
     baseline: float | None
     draws: tuple[Array, Array | None] | None
+    counted: int = 0  # the rows held against compare.min_slice_rows: all of them, or the rarest class the metric needs
+    counted_class: str | None = None  # that class ("positive", "negative"); None when all the rows count
 
 
 @dataclass(frozen=True)
 class Gap:
-    """The candidate's largest difference between the judged slices, with its bootstrap draws."""
+    """The candidate's largest difference between the judged slices, with the bootstrap distribution of its error.
+
+    The interval is simultaneous over the pairs of slices: with c the 1 − tail quantile, over the resamples, of
+    the range over the slices of (the slice's draw − its estimate), every pair's true difference is within c of
+    its estimated one (each side at one-sided level tail), the pair the estimate picked as the largest included.
+    So the gap is at least estimate − c and at most estimate + c.
+
+    NOTE: the interval of the largest difference taken resample by resample (percentile or reverse percentile)
+    does not hold with three slices or more: the largest difference of the draws picks, in each resample, the
+    pair that drifted furthest apart, and the reverse percentile interval then failed 7-16% of candidates whose
+    gap was just max_gap, at a nominal 2.5%."""
 
     estimate: float
-    draws: Array
+    errors: Array  # per resample, the range over the slices of (draw - the slice's estimate); NaN when undefined
     max_gap: float
-    nonnegative: bool = True  # a gap is; the change of a gap from the baseline's is not
+
+    def _margin(self, tail: float) -> float:
+        found = self.errors[np.isfinite(self.errors)]
+        return float(np.quantile(found, 1 - tail)) if found.size else math.nan
 
     def interval(self, tail: float) -> tuple[float, float]:
-        """The basic (reverse percentile) bootstrap interval, at 0 or above.
-
-        NOTE: a maximum over slices is biased upwards, and its bootstrap draws more so; the basic
-        interval (2·estimate − the draws' quantiles) takes that bias off, where the percentile
-        interval would double it and fail a candidate whose gap is just the allowed one too often."""
-        low, high = percentile_interval(self.draws, tail)
-        floor = 0.0 if self.nonnegative else -math.inf
-        return max(2 * self.estimate - high, floor), max(2 * self.estimate - low, floor)
+        """Each bound at one-sided level `tail`; the lower one at 0 or above (a gap is never negative)."""
+        margin = self._margin(tail)
+        return max(self.estimate - margin, 0.0), self.estimate + margin
 
     def rejects(self, tail: float) -> bool:
         """"The gap is at most max_gap" rejected at one-sided level `tail`: the gate fails."""
-        return self.interval(tail)[0] > self.max_gap
+        return self.estimate - self._margin(tail) > self.max_gap
 
     def p_value(self) -> float | None:
-        found = self.draws[np.isfinite(self.draws)]
-        return float(np.mean(found >= 2 * self.estimate - self.max_gap)) if found.size else None
+        """The smallest one-sided level at which the gap would be shown above max_gap."""
+        found = self.errors[np.isfinite(self.errors)]
+        return float(np.mean(found >= self.estimate - self.max_gap)) if found.size else None
+
+
+@dataclass(frozen=True)
+class GapChange:
+    """The candidate's gap less the baseline's, over the same slices, with its bootstrap draws: reported, not gated."""
+
+    estimate: float
+    draws: Array
+
+    def interval(self, tail: float) -> tuple[float, float]:
+        """The basic (reverse percentile) bootstrap interval: 2·estimate − the draws' quantiles.
+
+        NOTE: each gap is a maximum over slices, biased upwards, and its draws more so; the basic interval takes
+        that bias off where the percentile interval would double it."""
+        low, high = percentile_interval(self.draws, tail)
+        return 2 * self.estimate - high, 2 * self.estimate - low
 
 
 def groups(frame: pd.DataFrame, rule: GateRule, index: int) -> list[tuple[str, np.ndarray]]:
@@ -78,21 +110,52 @@ def measure(config: Config, rule: GateRule, found: list[tuple[str, np.ndarray]],
             candidate: np.ndarray, baseline: np.ndarray | None, stratified: bool,
             thresholds: tuple[float, float] = (DEFAULT_THRESHOLD, DEFAULT_THRESHOLD)) -> list[Slice]:
     """Each slice's metric for both models (each at its own classification threshold, `thresholds`: the
-    candidate's and the baseline's), and its paired draws when it has rows enough to judge."""
+    candidate's and the baseline's), and its paired draws when it has rows enough to judge. A model's metric is
+    undefined (None, its draws NaN) where its denominator is 0 on the slice (see `defined`)."""
     compare = config.compare
     own = list(thresholds[:1 if baseline is None else 2])
+    binary = stratified and candidate.ndim == 2 and candidate.shape[1] == 2
     out = []
     for k, (name, mask) in enumerate(found):
         models = [candidate[mask]] + ([] if baseline is None else [baseline[mask]])
-        values = [finite_or_none(value(rule.metric, y[mask], m, t)) for m, t in zip(models, own, strict=True)]
+        values = [finite_or_none(value(rule.metric, y[mask], m, t)) if defined(rule.metric, y[mask], m, t, binary)
+                  else None for m, t in zip(models, own, strict=True)]
+        counted, rarest = _counted(rule.metric, y[mask], binary)
         draws = None
-        if int(mask.sum()) >= compare.min_slice_rows:
+        if counted >= compare.min_slice_rows:
             # NOTE: a seed of its own per slice: the slices' resamples must be independent of each other
             drawn = paired_draws([rule.metric], y[mask], models, stratified, compare.bootstrap, compare.seed + 1 + k,
                                  own)
-            draws = (drawn[0][rule.metric], drawn[1][rule.metric] if baseline is not None else None)
-        out.append(Slice(name, int(mask.sum()), values[0], values[1] if baseline is not None else None, draws))
+            each = [d[rule.metric] if v is not None else np.full(compare.bootstrap, math.nan)
+                    for d, v in zip(drawn, values, strict=True)]
+            draws = (each[0], each[1] if baseline is not None else None)
+        out.append(Slice(name, int(mask.sum()), values[0], values[1] if baseline is not None else None, draws,
+                         counted, rarest))
     return out
+
+
+def defined(metric: str, y: np.ndarray, scores: np.ndarray, threshold: float, binary: bool) -> bool:
+    """Whether a binary metric's denominator is non-zero for this model on these rows: recall and f1 need a positive
+    row, precision a row the model calls positive, the rank metrics rows of both classes.
+
+    NOTE: metrics.py returns 0.0 on a zero denominator, which on a whole evaluation set only a broken model or
+    broken data reaches; on a slice (one without positive rows) it is the data's doing, and a 0.0 there would
+    put a gap of the whole metric between two identical models."""
+    if not binary:
+        return True
+    if metric == "precision":
+        return bool(np.any(decided(scores, threshold) == 1))
+    return all(np.any(y == k) for k in NEEDS.get(metric, ()))
+
+
+def _counted(metric: str, y: np.ndarray, binary: bool) -> tuple[int, str | None]:
+    """The rows compare.min_slice_rows is held against: those of the rarest class the metric needs (binary), else
+    all of them; and that class's name."""
+    if not binary or metric not in NEEDS:
+        return len(y), None
+    counts = {CLASSES[k]: int(np.sum(y == k)) for k in NEEDS[metric]}
+    rarest = min(counts, key=lambda name: counts[name])
+    return counts[rarest], rarest
 
 
 def judged(slices: list[Slice]) -> list[Slice]:
@@ -109,23 +172,23 @@ def _spread(values: Array) -> Array:
     return np.where(counted >= 2, spread, np.nan)
 
 
-def gap(rule: GateRule, slices: list[Slice]) -> tuple[Gap, Gap | None] | None:
+def gap(rule: GateRule, slices: list[Slice]) -> tuple[Gap, GapChange | None] | None:
     """The candidate's gap, and the change of the gap from the baseline's (candidate − baseline, when
     the baseline was measured on every judged slice); None with fewer than two judged slices."""
     assert rule.max_gap is not None
     found = judged(slices)
     if len(found) < 2:
         return None
-    values = [s.candidate for s in found if s.candidate is not None]
-    own = Gap(max(values) - min(values), _spread(np.column_stack([s.draws[0] for s in found if s.draws])),
-              rule.max_gap)
+    values = np.array([s.candidate for s in found], dtype=np.float64)
+    draws = np.column_stack([s.draws[0] for s in found if s.draws])
+    own = Gap(float(values.max() - values.min()), _spread(draws - values), rule.max_gap)
     bases = [s.baseline for s in found]
     base_draws = [s.draws[1] for s in found if s.draws is not None and s.draws[1] is not None]
     if any(b is None for b in bases) or len(base_draws) < len(found):
         return own, None
     known = [b for b in bases if b is not None]
-    change = own.draws - _spread(np.column_stack(base_draws))
-    return own, Gap(own.estimate - (max(known) - min(known)), change, math.inf, nonnegative=False)
+    change = _spread(draws) - _spread(np.column_stack(base_draws))
+    return own, GapChange(own.estimate - (max(known) - min(known)), change)
 
 
 def between(slices: list[Slice]) -> list[str]:

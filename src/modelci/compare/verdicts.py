@@ -16,8 +16,9 @@ A rule requires one of:
     non-inferior   pass only when the interval's worse end is within the tolerance
     superior       pass only when the whole interval is better than 0
 
-Multiplicity. A no-regression rule (and a slice of one, and a gap rule) fails the gate when its
-null hypothesis, "not worse beyond the tolerance", is rejected; with m such comparisons a fair
+Multiplicity. A no-regression rule (and a slice of one, a gap rule, and a latency rule's max_increase,
+compare/operational.py) fails the gate when its null hypothesis, "not worse beyond the tolerance", is
+rejected; with m such comparisons a fair
 candidate would fail m times as often. Holm's step-down keeps the chance of any such failure at the
 one-sided level of a single interval. A non-inferior or superior rule passes only when its
 hypothesis is rejected, and the gate needs every one of them rejected: an intersection-union test,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +106,25 @@ def _seeds(comparison: dict[str, Any]) -> list[str]:
     if not found:
         return []
     n = found["seeds"]
+    compared = comparison["baseline_status"] == "compared"
     lines = ["", f"Training noise: the candidate was trained with {n} seeds (compare.seeds); its figures above are "
-                 f"their mean, the published model is the first seed's, and the intervals count the seeds' spread "
-                 "and the baseline's as well as the rows'."]
+                 "their mean, the recipe's, and the published model is the first seed's, on which the rules' min and "
+                 "max are judged."
+             + (" The metrics' intervals count the seeds' spread and the baseline's as well as the rows' (a Student "
+                "t term with Welch–Satterthwaite's degrees of freedom, df). Slice and gap rules judge the published "
+                "model on the rows' sampling alone, without the seeds' spread." if compared else "")]
     lines += [f"⚠️ {found['note']}."] if found.get("note") else []
-    seeds = " | ".join(f"seed {i + 1}" for i in range(n))
-    lines += ["", f"| metric | {seeds} | spread (sd) | baseline's spread (sd) |", "|---|" + "---:|" * (n + 2)]
+    published = {m["name"]: m.get("published") for m in comparison["metrics"]}
+    seeds = " | ".join("seed 1 (published)" if i == 0 else f"seed {i + 1}" for i in range(n))
+    lines += ["", f"| metric | {seeds} | spread (sd) | baseline's spread (sd) | df |", "|---|" + "---:|" * (n + 3)]
     for name, values in found["candidate"].items():
-        finite = [v for v in values if v is not None]
-        spread = statistics.stdev(finite) if len(finite) > 1 else None
-        lines.append(f"| {name} | " + " | ".join(_num(v) for v in values)
-                     + f" | {_num(spread)} | {_num(found['baseline_std'].get(name))} |")
+        noise = found.get("noise", {}).get(name, {})
+        base = _num(noise.get("baseline_sd")) + (" (assumed)" if noise.get("baseline_assumed") else "") \
+            if compared else "–"
+        df = f"{noise['df']:.3g}" if compared and noise.get("df") is not None else "–"
+        shown = [published.get(name, values[0]) if i == 0 else v for i, v in enumerate(values)]
+        lines.append(f"| {name} | " + " | ".join(_num(v) for v in shown)
+                     + f" | {_num(noise.get('candidate_sd'))} | {base} | {df} |")
     return lines
 
 
@@ -156,6 +163,9 @@ def _operational_section(comparison: dict[str, Any]) -> list[str]:
         change = f"{m['candidate'] / m['baseline'] - 1:+.1%}" if m["baseline"] and m["candidate"] is not None else "–"
         if m["baseline"] and m.get("ci_low") is not None:
             change += f" [{m['ci_low'] / m['baseline']:+.1%}, {m['ci_high'] / m['baseline']:+.1%}]"
+            level = m.get("confidence")  # NOTE: Holm's step-down widens a latency rule's interval with other rules
+            change += f" ({level * 100:.4g}%)" if level is not None and abs(level - comparison["confidence"]) > 1e-9 \
+                else ""
         lines.append(f"| {m['name']} | {_figure(m['baseline'])} | {_figure(m['candidate'])} | {change} | "
                      f"{gate.verdict_cell(m['verdict'], m['passed'])} | {m['rule'] or ''} |")
     return lines
@@ -374,7 +384,8 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
 def build_report(out: Path) -> tuple[str, bool]:
     """The whole report as markdown, from whatever stage outputs exist in `out`, and whether it passed."""
     verdict, passed = overall(out)
-    lines = [MARKER, "# modelci report", "", verdict, ""]
+    key = _load(out, "content-key.json")  # NOTE: modelci.cache.KEY_FILE; none for a dirty tree
+    lines = [MARKER, "# modelci report", "", verdict, "", *([f"Content key: `{key['key']}`", ""] if key else [])]
     sections = (("comparison.json", _comparison_section), ("data-report.json", _data_section),
                 ("train-log.json", _training_section), ("tune-report.json", _tune_section))
     for name, render in sections:
