@@ -109,7 +109,8 @@ def test_an_unfair_comparison_fails_the_gate_only_under_require_baseline(tmp_pat
     baseline = baseline_trained_on(pd.concat([TRAIN, EVAL], ignore_index=True), tmp_path)
     config = make_config(tmp_path, {"require_baseline": require_baseline})
     result = Comparison(passed=True, baseline_status="compared", baseline_reference="oci:r:main",
-                        baseline_digest="sha256:0", rows=len(EVAL), confidence=0.95, bootstrap=10)
+                        baseline_digest="sha256:0", rows=len(EVAL), confidence=0.95, bootstrap=10,
+                        baseline_required=require_baseline)  # NOTE: as compare() decides it from the config
     apply(result, config, evaluation_from_csv(EVAL, tmp_path), tmp_path / "out", baseline)
     assert result.comparability is not None
     assert result.comparability.unfair

@@ -2,7 +2,8 @@
 into a virtual environment of the job's own (in RUNNER_TEMP), which sees the runner's Python's
 packages (its torch among them) after its own; a modelci that an earlier job left in the runner's
 Python, in ~/.local or in the environment itself is never run; a second action in the same job
-installs nothing."""
+installs nothing; the extras input (auto from the factory's imports, none, or a list) decides what pip is
+asked for, and torch comes from PyTorch's CPU index only on a runner without a GPU or a torch of its own."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from types import ModuleType
 import pytest
 
 import modelci
+from modelci.errors import UsageError
+from modelci.extras import chosen, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "actions" / "setup" / "install.sh"
@@ -48,14 +51,19 @@ def runner(tmp_path: Path) -> Path:
     return tmp_path / "runner"
 
 
-def install(python: Path, runner: Path, system_packages: Path) -> tuple[subprocess.CompletedProcess[str], str, str]:
-    """install.sh as the action runs it: the GITHUB_PATH line it wrote and its `python` output."""
+def install(python: Path, runner: Path, system_packages: Path, **inputs: str,
+            ) -> tuple[subprocess.CompletedProcess[str], str, str]:
+    """install.sh as the action runs it (inputs: MODELCI_EXTRAS, MODELCI_CONFIG): the GITHUB_PATH line it
+    wrote and its `python` output."""
     path_file, output_file = runner / "path", runner / "output"
     path_file.write_text("")
     output_file.write_text("")
     env = {**os.environ, "MODELCI_PYTHON": str(python), "RUNNER_TEMP": str(runner), "GITHUB_PATH": str(path_file),
-           "GITHUB_OUTPUT": str(output_file), "PYTHONPATH": str(system_packages), "HOME": str(runner / "home")}
-    env.pop("VIRTUAL_ENV", None)
+           "GITHUB_OUTPUT": str(output_file), "PYTHONPATH": str(system_packages), "HOME": str(runner / "home"),
+           **inputs}
+    for name in ("VIRTUAL_ENV", "MODELCI_EXTRAS", "MODELCI_CONFIG"):
+        if name not in inputs:
+            env.pop(name, None)
     done = subprocess.run(["bash", str(INSTALL)], env=env, capture_output=True, text=True, timeout=600, check=False)
     outputs = dict(line.split("=", 1) for line in output_file.read_text().splitlines())
     return done, path_file.read_text().strip(), outputs.get("python", "")
@@ -128,6 +136,109 @@ def test_a_job_gets_an_environment_of_its_own_that_keeps_the_runners_torch_and_i
         in tampered.stdout
     assert modelci.__version__ in modelci_on_path(path, runner, system_packages)
     assert not ran.exists()
+
+
+@pytest.mark.slow
+def test_the_extras_input_decides_what_pip_is_asked_to_install(runner: Path, system_packages: Path,
+                                                                tmp_path: Path) -> None:
+    sklearn, torch = model_repository(tmp_path / "sklearn", SKLEARN), model_repository(tmp_path / "torch", TORCH)
+    first, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_CONFIG=str(sklearn))
+    assert first.returncode == 0, first.stderr
+    assert "modelci: extras none (model.factory's model.py imports no module of an extra)\n" in first.stdout
+    assert not (runner / "modelci-venv" / "modelci-extras.json").exists()  # pip was asked for no extra
+    # a later action of the job whose model is torch's: the extra's requirements, the runner's torch kept
+    torch_job, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_CONFIG=str(torch))
+    assert torch_job.returncode == 0, torch_job.stderr
+    assert "modelci: extras torch (model.factory's model.py imports torch): installing torch<3,>=2.5 " \
+           "onnxscript>=0.2\n" in torch_job.stdout
+    assert "CPU wheel index" not in torch_job.stdout  # the runner's Python has a torch
+    explicit, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_EXTRAS="torch",
+                             MODELCI_CONFIG=str(sklearn))
+    assert "modelci: extras torch (the extras input is torch): installed\n" in explicit.stdout
+    none, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_EXTRAS="none", MODELCI_CONFIG=str(torch))
+    assert "modelci: extras none (the extras input is none)\n" in none.stdout
+    bad, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_EXTRAS="torch,tensorflow")
+    assert bad.returncode == 2
+    assert "::error::modelci: the extras input is 'torch,tensorflow': modelci has no extra 'tensorflow' (set " \
+           "extras to auto, none, or a comma list of: all, catboost, keras, lightgbm, torch, xgboost)" in bad.stdout
+
+
+SKLEARN = "from sklearn.linear_model import LogisticRegression\n\ndef build():\n    return LogisticRegression()\n"
+TORCH = "from torch import nn\n\ndef build():\n    return nn.Linear(3, 1)\n"
+
+
+def model_repository(folder: Path, factory: str, config: str = "model: {factory: model.py:build}\n",
+                     **neighbours: str) -> Path:
+    """A model repository: modelci.yaml, its factory's model.py and any neighbouring modules; its config's path."""
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(factory)
+    for name, text in neighbours.items():
+        (folder / f"{name}.py").write_text(text)
+    (folder / "modelci.yaml").write_text(f"task: binary\n{config}")
+    return folder / "modelci.yaml"
+
+
+@pytest.mark.parametrize(("value", "factory", "config", "neighbours", "extras"), [
+    ("auto", SKLEARN, None, {}, []),
+    ("auto", TORCH, None, {}, ["torch"]),
+    ("auto", "import torch.nn.functional as F\nimport lightgbm\n", None, {}, ["lightgbm", "torch"]),
+    ("auto", "from layers import block\n", None, {"layers": "import xgboost as xgb\nimport layers\n"}, ["xgboost"]),
+    ("auto", "import keras\n", None, {}, ["keras"]),
+    ("auto", "from . import x\nimport importlib\n", None, {}, []),
+    ("auto", TORCH, "model: {onnx: model.onnx}\n", {}, []),
+    ("auto", TORCH, "train: {command: python train.py}\n", {}, []),
+    ("auto", TORCH, "model: {factory: missing.py:build}\n", {}, []),
+    ("none", TORCH, None, {}, []),
+    ("", TORCH, None, {}, []),
+    (" xgboost, catboost ", SKLEARN, None, {}, ["catboost", "xgboost"]),
+], ids=["scikit-learn", "torch", "two frameworks", "a neighbouring module's import", "keras", "relative and stdlib",
+        "model.onnx", "train.command: the team's script", "a factory that is not there", "none", "empty",
+        "an explicit list"])
+def test_the_extras_a_config_needs_are_read_from_its_factorys_imports(
+        tmp_path: Path, value: str, factory: str, config: str | None, neighbours: dict[str, str],
+        extras: list[str]) -> None:
+    arguments = {"config": config} if config else {}
+    path = model_repository(tmp_path / "repo", factory, **arguments, **neighbours)
+    assert chosen(value, path)[0] == extras
+
+
+def test_the_extras_of_an_extra_are_installed_and_a_bad_extras_value_is_exit_2(tmp_path: Path) -> None:
+    assert "torch<3,>=2.5" in plan("keras", tmp_path / "modelci.yaml")["requirements"]  # keras: modelci[torch]
+    assert chosen("auto", tmp_path / "modelci.yaml") == ([], f"there is no modelci.yaml at {tmp_path}")
+    broken = model_repository(tmp_path / "broken", "def build(:\n")
+    with pytest.raises(UsageError, match=r"model.py does not parse \(line 1\)"):
+        chosen("auto", broken)
+    done = subprocess.run([sys.executable, "-I", "-m", "modelci.extras", "--extras", "tensorflow"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stdout.startswith("::error::modelci: the extras input is 'tensorflow': modelci has no extra")
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runner's Python without torch: a virtual environment without packages."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    return venv / "bin" / "python"
+
+
+@pytest.mark.parametrize(("has_torch", "smi", "cpu_index"), [
+    (False, None, True),
+    (False, "exit 9", True),
+    (False, "exit 0", False),
+    (True, None, False),
+], ids=["no torch, no nvidia-smi", "no torch, nvidia-smi failing", "no torch, a GPU", "the runner's own torch"])
+def test_torch_comes_from_the_cpu_index_only_without_a_gpu_and_without_a_runners_torch(
+        installer: ModuleType, bare_python: Path, tmp_path: Path, has_torch: bool, smi: str | None,
+        cpu_index: bool) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    if smi:
+        (folder / "nvidia-smi").write_text(f"#!/bin/sh\n{smi}\n")
+        (folder / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{folder}{os.pathsep}/usr/bin:/bin"}
+    python = sys.executable if has_torch else str(bare_python)
+    assert installer.cpu_torch(python, env) is cpu_index
 
 
 @pytest.mark.slow

@@ -102,14 +102,24 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     comments = github.comments_on(REPOSITORY, PULL)
     assert len(comments) == 1
     assert "✅ **Passed** (no-baseline)" in comments[0]["body"]
-    assert not artifacts.exists()  # not a fork: nothing left for comment.yml
+    assert not (artifacts / "modelci-report").exists()  # not a fork: nothing left for comment.yml
+    # the check (read-only on the registry) left its candidate; the candidate job, which ran none of its code, pushed it
+    assert (artifacts / "modelci-candidate" / "content-key.json").is_file()
+    assert "modelci candidate" in first.stdout
+    assert "==> candidate pushed:" in first.stdout
+    judged = tags(served)
+    assert sorted(name[:3] for name in judged) == ["key", "pr-"]  # key-<content key> and pr-12, nothing else
+    assert len(set(judged.values())) == 1
 
-    # (b) the main flow publishes sha-<commit> and moves main
+    # (b) the merge promotes the judged candidate (the same content key) to sha-<commit> and main, without training
     published = act(caller, "push", {"ref": "refs/heads/main"}, "main.yml", github, artifacts)
     assert published.returncode == 0, published.stdout[-3000:]
+    assert f"promoted the judged candidate {judged[f'pr-{PULL}']} of pull request #{PULL}: no training" \
+        in published.stdout
+    assert "==> Training" not in published.stdout
     revision = git(caller, "rev-parse", "HEAD")
     found = tags(served)
-    assert found[f"sha-{revision}"] == found["main"]
+    assert found[f"sha-{revision}"] == found["main"] == judged[f"pr-{PULL}"]
 
     # (c) a pull request with a worse model fails the check and updates the same comment
     config = caller / "modelci.yaml"
@@ -122,7 +132,10 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     updated = github.comments_on(REPOSITORY, PULL)
     assert [c["id"] for c in updated] == [comments[0]["id"]]
     assert "❌ **Failed**: the gate rejected roc_auc" in updated[0]["body"]
-    assert tags(served) == found  # nothing was published from a pull request
+    after_worse = tags(served)
+    assert {k: v for k, v in after_worse.items() if not k.startswith(("key-", "pr-"))} == \
+        {k: v for k, v in found.items() if not k.startswith(("key-", "pr-"))}  # a pull request moves no other tag
+    assert after_worse[f"pr-{PULL}"] != found[f"pr-{PULL}"]  # the worse candidate, judged failed
 
     # (d) a release tag on the published commit promotes that artifact, by digest
     git(caller, "checkout", "-q", revision)
@@ -188,6 +201,7 @@ def test_a_fork_pull_request_is_commented_from_the_workflow_run_workflow(caller:
     git(caller, "commit", "-qam", "a registry of its own")
     fork = act(caller, "pull_request", pull_request(caller, fork=True), "pull-request.yml", github, artifacts)
     assert fork.returncode == 0, fork.stdout[-3000:]
+    assert not (artifacts / "modelci-candidate").exists()  # a fork's candidate is rebuilt on main, never pushed
     assert github.comments_on(REPOSITORY, PULL) == []  # a fork's token could not have
     report = (artifacts / "modelci-report" / "report.md").read_text()
     head = git(caller, "rev-parse", "HEAD")

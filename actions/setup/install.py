@@ -17,12 +17,40 @@ site-packages (~/.local) is never seen: it is the easiest place for a job to pla
 What this cannot check: the runner's Python and the packages in it are taken as the runner's own (a
 job that can write there can change anything that Python runs), so a persistent runner that runs
 pull requests keeps them read-only to the runner's user (deploy/gpu-runners.md), or is ephemeral.
+
+Extras: modelci's core goes in first; then `python -m modelci.extras` (the environment's Python,
+the modelci just checked) says which extras the config's model needs (the `extras` input: auto, none
+or a comma list) and what pip installs for them. NOTE: it runs there, not with the runner's Python
+before anything is installed, because modelci.yaml is YAML and the runner's Python may have no YAML
+parser: the core brings one, and the one scan of the factory's imports (modelci/extras.py) serves the
+action and the package alike. Torch, when it is to be installed (no torch in the runner's Python) on a
+runner without a GPU (`nvidia-smi` absent or failing), comes alone from PyTorch's CPU wheel index with
+`--no-deps`, then its dependencies from the usual index. NOTE: not `--extra-index-url` for the whole
+install: pip would then take any package from whichever index offers the higher version.
+
+pip's cache: PIP_CACHE_DIR is $RUNNER_TEMP/modelci-pip-cache, which the setup action restores (the
+newest entry of the runner's OS and machine) and saves to GitHub's cache (actions/cache, after a job
+whose lock has no entry yet) under a key of the OS, the Python, modelci's version and the
+lock of what was installed (`cache_key` below). NOTE: the cache holds pip's downloads (its HTTP cache of the
+index's files, and wheels it built), never the environment: a cache entry is written by whichever job
+of a branch saved it first, so nothing in it is executed as it is. What pip verifies: every file it
+installs from an index is checked against the SHA-256 that the index's page gives for it (PyPI's pages
+give one for every file), whether the bytes came from the network or from the cache. What it does not:
+a cached index page itself (an entry can hold a page, with its own hashes, that pip takes as fresh for
+as long as its stored headers say), and a wheel it built from a source distribution (taken from the
+cache without a check outside `--require-hashes` mode). So an entry is as trusted as the jobs that can
+write it: GitHub lets a job restore only entries of its own branch and of the default branch, so a
+pull request cannot plant one that a job on main restores; and the cache is in $RUNNER_TEMP, never
+~/.cache/pip, which any earlier job on a persistent runner could have written. modelci itself is
+never taken from the cache: it is built from this checkout every time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import re
 import shutil
 import site
@@ -30,6 +58,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -37,7 +66,11 @@ SOURCE = ROOT / "src" / "modelci"
 # The .pth file that shows the runner's Python's packages to the environment, after its own
 LINK = "_modelci_runner_python.pth"
 RUNNER_PYTHON = "# the runner's Python: "
-EXTRAS = "torch"  # pyproject.toml's extras installed with modelci
+INSTALLED_EXTRAS = "modelci-extras.json"  # in the environment: the requirements of the extras installed
+LOCK = "modelci-lock.txt"  # in the environment: name==version of each distribution installed in it
+# NOTE: PyTorch's index of CPU-only wheels, as pytorch.org's install selector gives it for pip
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TIMEOUT = 60  # seconds for nvidia-smi to answer
 
 
 def main() -> int:
@@ -56,6 +89,9 @@ def main() -> int:
         done = create(venv, link)
         if done:
             return done
+    done = install_extras(venv)
+    if done:
+        return done
     publish(venv)
     return 0
 
@@ -141,14 +177,99 @@ def create(venv: Path, link: str) -> int:
         return 2
     (purelib(venv) / LINK).write_text(link)
     print(f"modelci {version()}: installing from {ROOT} into {venv}", flush=True)
-    # NOTE: with the torch extra, as before modelci's core went without torch: every action trains or
-    # may (run, train, export), and a runner's own torch satisfies it, so nothing more is downloaded
-    pip = [str(interpreter(venv)), "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
-           f"{ROOT}[{EXTRAS}]"]
-    installed = subprocess.run(pip, check=False)
-    if installed.returncode:
+    installed = pip(venv, [str(ROOT)])
+    if installed:
         print(f"::error::modelci: pip could not install modelci from {ROOT} into {venv} (its messages are above)")
-    return installed.returncode
+    return installed
+
+
+def pip(venv: Path, arguments: list[str]) -> int:
+    """`pip install ARGUMENTS` in the environment, with the job's own pip cache on a runner."""
+    env = dict(os.environ)
+    if "RUNNER_TEMP" in env:
+        env["PIP_CACHE_DIR"] = str(pip_cache())
+    command = [str(interpreter(venv)), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *arguments]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def install_extras(venv: Path) -> int:
+    """The extras that the `extras` input asks for, installed unless the environment has them already."""
+    config = Path(os.environ.get("MODELCI_CONFIG") or "modelci.yaml").resolve()
+    # NOTE: not isolated (-I): it sees what pip saw when it took the core's dependencies as installed (a
+    # PYTHONPATH's too), as `modelci` will; run in the environment's folder, so that no module of the
+    # workspace (the first entry of sys.path for `-m`) can stand in for one of modelci's
+    asked = subprocess.run([str(interpreter(venv)), "-m", "modelci.extras", "--config", str(config),
+                            "--extras", os.environ.get("MODELCI_EXTRAS", "auto")],
+                           cwd=venv, capture_output=True, text=True, check=False)
+    if asked.returncode:
+        print(asked.stdout + asked.stderr, end="")
+        return asked.returncode
+    plan = json.loads(asked.stdout)
+    extras, requirements = ",".join(plan["extras"]) or "none", plan["requirements"]
+    record = venv / INSTALLED_EXTRAS
+    have = set(json.loads(record.read_text())) if record.is_file() else set()
+    if set(requirements) <= have:
+        print(f"modelci: extras {extras} ({plan['why']}){': installed' if requirements else ''}")
+        return 0
+    print(f"modelci: extras {extras} ({plan['why']}): installing {' '.join(requirements)}", flush=True)
+    done = install_torch(venv, requirements)
+    done = done or pip(venv, requirements)
+    if done:
+        print(f"::error::modelci: pip could not install the extras {extras} into {venv} (its messages are above)")
+        return done
+    record.write_text(json.dumps(sorted(have | set(requirements))))
+    return 0
+
+
+def install_torch(venv: Path, requirements: list[str]) -> int:
+    """torch alone from PyTorch's CPU index, on a runner without a GPU whose Python has no torch."""
+    torch = next((r for r in requirements if re.match(r"torch\b(?![-_.])", r)), None)
+    if torch is None or not cpu_torch(str(interpreter(venv)), dict(os.environ)):
+        return 0
+    print(f"modelci: no GPU on this runner: {torch} from PyTorch's CPU wheel index {TORCH_CPU_INDEX}", flush=True)
+    # NOTE: alone and without its dependencies, which then come from the usual index
+    return pip(venv, ["--no-deps", "--index-url", TORCH_CPU_INDEX, torch])
+
+
+def cpu_torch(python: str, env: dict[str, str]) -> bool:
+    """Whether torch should come from PyTorch's CPU index: no torch that this Python sees, and no GPU.
+
+    A runner's own torch (a CUDA build on a GPU runner) is kept; a runner with a GPU and no torch gets
+    pip's default torch, as before.
+    """
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    has_torch = subprocess.run([python, "-c", probe], env=env, capture_output=True, check=False).returncode == 1
+    return not has_torch and not gpu(env)
+
+
+def gpu(env: dict[str, str]) -> bool:
+    """Whether an NVIDIA GPU is visible: `nvidia-smi -L` on the PATH answers and succeeds."""
+    smi = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
+    if smi is None:
+        return False
+    try:
+        return subprocess.run([smi, "-L"], env=env, capture_output=True, timeout=TIMEOUT, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pip_cache() -> Path:
+    """pip's cache for this job: in $RUNNER_TEMP, restored from and saved to GitHub's cache by the setup action."""
+    return Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir()) / "modelci-pip-cache"
+
+
+def cache_key(locked: str) -> str:
+    """The key the setup action saves pip's cache under: the OS and machine (as the runner names them,
+    the restore step's prefix), the Python, modelci's version and the lock's digest."""
+    system = f"{os.environ.get('RUNNER_OS', platform.system())}-{os.environ.get('RUNNER_ARCH', platform.machine())}"
+    digest = hashlib.sha256(locked.encode()).hexdigest()[:16]
+    return f"modelci-pip-{system}-py{platform.python_version()}-modelci{version()}-{digest}"
+
+
+def lock(venv: Path) -> list[str]:
+    """name==version of every distribution installed in the environment itself (not the runner's)."""
+    return sorted({f"{re.sub(r'[-_.]+', '-', d.metadata['Name']).lower()}=={d.version}"
+                   for d in metadata.distributions(path=[str(purelib(venv))])})
 
 
 def purelib(venv: Path) -> Path:
@@ -175,13 +296,20 @@ def publish(venv: Path) -> None:
     elif not (path / "modelci").exists():
         path.mkdir(exist_ok=True)
         (path / "modelci").symlink_to(scripts / "modelci")
+    locked = "".join(f"{line}\n" for line in lock(venv))
+    (venv / LOCK).write_text(locked)
     if "GITHUB_PATH" not in os.environ:  # not on a runner
         print(f"modelci {version()} is in {path}; its Python is {interpreter(venv)}")
         return
     with open(os.environ["GITHUB_PATH"], "a") as out:
         out.write(f"{path}\n")
+    outputs({"version": version(), "python": str(interpreter(venv)), "cache-key": cache_key(locked)})
+
+
+def outputs(values: dict[str, str]) -> None:
+    """The step's outputs, written to $GITHUB_OUTPUT."""
     with open(os.environ["GITHUB_OUTPUT"], "a") as out:
-        out.write(f"version={version()}\npython={interpreter(venv)}\n")
+        out.write("".join(f"{name}={value}\n" for name, value in values.items()))
 
 
 if __name__ == "__main__":

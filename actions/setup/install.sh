@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs modelci, from this action's own checkout (the ref the workflow pinned), for the steps
 # after it: every modelci action runs it first. MODELCI_PYTHON names the runner's interpreter
-# (default: python3, e.g. from actions/setup-python). install.py does the rest, and says why it
-# installs into an environment of the job's own rather than into that Python.
+# (default: python3, e.g. from actions/setup-python); MODELCI_EXTRAS the extras (auto, none or a comma
+# list) and MODELCI_CONFIG the config auto reads. install.py does the rest, and says why it installs
+# into an environment of the job's own rather than into that Python.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

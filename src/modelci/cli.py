@@ -38,6 +38,7 @@ from modelci.extras import missing_extra
 
 COMMANDS = {
     "run": "modelci.pipeline:run",
+    "push-candidate": "modelci.pipeline:push_candidate",
     "data": "modelci.data.cli:data",
     "train": "modelci.train.cli:train",
     "tune": "modelci.tune.cli:tune",

@@ -17,19 +17,23 @@ from typing import TYPE_CHECKING
 import click
 
 from modelci import github
-from modelci.options import common, prepare
+from modelci.options import common, out_option, prepare
 
 if TYPE_CHECKING:
+    from modelci.cache import Candidate, ContentKey
     from modelci.config import Config
+    from modelci.registry.layout import Descriptor
+    from modelci.registry.reference import Reference
 
 # Everything a run writes to the output folder; cleared at the start so no stale file from an
 # earlier run can be mistaken for this run's.
 # NOTE: and every framework adapter's checkpoint (`_clear`)
 OUTPUTS = ("data-report.json", "data-profile.json", "model.pkl", "train-log.json", "model.onnx", "parity.json",
            "samples.json", "metrics.json", "comparison.json", "report.md",
-           "report-full.md", "model-card.md", "train-rows.bloom")
+           "report-full.md", "model-card.md", "train-rows.bloom", "content-key.json")
 EVIDENCE = ("data-report.json", "data-profile.json", "train-log.json", "parity.json", "samples.json", "metrics.json",
             "comparison.json", "report.md", "model-card.md", "train-rows.bloom")
+# NOTE: the content key's parts (cache.KEY_FILE) travel too, when the tree had a key
 # Of the files that differ from the commit: how many an error names, and how many the artifact records.
 SHOWN, RECORDED = 10, 50
 
@@ -129,6 +133,7 @@ def dirty_files(config: Config, out: Path) -> list[Change] | None:
 
 
 def _clear(out: Path) -> None:
+    from modelci import cache
     from modelci.compare.comparison import BASELINE_DIR
     from modelci.evaluate.seeds import SEEDS_DIR
     from modelci.frameworks import adapters
@@ -137,6 +142,7 @@ def _clear(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / BASELINE_DIR, ignore_errors=True)
     shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)
+    shutil.rmtree(out / cache.CANDIDATE_DIR, ignore_errors=True)  # NOTE: a stale one would be pushed as this run's
 
 
 def require_clean(config: Config, out: Path, revision: str, allow_dirty: bool) -> list[Change] | None:
@@ -184,50 +190,183 @@ def _source_annotations(dirty: list[Change] | None) -> dict[str, str]:
     return found
 
 
-def publish(config: Config, out: Path, revision: str, dirty: list[Change] | None = None) -> str:
+def _annotations(config: Config, out: Path, revision: str, verdict: str, dirty: list[Change] | None,
+                 key: ContentKey | None) -> dict[str, str]:
+    from modelci import cache
+    from modelci.registry.artifact import ANNOTATION_PREFIX
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    data = json.loads((out / "data-report.json").read_text())
+    comparison = json.loads((out / "comparison.json").read_text())
+    return {
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.title": config.root.name,
+        f"{ANNOTATION_PREFIX}task": config.task,
+        f"{ANNOTATION_PREFIX}verdict": verdict,
+        f"{ANNOTATION_PREFIX}metrics": json.dumps(metrics["metrics"], sort_keys=True),
+        f"{ANNOTATION_PREFIX}data.fingerprint": data["datasets"][0]["fingerprint"],
+        f"{ANNOTATION_PREFIX}baseline": comparison["baseline_digest"] or "",
+        **_source_annotations(dirty),
+        **(cache.key_annotations(key) if key is not None else {}),
+    }
+
+
+def _files(config: Config, out: Path) -> list[Path]:
+    from modelci.cache import KEY_FILE
+
+    files = [out / "model.onnx", *(out / name for name in EVIDENCE)]
+    if (out / KEY_FILE).is_file():
+        files.append(out / KEY_FILE)
+    if config.data.schema is not None:
+        files.append(config.data.schema)
+    return files
+
+
+def publish(config: Config, out: Path, revision: str, dirty: list[Change] | None = None,
+            key: ContentKey | None = None) -> str:
     """Push the artifact as sha-<revision> and move `main` to it, in one index update.
 
     `dirty`: the files that differed from the commit (--allow-dirty), recorded in the annotations.
     """
     from modelci.compare.cli import BASELINE_TAG
-    from modelci.registry.artifact import ANNOTATION_PREFIX, push_files
+    from modelci.registry.artifact import push_files
     from modelci.registry.reference import configured_registry
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    data = json.loads((out / "data-report.json").read_text())
-    comparison = json.loads((out / "comparison.json").read_text())
-    annotations = {
-        "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.title": config.root.name,
-        f"{ANNOTATION_PREFIX}task": config.task,
-        f"{ANNOTATION_PREFIX}verdict": "passed",
-        f"{ANNOTATION_PREFIX}metrics": json.dumps(metrics["metrics"], sort_keys=True),
-        f"{ANNOTATION_PREFIX}data.fingerprint": data["datasets"][0]["fingerprint"],
-        f"{ANNOTATION_PREFIX}baseline": comparison["baseline_digest"] or "",
-        **_source_annotations(dirty),
-    }
-    files = [out / "model.onnx", *(out / name for name in EVIDENCE)]
-    if config.data.schema is not None:
-        files.append(config.data.schema)
+    annotations = _annotations(config, out, revision, "passed", dirty, key)
     registry = configured_registry(config)
     with github.group(f"Publish to {registry}"):
-        descriptor = push_files(files, registry, [f"sha-{revision}", BASELINE_TAG], annotations)
+        descriptor = push_files(_files(config, out), registry, [f"sha-{revision}", BASELINE_TAG], annotations)
         github.log(f"    {registry.with_tag(f'sha-{revision}')} and :{BASELINE_TAG} = {descriptor.digest}")
     github.set_output("digest", descriptor.digest)
     return descriptor.digest
 
 
+@dataclass(frozen=True)
+class Judging:
+    """How a run uses the content key: use a judged candidate (unless no_cache); the pull request it merges."""
+
+    use_cache: bool = True
+    pull_request: int | None = None
+
+
+def _keyed(config: Config, out: Path, dirty: list[Change] | None) -> ContentKey | None:
+    """The content key of the committed tree, written to content-key.json; None, and why, when there is none."""
+    from modelci import cache
+
+    if dirty is None:
+        github.log("    content key: none, not a git checkout (a judged candidate is neither used nor pushed)")
+        return None
+    if dirty:
+        shown = ", ".join(map(str, dirty[:SHOWN])) + (f" and {len(dirty) - SHOWN} more" if len(dirty) > SHOWN else "")
+        github.log(f"    content key: none, the tree differs from the commit ({shown}); training")
+        return None
+    key = cache.content_key(config, out)
+    if key is None:
+        github.log("    content key: none, git has no tree for this folder (no commit yet?)")
+        return None
+    cache.write_key(out, key)
+    github.log(f"    content key: {key.key}")
+    return key
+
+
+def _take(candidate: Candidate, out: Path) -> None:
+    """The candidate's model and evidence in `out`, verified against their digests, in place of this run's."""
+    from modelci import cache
+    from modelci.registry.artifact import pull
+
+    staging = out / ".judged"
+    shutil.rmtree(staging, ignore_errors=True)
+    pulled = pull(candidate.reference, staging)
+    for name in pulled.files:
+        if name in OUTPUTS or name == cache.KEY_FILE:
+            (staging / name).replace(out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _whose(candidate: Candidate) -> str:
+    number = candidate.pull_request
+    return f"the judged candidate {candidate.digest}" + (f" of pull request #{number}" if number else "")
+
+
+def _promote_judged(config: Config, out: Path, key: ContentKey, revision: str, pull_request: int | None) -> bool:
+    """Promote the passed candidate with this key to sha-<revision> and main; False (and why) when there is none."""
+    from modelci import cache
+    from modelci.compare.cli import BASELINE_TAG
+    from modelci.registry.artifact import promote
+    from modelci.registry.reference import configured_registry
+
+    found = cache.look_up(configured_registry(config), key, pull_request)
+    candidate = found.candidate
+    if candidate is None:
+        github.log(f"==> training: {found.reason}")
+        return False
+    if not candidate.passed:
+        github.warning(f"{_whose(candidate)} has this content key but its gate said {candidate.get('verdict')!r}: "
+                       "a failed verdict is never promoted; training")
+        return False
+    _take(candidate, out)
+    promote(candidate.reference, [f"sha-{revision}", BASELINE_TAG])
+    github.log(f"==> promoted {_whose(candidate)}: no training ({key.tag}, to sha-{revision} and {BASELINE_TAG})")
+    github.set_output("digest", candidate.digest)
+    return True
+
+
+def _reuse(config: Config, out: Path, key: ContentKey, baseline: str | None) -> bool:
+    """A run with the key of a judged candidate against the same baseline reports that candidate's verdict.
+
+    NOTE: its stored verdict, not a new comparison: the same key and the same baseline make the same
+    judgement, and a baseline that has moved since is judged anew, by training.
+    """
+    from modelci import cache
+    from modelci.errors import CheckFailed
+    from modelci.registry.reference import configured_registry
+
+    candidate = cache.look_up(configured_registry(config), key, None).candidate
+    if candidate is None:
+        return False
+    if (candidate.get("baseline") or None) != baseline:
+        github.log(f"==> training: {_whose(candidate)} was judged against baseline "
+                   f"{candidate.get('baseline') or 'none'}, and the baseline is now {baseline or 'none'}")
+        return False
+    _take(candidate, out)
+    github.log(f"==> reused {_whose(candidate)}: same content key and baseline, no training "
+               f"(its verdict: {candidate.get('verdict')}; --no-cache trains again)")
+    if not candidate.passed:
+        raise CheckFailed(f"{_whose(candidate)}, reused for its content key, failed its gate",
+                          hint="see report.md; or run with --no-cache to train and judge again")
+    return True
+
+
+def _stage_candidate(config: Config, out: Path, key: ContentKey | None, revision: str) -> None:
+    """Stage the judged candidate, whatever its verdict, for `modelci push-candidate` (<out>/candidate/).
+
+    NOTE: staged, not pushed: in GitHub Actions this run is the pull request's code, in a job that may only
+    read the registry; a job of its own that runs none of it pushes the staged folder (pull-request.yml).
+    """
+    from modelci import cache
+    from modelci.registry.reference import configured_registry
+
+    if key is None or not (out / "comparison.json").is_file():
+        why = "no content key" if key is None else "the run stopped before the gate"
+        github.log(f"==> no candidate staged: {why}")
+        return
+    passed = json.loads((out / "comparison.json").read_text())["passed"]
+    annotations = _annotations(config, out, revision, "passed" if passed else "failed", None, key)
+    staged = cache.stage_candidate(out, _files(config, out), str(configured_registry(config)), annotations)
+    github.log(f"==> candidate staged in {staged} ({key.tag}): `modelci push-candidate` pushes it")
+
+
 def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str | None,
-                 github_comment: bool = False, dirty: list[Change] | None = None) -> None:
-    """Every stage in order; the report (and the pull-request comment) is written however far the run got."""
+                 github_comment: bool = False, dirty: list[Change] | None = None,
+                 judging: Judging = Judging()) -> None:
+    """Every stage in order; the report (and the pull-request comment) is written however far the run got.
+
+    `revision` publishes (promoting the judged candidate of the same content key when there is one).
+    """
     from modelci.compare import cli as compare_cli
     from modelci.data import cli as data_cli
-    from modelci.data.tables import load_datasets
-    from modelci.evaluate import cli as evaluate_cli
-    from modelci.export import cli as export_cli
     from modelci.registry.artifact import resolve
     from modelci.report import cli as report_cli
-    from modelci.train import cli as train_cli
 
     _clear(out)
     # NOTE: the baseline's tag is resolved once; drift and the comparison both use that digest,
@@ -235,27 +374,60 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
     reference = compare_cli.baseline_reference(config, baseline)
     descriptor = resolve(reference)
     pinned = reference.with_digest(descriptor.digest) if descriptor is not None else reference
+    key, judged = None, False
     try:
         data_cli.stage(config, out, pinned)
-        datasets = load_datasets(config)
-        data_cli.record_cleaning(out, datasets.cleaning)
-        train_cli.stage(config, out, datasets)
-        export_cli.stage(config, out, datasets.eval)
-        evaluate_cli.stage(config, out, datasets)
-        compare_cli.stage(config, out, datasets.eval, pinned)
+        key = _keyed(config, out, dirty if revision is not None else dirty_files(config, out))
+        judged = key is not None and judging.use_cache and _judged(config, out, key, revision, descriptor, judging)
+        if not judged:
+            _train_and_judge(config, out, pinned)
     finally:
         report_cli.stage(out, config.root.name)
         if github_comment:
             report_cli.comment(out)
+        if revision is None:
+            _stage_candidate(config, out, key, git_revision(config.root) or "")
+    if revision is not None and not judged:
+        publish(config, out, revision, dirty, key)
+
+
+def _judged(config: Config, out: Path, key: ContentKey, revision: str | None, baseline: Descriptor | None,
+            judging: Judging) -> bool:
+    """Whether a judged candidate with this key stands for this run (promoted, or reused); no training then."""
+    from modelci import cache
+
     if revision is not None:
-        publish(config, out, revision, dirty)
+        number = cache.pull_request_number(judging.pull_request) or cache.merged_pull_request(config.root)
+        return _promote_judged(config, out, key, revision, number)
+    return _reuse(config, out, key, baseline.digest if baseline is not None else None)
+
+
+def _train_and_judge(config: Config, out: Path, baseline: Reference) -> None:
+    from modelci.compare import cli as compare_cli
+    from modelci.data import cli as data_cli
+    from modelci.data.tables import load_datasets
+    from modelci.evaluate import cli as evaluate_cli
+    from modelci.export import cli as export_cli
+    from modelci.train import cli as train_cli
+
+    datasets = load_datasets(config)
+    data_cli.record_cleaning(out, datasets.cleaning)
+    train_cli.stage(config, out, datasets)
+    export_cli.stage(config, out, datasets.eval)
+    evaluate_cli.stage(config, out, datasets)
+    compare_cli.stage(config, out, datasets.eval, baseline)
 
 
 @click.command()
 @common
 @click.option("--baseline", default=None, help="The baseline artifact.  [default: REGISTRY:main]")
 @click.option("--registry", default=None, help="Overrides `registry` in the config, e.g. oci:PATH.")
-@click.option("--publish", "do_publish", is_flag=True, help="Also push the artifact as sha-<commit> and move main.")
+@click.option("--publish", "do_publish", is_flag=True,
+              help="Also push the artifact as sha-<commit> and move main; a passed candidate with the tree's content "
+                   "key is promoted instead, without training.")
+@click.option("--pull-request", type=click.IntRange(min=1), default=None,
+              help="The pull request's number.  [default: from GITHUB_REF refs/pull/N/merge, or the merge commit]")
+@click.option("--no-cache", is_flag=True, help="Train even when a judged candidate has this tree's content key.")
 @click.option("--revision", default=None, envvar="GITHUB_SHA",
               help="The commit the artifact is tagged with.  [default: git rev-parse HEAD]")
 @click.option("--allow-dirty", is_flag=True,
@@ -263,7 +435,8 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
 @click.option("--github-comment", is_flag=True, envvar="MODELCI_GITHUB_COMMENT",
               help="Also create or update modelci's comment on the pull request (GitHub Actions, with GITHUB_TOKEN).")
 def run(config_path: Path | None, out: Path, baseline: str | None, registry: str | None, do_publish: bool,
-        revision: str | None, allow_dirty: bool, github_comment: bool) -> None:
+        pull_request: int | None, no_cache: bool, revision: str | None, allow_dirty: bool,
+        github_comment: bool) -> None:
     """Run the whole pull-request pipeline: data check, train, export, evaluate, compare, report."""
     from modelci.errors import UsageError
 
@@ -276,4 +449,23 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
                              "checkout", hint="pass --revision SHA (in GitHub Actions, GITHUB_SHA is used)")
         # NOTE: checked before any stage runs, so a refusal costs no training
         dirty = require_clean(config, out, revision, allow_dirty)
-    run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty)
+    run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty,
+                 Judging(not no_cache, pull_request))
+
+
+@click.command("push-candidate")
+@out_option
+@click.option("--pull-request", type=click.IntRange(min=1), default=None,
+              help="The pull request's number.  [default: from GITHUB_REF refs/pull/N/merge, or the event]")
+@click.option("--registry", default=None,
+              help="Where to push.  [default: the registry the run recorded in candidate/candidate.json]")
+def push_candidate(out: Path, pull_request: int | None, registry: str | None) -> None:
+    """Push the candidate `modelci run` staged in OUT/candidate/ as key-<content key> and pr-<number>.
+
+    Checks the content key against its recorded parts and writes no other tag; what it trusts is said
+    in `modelci.cache.push_candidate`. In GitHub Actions it runs in a job that runs none of the pull
+    request's code (pull-request.yml), so the job that does never needs to write to the registry.
+    """
+    from modelci import cache
+
+    cache.push_candidate(out, pull_request, registry)

@@ -19,7 +19,7 @@ import numpy as np
 
 from modelci import github
 from modelci.data.tables import Datasets
-from modelci.errors import CheckFailed, UsageError
+from modelci.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,23 +125,15 @@ def _fold(config: Config, datasets: Datasets, folder: Path, held_out: np.ndarray
           index: tuple[int, int]) -> FoldMetrics:
     """Train on the rows not in `held_out`, export, and score on `held_out`; `index` is (repeat, fold)."""
     from modelci.evaluate.evaluator import evaluate_frame
-    from modelci.export.onnx_export import export_model
-    from modelci.frameworks.fitting import Diverged
+    from modelci.evaluate.retrain import train_and_export
     from modelci.outputs import MODEL_FILE
-    from modelci.train.trainer import train
 
     folder.mkdir(parents=True, exist_ok=True)
     kept = np.setdiff1d(np.arange(len(datasets.train)), held_out)
     github.log(f"    {name}: training on {len(kept):,} rows, scoring {len(held_out):,}")
-    try:
-        # NOTE: the validation rows, disjoint from every fold, choose the kept epoch: never the held-out fold
-        fold = Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval,
-                        validation=datasets.validation)
-        train(config, fold, folder)
-    except Diverged as exc:
-        raise Diverged(f"{name}: {exc.message}", epoch=exc.epoch, hint=exc.hint or "") from None
-    parity = export_model(config, datasets.eval, folder)
-    if not parity.passed:
-        raise CheckFailed(f"{name}'s ONNX model does not match its trained model: " + "; ".join(parity.problems))
+    # NOTE: the validation rows, disjoint from every fold, choose the kept epoch: never the held-out fold
+    fold = Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval,
+                    validation=datasets.validation)
+    train_and_export(config, fold, folder, name)
     test = datasets.train.iloc[held_out].reset_index(drop=True)
     return FoldMetrics(*index, len(kept), len(test), evaluate_frame(config, test, folder / MODEL_FILE))

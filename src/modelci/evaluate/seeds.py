@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
-from modelci.errors import CheckFailed, UsageError
+from modelci.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,9 +41,7 @@ def seed_model(out: Path, seed: int) -> Path:
 
 def train_seeds(config: Config, datasets: Datasets, out: Path) -> None:
     """Train, export and check each seed after the first, into `out/seeds/`."""
-    from modelci.export.onnx_export import export_model
-    from modelci.frameworks.fitting import Diverged
-    from modelci.train.trainer import train
+    from modelci.evaluate.retrain import train_and_export
 
     shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)  # NOTE: no model of an earlier run is scored as this run's
     seeds = seed_values(config)
@@ -52,14 +50,7 @@ def train_seeds(config: Config, datasets: Datasets, out: Path) -> None:
         folder.mkdir(parents=True)
         name = f"seed {seed} ({number} of {len(seeds)}, compare.seeds)"
         github.log(f"    {name}: training")
-        trained = config.with_train(seed=seed)
-        try:
-            train(trained, datasets, folder)
-        except Diverged as exc:
-            raise Diverged(f"{name}: {exc.message}", epoch=exc.epoch, hint=exc.hint or "") from None
-        parity = export_model(trained, datasets.eval, folder)
-        if not parity.passed:
-            raise CheckFailed(f"{name}: its ONNX model does not match its trained model: " + "; ".join(parity.problems))
+        train_and_export(config.with_train(seed=seed), datasets, folder, name)
 
 
 def score_seeds(config: Config, frame: pd.DataFrame, out: Path) -> dict[str, Any]:
