@@ -157,6 +157,7 @@ class CompareConfig:
     require_baseline: bool | None = None
     min_slice_rows: int = 30  # a slice with fewer evaluation rows is reported as too small to judge
     seeds: int = 1  # trainings of the candidate, with train.seed, train.seed + 1, ...: their spread is in the verdict
+    seed_processes: int | None = None  # the other seeds trained at once, each in a process; None: auto
     # the largest share of evaluation rows the baseline may have been trained on before the comparison is flagged
     # unfair (a failure only with require_baseline)
     max_overlap: float = 0.01
@@ -678,7 +679,7 @@ def _operational_rule(rule: dict[str, Any], prefix: str, problems: _Problems) ->
 def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
     section = _mapping(raw, "compare", problems, required=False)
     _unknown_keys(section, ["bootstrap", "confidence", "seed", "latency_batch", "latency_repeats", "require_baseline",
-                            "min_slice_rows", "seeds", "max_overlap"], "compare.", problems)
+                            "min_slice_rows", "seeds", "seed_processes", "max_overlap"], "compare.", problems)
     confidence = _number(section, "confidence", "compare.", problems, 0.95, positive=True)
     if confidence is not None and confidence >= 1:
         problems.add("compare.confidence", f"expected a level between 0 and 1 such as 0.95, got {confidence!r}")
@@ -693,8 +694,20 @@ def _compare(raw: dict[str, Any], problems: _Problems) -> CompareConfig:
         _flag(section, "require_baseline", "compare.", problems),
         min_slice_rows=_number(section, "min_slice_rows", "compare.", problems, 30, positive=True, integer=True),
         seeds=_number(section, "seeds", "compare.", problems, 1, positive=True, integer=True),
+        seed_processes=_seed_processes(section, problems),
         max_overlap=_max_overlap(section, problems),
     )
+
+
+def _seed_processes(section: dict[str, Any], problems: _Problems) -> int | None:
+    """`auto` (None: evaluate/seeds.py chooses from the machine) or a number of processes."""
+    if section.get("seed_processes", "auto") == "auto":
+        return None
+    value = section["seed_processes"]
+    if not _typed(value, int) or value < 1:
+        problems.add("compare.seed_processes", f"expected auto or an integer greater than 0, got {value!r}")
+        return None
+    return int(value)
 
 
 def _max_overlap(section: dict[str, Any], problems: _Problems) -> float:
