@@ -135,8 +135,10 @@ def environment_lock() -> list[str]:
 
 @functools.cache
 def _cuda_name() -> str | None:
-    # NOTE: torch is imported only where it is installed: a scikit-learn model's run never pays for it
-    if importlib.util.find_spec("torch") is None:
+    # NOTE: torch (a second to import) only where it is installed and an NVIDIA driver is there: a scikit-learn
+    # model's run, or one on a machine without a GPU, never pays for it
+    driver = shutil.which("nvidia-smi") or os.path.exists("/proc/driver/nvidia")
+    if importlib.util.find_spec("torch") is None or not driver:
         return None
     import torch
 

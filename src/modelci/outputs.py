@@ -15,6 +15,7 @@ from typing import Any
 TRAIN_LOG = "train-log.json"
 STATE_FILE = "train-state.pt"  # resumable state after the last finished epoch; removed once training ends
 MODEL_FILE = "model.onnx"
+BASELINE_DIR = "baseline"  # where compare pulls the baseline artifact
 PARITY_FILE = "parity.json"
 # the own predictions of a model written as ONNX (model.onnx, train.command) for the evaluation rows,
 # one column per class (or `prediction`), in their order; export checks parity against them

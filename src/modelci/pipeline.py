@@ -134,9 +134,9 @@ def dirty_files(config: Config, out: Path) -> list[Change] | None:
 
 def _clear(out: Path) -> None:
     from modelci import cache
-    from modelci.compare.comparison import BASELINE_DIR
     from modelci.evaluate.seeds import SEEDS_DIR
     from modelci.frameworks import adapters
+    from modelci.outputs import BASELINE_DIR
 
     for name in (*OUTPUTS, *(adapter.checkpoint for adapter in adapters())):
         (out / name).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import METRICS_FILE, labels_of
 from modelci.evaluate.metrics import binary_curve
 from modelci.evaluate.onnx_model import OnnxModel
+from modelci.outputs import BASELINE_DIR
 from modelci.registry import artifact
 from modelci.registry.reference import Reference
 
@@ -34,7 +35,6 @@ COMPARISON_FILE = "comparison.json"
 # 4: require, Holm-adjusted levels, slice and gap rules; 5: the seeds' t noise, `published`, latency rules in Holm's
 # family with their level (`confidence`)
 COMPARISON_VERSION = 5
-BASELINE_DIR = "baseline"
 UNMEASURED = {"parity_max_error": "no parity.json: run `modelci export`",
               "drifted_columns": "no drift in data-report.json: run `modelci data check` with the baseline"}
 ROC_GRID = np.round(np.linspace(0, 1, 11), 2)  # false positive rates at which the report draws both ROC curves
