@@ -11,7 +11,7 @@ import pytest
 
 from modelci.compare import slices as sliced
 from modelci.compare import verdicts
-from modelci.compare.comparison import Comparison, _compare_metrics
+from modelci.compare.comparison import Comparison
 from modelci.compare.gate import judge
 from modelci.compare.resampled import count_blocks, prepare
 from modelci.config import parse_config
@@ -45,7 +45,7 @@ def config_for(rules: list[dict[str, Any]], **compare: Any) -> Any:
 
 
 def rows_for(rules: list[dict[str, Any]], candidate: np.ndarray, baseline: np.ndarray = GOOD) -> dict[str, Any]:
-    found = _compare_metrics(config_for(rules), Y, probabilities(candidate), probabilities(baseline), "binary")
+    found = judge(config_for(rules), Y, probabilities(candidate), probabilities(baseline), "binary", None).metrics
     return {row.name: row for row in found}
 
 

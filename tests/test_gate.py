@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from modelci.compare.comparison import (
-    MetricComparison,
-    _apply_operational_rule,
-    _compare_metrics,
-    _roc_points,
-    mcnemar,
-)
+from modelci.compare.comparison import MetricComparison, _apply_operational_rule, _roc_points
+from modelci.compare.gate import judge, mcnemar
 from modelci.config import GateRule, parse_config
 
 rng = np.random.default_rng(2)
@@ -39,7 +34,7 @@ def rows_for(rule: dict, candidate: np.ndarray, baseline: np.ndarray) -> dict:  
     raw = {"task": "binary", "data": {"train": "t.csv", "label": "y"}, "model": {"factory": "m.py:build"},
            "evaluate": {"metrics": ["accuracy", "roc_auc"]}, "gate": [rule], "compare": {"bootstrap": 300}}
     config = parse_config(raw, Path("/tmp/modelci.yaml"))
-    found = _compare_metrics(config, Y, probabilities(candidate), probabilities(baseline), "binary")
+    found = judge(config, Y, probabilities(candidate), probabilities(baseline), "binary", None).metrics
     return {row.name: row for row in found}
 
 
@@ -87,7 +82,7 @@ def test_an_undefined_metric_fails_even_without_a_rule() -> None:
            "evaluate": {"metrics": ["roc_auc", "accuracy"]}, "compare": {"bootstrap": 50}}
     config = parse_config(raw, Path("/tmp/modelci.yaml"))
     one_class = np.zeros(N)  # ROC AUC needs both classes
-    found = {row.name: row for row in _compare_metrics(config, one_class, probabilities(GOOD), None, "binary")}
+    found = {row.name: row for row in judge(config, one_class, probabilities(GOOD), None, "binary", None).metrics}
     assert (found["roc_auc"].candidate, found["roc_auc"].passed, found["roc_auc"].verdict) == (None, False, "undefined")
     assert found["roc_auc"].reason == "the metric is undefined (not finite) for the candidate"
     assert found["accuracy"].passed

@@ -18,7 +18,6 @@ from modelci import atomic, github
 from modelci.compare import operational, overlap
 from modelci.compare.folds import fold_differences
 from modelci.compare.gate import Judged, Thresholds, judge
-from modelci.compare.gate import mcnemar as mcnemar  # NOTE: re-exported: where it was before gate.py
 from modelci.compare.rows import GapComparison, MetricComparison, Multiplicity, bounds, describe, failed_verdict
 from modelci.config import Config, GateRule
 from modelci.evaluate.evaluator import METRICS_FILE, labels_of
@@ -199,12 +198,6 @@ def _not_comparable(candidate: OnnxModel, baseline: OnnxModel, frame: pd.DataFra
     if missing:
         return f"the baseline needs columns the data no longer has: {', '.join(missing)}"
     return None
-
-
-def _compare_metrics(config: Config, y: np.ndarray, candidate: np.ndarray, baseline: np.ndarray | None,
-                     task: str, frame: pd.DataFrame | None = None) -> list[MetricComparison]:
-    """The metric rows alone (see gate.judge)."""
-    return judge(config, y, candidate, baseline, task, frame).metrics
 
 
 def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_ref: Reference,

@@ -49,8 +49,6 @@ MEASURES = {"latency_p50_ms": (0, 50.0), "latency_p99_ms": (0, 99.0),
 # called unchanged. Size is not noisy, so it needs no interval.
 SIZE_NOISE = 0.01
 WARMUP = 20
-# What the report says of the latency figures' comparability (see the module's docstring).
-COMPARABLE = "both models timed in this process, in turns: comparable by construction"
 
 
 @dataclass(frozen=True)
