@@ -19,6 +19,10 @@ from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit
 from modelci.outputs import TRAIN_LOG, TrainLog
 
+ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
+# the churn example's columns as three tasks: its own binary label, a three-class one, a number
+TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
+
 
 def fit_of(config: Config, folder: Path, task: str, label: str, frames: tuple[pd.DataFrame, pd.DataFrame],
            params: dict[str, Any]) -> tuple[Fit, Any]:
@@ -44,8 +48,25 @@ def onnx_outputs(model: onnx.ModelProto, features: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {"features": features})
+    (out,) = session.run(None, {"features": features.astype(np.float32)})
     return np.asarray(out, dtype=np.float64)
+
+
+def assert_exported_as_predicted(adapter: Any, trained: Any, features: np.ndarray, native: np.ndarray, task: str,
+                                 opset: int = 17) -> str:
+    """The adapter's ONNX of `trained` is valid, takes `features` and gives `native` (the library's own
+    prediction) within export's tolerances, under the output name of the task; returns its exporter."""
+    output = "prediction" if task == "regression" else "probabilities"
+    model, exporter = adapter.to_onnx(trained, opset, output)
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["features"]
+    assert [o.name for o in model.graph.output] == [output]
+    got = onnx_outputs(model, features)
+    expected = native.reshape(len(features), -1)
+    assert got.shape == expected.shape
+    print(f"{adapter.name} {task}: largest |ONNX Runtime - {adapter.name}| = {np.abs(got - expected).max():.3g}")
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+    return str(exporter)
 
 
 def assert_compared_as_fitted(out: Path) -> None:

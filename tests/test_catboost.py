@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
 import pandas as pd
 import pytest
 import yaml
 
-from adapters import assert_compared_as_fitted, fit_of, onnx_outputs
+from adapters import TASKS, assert_compared_as_fitted, assert_exported_as_predicted, fit_of
 from conftest import generate, git
 from modelci.config import Config, load_config
 from modelci.errors import UsageError
@@ -24,9 +22,6 @@ from modelci.frameworks import Fit, recognise
 from modelci.frameworks.catboost import ADAPTER as CATBOOST
 from modelci.outputs import TRAIN_LOG
 
-ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
-# the churn example's columns as three tasks: its own binary label, a three-class one, a number
-TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
 FACTORY = ("from catboost import CatBoostClassifier, CatBoostRegressor\n"
            "def build(input_dim, output_dim, task='binary', iterations=20):\n"
            "    kind = CatBoostRegressor if task == 'regression' else CatBoostClassifier\n"
@@ -75,17 +70,7 @@ def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.Data
     classes = len(fit.target.classes)
     assert native.shape == ((len(features),) if task == "regression" else (len(features), classes))
 
-    output = "prediction" if task == "regression" else "probabilities"
-    model, exporter = CATBOOST.to_onnx(trained, 17, output)
-    onnx.checker.check_model(model, full_check=True)
-    assert exporter == "catboost"
-    assert [i.name for i in model.graph.input] == ["features"]
-    assert [o.name for o in model.graph.output] == [output]
-    got = onnx_outputs(model, features)
-    expected = native.reshape(len(features), -1)
-    assert got.shape == expected.shape
-    print(f"catboost {task}: largest |ONNX Runtime - catboost| = {np.abs(got - expected).max():.3g}")
-    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+    assert assert_exported_as_predicted(CATBOOST, trained, features, native, task) == "catboost"
 
 
 def test_the_factory_seed_and_logging_are_kept(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame]) -> None:

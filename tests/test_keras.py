@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pandas as pd
 import pytest
 import yaml
 
-from adapters import fit_of
+from adapters import TASKS, assert_exported_as_predicted, fit_of
 from conftest import generate, git
 from modelci.config import Config, load_config
 from modelci.errors import UsageError
@@ -22,8 +21,6 @@ from modelci.frameworks import Fit, recognise
 from modelci.frameworks.keras import ADAPTER
 from modelci.outputs import TRAIN_LOG
 
-ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
-TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
 FACTORY = ("import keras\n"
            "def build(input_dim, output_dim, hidden=16):\n"
            "    return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(hidden, activation='relu'),\n"
@@ -59,7 +56,6 @@ def _fit(folder: Path, task: str, frames: tuple[pd.DataFrame, pd.DataFrame]) -> 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.DataFrame, pd.DataFrame],
                                             task: str) -> None:
-    import onnxruntime as ort
 
     fit, made = _fit(tmp_path, task, churn)
     assert recognise(made, "model.py:build") is ADAPTER  # before PyTorch's, which takes any torch module
@@ -80,16 +76,7 @@ def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.Data
     if task != "regression":
         np.testing.assert_allclose(native.sum(axis=1), 1.0, atol=1e-5)
 
-    output = "prediction" if task == "regression" else "probabilities"
-    model, _ = ADAPTER.to_onnx(trained, 18, output)
-    onnx.checker.check_model(model, full_check=True)
-    assert [i.name for i in model.graph.input] == ["features"]
-    assert [o.name for o in model.graph.output] == [output]
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"features": features.astype(np.float32)})
-    expected = native.reshape(len(features), -1)
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+    assert_exported_as_predicted(ADAPTER, trained, features, native, task, opset=18)
 
 
 @pytest.mark.parametrize("planted", [b"\x80\x04K\x01.", b'{"version": 1}',

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from adapters import assert_compared_as_fitted, fit_of, onnx_outputs
+from adapters import TASKS, assert_compared_as_fitted, assert_exported_as_predicted, fit_of, onnx_outputs
 from conftest import example_repository, generate, git
 from modelci.config import Config, load_config
 from modelci.errors import UsageError
@@ -24,9 +24,6 @@ from modelci.frameworks.lightgbm import ADAPTER as LIGHTGBM
 from modelci.frameworks.xgboost import ADAPTER as XGBOOST
 from modelci.outputs import TRAIN_LOG
 
-ATOL, RTOL = 1e-4, 1e-3  # export's default tolerances
-# the churn example's columns as three tasks: its own binary label, a three-class one, a number
-TASKS = {"binary": "churned", "multiclass": "contract", "regression": "monthly_charges"}
 FACTORIES = {
     "xgboost": "from xgboost import XGBClassifier, XGBRegressor\n"
                "def build(input_dim, output_dim, task='binary', n_estimators=20):\n"
@@ -82,17 +79,7 @@ def test_adapter_round_trip_and_onnx_parity(tmp_path: Path, churn: tuple[pd.Data
     classes = len(fit.target.classes)
     assert native.shape == ((len(features),) if task == "regression" else (len(features), classes))
 
-    output = "prediction" if task == "regression" else "probabilities"
-    model, exporter = adapter.to_onnx(trained, 17, output)
-    onnx.checker.check_model(model, full_check=True)
-    assert exporter == "onnxmltools"
-    assert [i.name for i in model.graph.input] == ["features"]
-    assert [o.name for o in model.graph.output] == [output]
-    got = onnx_outputs(model, features)
-    expected = native.reshape(len(features), -1)
-    assert got.shape == expected.shape
-    print(f"{library} {task}: largest |ONNX Runtime - {library}| = {np.abs(got - expected).max():.3g}")
-    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+    assert assert_exported_as_predicted(adapter, trained, features, native, task) == "onnxmltools"
 
 
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])

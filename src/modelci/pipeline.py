@@ -413,7 +413,7 @@ def _train_and_judge(config: Config, out: Path, baseline: Reference) -> None:
     datasets = load_datasets(config)
     data_cli.record_cleaning(out, datasets.cleaning)
     train_cli.stage(config, out, datasets)
-    export_cli.stage(config, out, datasets.eval)
+    export_cli.stage(config, out, datasets.eval, datasets.validation)
     evaluate_cli.stage(config, out, datasets)
     compare_cli.stage(config, out, datasets.eval, baseline)
 

@@ -23,6 +23,6 @@ def train_and_export(config: Config, datasets: Datasets, folder: Path, name: str
         train(config, datasets, folder)
     except Diverged as exc:
         raise Diverged(f"{name}: {exc.message}", epoch=exc.epoch, hint=exc.hint or "") from None
-    parity = export_model(config, datasets.eval, folder)
+    parity = export_model(config, datasets.eval, folder, datasets.validation)
     if not parity.passed:
         raise CheckFailed(f"{name}: its ONNX model does not match its trained model: " + "; ".join(parity.problems))

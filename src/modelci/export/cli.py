@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from modelci.export.parity import ParityReport
 
 
-def stage(config: Config, out: Path, eval_frame: pd.DataFrame) -> ParityReport:
-    """Export and check parity; raises CheckFailed when the ONNX model does not match."""
+def stage(config: Config, out: Path, eval_frame: pd.DataFrame, validation: pd.DataFrame | None = None) -> ParityReport:
+    """Export and check parity; raises CheckFailed when the ONNX model does not match. `validation`: the rows a
+    threshold is chosen on, when the caller has them (else export reads them itself when it needs them)."""
     from modelci.errors import CheckFailed
     from modelci.export.onnx_export import export_model
 
     with github.group("Export to ONNX and parity check"):
-        report = export_model(config, eval_frame, out)
+        report = export_model(config, eval_frame, out, validation)
         if report.outputs:
             github.log(f"    {report.exporter} exporter, opset {report.opset}; parity on {report.rows} rows: "
                        f"largest difference {report.outputs[0].max_abs_error:.2e}")
@@ -47,4 +48,5 @@ def export(config_path: Path | None, out: Path) -> None:
     from modelci.data.tables import load_datasets
 
     config = prepare(config_path, out)
-    stage(config, out, load_datasets(config).eval)
+    datasets = load_datasets(config)
+    stage(config, out, datasets.eval, datasets.validation)
