@@ -50,6 +50,8 @@ COMMANDS = {
     "push": "modelci.registry.cli:push",
     "pull": "modelci.registry.cli:pull",
     "promote": "modelci.registry.cli:promote",
+    "sign": "modelci.registry.cli:sign",
+    "verify": "modelci.registry.cli:verify",
     "serve": "modelci.serve.cli:serve",
     "deploy": "modelci.deploy.cli:deploy",
     "rollback": "modelci.deploy.cli:rollback",

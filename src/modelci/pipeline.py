@@ -18,6 +18,7 @@ import click
 
 from modelci import github
 from modelci.options import common, out_option, prepare
+from modelci.registry.cli import sign_artifact, sign_key_option
 
 if TYPE_CHECKING:
     from modelci.cache import Candidate, ContentKey
@@ -434,12 +435,22 @@ def _train_and_judge(config: Config, out: Path, baseline: Reference) -> None:
               help="Publish even when files differ from the commit (uncommitted changes); the artifact records them.")
 @click.option("--github-comment", is_flag=True, envvar="MODELCI_GITHUB_COMMENT",
               help="Also create or update modelci's comment on the pull request (GitHub Actions, with GITHUB_TOKEN).")
+@sign_key_option
 def run(config_path: Path | None, out: Path, baseline: str | None, registry: str | None, do_publish: bool,
         pull_request: int | None, no_cache: bool, revision: str | None, allow_dirty: bool,
-        github_comment: bool) -> None:
-    """Run the whole pull-request pipeline: data check, train, export, evaluate, compare, report."""
-    from modelci.errors import UsageError
+        github_comment: bool, sign_key: str | None) -> None:
+    """Run the whole pull-request pipeline: data check, train, export, evaluate, compare, report.
 
+    With --publish and --sign-key, the artifact published (trained, or the judged candidate promoted) is signed."""
+    from modelci.errors import UsageError
+    from modelci.registry.reference import configured_registry
+    from modelci.registry.signature import load_signing_key
+
+    if sign_key is not None:
+        if not do_publish:
+            raise UsageError("--sign-key signs what --publish publishes, and --publish is not given",
+                             hint="add --publish, or sign an artifact with `modelci sign REF --key KEY`")
+        load_signing_key(sign_key)  # NOTE: a key that cannot sign is refused before any training
     config = prepare(config_path, out).with_registry(registry)
     dirty = None
     if do_publish:
@@ -451,6 +462,8 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
         dirty = require_clean(config, out, revision, allow_dirty)
     run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty,
                  Judging(not no_cache, pull_request))
+    if do_publish and sign_key is not None:
+        sign_artifact(configured_registry(config).with_tag(f"sha-{revision}"), sign_key)
 
 
 @click.command("push-candidate")

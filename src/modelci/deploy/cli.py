@@ -8,6 +8,7 @@ import click
 
 from modelci import github
 from modelci.options import config_option
+from modelci.registry.cli import verify_option
 
 DEFAULT_TAG = "prod"
 
@@ -21,16 +22,21 @@ DEFAULT_TAG = "prod"
 @click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=click.FloatRange(0),
               help="Seconds the servers get to serve the new digest and answer its golden samples.")
 @click.option("--force", is_flag=True, help="Deploy an artifact whose gate verdict was not a pass.")
+@verify_option
 @config_option
 def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, timeout_s: float, force: bool,
-           config_path: Path | None) -> None:
+           verify_key: str | None, config_path: Path | None) -> None:
     """Move TAG to the artifact REF (or :TAG of the config's registry), wait until every --server serves it
-    and answers its golden samples, and move TAG back (exit 1) when they do not in time."""
+    and answers its golden samples, and move TAG back (exit 1) when they do not in time.
+
+    With --verify, an artifact that is not signed with the key's pair is refused (exit 1) before TAG moves."""
     from modelci.deploy.rollout import deploy as deploy_artifact
     from modelci.registry.cli import source_reference
+    from modelci.registry.signature import load_public_key
 
+    key = load_public_key(verify_key) if verify_key else None
     reference = source_reference(source, config_path)
-    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force)
+    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force, verify_key=key)
     github.set_output("digest", digest)
     github.log(f"deployed {digest} as {tag}" + (f" on {len(servers)} server(s)" if servers else ""))
     click.echo(digest)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import requests
@@ -22,9 +22,12 @@ import requests
 from modelci import github
 from modelci.errors import CheckFailed, UsageError
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
-from modelci.registry import artifact
+from modelci.registry import artifact, signature
 from modelci.registry.reference import Reference
 from modelci.serve.app import version_of
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 PREVIOUS = "{tag}-previous"
 # NOTE: the digest the last deploy or rollback that finished left the tag on. A tag that names another
@@ -35,17 +38,24 @@ VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 
 
 def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
-           force: bool = False) -> str:
+           force: bool = False, verify_key: EllipticCurvePublicKey | None = None) -> str:
     """Move `tag` to the artifact `source` names and confirm it on `servers`; its digest. Roll back and
     raise `CheckFailed` when they do not confirm it within `timeout_s`; roll back and re-raise when
-    interrupted (SIGINT, SIGTERM) while waiting."""
+    interrupted (SIGINT, SIGTERM) while waiting.
+
+    With `verify_key`, an artifact without a signature the key verifies is refused before any tag moves,
+    and the verdict that counts is the signed one (`signature.NotVerified`, exit 1)."""
     descriptor = artifact.resolve(source)
     if descriptor is None:
         raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
     pinned = source.with_digest(descriptor.digest)
-    verdict = artifact.annotations_of(pinned).get(VERDICT)
+    if verify_key is not None:
+        verdict, whose = signature.verify(pinned, verify_key).verdict, "signed verdict"
+        github.log(f"{pinned}: its signature verifies")
+    else:
+        verdict, whose = artifact.annotations_of(pinned).get(VERDICT), "verdict"
     if verdict != "passed" and not force:
-        raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate (verdict: {verdict or 'none'}); "
+        raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate ({whose}: {verdict or 'none'}); "
                           "it is not deployed", hint="deploy an artifact main published, or pass --force")
     target = source.with_tag(tag)
     before = _last_good(target)

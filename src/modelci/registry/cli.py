@@ -36,12 +36,39 @@ def _use(username: str | None, password_stdin: bool) -> None:
     use_credentials(Credentials(username, sys.stdin.read().strip()))
 
 
+KEY_HELP = "A PEM file, or env://NAME for an environment variable holding the PEM text (a secret)."
+
+
+def sign_key_option(function: Any) -> Any:
+    return click.option("--sign-key", default=None, metavar="KEY",
+                        help=f"Sign the artifact with this ECDSA P-256 private key, as cosign does. {KEY_HELP}",
+                        )(function)
+
+
+def verify_option(function: Any) -> Any:
+    return click.option("--verify", "verify_key", default=None, metavar="KEY",
+                        help="Refuse an artifact without a signature this public key verifies (`modelci sign`, "
+                             f"cosign), or whose signed verdict is not a pass. {KEY_HELP}")(function)
+
+
+def sign_artifact(reference: Reference, key_spec: str) -> str:
+    """Sign the artifact `reference` names with the key `key_spec`; the signature's tag, logged and set as an output."""
+    from modelci.registry.signature import load_signing_key, sign
+
+    digest, tag = sign(reference, load_signing_key(key_spec))
+    github.set_output("signature", str(reference.with_tag(tag)))
+    github.log(f"signed {digest}: {reference.with_tag(tag)}")
+    return tag
+
+
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--to", "target", required=True, help="Where to push, with its tag: oci:PATH:TAG or HOST/REPO:TAG.")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@sign_key_option
 @credentials
-def push(directory: Path, target: str, force: bool, username: str | None, password_stdin: bool) -> None:
+def push(directory: Path, target: str, force: bool, sign_key: str | None, username: str | None,
+         password_stdin: bool) -> None:
     """Push the files of DIRECTORY (model.onnx and its evidence) as one model artifact.
 
     Links that lead out of DIRECTORY are refused. The same files make the same artifact (its `created`
@@ -50,15 +77,57 @@ def push(directory: Path, target: str, force: bool, username: str | None, passwo
     from modelci.errors import UsageError
     from modelci.registry.artifact import folder_files, push_files
     from modelci.registry.reference import parse_reference
+    from modelci.registry.signature import load_signing_key
 
     reference = parse_reference(target)
     if not reference.tag:
         raise UsageError(f"{target}: name the tag to push to", hint="e.g. --to oci:.modelci/registry:v1")
+    if sign_key is not None:
+        load_signing_key(sign_key)  # NOTE: a key that cannot sign is refused before anything is pushed
     files = folder_files(directory)
     descriptor = push_files(files, reference, [reference.tag], {}, force=force)
     github.set_output("digest", descriptor.digest)
     github.log(f"pushed {len(files)} files to {reference} = {descriptor.digest}")
+    if sign_key is not None:
+        sign_artifact(reference.with_digest(descriptor.digest), sign_key)
     click.echo(descriptor.digest)
+
+
+@click.command()
+@click.argument("source", metavar="REF")
+@click.option("--key", "key_spec", required=True, metavar="KEY",
+              help=f"The ECDSA P-256 private key to sign with. {KEY_HELP}")
+@config_option
+@credentials
+def sign(source: str, key_spec: str, config_path: Path | None, username: str | None, password_stdin: bool) -> None:
+    """Sign the artifact REF (or :TAG of the config's registry) by digest, as cosign signs with a key pair.
+
+    The signed payload names the manifest digest, which covers every file and annotation, and carries the
+    gate's verdict and the commit; it is stored beside the artifact as cosign stores signatures (the tag
+    sha256-<hex>.sig). Prints the signature's reference."""
+    _use(username, password_stdin)
+    reference = source_reference(source, config_path)
+    click.echo(str(reference.with_tag(sign_artifact(reference, key_spec))))
+
+
+@click.command()
+@click.argument("source", metavar="REF")
+@click.option("--key", "key_spec", required=True, metavar="KEY", help=f"The public key to verify with. {KEY_HELP}")
+@config_option
+@credentials
+def verify(source: str, key_spec: str, config_path: Path | None, username: str | None, password_stdin: bool) -> None:
+    """Verify that the artifact REF (or :TAG of the config's registry) is signed with KEY's private key.
+
+    Exit 1, saying why, when no signature of its digest verifies. Prints the digest and the signed verdict."""
+    _use(username, password_stdin)
+    from modelci.registry.signature import load_public_key
+    from modelci.registry.signature import verify as verify_signature
+
+    verified = verify_signature(source_reference(source, config_path), load_public_key(key_spec))
+    github.set_output("digest", verified.digest)
+    github.set_output("verdict", verified.verdict or "")
+    github.log(f"verified {verified.digest}: signed, verdict {verified.verdict or 'none'}")
+    click.echo(verified.digest)
 
 
 @click.command()
