@@ -19,6 +19,7 @@ from modelci.registry import artifact
 from modelci.registry.artifact import ANNOTATION_PREFIX, push_files, resolve
 from modelci.registry.reference import parse_reference
 from test_serve import MODELCI, artifact_of, exported, retrained, start  # noqa: F401  (the module's models, as fixtures)
+from test_signature import key_pair
 
 PASSED = {f"{ANNOTATION_PREFIX}verdict": "passed"}
 
@@ -189,3 +190,65 @@ def test_a_refused_deploy_of_the_digest_the_tag_already_names_says_so(  # type: 
     assert again.code == 1
     assert "prod named it before this deploy too, and still does" in again.err
     assert tag_of(registry, "prod") == first.digest
+
+
+def refused_on(url: str, digest: str) -> bool:
+    """Whether the server says it refused `digest` (/metrics, as `modelci deploy` reads it)."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    return any(line.startswith("modelci_model_refused_info{") and digest in line for line in text.splitlines())
+
+
+def test_with_verify_only_a_signed_passed_artifact_is_deployed_and_served(  # type: ignore[no-untyped-def]
+        cli, exported: Path, retrained: Path, tmp_path: Path) -> None:  # noqa: F811
+    registry = f"oci:{tmp_path / 'registry'}"
+    private, public = key_pair(tmp_path)
+    signed = push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:sha-a"),
+                        ["sha-a"], PASSED)
+    unsigned = push_files(artifact_of(tmp_path / "b", retrained, retrained), parse_reference(f"{registry}:sha-b"),
+                          ["sha-b"], PASSED)
+    failed = push_files(artifact_of(tmp_path / "c", retrained, retrained), parse_reference(f"{registry}:sha-c"),
+                        ["sha-c"], {f"{ANNOTATION_PREFIX}verdict": "failed"})
+    for tag in ("sha-a", "sha-c"):
+        assert cli("sign", f"{registry}:{tag}", "--key", str(private)).code == 0
+
+    # deploy: an unsigned artifact and a signed failed verdict are refused before prod moves
+    not_signed = cli("deploy", f"{registry}:sha-b", "--verify", str(public))
+    assert not_signed.code == 1
+    assert f"{registry}@{unsigned.digest} is not signed" in not_signed.err
+    signed_failed = cli("deploy", f"{registry}:sha-c", "--verify", str(public), "--force")
+    assert signed_failed.code == 0  # --force deploys a failed verdict, never an unsigned artifact
+    assert cli("rollback", registry).code == 2
+    assert cli("deploy", f"{registry}:sha-a", "--verify", str(public)).code == 0
+    assert tag_of(registry, "prod") == signed.digest
+
+    # serve: an unsigned artifact does not start
+    port = str(free_port())
+    stopped = subprocess.run([*MODELCI, "serve", "--model", f"{registry}:sha-b", "--verify", str(public), "--port",
+                              port], capture_output=True, text=True, timeout=120, check=False)
+    assert stopped.returncode == 1
+    assert "is not signed" in stopped.stderr
+
+    # a server watching prod with --verify refuses what no key signed, and a signed failed verdict
+    server = start(f"{registry}:prod", "--watch", "--poll-interval", "0.1", "--verify", str(public))
+    try:
+        assert version_of(server.url) == signed.digest.split(":")[1][:12]
+        for moved in (unsigned, failed):  # moved by hand, by someone who may push to the registry
+            artifact.promote(parse_reference(f"{registry}@{moved.digest}"), ["prod"])
+            deadline = time.monotonic() + 30
+            while not refused_on(server.url, moved.digest) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert refused_on(server.url, moved.digest)
+            assert version_of(server.url) == signed.digest.split(":")[1][:12]  # it never stopped serving
+        artifact.promote(parse_reference(f"{registry}@{signed.digest}"), ["prod"])
+
+        # once signed, the same artifact deploys and is served
+        assert cli("sign", f"{registry}:sha-b", "--key", str(private)).code == 0
+        deployed = cli("deploy", f"{registry}:sha-b", "--verify", str(public), "--server", server.url,
+                       "--model-name", "churn", "--timeout", "60")
+        assert deployed.code == 0, deployed.err
+        assert version_of(server.url) == unsigned.digest.split(":")[1][:12]
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        output = server.process.communicate(timeout=30)[0]
+    assert "is not signed" in output
+    assert "the verdict signed with it is failed, not passed" in output

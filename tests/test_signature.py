@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,70 @@ def test_run_signs_only_what_it_publishes(cli, tmp_path: Path) -> None:  # type:
     refused = cli("run", "--sign-key", str(private))
     assert refused.code == 2
     assert "--sign-key signs what --publish publishes, and --publish is not given" in refused.err
+
+
+GH_STANDIN = """#!/usr/bin/env python3
+# GitHub's CLI, standing in for `gh attestation verify`: records its arguments, answers as told
+import json, os, sys
+with open(os.environ["GH_CALLS"], "a") as calls:
+    calls.write(json.dumps(sys.argv[1:]) + "\\n")
+kind = "verdict" if "https://modelci.dev/attestation/verdict/v1" in sys.argv else "provenance"
+answer = json.loads(os.environ["GH_ANSWERS"])[kind]
+if answer is None:
+    sys.exit("Error: verifying with issuer \\"sigstore.dev\\": no matching attestations found")
+print(json.dumps([{"verificationResult": {"statement": {"predicate": answer}}}]))
+"""
+
+
+def gh_standin(folder: Path, monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> Path:
+    """`gh` on PATH, standing in for GitHub's CLI (which needs the internet); returns the file of its calls."""
+    (folder / "bin").mkdir(exist_ok=True)
+    gh = folder / "bin" / "gh"
+    gh.write_text(GH_STANDIN)
+    gh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("GH_CALLS", str(folder / "calls.jsonl"))
+    monkeypatch.setenv("GH_ANSWERS", json.dumps(answers))
+    return folder / "calls.jsonl"
+
+
+def test_github_attestations_are_verified_with_gh_for_main_yml_of_the_repository(  # type: ignore[no-untyped-def]
+        cli, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    repository = f"{served.host}/attested/churn"
+    digest = push(repository, tmp_path / "a", "sha-a")
+    calls = gh_standin(tmp_path, monkeypatch, {"provenance": {"buildDefinition": {}}, "verdict": {"passed": True}})
+    verified = cli("verify", f"{repository}:sha-a", "--key", "github:team/churn")
+    assert verified.code == 0, verified.err
+    assert "verdict passed" in verified.err
+    made = [json.loads(line) for line in calls.read_text().splitlines()]
+    subject = f"oci://{repository}@{digest}"  # by digest: the tag is resolved once
+    common = ["attestation", "verify", subject, "--repo", "team/churn",
+              "--signer-workflow", "modelci/modelci/.github/workflows/main.yml"]  # the reusable workflow signs
+    assert made == [[*common, "--predicate-type", "https://slsa.dev/provenance/v1", "--format", "json"],
+                    [*common, "--predicate-type", "https://modelci.dev/attestation/verdict/v1", "--format", "json"]]
+
+    gh_standin(tmp_path, monkeypatch, {"provenance": {}, "verdict": {"passed": False}})
+    failed = cli("deploy", f"{repository}:sha-a", "--verify", "github:team/churn")
+    assert failed.code == 1
+    assert "did not pass the gate (signed verdict: failed)" in failed.err
+    gh_standin(tmp_path, monkeypatch, {"provenance": None, "verdict": {"passed": True}})
+    unattested = cli("deploy", f"{repository}:sha-a", "--verify", "github:team/churn")
+    assert unattested.code == 1
+    assert f"{subject} has no https://slsa.dev/provenance/v1 attestation that main.yml of team/churn made: " \
+           "Error: verifying with issuer" in unattested.err
+    assert resolve(parse_reference(f"{repository}:prod")) is None
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    without_gh = cli("verify", f"{repository}:sha-a", "--key", "github:team/churn")
+    assert without_gh.code == 2
+    assert "checks GitHub's attestations with GitHub's CLI, gh, which is not installed" in without_gh.err
+
+
+def test_github_verification_needs_a_repository_and_a_remote_registry(  # type: ignore[no-untyped-def]
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_disk = f"oci:{tmp_path / 'registry'}"
+    push(on_disk, tmp_path / "a", "sha-a")
+    assert "name the repository whose main.yml attested" in cli("verify", f"{on_disk}:sha-a", "--key",
+                                                                 "github:churn").err
+    assert "GitHub's attestations are of an artifact in a remote registry" in \
+        cli("verify", f"{on_disk}:sha-a", "--key", "github:team/churn").err

@@ -462,8 +462,13 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
         dirty = require_clean(config, out, revision, allow_dirty)
     run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty,
                  Judging(not no_cache, pull_request))
-    if do_publish and sign_key is not None:
-        sign_artifact(configured_registry(config).with_tag(f"sha-{revision}"), sign_key)
+    if do_publish:
+        published = configured_registry(config)
+        # NOTE: what main.yml attests (GitHub's attestations live in a remote registry, beside the artifact)
+        github.set_output("repository", "" if published.is_layout else f"{published.host}/{published.repository}")
+        github.set_output("comparison", str((out / "comparison.json").resolve()))
+        if sign_key is not None:
+            sign_artifact(published.with_tag(f"sha-{revision}"), sign_key)
 
 
 @click.command("push-candidate")

@@ -29,14 +29,14 @@ def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, tim
     """Move TAG to the artifact REF (or :TAG of the config's registry), wait until every --server serves it
     and answers its golden samples, and move TAG back (exit 1) when they do not in time.
 
-    With --verify, an artifact that is not signed with the key's pair is refused (exit 1) before TAG moves."""
+    With --verify, an artifact that does not verify is refused (exit 1) before TAG moves."""
     from modelci.deploy.rollout import deploy as deploy_artifact
     from modelci.registry.cli import source_reference
-    from modelci.registry.signature import load_public_key
+    from modelci.registry.signature import verifier
 
-    key = load_public_key(verify_key) if verify_key else None
+    check = verifier(verify_key) if verify_key else None
     reference = source_reference(source, config_path)
-    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force, verify_key=key)
+    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force, verify=check)
     github.set_output("digest", digest)
     github.log(f"deployed {digest} as {tag}" + (f" on {len(servers)} server(s)" if servers else ""))
     click.echo(digest)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import requests
@@ -26,9 +26,6 @@ from modelci.registry import artifact, signature
 from modelci.registry.reference import Reference
 from modelci.serve.app import version_of
 
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-
 PREVIOUS = "{tag}-previous"
 # NOTE: the digest the last deploy or rollback that finished left the tag on. A tag that names another
 # digest was moved by a deploy that never finished (kill -9 while it waited) or by hand: nothing
@@ -38,19 +35,19 @@ VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 
 
 def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
-           force: bool = False, verify_key: EllipticCurvePublicKey | None = None) -> str:
+           force: bool = False, verify: signature.Verifier | None = None) -> str:
     """Move `tag` to the artifact `source` names and confirm it on `servers`; its digest. Roll back and
     raise `CheckFailed` when they do not confirm it within `timeout_s`; roll back and re-raise when
     interrupted (SIGINT, SIGTERM) while waiting.
 
-    With `verify_key`, an artifact without a signature the key verifies is refused before any tag moves,
-    and the verdict that counts is the signed one (`signature.NotVerified`, exit 1)."""
+    With `verify`, an artifact without a signature (or attestation) that verifies is refused before any tag
+    moves, and the verdict that counts is the signed one (`signature.NotVerified`, exit 1)."""
     descriptor = artifact.resolve(source)
     if descriptor is None:
         raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
     pinned = source.with_digest(descriptor.digest)
-    if verify_key is not None:
-        verdict, whose = signature.verify(pinned, verify_key).verdict, "signed verdict"
+    if verify is not None:
+        verdict, whose = verify(pinned).verdict, "signed verdict"
         github.log(f"{pinned}: its signature verifies")
     else:
         verdict, whose = artifact.annotations_of(pinned).get(VERDICT), "verdict"

@@ -48,7 +48,8 @@ def sign_key_option(function: Any) -> Any:
 def verify_option(function: Any) -> Any:
     return click.option("--verify", "verify_key", default=None, metavar="KEY",
                         help="Refuse an artifact without a signature this public key verifies (`modelci sign`, "
-                             f"cosign), or whose signed verdict is not a pass. {KEY_HELP}")(function)
+                             "cosign), or whose signed verdict is not a pass. KEY: a PEM file or env://NAME; or "
+                             "github:OWNER/REPO, the GitHub attestations main.yml made for it (needs gh).")(function)
 
 
 def sign_artifact(reference: Reference, key_spec: str) -> str:
@@ -112,7 +113,9 @@ def sign(source: str, key_spec: str, config_path: Path | None, username: str | N
 
 @click.command()
 @click.argument("source", metavar="REF")
-@click.option("--key", "key_spec", required=True, metavar="KEY", help=f"The public key to verify with. {KEY_HELP}")
+@click.option("--key", "key_spec", required=True, metavar="KEY",
+              help=f"The public key to verify with ({KEY_HELP}), or github:OWNER/REPO for the GitHub attestations "
+                   "main.yml made for that repository (needs gh).")
 @config_option
 @credentials
 def verify(source: str, key_spec: str, config_path: Path | None, username: str | None, password_stdin: bool) -> None:
@@ -120,10 +123,9 @@ def verify(source: str, key_spec: str, config_path: Path | None, username: str |
 
     Exit 1, saying why, when no signature of its digest verifies. Prints the digest and the signed verdict."""
     _use(username, password_stdin)
-    from modelci.registry.signature import load_public_key
-    from modelci.registry.signature import verify as verify_signature
+    from modelci.registry.signature import verifier
 
-    verified = verify_signature(source_reference(source, config_path), load_public_key(key_spec))
+    verified = verifier(key_spec)(source_reference(source, config_path))
     github.set_output("digest", verified.digest)
     github.set_output("verdict", verified.verdict or "")
     github.log(f"verified {verified.digest}: signed, verdict {verified.verdict or 'none'}")

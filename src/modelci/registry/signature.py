@@ -23,12 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import CheckFailed, UsageError
-from modelci.registry import artifact
+from modelci.registry import artifact, attestation
 from modelci.registry.layout import Descriptor
 
 if TYPE_CHECKING:
@@ -209,9 +210,27 @@ def verify(reference: Reference, key: EllipticCurvePublicKey) -> Verified:
                            "changed after it was signed is a new digest, which no one signed")
 
 
-def verify_passed(reference: Reference, key: EllipticCurvePublicKey) -> Verified:
-    """As `verify`, and the signed verdict is a pass: what a server watching a tag with --verify takes."""
-    verified = verify(reference, key)
+Verifier = Callable[["Reference"], Verified]
+
+
+def verifier(spec: str) -> Verifier:
+    """What --verify names: a public key (a PEM file or env://NAME), whose signature an artifact must carry; or
+    github:OWNER/REPO, the GitHub attestations main.yml makes for that repository (`attestation`)."""
+    if spec.startswith(attestation.PREFIX):
+        repository = attestation.repository_of(spec)
+        return lambda reference: _attested(reference, repository)
+    key = load_public_key(spec)
+    return lambda reference: verify(reference, key)
+
+
+def _attested(reference: Reference, repository: str) -> Verified:
+    digest = _resolve(reference).digest
+    return Verified(digest, attestation.verify(reference.with_digest(digest), repository))
+
+
+def verify_passed(reference: Reference, check: Verifier) -> Verified:
+    """As `check`, and the signed verdict is a pass: what a server watching a tag with --verify takes."""
+    verified = check(reference)
     if verified.verdict != "passed":
         raise NotVerified(f"{reference}: its signature verifies, and the verdict signed with it is "
                           f"{verified.verdict or 'none'}, not passed", hint="deploy an artifact whose gate passed")

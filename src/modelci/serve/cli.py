@@ -13,16 +13,15 @@ from modelci import github
 from modelci.registry.cli import verify_option
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-
+    from modelci.registry.signature import Verifier
     from modelci.serve.app import Server
     from modelci.serve.swap import Watcher
 
 
-def _model_file(model: str, work: Path, verify_key: EllipticCurvePublicKey | None) -> tuple[Path, str]:
+def _model_file(model: str, work: Path, verify: Verifier | None) -> tuple[Path, str]:
     """The ONNX file `model` names (a file, a folder holding model.onnx, or an artifact reference) and its digest.
 
-    With `verify_key`, only an artifact whose signature and signed verdict verify (pulled by the digest verified)."""
+    With `verify`, only an artifact whose signature and signed verdict verify (pulled by the digest verified)."""
     from modelci.errors import UsageError
     from modelci.registry.artifact import WEIGHT_FILE, pull, resolve
     from modelci.registry.reference import parse_reference
@@ -32,7 +31,7 @@ def _model_file(model: str, work: Path, verify_key: EllipticCurvePublicKey | Non
     if path.is_dir():
         path = path / WEIGHT_FILE
     if path.exists():
-        if verify_key is not None:
+        if verify is not None:
             raise UsageError(f"--verify checks the signature of a registry artifact, and {model} is a file",
                              hint="serve the signed artifact itself, e.g. --model HOST/REPO:prod")
         if not path.is_file():
@@ -40,11 +39,11 @@ def _model_file(model: str, work: Path, verify_key: EllipticCurvePublicKey | Non
                              hint=f"name an ONNX file, a folder with {WEIGHT_FILE}, or an artifact")
         return path, _digest_of(path)
     reference = parse_reference(model)
-    if verify_key is not None:
+    if verify is not None:
         descriptor = resolve(reference)
         if descriptor is None:
             raise UsageError(f"{reference}: no such artifact", hint="check the tag or digest")
-        reference = reference.with_digest(verify_passed(reference.with_digest(descriptor.digest), verify_key).digest)
+        reference = reference.with_digest(verify_passed(reference.with_digest(descriptor.digest), verify).digest)
     pulled = pull(reference, work / "model")
     return work / "model" / WEIGHT_FILE, pulled.digest
 
@@ -68,7 +67,7 @@ def _digest_of(path: Path) -> str:
 
 
 def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Server,
-             verify_key: EllipticCurvePublicKey | None) -> Watcher:
+             verify: Verifier | None) -> Watcher:
     from modelci.errors import UsageError
     from modelci.registry.reference import parse_reference
     from modelci.serve.swap import Watcher
@@ -76,7 +75,7 @@ def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Ser
     if Path(model_ref).exists() or "@" in model_ref:
         raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
                          hint="serve REGISTRY:TAG, e.g. --model oci:.modelci/registry:prod --watch")
-    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.refused, verify_key)
+    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.refused, verify)
 
 
 @click.command()
@@ -108,19 +107,19 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
           header_timeout: float, verify_key: str | None) -> None:
     """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics.
 
-    With --verify, the artifact served, and with --watch each one the tag moves to, must be signed with the
-    key's pair and have a signed verdict of passed: the server does not start otherwise (exit 1), and a
-    new digest that does not verify is refused like one that fails its golden samples."""
+    With --verify, the artifact served, and with --watch each one the tag moves to, must verify (a key's
+    signature, or GitHub's attestations) with a signed verdict of passed: the server does not start otherwise
+    (exit 1), and a new digest that does not verify is refused like one that fails its golden samples."""
     from modelci.errors import UsageError
-    from modelci.registry.signature import load_public_key
+    from modelci.registry.signature import verifier
     from modelci.serve.app import Server, load
     from modelci.serve.listener import run
 
-    key = load_public_key(verify_key) if verify_key else None
+    check = verifier(verify_key) if verify_key else None
     # NOTE: ONNX Runtime holds the model in memory once loaded, so a pulled artifact's folder goes
     # before serving starts: a server stopped by a signal leaves nothing behind
     with tempfile.TemporaryDirectory(prefix="modelci-serve-") as folder:
-        path, digest = _model_file(model_ref, Path(folder), key)
+        path, digest = _model_file(model_ref, Path(folder), check)
         try:
             loaded = load(path, name, digest)
         except Exception as exc:
@@ -128,7 +127,7 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
     app = Server(loaded, max_batch, max_delay_ms / 1000)
     if watch:
-        app.watcher = _watcher(model_ref, name, digest, poll_interval, app, key)
+        app.watcher = _watcher(model_ref, name, digest, poll_interval, app, check)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
     run(app, host, port, drain_s=drain_period, shutdown_timeout_s=shutdown_timeout, max_connections=max_connections,
         header_timeout_s=header_timeout)

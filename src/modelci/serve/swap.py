@@ -24,25 +24,24 @@ from modelci.serve.app import Loaded, load
 from modelci.serve.protocol import DTYPES
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-
     from modelci.registry.reference import Reference
+    from modelci.registry.signature import Verifier
 
 
 class SmokeTestFailed(Exception):
     pass
 
 
-def pull_and_load(reference: Reference, digest: str, name: str, verify_key: EllipticCurvePublicKey | None) -> Loaded:
+def pull_and_load(reference: Reference, digest: str, name: str, verify: Verifier | None) -> Loaded:
     """The artifact `digest`, loaded and checked on its golden samples; raises when it is not fit to serve.
 
-    With `verify_key`, first its signature and signed verdict (`signature.verify_passed`): nothing unsigned is
+    With `verify`, first its signature and signed verdict (`signature.verify_passed`): nothing unsigned is
     pulled."""
     from modelci.registry.artifact import WEIGHT_FILE, pull
     from modelci.registry.signature import verify_passed
 
-    if verify_key is not None:
-        verify_passed(reference.with_digest(digest), verify_key)
+    if verify is not None:
+        verify_passed(reference.with_digest(digest), verify)
     with tempfile.TemporaryDirectory(prefix="modelci-swap-") as folder:
         pulled = pull(reference.with_digest(digest), Path(folder) / "model")
         loaded = load(Path(folder) / "model" / WEIGHT_FILE, name, pulled.digest)
@@ -74,8 +73,8 @@ class Watcher:
 
     def __init__(self, reference: Reference, name: str, current: str, interval_s: float,
                  swap: Callable[[Loaded], None], refused: Callable[[str], None],
-                 verify_key: EllipticCurvePublicKey | None = None) -> None:
-        self.reference, self.name, self.interval_s, self.verify_key = reference, name, interval_s, verify_key
+                 verify: Verifier | None = None) -> None:
+        self.reference, self.name, self.interval_s, self.verify = reference, name, interval_s, verify
         self.swap, self.refused = swap, refused
         self.seen = current  # NOTE: the digest served, or the last one refused: neither is tried again
         self._task: asyncio.Task[None] | None = None
@@ -108,7 +107,7 @@ class Watcher:
         github.log(f"{self.reference} moved to {descriptor.digest}: loading it beside the model being served")
         try:
             loaded = await loop.run_in_executor(None, pull_and_load, self.reference, descriptor.digest, self.name,
-                                                self.verify_key)
+                                                self.verify)
         except Exception as exc:
             github.error(f"{self.reference} = {descriptor.digest} is not swapped in, the model served stays: {exc}")
             self.refused(descriptor.digest)
