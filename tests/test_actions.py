@@ -27,6 +27,7 @@ READ_FROM_ENVIRONMENT = {
     "MODELCI_REGISTRY_USERNAME": ROOT / "src/modelci/registry/remote.py",
     "MODELCI_REGISTRY_PASSWORD": ROOT / "src/modelci/registry/remote.py",
     "GITHUB_TOKEN": ROOT / "src/modelci/report/cli.py",
+    "GH_TOKEN": ROOT / "src/modelci/registry/attestation.py",  # gh's own, for `gh attestation verify`
 }
 
 
@@ -87,10 +88,13 @@ def test_every_input_reaches_a_real_option_or_environment_variable(path: Path) -
         script = step["run"]
         words = re.search(r"modelci ((?:[a-z-]+ ?)+)", script)
         options = command_envvars(words.group(1).split()) if words else set()
-        for variable, value in (step.get("env") or {}).items():
+        environment = step.get("env") or {}
+        for variable, value in environment.items():
             if not str(value).startswith("${{ inputs."):
                 continue
-            reaches = variable in options or f"${variable}" in script or variable in READ_FROM_ENVIRONMENT
+            # NOTE: a secret reaches an option by name (env://NAME), never by value on the command line
+            named = any(f"env://{variable}" in str(other) for other in environment.values())
+            reaches = variable in options or f"${variable}" in script or variable in READ_FROM_ENVIRONMENT or named
             assert reaches, f"{name(path)}: {variable} reaches no option of `{script}` and nothing reads it"
 
 

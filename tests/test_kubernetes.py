@@ -22,10 +22,12 @@ import yaml
 
 from loopback import free_port, stop, wait_until_ready
 from modelci.export.parity import reproduces_samples
-from modelci.registry.artifact import push_files
+from modelci.registry.artifact import ANNOTATION_PREFIX, push_files
 from modelci.registry.reference import parse_reference
+from modelci.registry.signature import load_signing_key, sign
 from test_remote import locked_registry  # noqa: F401  (the session's registry with a password, as a fixture)
 from test_serve import artifact_of, exported  # noqa: F401  (the module's model, as a fixture)
+from test_signature import key_pair
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 KUBERNETES = kubernetes_validate.latest_version()
@@ -132,7 +134,10 @@ def pushed(locked_registry: str, exported: Path, tmp_path: Path,  # noqa: F811
     monkeypatch.setenv("MODELCI_REGISTRY_PASSWORD", "secret")
     repository = f"{locked_registry}/acme/churn"
     done = push_files(artifact_of(tmp_path / "artifact", exported, exported),
-                      parse_reference(f"{repository}:v1.2.0"), ["v1.2.0", "prod"], {})
+                      parse_reference(f"{repository}:v1.2.0"), ["v1.2.0", "prod"],
+                      {f"{ANNOTATION_PREFIX}verdict": "passed"})
+    private, _ = key_pair(tmp_path)  # NOTE: modelci.pub beside it is the ConfigMap's key
+    sign(parse_reference(f"{repository}@{done.digest}"), load_signing_key(str(private)))
     return repository, done.digest
 
 
@@ -166,14 +171,15 @@ def answers_its_samples(url: str, samples: dict[str, Any]) -> bool:
 
 
 def test_the_deployments_container_serves_the_tag_with_the_secrets_credentials(
-        pushed: tuple[str, str], secret: Path, exported: Path) -> None:  # noqa: F811
+        pushed: tuple[str, str], secret: Path, exported: Path, tmp_path: Path) -> None:  # noqa: F811
     repository, digest = pushed
     deployment = next(d for d in documents(DEPLOY / "kubernetes" / "modelci-serve.yaml") if d["kind"] == "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     port = free_port()
-    args = [{"ghcr.io/OWNER/MODEL:prod": f"{repository}:prod", "8080": str(port)}.get(a, a)
-            for a in quick_stop(container["args"])]
     mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    public_key = tmp_path / "modelci.pub"  # the key of the pushed artifact's signature, as the ConfigMap gives it
+    args = [{"ghcr.io/OWNER/MODEL:prod": f"{repository}:prod", "8080": str(port),
+             f"{mounted['verify']}/modelci.pub": str(public_key)}.get(a, a) for a in quick_stop(container["args"])]
     (docker_config,) = [e["value"] for e in container["env"] if e["name"] == "DOCKER_CONFIG"]
     assert docker_config == mounted["registry"]  # the Secret's config.json is where modelci looks
     with running(args, container_env(DOCKER_CONFIG=str(secret)), port) as url:

@@ -1,7 +1,9 @@
 """The reusable workflows run for real by act (in host mode), from a caller repository that holds
 the example model and the example workflows verbatim, against a real registry on loopback and a
-GitHub API stand-in: a pull request without a baseline, the main flow, a pull request with a worse
-model, a release tag, and a release that a server watching prod must confirm."""
+GitHub API stand-in: the whole flow rehearsed. A pull request without a baseline, the merge (no
+training, the judged digest promoted, signed and attested), a pull request with a worse model, a
+release tag verified with the public key, a release that a server watching prod with --verify must
+confirm, and a tampered artifact that neither the release nor the server takes."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +22,23 @@ import requests
 from conftest import copy_example, git
 from github_standin import GitHubStandIn
 from loopback import stop
-from modelci.registry.artifact import pull, push_files
+from modelci.registry.artifact import promote, pull, push_files
 from modelci.registry.reference import parse_reference
+from modelci.registry.signature import load_public_key, verify
+from test_deploy import refused_on
 from test_remote import (
     Served,
     served,  # noqa: F401  (the session's registry, as a fixture here)
 )
 from test_serve import start
+from test_signature import key_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
 STANDINS = {"actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
-            "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact"}
+            "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
+            "actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32": "attest-build-provenance",
+            "actions/attest@1e69f48acb82d1966a394da916b4c1698aa569d6": "attest"}
 TOKEN, REPOSITORY, PULL = "t0ken", "team/churn", 12
 
 pytestmark = [pytest.mark.slow,
@@ -40,8 +48,12 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture
 def caller(tmp_path: Path, small_data: Path, served: Served) -> Path:  # noqa: F811
-    """A model repository: the churn example, its registry on loopback, the example workflows."""
+    """A model repository: the churn example, its registry on loopback, the example workflows, and the public key
+    of the signing key (its private key is the MODELCI_SIGNING_KEY secret, `act`'s -s)."""
     repo = copy_example(tmp_path / "churn", small_data, epochs=3)
+    private, public = key_pair(tmp_path)
+    shutil.copy(public, repo / "modelci.pub")
+    shutil.copy(private, tmp_path / "signing.key")
     (repo / ".github" / "workflows").mkdir(parents=True)
     for example in (ROOT / "examples" / "workflows").glob("*.yml"):
         shutil.copy(example, repo / ".github" / "workflows" / example.name)
@@ -73,6 +85,9 @@ def act(repo: Path, event: str, payload: dict[str, object], workflow: str, githu
          "-P", "ubuntu-latest=-self-hosted", "--local-repository", f"modelci/modelci@v1={ROOT}",
          *[f"--local-repository={action}={ROOT / 'tests' / 'standins' / name}" for action, name in STANDINS.items()],
          "--env", f"GITHUB_API_URL={github.url}", "-s", f"GITHUB_TOKEN={TOKEN}",
+         "-s", f"MODELCI_SIGNING_KEY={(repo.parent / 'signing.key').read_text()}",
+         # NOTE: what GitHub sets for a job with id-token: write; the attest stand-ins need no token from it
+         "--env", "ACTIONS_ID_TOKEN_REQUEST_URL=http://127.0.0.1:9/token",
          *[f"--var={name}={value}" for name, value in (variables or {}).items()]],
         cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False)
 
@@ -120,6 +135,16 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     revision = git(caller, "rev-parse", "HEAD")
     found = tags(served)
     assert found[f"sha-{revision}"] == found["main"] == judged[f"pr-{PULL}"]
+    # the digest promoted is signed with the signing-key secret, the verdict with it; and attested
+    public = load_public_key(str(caller / "modelci.pub"))
+    repository = f"{served.host}/{REPOSITORY}-e2e"
+    assert verify(parse_reference(f"{repository}:main"), public).verdict == "passed"
+    attested = {kind: json.loads((artifacts / "attestations" / f"{kind}.json").read_text())
+                for kind in ("provenance", "verdict")}
+    assert {kind: (a["name"], a["digest"]) for kind, a in attested.items()} == \
+        {"provenance": (repository, found["main"]), "verdict": (repository, found["main"])}
+    assert attested["verdict"]["type"] == "https://modelci.dev/attestation/verdict/v1"
+    assert attested["verdict"]["predicate"]["passed"] is True  # the gate's comparison.json
 
     # (c) a pull request with a worse model fails the check and updates the same comment
     config = caller / "modelci.yaml"
@@ -139,14 +164,17 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
 
     # (d) a release tag on the published commit promotes that artifact, by digest
     git(caller, "checkout", "-q", revision)
-    release = act(caller, "push", {"ref": "refs/tags/v1.0.0"}, "release.yml", github, artifacts)
+    verified = {"MODELCI_VERIFY": "modelci.pub"}
+    release = act(caller, "push", {"ref": "refs/tags/v1.0.0"}, "release.yml", github, artifacts, verified)
     assert release.returncode == 0, release.stdout[-3000:]
+    assert f"{repository}@{found['main']}: its signature verifies" in release.stdout
     promoted = tags(served)
     assert promoted["v1.0.0"] == promoted["prod"] == found["main"]
     assert "prod-previous" not in promoted  # the first deploy: nothing to roll back to
 
-    # (e) with a server watching prod, the next release waits until it serves the new model
-    server = start(f"{served.host}/{REPOSITORY}-e2e:prod", "--watch", "--poll-interval", "0.2", name="model")
+    # (e) with a server watching prod (and verifying what it serves), the next release waits until it serves it
+    server = start(f"{repository}:prod", "--watch", "--poll-interval", "0.2", "--verify", str(caller / "modelci.pub"),
+                   name="model")
     try:
         git(caller, "checkout", "-q", "main")
         config.write_text(config.read_text().replace("{hidden: 1, layers: 1}", "{hidden: 64, layers: 2, dropout: 0.1}")
@@ -155,7 +183,7 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
         republished = act(caller, "push", {"ref": "refs/heads/main"}, "main.yml", github, artifacts)
         assert republished.returncode == 0, republished.stdout[-3000:]
         deployed = act(caller, "push", {"ref": "refs/tags/v1.1.0"}, "release.yml", github, artifacts,
-                       {"MODELCI_SERVERS": server.url})
+                       {"MODELCI_SERVERS": server.url, **verified})
         assert deployed.returncode == 0, deployed.stdout[-3000:]
         released = tags(served)
         assert released["v1.1.0"] == released["prod"] == released[f"sha-{git(caller, 'rev-parse', 'HEAD')}"]
@@ -164,19 +192,26 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
         served_now = requests.get(f"{server.url}/v2/models/model", timeout=5).json()
         assert served_now["versions"] == [released["prod"].split(":")[1][:12]]
 
-        # (f) a release of an artifact the server refuses (as a corrupted push would leave it: samples.json
-        # no longer what the model answers): prod moves back at once, and the release fails
+        # (f) someone who may push to the registry changes the released model (its golden samples no longer what it
+        # answers) and pushes it as the next commit's sha- tag: unsigned, it gets no version tag and prod stays
         git(caller, "commit", "--allow-empty", "-qm", "a release nobody should get")
-        broken = push_broken(f"{served.host}/{REPOSITORY}-e2e", released["prod"], git(caller, "rev-parse", "HEAD"),
-                             tmp_path / "broken")
+        commit = git(caller, "rev-parse", "HEAD")
+        tampered = push_broken(repository, released["prod"], commit, tmp_path / "broken")
         refused = act(caller, "push", {"ref": "refs/tags/v1.2.0"}, "release.yml", github, artifacts,
-                      {"MODELCI_SERVERS": server.url})
+                      {"MODELCI_SERVERS": server.url, **verified})
         assert refused.returncode != 0
-        assert f"{server.url} refused {broken}: it did not load, or did not reproduce its golden samples; " \
-               f"prod is back on {released['prod']}" in refused.stdout
+        assert f"{repository}:sha-{commit} = {tampered} is not signed" in refused.stdout
         after = tags(served)
         assert after["prod"] == released["prod"]
-        assert after["v1.2.0"] == broken  # the version tag stays: it names what was released, and refused
+        assert "v1.2.0" not in after
+        # moved to prod by hand, it is refused by the server, which keeps serving the released model
+        promote(parse_reference(f"{repository}@{tampered}"), ["prod"])
+        deadline = time.monotonic() + 30
+        while not refused_on(server.url, tampered) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert refused_on(server.url, tampered)
+        assert requests.get(f"{server.url}/v2/models/model", timeout=5).json()["versions"] == \
+            [released["prod"].split(":")[1][:12]]
     finally:
         stop(server.process)
 

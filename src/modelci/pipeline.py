@@ -18,7 +18,7 @@ import click
 
 from modelci import github
 from modelci.options import common, out_option, prepare
-from modelci.registry.cli import sign_artifact, sign_key_option
+from modelci.registry.cli import set_repository_output, sign_artifact, sign_key_option
 
 if TYPE_CHECKING:
     from modelci.cache import Candidate, ContentKey
@@ -464,8 +464,7 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
                  Judging(not no_cache, pull_request))
     if do_publish:
         published = configured_registry(config)
-        # NOTE: what main.yml attests (GitHub's attestations live in a remote registry, beside the artifact)
-        github.set_output("repository", "" if published.is_layout else f"{published.host}/{published.repository}")
+        set_repository_output(published)  # NOTE: with the comparison record, what main.yml attests
         github.set_output("comparison", str((out / "comparison.json").resolve()))
         if sign_key is not None:
             sign_artifact(published.with_tag(f"sha-{revision}"), sign_key)

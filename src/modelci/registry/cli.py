@@ -52,6 +52,12 @@ def verify_option(function: Any) -> Any:
                              "github:OWNER/REPO, the GitHub attestations main.yml made for it (needs gh).")(function)
 
 
+def set_repository_output(reference: Reference) -> None:
+    """The `repository` output: HOST/REPOSITORY of a remote registry, which GitHub's attestations name (the
+    actions/attest step); empty for a folder on disk."""
+    github.set_output("repository", "" if reference.is_layout else f"{reference.host}/{reference.repository}")
+
+
 def sign_artifact(reference: Reference, key_spec: str) -> str:
     """Sign the artifact `reference` names with the key `key_spec`; the signature's tag, logged and set as an output."""
     from modelci.registry.signature import load_signing_key, sign
@@ -154,19 +160,27 @@ def pull(reference_text: str, output: Path, username: str | None, password_stdin
 @click.argument("source", metavar="REF")
 @click.argument("tags", nargs=-1, required=True, metavar="TAG...")
 @click.option("--force", is_flag=True, help=FORCE_HELP)
+@verify_option
 @config_option
 @credentials
-def promote(source: str, tags: tuple[str, ...], force: bool, config_path: Path | None, username: str | None,
-            password_stdin: bool) -> None:
+def promote(source: str, tags: tuple[str, ...], force: bool, verify_key: str | None, config_path: Path | None,
+            username: str | None, password_stdin: bool) -> None:
     """Tag the artifact REF as each TAG (a tag, or HOST/REPO:TAG in the same registry), by digest, moving no blob.
 
-    REF may be :TAG, a tag of the config's registry (e.g. :sha-COMMIT in a release workflow)."""
+    REF may be :TAG, a tag of the config's registry (e.g. :sha-COMMIT in a release workflow). With --verify,
+    an artifact that does not verify, or whose signed verdict is not a pass, gets no tag (exit 1)."""
     _use(username, password_stdin)
     from modelci.registry.artifact import promote as promote_artifact
 
     reference = source_reference(source, config_path)
+    if verify_key:
+        from modelci.registry.signature import verifier, verify_passed
+
+        # NOTE: the digest verified is the one tagged, whatever the source tag names by then
+        reference = reference.with_digest(verify_passed(reference, verifier(verify_key)).digest)
     descriptor = promote_artifact(reference, list(tags), force=force)
     github.set_output("digest", descriptor.digest)
+    set_repository_output(reference)
     github.log(f"promoted {reference} = {descriptor.digest} to {', '.join(tags)}")
     click.echo(descriptor.digest)
 
