@@ -38,7 +38,8 @@ ACT = shutil.which("act") or str(Path(sys.executable).parent / "act")
 STANDINS = {"actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
             "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
             "actions/attest-build-provenance@a2bbfa25375fe432b6a289bc6b6cd05ecd0c4c32": "attest-build-provenance",
-            "actions/attest@1e69f48acb82d1966a394da916b4c1698aa569d6": "attest"}
+            "actions/attest@1e69f48acb82d1966a394da916b4c1698aa569d6": "attest",
+            "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae": "cache"}
 TOKEN, REPOSITORY, PULL = "t0ken", "team/churn", 12
 
 pytestmark = [pytest.mark.slow,
@@ -122,6 +123,9 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert (artifacts / "modelci-candidate" / "content-key.json").is_file()
     assert "modelci candidate" in first.stdout
     assert "==> candidate pushed:" in first.stdout
+    saved = sorted(entry.name for entry in (artifacts / "cache").iterdir())  # pip's downloads, by the setup action
+    assert len(saved) == 1
+    assert saved[0].startswith("modelci-pip-")
     judged = tags(served)
     assert sorted(name[:3] for name in judged) == ["key", "pr-"]  # key-<content key> and pr-12, nothing else
     assert len(set(judged.values())) == 1
@@ -132,6 +136,7 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert f"promoted the judged candidate {judged[f'pr-{PULL}']} of pull request #{PULL}: no training" \
         in published.stdout
     assert "==> Training" not in published.stdout
+    assert f"cache stand-in: restored {saved[0]}" in published.stdout  # the same lock: pip's downloads reused
     revision = git(caller, "rev-parse", "HEAD")
     found = tags(served)
     assert found[f"sha-{revision}"] == found["main"] == judged[f"pr-{PULL}"]
