@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -136,6 +137,23 @@ def test_a_job_gets_an_environment_of_its_own_that_keeps_the_runners_torch_and_i
         in tampered.stdout
     assert modelci.__version__ in modelci_on_path(path, runner, system_packages)
     assert not ran.exists()
+
+    # the environment as the setup action's cache restores it, in the next job: where it was made, it is reused
+    # once checked; in another folder (its scripts name the Python of that folder), it is made again
+    saved = tmp_path / "cache-entry"
+    shutil.copytree(venv, saved, symlinks=True)
+    shutil.rmtree(venv)
+    shutil.copytree(saved, venv, symlinks=True)
+    restored, path, _ = install(DEBIAN_PYTHON, runner, system_packages)
+    assert restored.returncode == 0, restored.stderr
+    assert "installing" not in restored.stdout
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "home").mkdir(parents=True)
+    shutil.copytree(saved, elsewhere / "modelci-venv", symlinks=True)
+    moved, path, _ = install(DEBIAN_PYTHON, elsewhere, system_packages)
+    assert moved.returncode == 0, moved.stderr
+    assert f"it was made in another folder, in {elsewhere / 'modelci-venv'}: installing modelci again" in moved.stdout
+    assert modelci.__version__ in modelci_on_path(path, elsewhere, system_packages)
 
 
 @pytest.mark.slow

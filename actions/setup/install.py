@@ -28,21 +28,22 @@ runner without a GPU (`nvidia-smi` absent or failing), comes alone from PyTorch'
 `--no-deps`, then its dependencies from the usual index. NOTE: not `--extra-index-url` for the whole
 install: pip would then take any package from whichever index offers the higher version.
 
-pip's cache: PIP_CACHE_DIR is $RUNNER_TEMP/modelci-pip-cache, which the setup action restores (the
-newest entry of the runner's OS and machine) and saves to GitHub's cache (actions/cache, after a job
-whose lock has no entry yet) under a key of the OS, the Python, modelci's version and the
-lock of what was installed (`cache_key` below). NOTE: the cache holds pip's downloads (its HTTP cache of the
-index's files, and wheels it built), never the environment: a cache entry is written by whichever job
-of a branch saved it first, so nothing in it is executed as it is. What pip verifies: every file it
-installs from an index is checked against the SHA-256 that the index's page gives for it (PyPI's pages
-give one for every file), whether the bytes came from the network or from the cache. What it does not:
-a cached index page itself (an entry can hold a page, with its own hashes, that pip takes as fresh for
-as long as its stored headers say), and a wheel it built from a source distribution (taken from the
-cache without a check outside `--require-hashes` mode). So an entry is as trusted as the jobs that can
-write it: GitHub lets a job restore only entries of its own branch and of the default branch, so a
-pull request cannot plant one that a job on main restores; and the cache is in $RUNNER_TEMP, never
-~/.cache/pip, which any earlier job on a persistent runner could have written. modelci itself is
-never taken from the cache: it is built from this checkout every time.
+GitHub's cache: the setup action restores the newest entry of the runner's OS and machine into
+$RUNNER_TEMP (the environment, $RUNNER_TEMP/modelci-venv, and pip's downloads, PIP_CACHE_DIR =
+$RUNNER_TEMP/modelci-pip-cache), and saves them (actions/cache, after a job whose lock has no entry
+yet) under a key of the OS, the Python, modelci's version and the lock of what was installed
+(`cache_key` below). A restored environment is reused only when it passes the checks above that a
+second action in the same job passes (made from this Python, in this folder, modelci's files those of
+this checkout, one by one); anything else, and it is made again, pip's downloads sparing the network.
+What is not checked file by file are the other packages in it (numpy, onnxruntime, ...): an entry is
+as trusted as the jobs that can write it. GitHub lets a job restore only entries of its own branch and
+of the default branch, so a pull request's job cannot plant one that a job on main restores (its
+entries serve only later runs of that same pull request, which run its code anyway); the save step
+runs right after the install, before any of the job's own code; the push-candidate action, the one job
+of a pull request that may write to the registry, restores nothing; and the cache is in $RUNNER_TEMP,
+never ~/.cache/pip, which any earlier job on a persistent runner could have written. modelci itself
+is never taken from the cache unchecked: a restored modelci whose files differ from this checkout's
+is installed again, with the whole environment.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def changed(venv: Path, link: str) -> str | None:
         return "it was made for another Python"
     if not (library / "modelci").is_dir():
         return "modelci is not installed"
+    # NOTE: a restored one made elsewhere: its scripts name the Python of that folder (Windows' launchers are
+    # binaries, not checked: a runner's RUNNER_TEMP does not move)
+    if os.name != "nt" and f"{interpreter(venv).parent}{os.sep}" not in launcher(venv):
+        return "it was made in another folder"
     different = difference(library / "modelci", SOURCE)
     if different:
         return f"modelci/{different} is not this action's"
@@ -136,6 +141,16 @@ def changed(venv: Path, link: str) -> str | None:
     for cache in sorted((library / "modelci").rglob("__pycache__")):
         shutil.rmtree(cache)
     return None
+
+
+def launcher(venv: Path) -> str:
+    """The head of the environment's `modelci` script, which names the Python it runs with (on its first line,
+    or, for a long path, in the `exec` line under a `#!/bin/sh` that pip writes instead)."""
+    try:
+        with (interpreter(venv).parent / "modelci").open("rb") as handle:
+            return b"".join(handle.readline() for _ in range(3)).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def difference(installed: Path, source: Path) -> str | None:
@@ -259,11 +274,11 @@ def pip_cache() -> Path:
 
 
 def cache_key(locked: str) -> str:
-    """The key the setup action saves pip's cache under: the OS and machine (as the runner names them,
-    the restore step's prefix), the Python, modelci's version and the lock's digest."""
+    """The key the setup action saves the environment and pip's cache under: the OS and machine (as the
+    runner names them, the restore step's prefix), the Python, modelci's version and the lock's digest."""
     system = f"{os.environ.get('RUNNER_OS', platform.system())}-{os.environ.get('RUNNER_ARCH', platform.machine())}"
     digest = hashlib.sha256(locked.encode()).hexdigest()[:16]
-    return f"modelci-pip-{system}-py{platform.python_version()}-modelci{version()}-{digest}"
+    return f"modelci-env-{system}-py{platform.python_version()}-modelci{version()}-{digest}"
 
 
 def lock(venv: Path) -> list[str]:
@@ -303,6 +318,9 @@ def publish(venv: Path) -> None:
         return
     with open(os.environ["GITHUB_PATH"], "a") as out:
         out.write(f"{path}\n")
+    if "GITHUB_ENV" in os.environ:  # NOTE: a later setup in this job then restores no cache over it
+        with open(os.environ["GITHUB_ENV"], "a") as out:
+            out.write(f"MODELCI_ENVIRONMENT={venv}\n")
     outputs({"version": version(), "python": str(interpreter(venv)), "cache-key": cache_key(locked)})
 
 

@@ -12,10 +12,12 @@ CUDA build, several gigabytes more. Writes results.json and RESULTS.md next to t
 
 The setup action's install (actions/setup/install.sh, `extras: auto`) as a job runs it, for the
 scikit-learn example (examples/pipeline: no extra) and the torch example (examples/churn: the torch
-extra), each into a new environment made from a bare Python (a venv without packages, as a fresh
-runner's), first with an empty pip cache (cold), then with the cache the first run left (warm: what
-the setup action restores). Recorded: seconds, megabytes pip downloaded (the growth of its cache) and
-megabytes in the environment. Writes setup.json and the setup section of RESULTS.md.
+extra), each into an empty RUNNER_TEMP with a bare Python (a venv without packages, as a fresh
+runner's), first with no cache (cold), then with what the first run left, its environment and pip's
+downloads, restored into the same RUNNER_TEMP path as the setup action's cache restores them (warm).
+Recorded: seconds, megabytes pip downloaded (the growth of its cache), megabytes in the environment,
+and the megabytes of the cache entry (what the warm job downloads from GitHub's cache). Writes
+setup.json and the setup section of RESULTS.md.
 NOTE: torch must be this machine's 2.13.0 CPU build: PIP_CONSTRAINT pins it, and a stand-in
 `nvidia-smi` makes the installer take torch from the usual index, since PyTorch's CPU index (where a
 runner without a GPU gets it) cannot be reached here; `pip show torch` is checked after.
@@ -65,9 +67,14 @@ EXAMPLES = {"scikit-learn (examples/pipeline)": "pipeline", "torch (examples/chu
 TORCH = "2.13.0"  # NOTE: the CPU build on this machine's disk; any other version is a multi-GB download
 
 
-def setup_once(example: str, work: Path, cache: Path, run: int) -> dict[str, Any]:
-    """install.sh as a job runs it, into a new RUNNER_TEMP, with pip's cache in `cache`."""
-    runner = work / f"runner-{run}"
+CACHED = ("modelci-venv", "modelci-pip-cache")  # what the setup action's cache holds, in RUNNER_TEMP
+
+
+def setup_once(example: str, work: Path, cache: Path) -> dict[str, Any]:
+    """install.sh as a job runs it, into an empty RUNNER_TEMP (always the same path, as on a hosted runner) into
+    which the setup action's cache entry `cache` is restored first, when there is one."""
+    runner = work / "runner"
+    shutil.rmtree(runner, ignore_errors=True)
     (runner / "bin").mkdir(parents=True)
     smi = runner / "bin" / "nvidia-smi"  # NOTE: see the docstring: keeps pip off PyTorch's CPU index here
     smi.write_text("#!/bin/sh\nexit 0\n")
@@ -76,11 +83,13 @@ def setup_once(example: str, work: Path, cache: Path, run: int) -> dict[str, Any
     env = {**os.environ, "MODELCI_PYTHON": str(work / "bare" / "bin" / "python"), "RUNNER_TEMP": str(runner),
            "MODELCI_CONFIG": str(ROOT / "examples" / example / "modelci.yaml"), "MODELCI_EXTRAS": "auto",
            "PIP_CONSTRAINT": str(work / "constraints.txt"), "PATH": f"{runner / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    for name in ("VIRTUAL_ENV", "PYTHONPATH", "GITHUB_PATH", "GITHUB_OUTPUT"):
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_ENV"):
         env.pop(name, None)
+    entry_mb = megabytes(cache) if cache.exists() else 0.0
+    for name in CACHED:  # NOTE: as actions/cache restores them, into the job's RUNNER_TEMP
+        if (cache / name).exists():
+            shutil.copytree(cache / name, runner / name, symlinks=True)
     pip_cache = runner / "modelci-pip-cache"
-    if cache.exists():  # NOTE: as actions/cache restores it, into the job's RUNNER_TEMP
-        shutil.copytree(cache, pip_cache)
     before = megabytes(pip_cache) if pip_cache.exists() else 0.0
     began = time.perf_counter()
     done = subprocess.run(["bash", str(ROOT / "actions" / "setup" / "install.sh")], env=env, capture_output=True,
@@ -90,47 +99,52 @@ def setup_once(example: str, work: Path, cache: Path, run: int) -> dict[str, Any
         raise SystemExit(f"install.sh failed:\n{done.stdout}\n{done.stderr}")
     pip_cache.mkdir(exist_ok=True)  # NOTE: pip writes nothing there when every file came from a local folder
     downloaded = megabytes(pip_cache) - before
-    shutil.rmtree(cache, ignore_errors=True)  # NOTE: as the setup action saves it
-    shutil.move(str(pip_cache), str(cache))
     venv = runner / "modelci-venv"
     shown = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "show", "torch"], capture_output=True,
                            text=True, check=False).stdout
     torch = next((line.split()[-1] for line in shown.splitlines() if line.startswith("Version:")), None)
     if torch is not None and torch.partition("+")[0] != TORCH:  # NOTE: 2.13.0+cpu, the build on disk
         raise SystemExit(f"pip installed torch {torch}, not {TORCH}")
-    return {"seconds": round(seconds, 1), "downloaded_mb": round(downloaded, 1),
-            "environment_mb": megabytes(venv), "torch": torch, "log": done.stdout.strip().splitlines()}
+    shutil.rmtree(cache, ignore_errors=True)  # NOTE: as the setup action saves them
+    for name in CACHED:
+        shutil.copytree(runner / name, cache / name, symlinks=True)
+    return {"seconds": round(seconds, 1), "downloaded_mb": round(downloaded, 1), "environment_mb": megabytes(venv),
+            "cache_entry_mb": entry_mb, "reused": "installing from" not in done.stdout, "torch": torch,
+            "log": done.stdout.strip().splitlines()}
 
 
 def setup(example: str) -> dict[str, Any]:
-    """Cold, then warm: the second run's pip cache is the one the first left."""
+    """Cold, then warm: the second run's cache entry is the one the first left."""
     with tempfile.TemporaryDirectory(prefix="modelci-setup-") as folder:
         work = Path(folder)
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work / "bare")], check=True)
-        return {name: setup_once(example, work, work / "pip-cache", run) for run, name in enumerate(("cold", "warm"))}
+        return {name: setup_once(example, work, work / "cache") for name in ("cold", "warm")}
 
 
 def setup_main() -> int:
     results = {name: setup(example) for name, example in EXAMPLES.items()}
     record = {"date": datetime.date.today().isoformat(), "machine": describe(), "results": results}
     (HERE / "setup.json").write_text(json.dumps(record, indent=2) + "\n")
-    rows = "\n".join(f"| {name} | {cache} | {r['seconds']} | {r['downloaded_mb']:,} | {r['environment_mb']:,} | "
-                     f"{r['torch'] or 'none'} |" for name, runs in results.items() for cache, r in runs.items())
+    rows = "\n".join(f"| {name} | {cache} | {r['seconds']} | {r['cache_entry_mb']:,} | {r['downloaded_mb']:,} | "
+                     f"{r['environment_mb']:,} | {'yes' if r['reused'] else 'no'} | {r['torch'] or 'none'} |"
+                     for name, runs in results.items() for cache, r in runs.items())
     machine = record["machine"]
     section = (
-        f"# setup: the setup action's install, cold and warm pip cache\n\n{record['date']}, {machine['cpu']}, "
+        f"# setup: the setup action's install, cold and warm cache\n\n{record['date']}, {machine['cpu']}, "
         f"{machine['cores']} cores, {machine['ram_gib']} GiB, {machine['os']}. "
         "`python benchmarks/install/run.py setup`: "
-        "install.sh with `extras: auto` from a bare Python into a new environment; cold: an empty pip cache, warm: "
-        "the cache the cold run left, as the setup action restores it.\n\n"
-        "| example | pip cache | seconds | MB downloaded | MB in the environment | torch |\n"
-        "|---|---|---:|---:|---:|---|\n"
+        "install.sh with `extras: auto` from a bare Python into an empty RUNNER_TEMP; cold: no cache, warm: the "
+        "cache entry the cold run left (its environment and pip's downloads), restored as the setup action "
+        "restores it.\n\n"
+        "| example | cache | seconds | MB cache entry | MB downloaded | MB in the environment | environment reused "
+        "| torch |\n"
+        "|---|---|---:|---:|---:|---:|---|---|\n"
         + rows + "\n\nMB downloaded is the growth of pip's cache: 0 here, since every file came from this machine's "
-        "own folders (file:// indexes and a wheel folder), which pip does not cache, so cold and warm differ by "
-        "noise. torch is this machine's 2.13.0 CPU build from its "
-        "own package index (PyTorch's CPU index, which the installer uses on a runner without a GPU, cannot be "
-        "reached here). GitHub's hosted runners were not measured: their network, disks and CPUs differ, and "
-        "the cache's own restore and save (a download and an upload of the MB above) come on top.\n")
+        "own folders (file:// indexes and a wheel folder), which pip does not cache. torch is this machine's 2.13.0 "
+        "CPU build from its own package index (PyTorch's CPU index, which the installer uses on a runner without a "
+        "GPU, cannot be reached here). GitHub's hosted runners were not measured: their network, disks and CPUs "
+        "differ, and the cache's own restore (a download of the entry's MB, compressed) comes on top of the warm "
+        "figure, and its save after a cold run.\n")
     results_md = HERE / "RESULTS.md"
     text = results_md.read_text() if results_md.exists() else ""
     text = text.split("\n# setup:")[0].rstrip("\n") + "\n\n" + section
