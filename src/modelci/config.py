@@ -305,7 +305,8 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
                             "clean", "drift"], "data.", problems)
     train = _path(section.get("train"), "data.train", root, problems)
     if "train" not in section:
-        problems.add("data.train", "missing; name the training data file (Parquet or CSV)")
+        problems.add("data.train", "missing; name the training data (a Parquet or CSV file, or a folder per class "
+                                   "of images)")
     label = section.get("label")
     if not isinstance(label, str) or not label:
         problems.add("data.label", f"expected the name of the label column, got {label!r}")

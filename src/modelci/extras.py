@@ -31,6 +31,7 @@ EXTRAS = {
     "lightgbm": "lightgbm",
     "catboost": "catboost",
     "keras": "keras",
+    "PIL": "images",  # Pillow: image datasets (data/images)
 }
 
 

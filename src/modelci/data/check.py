@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
+from modelci.data import images
 from modelci.data.drift import ColumnDrift, measure, rule_for
 from modelci.data.named import require_named_columns
 from modelci.data.profile import PROFILE_VERSION
@@ -61,6 +62,24 @@ def shown_path(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+def _scan(path: Path, schema: Schema | None, profile: bool, label: str) -> Scan:
+    """One pass over a dataset, as images (a folder per class, or a table with an image column) or as a table."""
+    if images.is_image_data(path, schema):
+        from modelci.data.images.scan import scan_images
+
+        return scan_images(path, schema, profile=profile, label=label)
+    return scan(path, schema, profile=profile, label=label)
+
+
+def _name_rows(violations: list[Violation], found: Scan) -> None:
+    """Name the images of the duplicates and leakage found by their row (image) numbers, where names say more."""
+    if found.names is None:
+        return
+    for v in violations:
+        if v.column is None and v.rule in ("duplicates", "leakage") and v.sample_rows and not v.sample_values:
+            v.sample_values = found.names(v.sample_rows)
+
+
 def _dataset_rules(found: Scan, schema: Schema | None, label: str) -> list[Violation]:
     rules = schema.dataset if schema else None
     violations: list[Violation] = []
@@ -71,8 +90,9 @@ def _dataset_rules(found: Scan, schema: Schema | None, label: str) -> list[Viola
     if severity != "ignore":
         repeated = found.keys.duplicates()
         if repeated.rows:
-            violations.append(rows_violation("duplicates", "rows that repeat an earlier row exactly", repeated,
-                                             severity))
+            what = "images whose content repeats an earlier image's" if found.images \
+                else "rows that repeat an earlier row exactly"
+            violations.append(rows_violation("duplicates", what, repeated, severity))
     violations += _label_rules(found, schema, label)
     return violations
 
@@ -106,7 +126,9 @@ def _leakage(train: Scan, evaluation: Scan, schema: Schema | None) -> list[Viola
     shared = evaluation.keys.shared_with(train.keys)
     if not shared.rows:
         return []
-    return [rows_violation("leakage", "evaluation rows that also appear in the training data", shared, severity)]
+    what = "evaluation images whose content is also in the training images" if evaluation.images \
+        else "evaluation rows that also appear in the training data"
+    return [rows_violation("leakage", what, shared, severity)]
 
 
 def _settle_by_cleaning(violations: list[Violation], config: Config) -> None:
@@ -134,7 +156,8 @@ def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, b
     `profile_columns=False` profiles only the label (for measuring what the profile costs).
     """
     schema = load_schema(config.data.schema) if config.data.schema else None
-    require_named_columns(config)
+    if not any(images.is_image_folder(p) for p in (config.data.train, config.data.eval) if p is not None):
+        require_named_columns(config)  # NOTE: a folder per class has no columns to read; its label is its folders
     if schema is None:
         github.warning("no data.schema in modelci.yaml: only reading, profiling and comparing the data; "
                        "write one with `modelci data infer-schema`")
@@ -142,12 +165,13 @@ def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, b
     scans: dict[str, Scan] = {}
     try:
         for name, path in paths.items():
-            scans[name] = scan(path, schema, profile=profile_columns, label=config.data.label)
+            scans[name] = _scan(path, schema, profile_columns, config.data.label)
         results = []
         for name, found in scans.items():
             violations = found.violations + _dataset_rules(found, schema, config.data.label)
             if name == "eval":
                 violations += _leakage(scans["train"], found, schema)
+            _name_rows(violations, found)
             _settle_by_cleaning(violations, config)
             results.append(_result(name, found, violations, config))
     finally:

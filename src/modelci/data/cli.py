@@ -91,6 +91,19 @@ def check(config_path: Path | None, out: Path, baseline: str | None) -> None:
     stage(config, out, baseline_reference(config, baseline))
 
 
+def _profiled_images(data_path: Path) -> Scan | None:
+    """One pass over DATA when it is a folder per class of images (its label column named `label`), else None."""
+    from modelci.data.images import is_image_folder
+
+    if not is_image_folder(data_path):
+        return None
+    from modelci.data.images.scan import scan_images
+
+    found = scan_images(data_path, None, label="label")
+    found.close()
+    return found
+
+
 def _profiled(data_path: Path) -> Scan:
     """One pass over DATA with no schema: its profile, rows and columns."""
     from modelci.data.scan import scan
@@ -108,7 +121,7 @@ def profile_command(data_path: Path, out: Path) -> None:
     from modelci import atomic
     from modelci.data.profile import PROFILE_FILE, PROFILE_VERSION
 
-    found = _profiled(data_path)
+    found = _profiled_images(data_path) or _profiled(data_path)
     document = {"version": PROFILE_VERSION,
                 "datasets": {"data": {"fingerprint": found.fingerprint, **found.profile.to_json()}}}
     atomic.write_json(out / PROFILE_FILE, document)

@@ -8,6 +8,7 @@ keys outlives the batch, so memory does not grow with the number of rows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,12 +41,15 @@ class Scan:
     violations: list[Violation]
     profile: DatasetProfile  # every column's, or only the label's when profiling is off
     keys: KeyStore
+    # the names of the rows with these numbers, where a row number alone does not say (an image folder's files)
+    names: Callable[[list[int]], list[str]] | None = None
+    images: bool = False  # an image dataset (data/images): its keys are the images' content hashes, not rows'
 
     def close(self) -> None:
         self.keys.close()
 
 
-class _Pass:
+class Pass:
     """The state of one pass; `feed` takes one batch."""
 
     def __init__(self, schema: Schema | None, profile: bool, label: str | None) -> None:
@@ -127,7 +131,7 @@ def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str 
 
     With `profile` off, only the `label` column is profiled (class balance needs its counts).
     """
-    state = _Pass(schema, profile, label)
+    state = Pass(schema, profile, label)
     # NOTE: columns the schema says hold numbers or booleans are read from CSV as text and parsed
     # by modelci, so bad values are counted as violations with their rows instead of stopping the read.
     text = [r.name for r in schema.columns if r.type != "string"] if schema else []

@@ -13,13 +13,16 @@ from modelci.errors import ConfigError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TYPES = ("int", "float", "string", "bool")
+TYPES = ("int", "float", "string", "bool", "image")
 SCHEMA_VERSION = 1
 SEVERITIES = ("error", "warning", "ignore")
 ALLOWED_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "string": str, "bool": bool}
 # Drift measures and the score above which a column has drifted (for ks: the p-value below which).
 DRIFT_THRESHOLDS = {"psi": 0.2, "js": 0.1, "linf": 0.1, "ks": 0.05}
 COLUMN_KEYS = ("type", "role", "nullable", "min", "max", "allowed", "unique", "pattern", "drift")
+# A `type: image` column (a path or the encoded bytes; see data/images) takes these and nullable, role, drift.
+IMAGE_KEYS = ("min_width", "max_width", "min_height", "max_height", "channels")
+IMAGE_CHANNELS = (1, 2, 3, 4)  # grey, grey with alpha, RGB, RGBA
 # What the model makes of a column (see data/roles.py): a feature (the default), the label, or left out.
 ROLES = ("feature", "label", "id", "text", "ignore")
 DATASET_KEYS = ("rows", "duplicates", "leakage", "class_balance")
@@ -29,6 +32,19 @@ DATASET_KEYS = ("rows", "duplicates", "leakage", "class_balance")
 class DriftRule:
     method: str
     threshold: float
+
+
+@dataclass(frozen=True)
+class Bounds:
+    min: float | None = None
+    max: float | None = None
+
+    def breaks(self, value: float) -> bool:
+        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+
+    def describe(self) -> str:
+        return " and ".join(p for p in (f"at least {self.min}" if self.min is not None else "",
+                                        f"at most {self.max}" if self.max is not None else "") if p)
 
 
 @dataclass(frozen=True)
@@ -43,19 +59,10 @@ class ColumnRule:
     pattern: str | None = None
     drift: DriftRule | bool | None = True  # True: the config's default measure; False: not measured
     role: str | None = None  # None: not given, decided from the data (data/roles.py)
-
-
-@dataclass(frozen=True)
-class Bounds:
-    min: float | None = None
-    max: float | None = None
-
-    def breaks(self, value: float) -> bool:
-        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
-
-    def describe(self) -> str:
-        return " and ".join(p for p in (f"at least {self.min}" if self.min is not None else "",
-                                        f"at most {self.max}" if self.max is not None else "") if p)
+    # `type: image` only: the pixel sizes and channel counts each image must have
+    width: Bounds = Bounds()
+    height: Bounds = Bounds()
+    channels: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class Schema:
 
     def column(self, name: str) -> ColumnRule | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def images(self) -> ColumnRule | None:
+        """The column of `type: image`, if the schema has one."""
+        return next((c for c in self.columns if c.type == "image"), None)
 
 
 def _is_number(value: Any) -> bool:
@@ -158,10 +170,12 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     if not isinstance(raw, dict):
         problems.append(f"{key}: expected a mapping such as {{type: float}}, got {raw!r}")
         return None
+    kind = raw.get("type")
+    if kind == "image":
+        return _image_column(name, raw, problems)
     unknown = set(raw) - set(COLUMN_KEYS)
     if unknown:
         problems.append(f"{key}: unknown keys {sorted(unknown)}; allowed: {', '.join(COLUMN_KEYS)}")
-    kind = raw.get("type")
     if kind not in TYPES:
         problems.append(f"{key}.type: expected one of {', '.join(TYPES)}, got {kind!r}")
         return None
@@ -192,6 +206,51 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
         drift=drift if isinstance(drift, bool) else drift_rule(drift, f"{key}.drift", problems),
         role=role,
     )
+
+
+def _pixels(raw: dict[str, Any], side: str, key: str, problems: list[str]) -> Bounds:
+    """`min_width`/`max_width` (or height): whole numbers of pixels, at least 1, the minimum not above the maximum."""
+    low, high = raw.get(f"min_{side}"), raw.get(f"max_{side}")
+    for bound, value in ((f"min_{side}", low), (f"max_{side}", high)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            problems.append(f"{key}.{bound}: expected a whole number of pixels, at least 1, got {value!r}")
+            return Bounds()
+    if low is not None and high is not None and low > high:
+        problems.append(f"{key}: min_{side} {low} is above max_{side} {high}")
+        return Bounds()
+    return Bounds(min=low, max=high)
+
+
+def _channels(raw: Any, key: str, problems: list[str]) -> tuple[int, ...] | None:
+    """`channels: 3` or `channels: [1, 3]`: the channel counts an image may have."""
+    if raw is None:
+        return None
+    counts = raw if isinstance(raw, list) else [raw]
+    if not counts or any(not isinstance(c, int) or isinstance(c, bool) or c not in IMAGE_CHANNELS for c in counts):
+        problems.append(f"{key}.channels: expected a channel count or a list of them, each one of "
+                        f"{', '.join(map(str, IMAGE_CHANNELS))} (1 grey, 2 grey and alpha, 3 RGB, 4 RGBA), got {raw!r}")
+        return None
+    return tuple(sorted(set(counts)))
+
+
+def _image_column(name: str, raw: dict[str, Any], problems: list[str]) -> ColumnRule:
+    """A `type: image` column: the image's path (relative to the table's folder) or its encoded bytes."""
+    key = f"columns.{name}"
+    allowed = ("type", "role", "nullable", "drift", *IMAGE_KEYS)
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        problems.append(f"{key}: unknown keys {sorted(unknown)} for an image column; allowed: {', '.join(allowed)}")
+    role = raw.get("role")
+    if role is not None and role not in ROLES:
+        problems.append(f"{key}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+        role = None
+    drift = raw.get("drift", True)
+    return ColumnRule(
+        name=name, type="image", nullable=bool(raw.get("nullable", False)),
+        drift=drift if isinstance(drift, bool) else drift_rule(drift, f"{key}.drift", problems),
+        role=role,
+        width=_pixels(raw, "width", key, problems), height=_pixels(raw, "height", key, problems),
+        channels=_channels(raw.get("channels"), key, problems))
 
 
 def load_schema(path: Path) -> Schema:
