@@ -337,3 +337,18 @@ def test_an_installed_package_is_compared_file_by_file_with_its_source(
     assert callable(tamper)
     tamper(installed)
     assert installer.difference(installed, source) == found
+
+
+def test_image_data_needs_the_images_extra_whatever_the_model(tmp_path: Path) -> None:
+    folder = model_repository(tmp_path / "folder", TORCH, "model: {factory: model.py:build}\n"
+                              "data: {train: images/train, label: label}\n")
+    (folder.parent / "images" / "train" / "cat").mkdir(parents=True)
+    (folder.parent / "images" / "train" / "cat" / "1.png").write_bytes(b"")
+    assert chosen("auto", folder) == (["images", "torch"], "model.factory's model.py imports torch; "
+                                                           "data.train is a folder of images")
+    table = model_repository(tmp_path / "table", SKLEARN, "model: {onnx: model.onnx}\n"
+                             "data: {train: train.parquet, label: label, schema: schema.yaml}\n")
+    (table.parent / "schema.yaml").write_text("version: 1\ncolumns:\n  photo: {type: image}\n  label: {type: string}\n")
+    assert chosen("auto", table)[0] == ["images"]
+    (table.parent / "schema.yaml").write_text("version: 1\ncolumns:\n  age: {type: int}\n")
+    assert chosen("auto", table)[0] == []

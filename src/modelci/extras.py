@@ -86,6 +86,15 @@ def needed(config: Path) -> tuple[list[str], str]:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UsageError(f"{config} cannot be read as YAML: {exc}", hint="fix the config, or set the extras input") \
             from exc
+    extras, why = _model_extras(raw, config)
+    images = _image_data(raw, config.parent)
+    if images:
+        return sorted({*extras, "images"}), f"{why}; {images}"
+    return extras, why
+
+
+def _model_extras(raw: Any, config: Path) -> tuple[list[str], str]:
+    """The extras the config's model.factory imports, and why."""
     model = raw.get("model") if isinstance(raw, dict) else None
     factory = model.get("factory") if isinstance(model, dict) else None
     if not isinstance(factory, str) or ":" not in factory:
@@ -97,6 +106,28 @@ def needed(config: Path) -> tuple[list[str], str]:
     frameworks = sorted(modules & EXTRAS.keys())
     return sorted({EXTRAS[module] for module in frameworks}), \
         f"model.factory's {file.name} imports {', '.join(frameworks) or 'no module of an extra'}"
+
+
+def _image_data(raw: Any, root: Path) -> str | None:
+    """Why the config's data needs the images extra (a folder per class, or a schema's `type: image` column),
+    or None when it does not: the data check decodes images whatever the model is."""
+    import yaml
+
+    from modelci.data.images import is_image_folder
+
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return None
+    for key in ("train", "eval"):
+        if isinstance(data.get(key), str) and is_image_folder(root / data[key]):
+            return f"data.{key} is a folder of images"
+    schema = root / data["schema"] if isinstance(data.get("schema"), str) else None
+    try:
+        columns = (yaml.safe_load(schema.read_text(encoding="utf-8")) or {}).get("columns") if schema else None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        return None  # NOTE: the data check itself says what is wrong with the schema
+    typed = [name for name, rule in (columns or {}).items() if isinstance(rule, dict) and rule.get("type") == "image"]
+    return f"the schema's {typed[0]} is an image column" if typed else None
 
 
 def imported(file: Path, seen: set[Path]) -> set[str]:
