@@ -19,6 +19,10 @@ Y_MULTI = rng.integers(0, 3, 500).astype(np.float64)
 P_MULTI = rng.dirichlet([1, 1, 1], 500)
 P_MULTI[np.arange(500), Y_MULTI.astype(int)] += 0.5
 P_MULTI /= P_MULTI.sum(axis=1, keepdims=True)
+Y_SIX = rng.integers(0, 6, 500).astype(np.float64)
+P_SIX = rng.dirichlet(np.ones(6), 500)
+P_SIX[np.arange(500), Y_SIX.astype(int)] += 0.2
+P_SIX /= P_SIX.sum(axis=1, keepdims=True)
 Y_REG = rng.normal(10, 3, 500)
 PRED_REG = Y_REG + rng.normal(0, 1, 500)
 
@@ -46,6 +50,9 @@ PRED_REG = Y_REG + rng.normal(0, 1, 500)
         pytest.param("pr_auc", Y_BINARY, P_TIED, sk.average_precision_score(Y_BINARY, P1_TIED), id="pr_auc-ties"),
         pytest.param("f1_weighted", Y_MULTI, P_MULTI, sk.f1_score(Y_MULTI, P_MULTI.argmax(1), average="weighted"),
                      id="f1_weighted"),
+        *[pytest.param(f"top_{k}_accuracy", Y_SIX, P_SIX, sk.top_k_accuracy_score(Y_SIX, P_SIX, k=k, labels=range(6)),
+                       id=f"top_{k}_accuracy") for k in (2, 3, 5)],
+        pytest.param("top_3_accuracy", Y_MULTI, P_MULTI, 1.0, id="top_3-of-3-classes"),
     ],
 )
 def test_metric_matches_scikit_learn(name: str, y: np.ndarray, scores: np.ndarray, expected: float) -> None:

@@ -107,3 +107,17 @@ def test_a_value_with_a_bar_stays_in_its_cell() -> None:
     html = cmarkgfm.github_flavored_markdown_to_html(table)
     assert html.count("<td") == 4
     assert "<code>'a|b'</code>" in html
+
+
+def test_each_class_and_the_confusion_matrix_render_as_tables() -> None:
+    from modelci.report.markdown import _per_class
+
+    metrics = {"classes": ["circle", "square", "tri|angle"], "confusion_matrix": [[8, 2, 0], [1, 9, 0], [0, 0, 0]]}
+    markdown = "\n".join(_per_class(metrics))
+    found = rendered(markdown)
+    assert found.headers == [["class", "rows", "precision", "recall", "F1"],
+                             ["true ↓ predicted →", "circle", "square", "tri|angle"]]
+    assert found.open_details == 0
+    assert "| circle | 10 | 0.8889 | 0.8000 | 0.8421 |" in markdown  # 8 of the 9 called circle; 8 of the 10 circles
+    assert "| tri\\|angle | 0 | – | – | – |" in markdown  # no row, none called: undefined, not zero
+    assert _per_class({"classes": [], "confusion_matrix": None}) == []  # regression

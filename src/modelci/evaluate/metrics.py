@@ -18,7 +18,8 @@ Metric = Callable[[Array, Array], float]
 
 METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"),
-    "multiclass": ("accuracy", "f1_macro", "f1_weighted", "log_loss"),
+    "multiclass": ("accuracy", "top_2_accuracy", "top_3_accuracy", "top_5_accuracy", "f1_macro", "f1_weighted",
+                   "log_loss"),
     "regression": ("rmse", "mae", "r2", "mape"),
 }
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
@@ -140,6 +141,18 @@ def f1_weighted(y: Array, p: Array) -> float:
     return float(np.dot(f1s, support) / support.sum())
 
 
+def top_k_accuracy(k: int) -> Metric:
+    """The share of rows whose class is among the model's `k` most probable (all of them when there are no more)."""
+    def metric(y: Array, p: Array) -> float:
+        if k >= p.shape[1]:
+            return 1.0
+        # NOTE: a class tied with the k-th score counts only when it is among the first k (as scikit-learn's)
+        top = np.argpartition(-p, k - 1, axis=1)[:, :k]
+        return float(np.mean(np.any(top == y.astype(np.int64)[:, None], axis=1)))
+
+    return metric
+
+
 def rmse(y: Array, pred: Array) -> float:
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
@@ -162,6 +175,7 @@ FUNCTIONS: dict[str, Metric] = {
     "accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "roc_auc": roc_auc, "pr_auc": pr_auc,
     "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "rmse": rmse,
     "mae": mae, "r2": r2, "mape": mape,
+    "top_2_accuracy": top_k_accuracy(2), "top_3_accuracy": top_k_accuracy(3), "top_5_accuracy": top_k_accuracy(5),
 }
 
 

@@ -316,7 +316,7 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
                      f"{quantized['rows']:,} rows.")
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
-        lines += _kfold(metrics) + _calibration(metrics) + _slices(metrics)
+        lines += _kfold(metrics) + _calibration(metrics) + _per_class(metrics) + _slices(metrics)
     return [*lines, ""]
 
 
@@ -365,6 +365,28 @@ def _calibration(metrics: dict[str, Any]) -> list[str]:
              "| predicted | rows | mean predicted | observed |", "|---|---:|---:|---:|"]
     lines += [f"| {b['low']:.1f}–{b['high']:.1f} | {b['rows']:,} | {b['mean_predicted']:.3f} | {b['observed']:.3f} |"
               for b in found["bins"]]
+    return [*lines, "", "</details>"]
+
+
+def _per_class(metrics: dict[str, Any]) -> list[str]:
+    """Each class's precision, recall and F1, and the confusion matrix, from metrics.json's matrix (at the model's
+    threshold for a binary model), collapsed."""
+    matrix: list[list[int]] = metrics.get("confusion_matrix") or []
+    classes = [_cell(str(c)) for c in metrics.get("classes") or []]
+    if not matrix or len(classes) != len(matrix) or any(len(row) != len(matrix) for row in matrix):
+        return []
+    hits = [matrix[i][i] for i in range(len(matrix))]
+    called, rows = [sum(column) for column in zip(*matrix, strict=True)], [sum(row) for row in matrix]
+    lines = ["", "<details><summary>Each class: precision, recall, and the confusion matrix</summary>", "",
+             "| class | rows | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+    for i, name in enumerate(classes):
+        precision = hits[i] / called[i] if called[i] else None
+        recall = hits[i] / rows[i] if rows[i] else None
+        f1 = 2 * hits[i] / (called[i] + rows[i]) if called[i] + rows[i] else None
+        lines.append(f"| {name} | {rows[i]:,} | {_num(precision)} | {_num(recall)} | {_num(f1)} |")
+    lines += ["", "Rows: the true class; columns: the class predicted.", "",
+              f"| true ↓ predicted → | {' | '.join(classes)} |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {name} | " + " | ".join(f"{n:,}" for n in matrix[i]) + " |" for i, name in enumerate(classes)]
     return [*lines, "", "</details>"]
 
 
