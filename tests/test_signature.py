@@ -136,6 +136,7 @@ def test_bad_keys_are_refused_with_what_to_do(cli, tmp_path: Path, monkeypatch: 
     monkeypatch.delenv("MODELCI_SIGNING_PASSWORD", raising=False)
     monkeypatch.setenv("EMPTY_KEY", "")
     cases = {
+        ("sign", private.read_text()): "the signing key was given as its text; give a file or env://NAME",
         ("sign", str(tmp_path / "missing.key")): "signing key",
         ("sign", str(tmp_path / "notes.txt")): "is not a PEM private key modelci can read",
         ("sign", str(rsa_key)): "is not an ECDSA P-256 key, the scheme cosign's signatures use",
@@ -148,6 +149,7 @@ def test_bad_keys_are_refused_with_what_to_do(cli, tmp_path: Path, monkeypatch: 
     for (command, key), message in cases.items():
         refused = cli(command, f"{repository}:sha-a", "--key", key)
         assert (refused.code, message in refused.err) == (2, True), (key, refused.err)
+        assert "PRIVATE KEY" not in refused.err  # a key given as its text is never repeated into a log
     assert resolve(parse_reference(f"{repository}:sha256-x.sig")) is None  # nothing was written by a refusal
 
     monkeypatch.setenv("MODELCI_SIGNING_PASSWORD", "s3cret")
@@ -213,7 +215,8 @@ def test_github_attestations_are_verified_with_gh_for_main_yml_of_the_repository
     made = [json.loads(line) for line in calls.read_text().splitlines()]
     subject = f"oci://{repository}@{digest}"  # by digest: the tag is resolved once
     common = ["attestation", "verify", subject, "--repo", "team/churn",
-              "--signer-workflow", "modelci/modelci/.github/workflows/main.yml"]  # the reusable workflow signs
+              "--signer-workflow", "modelci/modelci/.github/workflows/main.yml",  # the reusable workflow signs
+              "--source-ref", "refs/heads/main"]  # run on main: not on a branch anyone may push
     assert made == [[*common, "--predicate-type", "https://slsa.dev/provenance/v1", "--format", "json"],
                     [*common, "--predicate-type", "https://modelci.dev/attestation/verdict/v1", "--format", "json"]]
 
@@ -224,9 +227,14 @@ def test_github_attestations_are_verified_with_gh_for_main_yml_of_the_repository
     gh_standin(tmp_path, monkeypatch, {"provenance": None, "verdict": {"passed": True}})
     unattested = cli("deploy", f"{repository}:sha-a", "--verify", "github:team/churn")
     assert unattested.code == 1
-    assert f"{subject} has no https://slsa.dev/provenance/v1 attestation that main.yml of team/churn made: " \
+    assert f"{subject} has no https://slsa.dev/provenance/v1 attestation that main.yml of team/churn made on main: " \
            "Error: verifying with issuer" in unattested.err
     assert resolve(parse_reference(f"{repository}:prod")) is None
+
+    gh_standin(tmp_path, monkeypatch, {"provenance": {}, "verdict": {"passed": True}})
+    assert cli("verify", f"{repository}:sha-a", "--key", "github:team/churn@master").code == 0
+    made = json.loads(calls.read_text().splitlines()[-1])
+    assert made[made.index("--source-ref") + 1] == "refs/heads/master"
 
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     without_gh = cli("verify", f"{repository}:sha-a", "--key", "github:team/churn")
@@ -242,3 +250,34 @@ def test_github_verification_needs_a_repository_and_a_remote_registry(  # type: 
                                                                  "github:churn").err
     assert "GitHub's attestations are of an artifact in a remote registry" in \
         cli("verify", f"{on_disk}:sha-a", "--key", "github:team/churn").err
+
+
+def test_a_layer_that_cannot_be_read_does_not_hide_a_good_signature_and_cosigns_capitals_are_read(
+        cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repository = f"oci:{tmp_path / 'registry'}"
+    private, public = key_pair(tmp_path)
+    digest = push(repository, tmp_path / "a", "sha-a")
+    assert cli("sign", f"{repository}:sha-a", "--key", str(private)).code == 0
+    store = open_layout(parse_reference(repository), create=False)
+    manifest = signature_manifest(repository, digest)
+    key = serialization.load_pem_private_key(private.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    # cosign's spec writes the digest's key as Docker-manifest-digest; Go's JSON decoding reads it either way
+    spec_payload = json.dumps({"Critical": {"Identity": {"docker-reference": ""}, "Image": {
+        "Docker-manifest-digest": digest}, "Type": "cosign container image signature"}, "Optional": None}).encode()
+    written, size = store.put_bytes(spec_payload)
+    spec_layer = {"mediaType": PAYLOAD_MEDIA_TYPE, "digest": written, "size": size, "annotations": {
+        SIGNATURE_ANNOTATION: base64.b64encode(key.sign(spec_payload, ec.ECDSA(hashes.SHA256()))).decode()}}
+    junk = {"mediaType": PAYLOAD_MEDIA_TYPE, "digest": "sha256:" + "0" * 64, "size": 10,
+            "annotations": {SIGNATURE_ANNOTATION: "AAAA"}}  # a blob that is not there
+    manifest["layers"] = [junk, spec_layer]
+    store.put_manifest(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json",
+                       [signature_tag(digest)])
+    verified = cli("verify", f"{repository}:sha-a", "--key", str(public))
+    assert verified.code == 0, verified.err
+    manifest["layers"] = [junk]
+    store.put_manifest(json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json",
+                       [signature_tag(digest)])
+    refused = cli("verify", f"{repository}:sha-a", "--key", str(public))
+    assert refused.code == 1
+    assert "a payload that cannot be read" in refused.err

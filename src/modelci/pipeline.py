@@ -289,8 +289,10 @@ def _whose(candidate: Candidate) -> str:
     return f"the judged candidate {candidate.digest}" + (f" of pull request #{number}" if number else "")
 
 
-def _promote_judged(config: Config, out: Path, key: ContentKey, revision: str, pull_request: int | None) -> bool:
-    """Promote the passed candidate with this key to sha-<revision> and main; False (and why) when there is none."""
+def _promote_judged(config: Config, out: Path, key: ContentKey, revision: str,
+                    pull_request: int | None) -> str | None:
+    """Promote the passed candidate with this key to sha-<revision> and main; its digest, or None (and why) when
+    there is none."""
     from modelci import cache
     from modelci.compare.cli import BASELINE_TAG
     from modelci.registry.artifact import promote
@@ -300,16 +302,16 @@ def _promote_judged(config: Config, out: Path, key: ContentKey, revision: str, p
     candidate = found.candidate
     if candidate is None:
         github.log(f"==> training: {found.reason}")
-        return False
+        return None
     if not candidate.passed:
         github.warning(f"{_whose(candidate)} has this content key but its gate said {candidate.get('verdict')!r}: "
                        "a failed verdict is never promoted; training")
-        return False
+        return None
     _take(candidate, out)
     promote(candidate.reference, [f"sha-{revision}", BASELINE_TAG])
     github.log(f"==> promoted {_whose(candidate)}: no training ({key.tag}, to sha-{revision} and {BASELINE_TAG})")
     github.set_output("digest", candidate.digest)
-    return True
+    return candidate.digest
 
 
 def _reuse(config: Config, out: Path, key: ContentKey, baseline: str | None) -> bool:
@@ -359,10 +361,11 @@ def _stage_candidate(config: Config, out: Path, key: ContentKey | None, revision
 
 def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str | None,
                  github_comment: bool = False, dirty: list[Change] | None = None,
-                 judging: Judging = Judging()) -> None:
+                 judging: Judging = Judging()) -> str | None:
     """Every stage in order; the report (and the pull-request comment) is written however far the run got.
 
-    `revision` publishes (promoting the judged candidate of the same content key when there is one).
+    `revision` publishes (promoting the judged candidate of the same content key when there is one): the digest
+    published is returned, None without `revision`.
     """
     from modelci.compare import cli as compare_cli
     from modelci.data import cli as data_cli
@@ -375,11 +378,12 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
     reference = compare_cli.baseline_reference(config, baseline)
     descriptor = resolve(reference)
     pinned = reference.with_digest(descriptor.digest) if descriptor is not None else reference
-    key, judged = None, False
+    key: ContentKey | None = None
+    judged: str | bool | None = None
     try:
         data_cli.stage(config, out, pinned)
         key = _keyed(config, out, dirty if revision is not None else dirty_files(config, out))
-        judged = key is not None and judging.use_cache and _judged(config, out, key, revision, descriptor, judging)
+        judged = _judged(config, out, key, revision, descriptor, judging) if key and judging.use_cache else None
         if not judged:
             _train_and_judge(config, out, pinned)
     finally:
@@ -388,13 +392,15 @@ def run_pipeline(config: Config, out: Path, baseline: str | None, revision: str 
             report_cli.comment(out)
         if revision is None:
             _stage_candidate(config, out, key, git_revision(config.root) or "")
-    if revision is not None and not judged:
-        publish(config, out, revision, dirty, key)
+    if revision is None:
+        return None
+    return judged if isinstance(judged, str) else publish(config, out, revision, dirty, key)
 
 
 def _judged(config: Config, out: Path, key: ContentKey, revision: str | None, baseline: Descriptor | None,
-            judging: Judging) -> bool:
-    """Whether a judged candidate with this key stands for this run (promoted, or reused); no training then."""
+            judging: Judging) -> str | bool | None:
+    """Whether a judged candidate with this key stands for this run, no training then: the digest promoted (with
+    `revision`), or whether it was reused."""
     from modelci import cache
 
     if revision is not None:
@@ -460,14 +466,15 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
                              "checkout", hint="pass --revision SHA (in GitHub Actions, GITHUB_SHA is used)")
         # NOTE: checked before any stage runs, so a refusal costs no training
         dirty = require_clean(config, out, revision, allow_dirty)
-    run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty,
-                 Judging(not no_cache, pull_request))
-    if do_publish:
+    digest = run_pipeline(config, out, baseline, revision if do_publish else None, github_comment, dirty,
+                          Judging(not no_cache, pull_request))
+    if digest is not None:
         published = configured_registry(config)
         set_repository_output(published)  # NOTE: with the comparison record, what main.yml attests
         github.set_output("comparison", str((out / "comparison.json").resolve()))
         if sign_key is not None:
-            sign_artifact(published.with_tag(f"sha-{revision}"), sign_key)
+            # NOTE: by the digest this run published, never its tag again, which anyone who may push can move
+            sign_artifact(published.with_digest(digest), sign_key)
 
 
 @click.command("push-candidate")

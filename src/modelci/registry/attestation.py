@@ -26,20 +26,26 @@ SIGNER_WORKFLOW = "modelci/modelci/.github/workflows/main.yml"
 VERDICT_PREDICATE = "https://modelci.dev/attestation/verdict/v1"
 PROVENANCE_PREDICATE = "https://slsa.dev/provenance/v1"
 OWNER_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+BRANCH = re.compile(r"^[A-Za-z0-9_./-]+$")
+DEFAULT_BRANCH = "main"
 TIMEOUT_S = 120
 
 
-def repository_of(spec: str) -> str:
-    """OWNER/REPO from `github:OWNER/REPO`; exit 2 when it is not one."""
-    repository = spec.removeprefix(PREFIX)
-    if not OWNER_REPO.match(repository):
-        raise UsageError(f"--verify {spec}: name the repository whose main.yml attested the model",
-                         hint="e.g. --verify github:my-org/churn-model")
-    return repository
+def identity_of(spec: str) -> tuple[str, str]:
+    """(OWNER/REPO, branch) from `github:OWNER/REPO[@BRANCH]` (the branch main.yml ran on, `main` unless named);
+    exit 2 when it is not one."""
+    repository, _, branch = spec.removeprefix(PREFIX).partition("@")
+    branch = branch or DEFAULT_BRANCH
+    if not OWNER_REPO.match(repository) or not BRANCH.match(branch) or branch.startswith("-"):
+        raise UsageError(f"--verify {spec}: name the repository whose main.yml attested the model, and its branch "
+                         "when it is not main", hint="e.g. --verify github:my-org/churn-model or "
+                                                     "github:my-org/churn-model@master")
+    return repository, branch
 
 
-def verify(reference: Reference, repository: str) -> dict[str, str]:
-    """The verdict of the artifact `reference` names (pinned to a digest), from its GitHub attestations; raises
+def verify(reference: Reference, repository: str, branch: str = DEFAULT_BRANCH) -> dict[str, str]:
+    """The verdict of the artifact `reference` names (pinned to a digest), from its GitHub attestations made by
+    main.yml on `branch` (a run of it on any other branch or trigger does not count); raises
     `signature.NotVerified` (exit 1) with gh's reason when they do not verify."""
     from modelci.registry.signature import VERDICT
 
@@ -47,12 +53,12 @@ def verify(reference: Reference, repository: str) -> dict[str, str]:
         raise UsageError(f"{reference}: GitHub's attestations are of an artifact in a remote registry, by digest",
                          hint="verify an artifact main.yml published to ghcr.io (or another OCI registry)")
     subject = f"oci://{reference.host}/{reference.repository}@{reference.digest}"
-    _attestations(subject, repository, PROVENANCE_PREDICATE)
-    verdicts = [_passed(found) for found in _attestations(subject, repository, VERDICT_PREDICATE)]
+    _attestations(subject, repository, branch, PROVENANCE_PREDICATE)
+    verdicts = [_passed(found) for found in _attestations(subject, repository, branch, VERDICT_PREDICATE)]
     return {VERDICT: "passed" if verdicts and all(verdicts) else "failed"}
 
 
-def _attestations(subject: str, repository: str, predicate_type: str) -> list[Any]:
+def _attestations(subject: str, repository: str, branch: str, predicate_type: str) -> list[Any]:
     """`gh attestation verify`'s verified attestations of one predicate type; NotVerified with gh's reason."""
     from modelci.registry.signature import NotVerified
 
@@ -61,14 +67,15 @@ def _attestations(subject: str, repository: str, predicate_type: str) -> list[An
         raise UsageError("--verify github:... checks GitHub's attestations with GitHub's CLI, gh, which is not "
                          "installed", hint="install gh (https://cli.github.com), or verify a key's signature instead")
     command = [gh, "attestation", "verify", subject, "--repo", repository, "--signer-workflow", SIGNER_WORKFLOW,
-               "--predicate-type", predicate_type, "--format", "json"]
+               "--source-ref", f"refs/heads/{branch}", "--predicate-type", predicate_type, "--format", "json"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise RegistryError(f"gh attestation verify {subject} did not answer within {TIMEOUT_S} s") from None
     if done.returncode != 0:
         why = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[-1]
-        raise NotVerified(f"{subject} has no {predicate_type} attestation that main.yml of {repository} made: {why}")
+        raise NotVerified(f"{subject} has no {predicate_type} attestation that main.yml of {repository} made on "
+                          f"{branch}: {why}")
     try:
         found = json.loads(done.stdout)
     except ValueError:

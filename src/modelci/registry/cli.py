@@ -186,11 +186,18 @@ def promote(source: str, tags: tuple[str, ...], force: bool, verify_key: str | N
 
 
 def source_reference(source: str, config_path: Path | None) -> Reference:
-    """REF as written, or for `:TAG`, that tag of the config's registry (`:sha-COMMIT` in a workflow)."""
-    from modelci.registry.reference import configured_registry, parse_reference
+    """REF as written; or for `:TAG`, that tag of the config's registry (`:sha-COMMIT` in a workflow), and for
+    `@DIGEST` that digest of it (a digest a step before verified)."""
+    from modelci.errors import UsageError
+    from modelci.registry.reference import DIGEST, configured_registry, parse_reference
 
-    if not source.startswith(":"):
+    if not source.startswith((":", "@")):
         return parse_reference(source)
     from modelci.config import load_config
 
-    return configured_registry(load_config(config_path)).with_tag(source[1:])
+    registry = configured_registry(load_config(config_path))
+    if source.startswith(":"):
+        return registry.with_tag(source[1:])
+    if not DIGEST.match(source[1:]):
+        raise UsageError(f"{source}: not a digest", hint="@sha256: and 64 hex digits, or :TAG")
+    return registry.with_digest(source[1:])

@@ -11,7 +11,9 @@ registry with the OCI 1.1 referrers API lists it among the artifact's referrers.
 signature is another layer of the same manifest, as with cosign.
 
 So `cosign verify --key modelci.pub --insecure-ignore-tlog REPO@DIGEST` verifies what `modelci sign`
-wrote (a key pair needs no transparency log), and `modelci verify` what cosign signed with a P-256 key.
+wrote (a key pair needs no transparency log; by reading cosign's code: cosign is not installed where
+modelci is tested), and `modelci verify` what cosign signed with a P-256 key in this classic format
+(cosign 2, or cosign 3 with `--new-bundle-format=false`; cosign 3's default bundles are not read).
 
 Keys are PEM: a PKCS#8 or SEC 1 EC private key (encrypted with MODELCI_SIGNING_PASSWORD when it is
 encrypted) and its public key, given as a path or as `env://NAME`, an environment variable holding
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelci.errors import CheckFailed, UsageError
+from modelci.errors import CheckFailed, ModelciError, UsageError
 from modelci.registry import artifact, attestation
 from modelci.registry.layout import Descriptor
 
@@ -44,6 +46,7 @@ SIGNATURE_TYPE = "cosign container image signature"
 IMAGE_CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 PASSWORD_VARIABLE = "MODELCI_SIGNING_PASSWORD"
+MAX_PAYLOAD = 1 << 20  # NOTE: a Simple Signing payload is a few hundred bytes; a larger layer is not read
 KEY_HINT = ("make a key pair with openssl: openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 "
             "-nocrypt -out modelci.key && openssl ec -in modelci.key -pubout -out modelci.pub")
 SIGN_HINT = ("sign it: modelci sign REF --key KEY (main's workflow signs what it publishes when given the "
@@ -75,6 +78,10 @@ def signature_tag(digest: str) -> str:
 
 def _pem(spec: str, what: str) -> bytes:
     """The PEM text a key option names: a file, or env://NAME."""
+    if "\n" in spec or "-----BEGIN" in spec:
+        # NOTE: the key itself, given as the value: never repeated in a message, which a CI log keeps
+        raise UsageError(f"the {what} was given as its text; give a file or env://NAME",
+                         hint="e.g. --key env://MODELCI_SIGNING_KEY with the PEM text in that variable (a secret)")
     if spec.startswith("env://"):
         name = spec.removeprefix("env://")
         value = os.environ.get(name, "")
@@ -215,17 +222,18 @@ Verifier = Callable[["Reference"], Verified]
 
 def verifier(spec: str) -> Verifier:
     """What --verify names: a public key (a PEM file or env://NAME), whose signature an artifact must carry; or
-    github:OWNER/REPO, the GitHub attestations main.yml makes for that repository (`attestation`)."""
+    github:OWNER/REPO[@BRANCH], the GitHub attestations main.yml makes for that repository on that branch (main
+    unless named; `attestation`)."""
     if spec.startswith(attestation.PREFIX):
-        repository = attestation.repository_of(spec)
-        return lambda reference: _attested(reference, repository)
+        repository, branch = attestation.identity_of(spec)
+        return lambda reference: _attested(reference, repository, branch)
     key = load_public_key(spec)
     return lambda reference: verify(reference, key)
 
 
-def _attested(reference: Reference, repository: str) -> Verified:
+def _attested(reference: Reference, repository: str, branch: str) -> Verified:
     digest = _resolve(reference).digest
-    return Verified(digest, attestation.verify(reference.with_digest(digest), repository))
+    return Verified(digest, attestation.verify(reference.with_digest(digest), repository, branch))
 
 
 def verify_passed(reference: Reference, check: Verifier) -> Verified:
@@ -258,6 +266,12 @@ def _verifies(store: Store, layer: dict[str, Any], key: EllipticCurvePublicKey, 
     return isinstance(_why_not(store, layer, key, digest), Verified)
 
 
+def _folded(document: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a JSON object by their lower-case names, as cosign (Go's JSON decoding) reads its payload: the
+    spec's own example writes `Docker-manifest-digest`."""
+    return {str(name).lower(): value for name, value in document.items()}
+
+
 def _why_not(store: Store, layer: dict[str, Any], key: EllipticCurvePublicKey, digest: str) -> Verified | str:
     """The verified claims of one signature layer, or why it does not verify `digest` with `key`."""
     from cryptography.exceptions import InvalidSignature
@@ -266,19 +280,24 @@ def _why_not(store: Store, layer: dict[str, Any], key: EllipticCurvePublicKey, d
 
     try:
         signature = base64.b64decode((layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION, ""), validate=True)
-    except ValueError:
+    except (ValueError, TypeError):
         return "a signature that is not base64"
-    signed = store.read_bytes(Descriptor.from_json(layer))  # NOTE: checked against its digest
+    try:
+        if int(layer.get("size", MAX_PAYLOAD + 1)) > MAX_PAYLOAD:
+            return f"a payload of more than {MAX_PAYLOAD:,} bytes"
+        signed = store.read_bytes(Descriptor.from_json(layer))  # NOTE: checked against its digest
+    except (ModelciError, KeyError, TypeError, ValueError) as exc:
+        return f"a payload that cannot be read ({exc})"  # NOTE: one bad layer never hides a good one after it
     try:
         key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return "one made with another key (or altered)"
     try:
-        document = json.loads(signed)
-        critical = document["critical"]
-        named, kind = critical["image"]["docker-manifest-digest"], critical["type"]
+        document = _folded(json.loads(signed))
+        critical = _folded(document["critical"])
+        named, kind = _folded(critical["image"])["docker-manifest-digest"], critical["type"]
         claims = document.get("optional") or {}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return "a signed payload that is not cosign's Simple Signing JSON"
     if kind != SIGNATURE_TYPE:
         return f"a signature of type {kind!r}, not {SIGNATURE_TYPE!r}"
