@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
-from modelci.serve import protocol
+from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
 from modelci.serve.drift import OnlineDrift, read_profile
 from modelci.serve.metrics import Metrics
@@ -30,6 +30,15 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 16 << 20  # bytes of one request; a larger one is refused (413) before it is read whole
 JSON = [(b"content-type", b"application/json")]
+OCTETS = b"application/octet-stream"  # NOTE: a body of JSON and binary tensor data, as the extension's examples say
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A response body that is not one JSON document: an infer response with binary tensor data."""
+
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -186,7 +195,9 @@ class Server:
                 return 200, json.dumps(document(_version())).encode(), JSON
             if parts[:1] != ["v2"]:
                 raise _NotFound(f"no such endpoint: {scope['path']}")
-            found = await self._v2(method, parts[1:], receive)
+            found = await self._v2(method, parts[1:], scope, receive)
+            if isinstance(found, Encoded):
+                return 200, found.body, found.headers
             return 200, json.dumps(found).encode(), JSON
         except BadRequest as exc:
             return 400, _error(str(exc)), JSON
@@ -199,9 +210,9 @@ class Server:
         except Exception as exc:  # NOTE: the model failed on a batch: this request fails, the server goes on
             return 500, _error(f"inference failed: {exc}"), JSON
 
-    async def _v2(self, method: str, parts: list[str], receive: Receive) -> Any:
+    async def _v2(self, method: str, parts: list[str], scope: Scope, receive: Receive) -> Any:
         if parts == [] and method == "GET":
-            return {"name": "modelci", "version": _version(), "extensions": []}
+            return {"name": "modelci", "version": _version(), "extensions": [binary.EXTENSION]}
         if parts in (["health", "live"], ["health", "ready"]) and method == "GET":
             return {"live": True} if parts[1] == "live" else self._ready()
         if parts[:1] != ["models"] or len(parts) < 2:
@@ -220,7 +231,7 @@ class Server:
         if rest == ["ready"] and method == "GET":
             return {"name": name, "ready": self.ready}
         if rest == ["infer"] and method == "POST":
-            return await self._infer(receive)
+            return await self._infer(scope, receive)
         raise _NotFound("no such endpoint")
 
     def _ready(self) -> dict[str, bool]:
@@ -230,19 +241,39 @@ class Server:
             raise _Unavailable("not ready")
         return {"ready": True}
 
-    async def _infer(self, receive: Receive) -> dict[str, Any]:
-        body = await _read(receive)
-        try:
-            document = json.loads(body)
-        except ValueError as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequest("the body nests arrays or objects deeper than Python's JSON reader goes; "
-                             "an infer request's data is [rows, 1] at most") from None
+    async def _infer(self, scope: Scope, receive: Receive) -> dict[str, Any] | Encoded:
+        length = _header(scope, binary.HEADER)
+        document, data = _document(await _read(receive), length)
         model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
-        request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch)
+        request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch, data)
         results = await self.batcher.infer(run, request.columns, request.rows)
-        return protocol.response(model.name, model.version, request, results)
+        found, outputs = protocol.response(model.name, model.version, request, results)
+        if not outputs:
+            return found  # NOTE: all JSON, with no Inference-Header-Content-Length, as Triton answers
+        header = json.dumps(found).encode()
+        return Encoded(b"".join([header, *outputs]),
+                       [(b"content-type", OCTETS), (binary.HEADER, str(len(header)).encode())])
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
+def _document(body: bytes, length: bytes | None) -> tuple[Any, memoryview]:
+    """The request's JSON, and the binary tensor data after it: `length` (the Inference-Header-Content-Length
+    header) says where the JSON ends; without it, the whole body is JSON."""
+    try:
+        header, data = binary.split(body, length)
+        return json.loads(header), data
+    except binary.Malformed as exc:
+        raise BadRequest(str(exc)) from None
+    except ValueError as exc:
+        hint = ("; binary data after the JSON needs the Inference-Header-Content-Length header"
+                if length is None and b'"binary_data_size"' in body else "")
+        raise BadRequest(f"the body is not JSON: {exc}{hint}") from None
+    except RecursionError:
+        raise BadRequest("the body nests arrays or objects deeper than Python's JSON reader goes; "
+                         "an infer request's data is [rows, 1] at most") from None
 
 
 class _NotFound(Exception):

@@ -1,5 +1,6 @@
 """The Open Inference Protocol (KServe V2) over HTTP: a model's metadata, and infer requests read and
-checked against the model's inputs before anything reaches ONNX Runtime.
+checked against the model's inputs before anything reaches ONNX Runtime. A request's tensors come as JSON or with
+the binary tensor data extension (serve/binary.py), or a mix of both; either way they are checked by the same rules.
 
 A request that is wrong in any way is a `BadRequest` whose message says what and where; it never
 touches the model, so it cannot hurt the requests beside it in a batch. Each input's values become the
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from modelci.serve import binary
 
 # The protocol's datatypes, as numpy holds them (BYTES: Python strings in an object array)
 DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(kind) for name, kind in [
@@ -51,10 +54,13 @@ class Request:
     columns: dict[str, NDArray[Any]]
     rows: int
     outputs: tuple[str, ...]  # the outputs asked for; all of them when the request names none
+    binary: frozenset[str] = frozenset()  # those of `outputs` to answer as binary data
 
 
-def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], max_rows: int) -> Request:
-    """The request's tensors, as one column per model input; every problem is a `BadRequest`."""
+def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], max_rows: int,
+                data: memoryview | None = None) -> Request:
+    """The request's tensors, as one column per model input; every problem is a `BadRequest`. `data`: the binary
+    tensor data after the JSON (`binary.split`)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise BadRequest("expected a JSON object with an 'inputs' list, as the Open Inference Protocol says")
     given: dict[str, dict[str, Any]] = {}
@@ -71,7 +77,8 @@ def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], 
         raise BadRequest("; ".join(filter(None, [
             f"unknown input(s) {', '.join(unknown)}" if unknown else "",
             f"missing input(s) {', '.join(missing)}" if missing else ""])) + f"; the model takes {', '.join(expected)}")
-    columns = {name: _column(given[name], spec) for name, spec in expected.items()}
+    raw = _binary_inputs(body["inputs"], data if data is not None else memoryview(b""))
+    columns = {name: _column(given[name], spec, raw.get(name)) for name, spec in expected.items()}
     rows = {len(column) for column in columns.values()}
     if len(rows) > 1:
         raise BadRequest(f"the inputs hold different numbers of rows: {sorted(rows)}")
@@ -80,7 +87,7 @@ def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], 
         raise BadRequest("the request holds no rows")
     if count > max_rows:
         raise BadRequest(f"{count} rows in one request; this server takes at most {max_rows}")
-    return Request(_request_id(body), columns, count, _outputs(body, outputs))
+    return Request(_request_id(body), columns, count, *_outputs(body, outputs))
 
 
 def _request_id(body: dict[str, Any]) -> str | None:
@@ -92,23 +99,61 @@ def _request_id(body: dict[str, Any]) -> str | None:
     return found
 
 
-def _outputs(body: dict[str, Any], outputs: list[TensorSpec]) -> tuple[str, ...]:
+def _outputs(body: dict[str, Any], outputs: list[TensorSpec]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The outputs asked for, and those of them to answer as binary data: the request's `binary_data_output`,
+    unless an output's own `binary_data` says otherwise."""
+    every = _flag(body, "binary_data_output", "the request") is True
     asked = body.get("outputs")
     names = [spec.name for spec in outputs]
     if asked is None:
-        return tuple(names)
+        return tuple(names), frozenset(names if every else ())
     if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
         raise BadRequest("'outputs' must be a list of objects with a 'name'")
     wanted = tuple(o["name"] for o in asked)
     unknown = [name for name in wanted if name not in names]
     if unknown:
         raise BadRequest(f"unknown output(s) {', '.join(unknown)}; the model gives {', '.join(names)}")
-    return wanted
+    chosen = [(o["name"], _flag(o, "binary_data", f"output '{o['name']}'")) for o in asked]
+    return wanted, frozenset(name for name, flag in chosen if (every if flag is None else flag))
 
 
-def _column(tensor: dict[str, Any], spec: TensorSpec) -> NDArray[Any]:
-    """One input's values as a column of the model's type, by the rule the README gives (null is an empty
-    value, NaN); anything else is a `BadRequest` that names the input and the row."""
+def _parameters(tensor: dict[str, Any], where: str) -> dict[str, Any]:
+    found = tensor.get("parameters", {})
+    if not isinstance(found, dict):
+        raise BadRequest(f"{where}: 'parameters' must be an object")
+    return found
+
+
+def _flag(tensor: dict[str, Any], key: str, where: str) -> bool | None:
+    found = _parameters(tensor, where).get(key)
+    if found is not None and not isinstance(found, bool):
+        raise BadRequest(f"{where}: the parameter {key} is {_shown(found)}; it must be true or false")
+    return found
+
+
+def _binary_inputs(tensors: list[dict[str, Any]], data: memoryview) -> dict[str, memoryview]:
+    """Each binary input's bytes (those with a `binary_data_size`), from `data`."""
+    sizes = [(t["name"], _binary_size(t)) for t in tensors if "parameters" in t]
+    if not sizes and not data:
+        return {}  # NOTE: the usual JSON request, at no cost
+    try:
+        return binary.slices([(name, size) for name, size in sizes if size is not None], data)
+    except binary.Malformed as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _binary_size(tensor: dict[str, Any]) -> int | None:
+    name = tensor["name"]
+    size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise BadRequest(f"input '{name}': binary_data_size is {_shown(size)}, not a size in bytes (a whole "
+                         "number, 0 or more)")
+    return size
+
+
+def _column(tensor: dict[str, Any], spec: TensorSpec, raw: memoryview | None = None) -> NDArray[Any]:
+    """One input's values (JSON, or its binary data `raw`) as a column of the model's type, by the rule the README
+    gives (null is an empty value, NaN); anything else is a `BadRequest` that names the input and the row."""
     name, shape, datatype, data = spec.name, tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
@@ -119,7 +164,14 @@ def _column(tensor: dict[str, Any], spec: TensorSpec) -> NDArray[Any]:
         raise BadRequest(f"input '{name}': datatype {datatype!r} is not one of the protocol's ({', '.join(DTYPES)})")
     if _kind(datatype) != _kind(spec.datatype):
         raise BadRequest(f"input '{name}': datatype {datatype!r}; this model takes {_wanted(spec.datatype)}")
-    values = _flatten(data, shape, name)
+    if raw is not None:
+        if data is not None:
+            raise BadRequest(f"input '{name}': both 'data' and binary_data_size; send its values in one or the other")
+        fast, values = _binary_values(raw, datatype, spec, shape)
+        if fast is not None:
+            return fast
+    else:
+        values = _flatten(data, shape, name)
     if len(values) != shape[0]:
         raise BadRequest(f"input '{name}': {len(values)} values for shape {shape}")
     if datatype == "BYTES":
@@ -129,6 +181,26 @@ def _column(tensor: dict[str, Any], spec: TensorSpec) -> NDArray[Any]:
     if datatype.startswith(("INT", "UINT")):
         return _integers(values, datatype, spec, shape)
     return _floats(values, datatype, spec, shape)
+
+
+def _binary_values(raw: memoryview, sent: str, spec: TensorSpec, shape: list[int]) -> tuple[NDArray[Any] | None,
+                                                                                          list[Any]]:
+    """An input's binary data: the column itself when it is already the model's type (checked here, at C speed),
+    else its values for the rules JSON values go through (NaN, the binary form's empty value, as null)."""
+    try:
+        if sent == "BYTES":
+            return None, binary.texts(binary.elements(raw, shape[0]))
+        values = binary.fixed(raw, DTYPES[sent], sent, shape[0])
+    except binary.Malformed as exc:
+        raise BadRequest(f"input '{spec.name}': {exc} (shape {shape})") from None
+    if sent == spec.datatype:
+        infinite = np.flatnonzero(np.isinf(values)) if values.dtype.kind == "f" else np.array([], dtype=np.intp)
+        if len(infinite):
+            raise BadRequest(f"input '{spec.name}': row {infinite[0]} holds {values[infinite[0]]}, not a finite "
+                             "number (NaN for empty)")
+        return values, []
+    listed = values.tolist()
+    return None, [None if v != v else v for v in listed] if values.dtype.kind == "f" else listed
 
 
 def _kind(datatype: str) -> str:
@@ -277,14 +349,23 @@ def _whole(values: list[Any], sent: str, spec: TensorSpec, shape: list[int]) -> 
     return np.array(values, dtype=DTYPES[spec.datatype])
 
 
-def response(model: str, version: str, request: Request, results: dict[str, NDArray[Any]]) -> dict[str, Any]:
-    outputs = [{"name": name, "datatype": OUTPUT_TYPES.get(results[name].dtype, "FP32"),
-                "shape": list(results[name].shape), "data": _json_values(results[name])}
-               for name in request.outputs]
+def response(model: str, version: str, request: Request,
+             results: dict[str, NDArray[Any]]) -> tuple[dict[str, Any], list[bytes]]:
+    """The infer response's JSON, and the binary data of the outputs asked for as binary, to follow it in order."""
+    outputs, data = [], []
+    for name in request.outputs:
+        output: dict[str, Any] = {"name": name, "datatype": OUTPUT_TYPES.get(results[name].dtype, "FP32"),
+                                  "shape": list(results[name].shape)}
+        if name in request.binary:
+            data.append(binary.encode(results[name]))
+            output["parameters"] = {"binary_data_size": len(data[-1])}
+        else:
+            output["data"] = _json_values(results[name])
+        outputs.append(output)
     body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if request.id is not None:
         body["id"] = request.id
-    return body
+    return body, data
 
 
 def _json_values(result: NDArray[Any]) -> list[Any]:
