@@ -171,8 +171,9 @@ def secrets_used(document: object) -> set[str]:
 
 
 def runs_the_pull_requests_code(job: dict) -> bool:  # type: ignore[type-arg]
-    """Whether a job checks out (and so may run) the pull request's tree, or runs a script of its own."""
-    return any(step.get("uses", "").startswith(("actions/checkout@", "modelci/modelci@")) or "run" in step
+    """Whether a job runs anything of the pull request's tree (a checkout alone only reads it): a script of its own,
+    an action from the workspace, the root action (which runs the model's code), or a stage in the model's folder."""
+    return any(step.get("uses", "").startswith(("./", "modelci/modelci@")) or "run" in step
                or "working-directory" in (step.get("with") or {}) for step in job["steps"])
 
 
@@ -202,10 +203,14 @@ def test_the_job_that_pushes_the_candidate_runs_none_of_the_pull_requests_code()
     writers = {name: job for name, job in workflow["jobs"].items() if job["permissions"].get("packages") == "write"}
     assert list(writers) == ["candidate"]
     job = writers["candidate"]
-    assert job["permissions"] == {"packages": "write"}  # nothing else: no contents, no token for comments
-    assert not runs_the_pull_requests_code(job)  # no checkout, no script, nothing in the pull request's folder
+    assert job["permissions"] == {"contents": "read", "packages": "write"}  # nothing else: no token for comments
+    assert not runs_the_pull_requests_code(job)  # no script, nothing in the pull request's folder
     assert [step["uses"].split("@")[0] for step in job["steps"]] == \
-        ["actions/download-artifact", "modelci/modelci/actions/push-candidate"]
+        ["actions/checkout", "actions/download-artifact",
+         "modelci/modelci/actions/push-candidate"]
+    checkout, _, push = job["steps"]
+    assert checkout["with"] == {"persist-credentials": False}  # the commit judged, for git to read its tree
+    assert push["with"]["tree-from"] == "${{ inputs.working-directory }}"
     assert job["needs"] == "check"
     assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]  # never a fork's
     assert not secrets_used(job)

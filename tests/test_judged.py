@@ -197,3 +197,26 @@ def test_push_candidate_refuses_a_folder_whose_key_is_missing_or_not_its_parts( 
         "content-key.json is missing: the folder holds no content key"
     assert expected in result.err
     assert tags(repo) == before
+
+
+def test_push_candidate_refuses_a_key_made_for_another_tree_than_the_commit_judged(  # type: ignore[no-untyped-def]
+        cli, repo: Path) -> None:
+    from modelci.cache import ContentKey
+
+    # a run of the pull request's code records the parts of another tree (a later, harmless commit's) under a key
+    # that hashes them: its own check passes
+    staged = OUT / "candidate" / "content-key.json"
+    recorded = json.loads(staged.read_text())
+    forged = {**recorded["parts"], "tree": "0" * 40}
+    staged.unlink()
+    staged.write_text(json.dumps({"key": ContentKey(**forged).key, "parts": forged}))
+    before = tags(repo)
+    refused = cli("push-candidate", "--pull-request", "9", "--registry", f"oci:{REGISTRY}", "--tree-from", ".")
+    assert refused.code == 2
+    assert f"the candidate's content key records the tree {'0' * 40}, and the commit checked out at . has " \
+           f"{recorded['parts']['tree']}" in refused.err  # the tree of the commit the run judged, read by git
+    assert tags(repo) == before
+    staged.unlink()
+    staged.write_text(json.dumps(recorded))
+    pushed = cli("push-candidate", "--pull-request", "9", "--registry", f"oci:{REGISTRY}", "--tree-from", ".")
+    assert pushed.code == 0, pushed.err

@@ -363,23 +363,48 @@ def _staged_registry(recorded: Any, given: str | None) -> Reference:
     return registry
 
 
-def push_candidate(out: Path, pull_request: int | None, registry: str | None) -> Candidate | None:
+def check_tree(key: ContentKey, checkout: Path) -> None:
+    """Refuse a key whose tree is not the tree of the commit checked out at `checkout` (the model's folder).
+
+    NOTE: the parts of a key are what the run wrote, and that run executed the pull request's code, which
+    could record the parts of another tree (one a later, harmless commit will have) for a model it made up.
+    The tree binds the candidate to the code that made it: the commit the run judged, checked out by a job
+    that runs none of it. (Either tree `_tree` may record: the folder's, or the repository's.)"""
+    from modelci.errors import UsageError
+    from modelci.pipeline import _git
+
+    trees = {(_git(checkout, "rev-parse", ref) or "").strip() for ref in ("HEAD:./", "HEAD^{tree}")} - {""}
+    if not trees:
+        raise UsageError(f"--tree-from {checkout}: not a git checkout", hint="check out the commit the run judged")
+    if key.tree not in trees:
+        raise UsageError(f"the candidate's content key records the tree {key.tree}, and the commit checked out at "
+                         f"{checkout} has {' or '.join(sorted(trees))}: it was not made from this commit; not pushed",
+                         hint="run `modelci run` again on this commit")
+
+
+def push_candidate(out: Path, pull_request: int | None, registry: str | None,
+                   tree_from: Path | None = None) -> Candidate | None:
     """Push `<out>/candidate/` under key-<key> and pr-<number>, with the verdict comparison.json records.
 
     What it trusts: the files come from the pull request's run (in GitHub Actions, a collaborator's code
     ran there), so neither the model nor its verdict is taken as true here. What it checks is that the
     content key is the hash of its recorded parts, and it writes only `key-*` and `pr-*` tags, never
     `main`, `sha-*` or a version. Such a tag is only ever promoted by `main` (`modelci run --publish`)
-    when the merged tree's own recomputed key equals it and the verdict annotation says passed; what a
-    run could still lie about (metrics, a verdict for a tree it did not train) is what signing the
-    evidence (issue 17, item 4) closes. The pull request's number comes from the option or the runner's
-    event, never from the folder. None, with why, when a fork's pull request is the one that ran.
+    when the merged tree's own recomputed key equals it and the verdict annotation says passed. With
+    `tree_from` (pull-request.yml passes a checkout of the commit the run judged), the key's tree must be
+    that commit's, so a run cannot push a candidate under another tree's key (`check_tree`). What a run
+    can still claim is what the reviewed code itself makes it claim: the metrics and verdict of the
+    commit that is merged, as when `main` trains it. Signing (`main.yml`) vouches that `main` published
+    the artifact, not that its numbers are true. The pull request's number comes from the option or the
+    runner's event, never from the folder. None, with why, when a fork's pull request is the one that ran.
     """
     from modelci import github
     from modelci.registry.artifact import ANNOTATION_PREFIX, push_files
 
     staged = out / CANDIDATE_DIR
     key = checked_key(staged)
+    if tree_from is not None:
+        check_tree(key, tree_from)
     passed = _read_json(staged / "comparison.json", "verdict (comparison.json)").get("passed") is True
     described = _read_json(staged / CANDIDATE_FILE, "staged candidate")
     if from_fork():

@@ -483,13 +483,16 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
               help="The pull request's number.  [default: from GITHUB_REF refs/pull/N/merge, or the event]")
 @click.option("--registry", default=None,
               help="Where to push.  [default: the registry the run recorded in candidate/candidate.json]")
-def push_candidate(out: Path, pull_request: int | None, registry: str | None) -> None:
+@click.option("--tree-from", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A checkout of the commit the run judged, at the model's folder: the key's tree must be its tree.")
+def push_candidate(out: Path, pull_request: int | None, registry: str | None, tree_from: Path | None) -> None:
     """Push the candidate `modelci run` staged in OUT/candidate/ as key-<content key> and pr-<number>.
 
-    Checks the content key against its recorded parts and writes no other tag; what it trusts is said
-    in `modelci.cache.push_candidate`. In GitHub Actions it runs in a job that runs none of the pull
-    request's code (pull-request.yml), so the job that does never needs to write to the registry.
+    Checks the content key against its recorded parts (and, with --tree-from, its tree against that
+    checkout's) and writes no other tag; what it trusts is said in `modelci.cache.push_candidate`. In
+    GitHub Actions it runs in a job that runs none of the pull request's code (pull-request.yml), so the
+    job that does never needs to write to the registry.
     """
     from modelci import cache
 
-    cache.push_candidate(out, pull_request, registry)
+    cache.push_candidate(out, pull_request, registry, tree_from)
