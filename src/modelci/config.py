@@ -33,6 +33,11 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 CLASS_WEIGHTS = ("none", "balanced")
 PRECISIONS = ("auto", "fp32", "bf16")
 INVALID_ROWS = ("keep", "drop", "clip")
+IMAGE_CHANNELS = (1, 3)  # grey or RGB: what an image is converted to before the model sees it
+MAX_IMAGE_SIDE = 4096
+AUGMENTATIONS = ("flip", "crop", "color_jitter")
+FLIPS = ("horizontal", "vertical", "both")
+JITTERS = ("brightness", "contrast", "saturation")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,22 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """What an image model takes (`data.image`): each image decoded, converted to `channels` (3: RGB, 1: grey),
+    resized to `size` and normalized as (pixel / 255 - mean) / std per channel, inside the model."""
+
+    size: tuple[int, int]  # height, width
+    channels: int = 3
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width): the `input_shape` the model factory is given."""
+        return (self.channels, *self.size)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: Path
     label: str
@@ -90,6 +111,24 @@ class DataConfig:
     features: tuple[str, ...] | None = None
     clean: CleanConfig = field(default_factory=CleanConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    image: ImageConfig | None = None  # set for an image model: the size and normalization it takes
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """`train.augment`: random changes to each training image (never to validation or evaluation images)."""
+
+    flip: str | None = None  # horizontal | vertical | both: each a mirror with probability 0.5
+    crop_padding: int = 0  # `crop: N`: pad N pixels on every side, then cut a random window of the image's size
+    crop_scale: tuple[float, float] | None = None  # `crop: {scale: [A, B]}`: a random window of that share of the
+    # area (aspect ratio 3/4 to 4/3), resized back to the image's size
+    brightness: float = 0.0  # `color_jitter`: each a factor drawn from [1 - v, 1 + v]
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self != AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -115,6 +154,8 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on a CUDA device that has it, else fp32) | fp32 | bf16
     deterministic: bool = False  # deterministic algorithms only; slower on GPUs
     command: str | tuple[str, ...] | None = None  # the user's own training script (see train/command.py)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # images only
+    workers: int = 2  # images only: the processes that decode (and augment) images; 0: in the training process
 
 
 @dataclass(frozen=True)
@@ -302,7 +343,7 @@ def _path(value: Any, key: str, root: Path, problems: _Problems) -> Path | None:
 def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     section = _mapping(raw, "data", problems, required=True)
     _unknown_keys(section, ["train", "eval", "split", "validation", "validation_split", "label", "schema", "features",
-                            "clean", "drift"], "data.", problems)
+                            "clean", "drift", "image"], "data.", problems)
     train = _path(section.get("train"), "data.train", root, problems)
     if "train" not in section:
         problems.add("data.train", "missing; name the training data (a Parquet or CSV file, or a folder per class "
@@ -333,7 +374,52 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
         features=tuple(features) if features else None,
         clean=_clean(section.get("clean") or {}, problems),
         drift=_drift(section.get("drift") or {}, problems),
+        image=_image(section.get("image"), problems),
     )
+
+
+def _image(section: Any, problems: _Problems) -> ImageConfig | None:
+    """`data.image: {size: [H, W], channels: 3, mean: [...], std: [...]}`; None when not given."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        problems.add("data.image", f"expected a mapping such as {{size: [32, 32], channels: 3}}, got {section!r}")
+        return None
+    prefix = "data.image."
+    _unknown_keys(section, ["size", "channels", "mean", "std"], prefix, problems)
+    channels = section.get("channels", 3)
+    if not _typed(channels, int) or channels not in IMAGE_CHANNELS:
+        problems.add(f"{prefix}channels", f"expected 3 (RGB) or 1 (grey), got {channels!r}")
+        channels = 3
+    return ImageConfig(size=_image_size(section.get("size"), problems), channels=channels,
+                       mean=_per_channel(section, "mean", channels, problems),
+                       std=_per_channel(section, "std", channels, problems))
+
+
+def _image_size(value: Any, problems: _Problems) -> tuple[int, int]:
+    """`size: N` (square) or `size: [height, width]`, in pixels."""
+    sides = [value, value] if _typed(value, int) else value
+    if not (isinstance(sides, list) and len(sides) == 2
+            and all(_typed(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in sides)):
+        shown = "nothing" if value is None else repr(value)
+        problems.add("data.image.size", f"expected the size the model takes, [height, width] in pixels from 1 to "
+                                         f"{MAX_IMAGE_SIDE} (or one number for a square), got {shown}")
+        return (1, 1)
+    return (int(sides[0]), int(sides[1]))
+
+
+def _per_channel(section: dict[str, Any], key: str, channels: int, problems: _Problems) -> tuple[float, ...]:
+    """`mean` or `std`: one number for every channel, or a list of one per channel (of pixels scaled to 0..1)."""
+    value = section.get(key, 0.5)
+    values = [value] * channels if _typed(value, (int, float)) else value
+    low = 0.0 if key == "mean" else math.ulp(0.0)
+    if not (isinstance(values, list) and len(values) == channels
+            and all(_typed(v, (int, float)) and low <= v <= 1 for v in values)):
+        what = "from 0 to 1" if key == "mean" else "greater than 0 and at most 1"
+        problems.add(f"data.image.{key}", f"expected {channels} numbers {what} (one per channel, of pixels scaled to "
+                                          f"0..1), or one for all, got {value!r}")
+        return (0.5,) * channels
+    return tuple(float(v) for v in values)
 
 
 def _flag(section: dict[str, Any], key: str, prefix: str, problems: _Problems, default: bool = False) -> bool:
@@ -457,7 +543,65 @@ def _train(raw: dict[str, Any], problems: _Problems) -> TrainConfig:
         precision=_choice(section, "precision", "train.", problems, PRECISIONS, defaults.precision),
         deterministic=_flag(section, "deterministic", "train.", problems),
         command=_command(section.get("command"), problems),
+        augment=_augment(section.get("augment"), problems),
+        workers=_count(section, "workers", "train.", problems, defaults.workers),
     )
+
+
+def _augment(section: Any, problems: _Problems) -> AugmentConfig:
+    """`train.augment: {flip: horizontal, crop: 4, color_jitter: 0.2}`."""
+    prefix = "train.augment."
+    if section is None:
+        return AugmentConfig()
+    if not isinstance(section, dict):
+        problems.add("train.augment", f"expected a mapping such as {{flip: horizontal, crop: 4}}, got {section!r}")
+        return AugmentConfig()
+    _unknown_keys(section, list(AUGMENTATIONS), prefix, problems)
+    flip = section.get("flip")
+    flip = "horizontal" if flip is True else None if flip is False else flip
+    if flip is not None and flip not in FLIPS:
+        problems.add(f"{prefix}flip", f"expected true, false or one of {', '.join(FLIPS)}; got {flip!r}")
+        flip = None
+    padding, scale = _crop(section.get("crop"), problems)
+    return AugmentConfig(flip=flip, crop_padding=padding, crop_scale=scale, **_jitter(section.get("color_jitter"),
+                                                                                       problems))
+
+
+def _crop(value: Any, problems: _Problems) -> tuple[int, tuple[float, float] | None]:
+    """`crop: N` (pixels of padding) or `crop: {scale: [A, B]}` (a share of the area): (padding, scale)."""
+    key = "train.augment.crop"
+    if value is None or value is False:
+        return 0, None
+    if _typed(value, int) and value >= 1:
+        return int(value), None
+    scale = value.get("scale") if isinstance(value, dict) and list(value) == ["scale"] else None
+    if (isinstance(scale, list) and len(scale) == 2 and all(_typed(v, (int, float)) for v in scale)
+            and 0 < scale[0] <= scale[1] <= 1):
+        return 0, (float(scale[0]), float(scale[1]))
+    problems.add(key, f"expected pixels of padding (an integer of 1 or more) or {{scale: [A, B]}} with "
+                      f"0 < A <= B <= 1, got {value!r}")
+    return 0, None
+
+
+def _jitter(value: Any, problems: _Problems) -> dict[str, float]:
+    """`color_jitter: V` (brightness, contrast and saturation alike) or a mapping of each."""
+    key = "train.augment.color_jitter"
+    if value is None:
+        return {}
+    if _typed(value, (int, float)):
+        value = dict.fromkeys(JITTERS, value)
+    if not isinstance(value, dict):
+        problems.add(key, f"expected a number or a mapping such as {{brightness: 0.2, contrast: 0.2}}, got {value!r}")
+        return {}
+    _unknown_keys(value, list(JITTERS), f"{key}.", problems)
+    found = {}
+    for name in JITTERS:
+        amount = value.get(name, 0.0)
+        if not _typed(amount, (int, float)) or not 0 <= amount <= 1:
+            problems.add(f"{key}.{name}", f"expected a number from 0 to 1, got {amount!r}")
+            continue
+        found[name] = float(amount)
+    return found
 
 
 def _command(value: Any, problems: _Problems) -> str | tuple[str, ...] | None:
@@ -856,6 +1000,9 @@ def parse_config(raw: Any, path: Path) -> Config:
         problems.add("compare.seeds", "training with several seeds needs a model modelci trains; model.onnx is a model "
                      "already made (set compare.seeds: 1, or make it with a train.command, given each seed as "
                      "MODELCI_SEED)")
+    if config.train.augment.active and config.data.image is None:
+        problems.add("train.augment", "augmentations change images; set data.image (the size the model takes) for an "
+                                      "image model")
     if config.task == "regression" and config.train.class_weights != "none":
         problems.add("train.class_weights", "class weights need classes; a regression task has none")
     if problems:

@@ -67,6 +67,9 @@ class TrainLog:
     as_numbers: list[str] = field(default_factory=list)  # text columns taken as numbers
     # per categorical feature: kept (categories), folded and folded_rows (rare, into "other"), unseen_eval_rows
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classes: list[Any] = field(default_factory=list)  # classification: the classes, in the order of the outputs
+    # an image model: its image column, the size, channels and normalization it takes (data.image)
+    image: dict[str, Any] | None = None
     version: int = LOG_VERSION
 
 

@@ -25,10 +25,14 @@ META_LABEL = "modelci.label"
 META_THRESHOLD = "modelci.threshold"  # a binary model's classification threshold; absent (older models): 0.5
 
 
+IMAGE_CHUNK = 256  # images per run of an image model: a large evaluation set is never decoded all at once
+
+
 @dataclass(frozen=True)
 class ModelInput:
     name: str
-    kind: str  # "float" or "string"
+    kind: str  # "float", "string", or "image": uint8 pixels [batch, height, width, channels], fed from an image column
+    shape: tuple[Any, ...] = ()
 
 
 class OnnxModel:
@@ -54,24 +58,40 @@ class OnnxModel:
         self.label: str = meta.get(META_LABEL, "")
         self.threshold = threshold_of(meta, path)
         self.output: str = self.session.get_outputs()[0].name
-        self.inputs = [
-            ModelInput(i.name, "string" if i.type == "tensor(string)" else "float")
-            for i in self.session.get_inputs()
-        ]
+        self.inputs = [ModelInput(i.name, _kind(i.type, i.shape), tuple(i.shape)) for i in self.session.get_inputs()]
 
     def missing_inputs(self, frame: pd.DataFrame) -> list[str]:
         return [i.name for i in self.inputs if i.name not in frame.columns]
 
     def feeds(self, frame: pd.DataFrame) -> dict[str, NDArray[Any]]:
-        return {
-            i.name: (as_strings(frame[i.name]) if i.kind == "string" else as_floats(frame[i.name], i.name))[:, None]
-            for i in self.inputs
-        }
+        return {i.name: _feed(i, frame) for i in self.inputs}
 
     def predict(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Class probabilities (n, classes) for classification, predictions (n,) for regression."""
+        if any(i.kind == "image" for i in self.inputs) and len(frame) > IMAGE_CHUNK:
+            return np.concatenate([self.predict(frame.iloc[first:first + IMAGE_CHUNK])
+                                   for first in range(0, len(frame), IMAGE_CHUNK)])
         output = np.asarray(self.session.run(None, self.feeds(frame))[0], dtype=np.float64)
         return output[:, 0] if self.task == "regression" else output
+
+
+def _kind(onnx_type: str, shape: list[Any]) -> str:
+    if onnx_type == "tensor(string)":
+        return "string"
+    return "image" if onnx_type == "tensor(uint8)" and len(shape) == 4 else "float"
+
+
+def _feed(given: ModelInput, frame: pd.DataFrame) -> NDArray[Any]:
+    """One input's values for the frame's rows: a column [rows, 1], or an image column's images decoded and resized
+    to the input's [rows, height, width, channels] (paths, encoded bytes, or pixels)."""
+    if given.kind == "image":
+        from modelci.frameworks.images.pixels import pixels_of
+
+        _, height, width, channels = given.shape
+        return pixels_of(frame[given.name], (int(height), int(width)), int(channels))
+    if given.kind == "string":
+        return as_strings(frame[given.name])[:, None]
+    return as_floats(frame[given.name], given.name)[:, None]
 
 
 def threshold_of(meta: dict[str, str], path: Path) -> float:

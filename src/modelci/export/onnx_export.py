@@ -56,6 +56,13 @@ def _prepend_preprocessing(model: ModelProto, spec: FeatureSpec) -> None:
     model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_DOMAIN_OPSET))
 
 
+def own_inputs(adapter: Framework, trained: Trained) -> bool:
+    """Whether the model takes its inputs as they come, with nothing of modelci's put in front: a model over the
+    raw columns (its adapter says so), or one with no table preprocessing at all (an image model, whose graph
+    normalizes the uint8 pixels itself)."""
+    return raw_columns(adapter) or not trained.spec.columns
+
+
 def build_onnx(adapter: Framework, trained: Trained, opset: int, threshold: float | None = None) -> tuple[bytes, str]:
     """The serialized ONNX model over raw columns, and which exporter made it; `threshold`: a binary model's,
     when it is known before the model is (a number, not a criterion)."""
@@ -63,7 +70,7 @@ def build_onnx(adapter: Framework, trained: Trained, opset: int, threshold: floa
 
     target = trained.target
     model, exporter = adapter.to_onnx(trained, opset, output_name(target.task))
-    if not raw_columns(adapter):  # NOTE: a model over the raw columns does its own preprocessing
+    if not own_inputs(adapter, trained):  # NOTE: a model over the raw columns does its own preprocessing
         _prepend_preprocessing(model, trained.spec)
     known = [(META_THRESHOLD, repr(threshold))] if threshold is not None and target.task == "binary" else []
     for key, value in ((META_TASK, target.task), (META_CLASSES, json.dumps(list(target.classes))),
@@ -112,7 +119,7 @@ def _check_built(config: Config, adapter: Framework, trained: Trained, exporter:
         return adapter.predict(trained, features)
 
     opset, atol, rtol = config.export.opset, config.export.atol, config.export.rtol
-    if raw_columns(adapter):
+    if own_inputs(adapter, trained):
         report = check_raw(reference, target, onnx_model, eval_frame, exporter=exporter, opset=opset,
                            atol=atol, rtol=rtol)
     else:

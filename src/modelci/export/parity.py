@@ -195,12 +195,16 @@ def reproduces_samples(found: NDArray[Any], samples: dict[str, Any]) -> bool:
 
 
 def golden_samples(onnx_model: OnnxModel, frame: pd.DataFrame) -> dict[str, Any]:
-    """A few raw input rows and the exported model's outputs for them, for smoke tests later."""
+    """A few raw input rows and the exported model's outputs for them, for smoke tests later. An image input's
+    value is the image's uint8 pixels [height, width, channels], as the model takes them (not the file's path)."""
     rows = frame.iloc[:SAMPLE_ROWS]
     outputs = onnx_model.predict(rows)
+    images = [i.name for i in onnx_model.inputs if i.kind == "image"]
+    pixels = {name: feed for name, feed in onnx_model.feeds(rows).items() if name in images} if images else {}
     return {
         "version": 1,
-        "inputs": [{i.name: _json_value(row[i.name]) for i in onnx_model.inputs} for _, row in rows.iterrows()],
+        "inputs": [{i.name: pixels[i.name][k].tolist() if i.name in pixels else _json_value(row[i.name])
+                    for i in onnx_model.inputs} for k, (_, row) in enumerate(rows.iterrows())],
         "outputs": outputs.tolist(),
         "output": onnx_model.session.get_outputs()[0].name,
     }

@@ -1,5 +1,7 @@
 """The user's model factory: `build(input_dim: int, output_dim: int, **params)`, returning a model of a
 framework that an adapter in `modelci.frameworks` recognises (each adapter says what its model must be).
+For an image model (`data.image` set) it is `build(input_shape, output_dim, **params)`, where
+`input_shape` is (channels, height, width) (see `modelci.frameworks.images`).
 
 NOTE: no framework is imported here: the factory's own file imports the one it uses.
 """
@@ -7,6 +9,7 @@ NOTE: no framework is imported here: the factory's own file imports the one it u
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import traceback
 from collections.abc import Callable
@@ -54,13 +57,40 @@ def load_factory(config: Config) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
-def call_factory(config: Config, input_dim: int, output_dim: int,
+def model_inputs(config: Config, width: int) -> dict[str, Any]:
+    """What the factory is told of the model's input: `input_shape`, (channels, height, width), for an image
+    model; else `input_dim`, the width of the preprocessed features."""
+    if config.data.image is not None:
+        return {"input_shape": config.data.image.shape}
+    return {"input_dim": width}
+
+
+def _check_signature(factory: Callable[..., Any], config: Config, inputs: dict[str, Any]) -> None:
+    """Refuse a factory that cannot take this model's arguments, saying which it must take (before calling it,
+    so that a TypeError inside a factory is not mistaken for one)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # NOTE: a callable without a signature Python can read: calling it will tell
+        return
+    try:
+        signature.bind(**inputs, output_dim=0, **config.model.params)
+    except TypeError as exc:
+        wanted = ("build(input_shape, output_dim, **params), input_shape being (channels, height, width)"
+                  if "input_shape" in inputs else "build(input_dim, output_dim, **params)")
+        raise ModelFactoryError(f"model.factory: {config.model.factory} cannot be called as {wanted} with "
+                                f"model.params {sorted(config.model.params)}: {exc}",
+                                hint="give the function those arguments, or fix model.params") from None
+
+
+def call_factory(config: Config, inputs: dict[str, Any], output_dim: int,
                  factory: Callable[..., Any] | None = None) -> Any:
-    """What the user's factory (`factory`, when already loaded) returns: some framework's model."""
+    """What the user's factory (`factory`, when already loaded) returns: some framework's model. `inputs`:
+    `model_inputs`."""
     factory = factory or load_factory(config)
     file = (config.root / config.model.factory.rpartition(":")[0]).resolve()
+    _check_signature(factory, config, inputs)
     try:
-        return factory(input_dim=input_dim, output_dim=output_dim, **config.model.params)
+        return factory(**inputs, output_dim=output_dim, **config.model.params)
     except Exception as exc:
         raise ModelFactoryError(f"model.factory: {config.model.factory} raised at {_user_frame(exc, file)}: "
                                 f"{type(exc).__name__}: {exc}",

@@ -1,5 +1,9 @@
 """The PyTorch adapter: a `torch.nn.Module` from the factory, trained by modelci's loop, saved as model.pt.
 
+A table's model takes the preprocessed features (`torch_model`, `torch_loop`); an image model
+(`data.image` set) takes the images themselves (`modelci.frameworks.images`): the choice between them
+is made here, and nowhere else.
+
 NOTE: this module imports no torch, so that listing the adapters does not: its methods import
 `torch_model` and `torch_loop`, which do.
 """
@@ -41,25 +45,42 @@ class PyTorch:
             torch_loop.seed(seed, deterministic)
 
     def fit(self, made: Any, fit: Fit) -> TrainLog:
+        if fit.config.data.image is not None:
+            from modelci.frameworks.images import training
+
+            return training.fit(made, fit)
         from modelci.frameworks import torch_loop
 
         return torch_loop.fit(made, fit)
 
     def load(self, path: Path, config: Config) -> Trained:
+        if config.data.image is not None:
+            from modelci.frameworks.images import network
+
+            image_scorer, target, label = network.load_checkpoint(path, config)
+            return Trained(image_scorer, network.NO_FEATURES, target, label)
         from modelci.frameworks.torch_model import load_checkpoint
 
         scorer, spec, target, label = load_checkpoint(path, config)
         return Trained(scorer, spec, target, label)
 
-    def predict(self, trained: Trained, features: np.ndarray) -> np.ndarray:
+    def predict(self, trained: Trained, features: Any) -> np.ndarray:
+        """Scores of preprocessed features; for an image model, of a DataFrame's images (its image column)."""
+        from modelci.frameworks.images import network
         from modelci.frameworks.torch_model import predict
 
+        if isinstance(trained.model, network.ImageScorer):
+            return network.predict(trained.model, features)
         found: np.ndarray = predict(trained.model, features, trained.target.task)
         return found
 
     def to_onnx(self, trained: Trained, opset: int, output: str) -> tuple[ModelProto, str]:
+        """Over the preprocessed features; for an image model, over the uint8 images (see `images.network`)."""
+        from modelci.frameworks.images import network
         from modelci.frameworks.torch_model import to_onnx
 
+        if isinstance(trained.model, network.ImageScorer):
+            return network.to_onnx(trained.model, opset, output)
         return to_onnx(trained.model, trained.spec.width, opset, output)
 
 

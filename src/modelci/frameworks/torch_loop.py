@@ -1,6 +1,9 @@
 """The PyTorch training loop: the factory's network trained on in-memory tensors with a seeded shuffle.
 
-The loop shuffles by one permutation per epoch and slices tensors (no per-sample indexing), runs
+A table's rows are tensors in memory: the loop shuffles by one permutation per epoch and slices them
+(no per-sample indexing). Whatever else feeds the loop (an image model's streaming loader,
+frameworks/images) hands `run` a `Feed` and gets the same loop, seeds, resume, out-of-memory and
+progress behaviour. The loop runs
 in bf16 on GPUs that have it, weighs classes, clips gradients, steps a learning-rate schedule and
 stops early when the validation loss stops improving. After every epoch the whole state (model,
 optimizer, schedule, random generators) is saved atomically, so `--resume` continues a run that
@@ -14,8 +17,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,10 @@ import torch
 from torch import nn
 
 from modelci import atomic, github
-from modelci.config import Config, TrainConfig
-from modelci.data.tables import Datasets
+from modelci.config import TrainConfig
 from modelci.errors import OutOfMemory, UsageError, first_line
 from modelci.evaluate.metrics import DEFAULT_METRICS, compute, shown
-from modelci.features import FeatureSpec, Target
+from modelci.features import Target
 from modelci.frameworks import Fit, distributed
 from modelci.frameworks.distributed import Distributed
 from modelci.frameworks.fitting import Diverged, check_finite
@@ -42,7 +44,7 @@ STATE_VERSION = 1
 EVAL_CHUNK = 65536  # rows per forward pass when scoring, so a big validation set never needs all activations at once
 # NOTE: settings that may change between an interrupted run and its resumption without changing
 # what the finished epochs mean.
-RESUMABLE_CHANGES = ("epochs", "device")
+RESUMABLE_CHANGES = ("epochs", "device", "workers")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -88,7 +90,8 @@ def _loss_fn(task: str, weights: torch.Tensor | None) -> nn.Module:
     return nn.MSELoss()
 
 
-def _targets(target: Target, y: np.ndarray, device: torch.device) -> torch.Tensor:
+def targets(target: Target, y: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The labels as the loss takes them: class indices, a binary column, or standardized regression values."""
     if target.task == "multiclass":
         return torch.as_tensor(y, dtype=torch.long, device=device)
     if target.task == "binary":
@@ -105,6 +108,11 @@ def environment(device: torch.device) -> dict[str, str]:
         "device_name": torch.cuda.get_device_name(device) if cuda else base_environment()["device_name"],
         "gpus": str(torch.cuda.device_count() if cuda else 0),
     }
+
+
+def device_for(job: Distributed | None, requested: str) -> torch.device:
+    """The device this process trains on: its GPU in a torchrun job (joining the process group), else as asked."""
+    return start(job, requested) if job else resolve_device(requested)
 
 
 def start(job: Distributed, requested: str) -> torch.device:
@@ -183,19 +191,27 @@ class Loop:
             out: torch.Tensor = model(x)
         return out.float()
 
+    def epoch_order(self, rows: int) -> torch.Tensor:
+        """This process's rows for the next epoch, in a fresh order from the run's seeded generator."""
+        order = torch.randperm(rows, generator=self.generator)
+        return shard(self.job, order) if self.job is not None else order
+
     def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: Progress) -> float:
         """One pass over the rows in a fresh seeded order; the mean training loss."""
+        order = self.epoch_order(len(x)).to(x.device)
+        size = self.settings.batch_size
+        slices = (order[first:first + size] for first in range(0, len(order), size))
+        return self.train_batches(((x[rows], y[rows]) for rows in slices), progress)
+
+    def train_batches(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], progress: Progress) -> float:
+        """One epoch: a step on each (inputs, targets) batch, on the device; the mean training loss."""
         self.epoch += 1
         self.model.train()
-        order = torch.randperm(len(x), generator=self.generator).to(x.device)
-        if self.job is not None:
-            order = shard(self.job, order)
-        total_loss = torch.zeros((), device=x.device)
-        size = self.settings.batch_size
-        for step, first in enumerate(range(0, len(order), size), start=1):
-            rows = order[first:first + size]
+        total_loss = torch.zeros((), device=self.device)
+        rows_seen = 0
+        for step, (x, y) in enumerate(batches, start=1):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(self._forward(x[rows], self.model), y[rows])
+            loss = self.loss_fn(self._forward(x, self.model), y)
             loss.backward()
             if self.settings.grad_clip is not None:
                 nn.utils.clip_grad_norm_(self.net.parameters(), self.settings.grad_clip)
@@ -203,24 +219,32 @@ class Loop:
             if self.scheduler is not None:
                 self.scheduler.step()
             # NOTE: summed on the device and read once per epoch: .item() every batch waits for the GPU.
-            total_loss += loss.detach() * len(rows)
+            total_loss += loss.detach() * len(y)
+            rows_seen += len(y)
             progress.step(self.epoch, step)
-        rows_seen = len(order)
         if self.job is not None:
             total_loss, rows_seen = total(total_loss), rows_seen * self.job.world
         return float(total_loss) / rows_seen
 
-    @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
         """The loss on these rows (the validation rows) and the model's output (probabilities, or predictions in
         label units)."""
+        return self.evaluate_batches((x[first:first + EVAL_CHUNK], y[first:first + EVAL_CHUNK])
+                                     for first in range(0, len(x), EVAL_CHUNK))
+
+    @torch.no_grad()
+    def evaluate_batches(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, np.ndarray]:
+        """`evaluate` on (inputs, targets) batches, whose scores are gathered (never all the inputs at once)."""
         self.net.eval()
         # NOTE: every process scores the whole validation set with the same weights, so all of them
         # reach the same early-stopping decision without exchanging anything.
-        scores = torch.cat([self._forward(x[first:first + EVAL_CHUNK], self.net)
-                            for first in range(0, len(x), EVAL_CHUNK)])
-        loss = float(self.loss_fn(scores, y))
-        out = self.scorer.head(scores).double().cpu().numpy()
+        scores, ys = [], []
+        for x, y in batches:
+            scores.append(self._forward(x, self.net))
+            ys.append(y)
+        joined = torch.cat(scores)
+        loss = float(self.loss_fn(joined, torch.cat(ys)))
+        out = self.scorer.head(joined).double().cpu().numpy()
         return loss, out[:, 0] if self.scorer.task == "regression" else out
 
     def keep_if_best(self, val_loss: float) -> bool:
@@ -266,34 +290,59 @@ class Loop:
             best["loss"], best["epoch"], best["stale"], best["state"])
 
 
+@dataclass(frozen=True)
+class Feed:
+    """The rows a run trains and validates on, however they are held: a table's tensors in memory, or images a
+    loader reads batch by batch. `train` and `validate` run one epoch and one validation pass of a `Loop`."""
+
+    rows: int  # training rows, in every process together
+    steps: int  # batches per epoch in each process
+    labels: np.ndarray  # the training rows' encoded labels (for the class weights)
+    val_labels: np.ndarray  # the validation rows' labels as float64 (for the metrics)
+    train: Callable[[Loop, Progress], float]
+    validate: Callable[[Loop], tuple[float, np.ndarray]]
+
+
 def fit(made: Any, fit: Fit) -> TrainLog:
-    """Train the factory's network: in this process, or as one of a torchrun job's processes."""
-    config, settings, job = fit.config, fit.config.train, distributed.from_env()
-    device = start(job, settings.device) if job else resolve_device(settings.device)
+    """Train the factory's network on a table's rows: in this process, or as one of a torchrun job's processes."""
+    config, job = fit.config, distributed.from_env()
+    device = device_for(job, config.train.device)
     net = check_network(made, config, fit.spec.width, fit.target.output_dim).to(device)
-    return _train_network(net, config, fit.datasets, fit.spec, fit.target, fit.out, fit.log, device, job,
-                          fit.resume, fit.on_epoch)
+
+    def save(trained: nn.Module) -> None:
+        save_checkpoint(fit.out / CHECKPOINT, Scorer(trained.cpu(), fit.target).eval(), fit.spec, fit.target, config)
+
+    return run(net, fit, device, job, _table_feed(fit, device, job), save)
 
 
-def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: FeatureSpec, target: Target,
-                   out: Path, log: TrainLog, device: torch.device, job: Distributed | None,
-                   resume: bool, on_epoch: Callable[[EpochRecord], None] | None) -> TrainLog:
-    settings, main = config.train, distributed.is_main(job)
+def _table_feed(fit: Fit, device: torch.device, job: Distributed | None) -> Feed:
+    """The training and validation rows as tensors on the device, preprocessed by the feature spec."""
+    config, target, spec, datasets = fit.config, fit.target, fit.spec, fit.datasets
     y_train = target.encode(datasets.train[config.data.label])
     x = torch.as_tensor(spec.transform(datasets.train), device=device)
-    y = _targets(target, y_train, device)
+    y = targets(target, y_train, device)
     # NOTE: the validation rows choose the kept epoch; the evaluation rows, which judge the model, are never read here
     x_val = torch.as_tensor(spec.transform(datasets.validation), device=device)
     y_val_raw = target.encode(datasets.validation[config.data.label])
-    y_val = _targets(target, y_val_raw, device)
-
+    y_val = targets(target, y_val_raw, device)
     rows_per_process = len(x) // job.world if job else len(x)
-    steps = -(-rows_per_process // settings.batch_size)
-    loop = Loop(net, target, settings, device, steps, class_weights(target, y_train, settings.class_weights), job)
+    return Feed(rows=len(x), steps=-(-rows_per_process // config.train.batch_size), labels=y_train,
+                val_labels=y_val_raw.astype(np.float64), train=lambda loop, progress: loop.train_epoch(x, y, progress),
+                validate=lambda loop: loop.evaluate(x_val, y_val))
+
+
+def run(net: nn.Module, fit: Fit, device: torch.device, job: Distributed | None, feed: Feed,
+        save: Callable[[nn.Module], None]) -> TrainLog:
+    """Train `net` on the feed's rows with the run's seeds, resuming and stopping early as the settings say;
+    `save` writes the kept network (in the first process only)."""
+    config, target, out, log, settings = fit.config, fit.target, fit.out, fit.log, fit.config.train
+    main = distributed.is_main(job)
+    weights = class_weights(target, feed.labels, settings.class_weights)
+    loop = Loop(net, target, settings, device, feed.steps, weights, job)
     log.device, log.processes, log.precision = str(device), job.world if job else 1, "bf16" if loop.autocast else "fp32"
     log.parameters, log.environment = sum(p.numel() for p in net.parameters()), environment(device)
     state_path = out / STATE_FILE
-    if resume:
+    if fit.resume:
         _resume(loop, log, state_path, settings)
     elif state_path.exists() and main:
         state_path.unlink()  # NOTE: a fresh run never picks up an older run's state by accident
@@ -301,7 +350,7 @@ def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: Fea
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        _fit(loop, log, (x, y), (x_val, y_val, y_val_raw.astype(np.float64)), metric_names, state_path, on_epoch)
+        _fit(loop, log, feed, metric_names, state_path, fit.on_epoch)
     except Diverged:
         if main:
             log.status = "diverged"
@@ -319,7 +368,7 @@ def _train_network(net: nn.Module, config: Config, datasets: Datasets, spec: Fea
     loop.restore_best()
     log.status = "completed"
     if main:
-        save_checkpoint(out / CHECKPOINT, Scorer(net.cpu(), target).eval(), spec, target, config)
+        save(net)
         atomic.write_json(out / TRAIN_LOG, asdict(log))
         state_path.unlink(missing_ok=True)
     stop(job)
@@ -357,7 +406,9 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
                          hint="delete it and train from the start")
     # NOTE: a schedule is laid out over all the epochs: with one, their number cannot change either.
     free = [k for k in RESUMABLE_CHANGES if settings.schedule == "constant" or k != "epochs"]
-    changed = [k for k, v in saved["settings"].items() if k not in free and getattr(settings, k, None) != v]
+    # NOTE: compared as asdict writes them: nested settings (train.augment) are dicts in the saved state
+    current = asdict(settings)
+    changed = [k for k, v in saved["settings"].items() if k not in free and current.get(k) != v]
     changed += [k for k, v in _identity(log).items() if saved.get("run", {}).get(k) != v]
     if changed:
         raise UsageError(f"{path} was trained with other settings ({', '.join(changed)}); resuming would mix two runs",
@@ -375,29 +426,28 @@ def _resume(loop: Loop, log: TrainLog, path: Path, settings: TrainConfig) -> Non
 def _identity(log: TrainLog) -> dict[str, Any]:
     """What besides the train settings a saved state belongs to: the model, its inputs, the processes."""
     return {"model.params": log.settings.get("params"), "input_columns": log.input_columns,
-            "input_dim": log.input_dim, "processes": log.processes}
+            "input_dim": log.input_dim, "processes": log.processes, "image": log.image}
 
 
-def _fit(loop: Loop, log: TrainLog, train_set: tuple[torch.Tensor, torch.Tensor],
-         validation: tuple[torch.Tensor, torch.Tensor, np.ndarray], metric_names: tuple[str, ...], state: Path,
+def _fit(loop: Loop, log: TrainLog, feed: Feed, metric_names: tuple[str, ...], state: Path,
          on_epoch: Callable[[EpochRecord], None] | None) -> None:
-    (x, y), (x_val, y_val, labels) = train_set, validation
     settings = loop.settings
     main = distributed.is_main(loop.job)
     progress = Progress(settings.epochs, loop.steps)
     stop = bool(settings.patience) and loop.stale >= settings.patience
     while loop.epoch < settings.epochs and not stop:
         began = time.perf_counter()
-        loss = loop.train_epoch(x, y, progress)
-        val_loss, scores = loop.evaluate(x_val, y_val)
+        loss = feed.train(loop, progress)
+        val_loss, scores = feed.validate(loop)
         # NOTE: the validation loss too: the epoch's last steps can break the weights after its
         # training loss, the mean of losses measured before each step, was still finite.
         check_finite(loop.epoch, loss, val_loss, settings)
         stop = loop.keep_if_best(val_loss)
         seconds = time.perf_counter() - began
-        metrics = {k: (v if np.isfinite(v) else None) for k, v in compute(metric_names, labels, scores).items()}
+        found = compute(metric_names, feed.val_labels, scores)
+        metrics = {k: (v if np.isfinite(v) else None) for k, v in found.items()}
         record = EpochRecord(loop.epoch, loss, val_loss, metrics, loop.lr, round(seconds, 4),
-                             round(len(x) / seconds, 1))
+                             round(feed.rows / seconds, 1))
         log.epochs.append(record)
         if on_epoch is not None:
             on_epoch(record)

@@ -62,7 +62,7 @@ class Scorer(nn.Module):
 
 
 def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
-    return check_network(call_factory(config, input_dim, output_dim), config, input_dim, output_dim)
+    return check_network(call_factory(config, {"input_dim": input_dim}, output_dim), config, input_dim, output_dim)
 
 
 def check_network(net: Any, config: Config, input_dim: int, output_dim: int) -> nn.Module:
@@ -141,15 +141,22 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelProto, str]:
-    """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so."""
+    """The scorer as ONNX over the preprocessed features (input `FEATURES`, float32 [batch, width])."""
+    return export_onnx(scorer, torch.zeros(2, width), FEATURES, opset, output)
+
+
+def export_onnx(scorer: Scorer, example: torch.Tensor, name: str, opset: int, output: str) -> tuple[ModelProto, str]:
+    """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so. `example`: an input
+    of two rows, whose first dimension is the batch; `name`: the ONNX input's name."""
     import onnx
 
-    example = (torch.zeros(2, width),)
+    # NOTE: dynamic_shapes is keyed by the argument's name in Scorer.forward, whatever the ONNX input is called
+    dynamic = {"features": {0: torch.export.Dim("batch")}}
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                scorer, example, dynamo=True, opset_version=opset, input_names=[FEATURES],
-                output_names=[output], dynamic_shapes={FEATURES: {0: torch.export.Dim("batch")}},
+                scorer, (example,), dynamo=True, opset_version=opset, input_names=[name],
+                output_names=[output], dynamic_shapes=dynamic,
             )
         assert program is not None
         return program.model_proto, "dynamo"
@@ -160,8 +167,8 @@ def to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelP
         path = Path(folder) / "model.onnx"
         try:
             with _quiet_exporter():
-                torch.onnx.export(scorer, example, path, dynamo=False, opset_version=opset, input_names=[FEATURES],
-                                  output_names=[output], dynamic_axes={FEATURES: {0: "batch"}, output: {0: "batch"}})
+                torch.onnx.export(scorer, (example,), path, dynamo=False, opset_version=opset, input_names=[name],
+                                  output_names=[output], dynamic_axes={name: {0: "batch"}, output: {0: "batch"}})
         except Exception as exc:
             raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
                              hint="use operators ONNX supports, or raise export.opset") from None

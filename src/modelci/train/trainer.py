@@ -18,11 +18,11 @@ import numpy as np
 
 from modelci import github
 from modelci.config import Config
-from modelci.data.roles import choose_features, log_choice
+from modelci.data.roles import Chosen, choose_features, log_choice
 from modelci.data.tables import Datasets
 from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target, category_report, describe_categories
 from modelci.frameworks import Fit, adapters, distributed, raw_columns, recognise, seed_all
-from modelci.frameworks.factory import call_factory, load_factory
+from modelci.frameworks.factory import call_factory, load_factory, model_inputs
 from modelci.frameworks.fitting import environment
 from modelci.outputs import PICKLE_CHECKPOINT, EpochRecord, TrainLog
 from modelci.train import command
@@ -39,9 +39,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     settings = config.train
     random.seed(settings.seed)
     np.random.seed(settings.seed)
-    chosen = choose_features(datasets.train, config)
+    chosen, spec = _inputs(datasets, config)
     columns = chosen.features
-    spec = FeatureSpec.fit(datasets.train, columns, tuple(chosen.as_numbers))
     target = Target.fit(datasets.train[config.data.label], config.task)
     own_onnx = settings.command is not None or config.model.onnx is not None
     every = () if own_onnx else adapters()
@@ -58,7 +57,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
                    settings=asdict(settings) | {"params": config.model.params,
                                                 "tuned_from": str(config.tuned_from) if config.tuned_from else None},
                    environment=environment(), left_out=chosen.left_out,
-                   as_numbers=chosen.as_numbers, categories={})
+                   as_numbers=chosen.as_numbers, categories={},
+                   classes=[] if config.task == "regression" else list(target.classes))
     if settings.command is not None:
         log.framework, log.input_dim, log.settings = "command", 0, {"command": command.argv(settings.command)}
         return command.run(config, datasets, columns, target, out, log)
@@ -70,13 +70,14 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     # whose initial weights come from the framework's generator.
     imported = set(sys.modules)
     seed_all(every, settings.seed, settings.deterministic)
-    made = call_factory(config, spec.width, target.output_dim, factory)
+    inputs = model_inputs(config, spec.width)
+    made = call_factory(config, inputs, target.output_dim, factory)
     adapter = recognise(made, config.model.factory)
     if set(sys.modules) - imported:
         # NOTE: the factory imported a framework (or more of it) only when called, after the seeding above:
         # seed again and build again, so the initial weights still come from train.seed
         seed_all(every, settings.seed, settings.deterministic)
-        made = call_factory(config, spec.width, target.output_dim, factory)
+        made = call_factory(config, inputs, target.output_dim, factory)
     log.framework = adapter.name
     # NOTE: a model over the raw columns does its own preprocessing: modelci's categories are not what it uses.
     if not raw_columns(adapter):
@@ -87,6 +88,17 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
                 github.log(describe_categories(name, entry, len(datasets.eval)))
             _warn_constant(spec.constant_columns(datasets.train))
     return adapter.fit(made, Fit(config, datasets, spec, target, out, log, resume, on_epoch))
+
+
+def _inputs(datasets: Datasets, config: Config) -> tuple[Chosen, FeatureSpec]:
+    """The columns the model takes, and modelci's preprocessing of them. An image model takes its image column as
+    it is (its own first layer normalizes the pixels): no table preprocessing."""
+    if config.data.image is not None:
+        from modelci.frameworks.images.datasets import chosen
+
+        return chosen(config), FeatureSpec((), ())
+    found = choose_features(datasets.train, config)
+    return found, FeatureSpec.fit(datasets.train, found.features, tuple(found.as_numbers))
 
 
 def _warn_constant(columns: list[str]) -> None:
