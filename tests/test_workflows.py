@@ -123,9 +123,11 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert (artifacts / "modelci-candidate" / "content-key.json").is_file()
     assert "modelci candidate" in first.stdout
     assert "==> candidate pushed:" in first.stdout
-    saved = sorted(entry.name for entry in (artifacts / "cache").iterdir())  # the environment, by the setup action
-    assert len(saved) == 1
-    assert saved[0].startswith("modelci-env-")
+    # the setup action saved the environment, in the pull request's own scope
+    (scope,) = [entry.name for entry in (artifacts / "cache").iterdir()]
+    (saved,) = [entry.name for entry in (artifacts / "cache" / scope).iterdir()]
+    assert scope != "refs_heads_main"
+    assert saved.startswith("modelci-env-")
     judged = tags(served)
     assert sorted(name[:3] for name in judged) == ["key", "pr-"]  # key-<content key> and pr-12, nothing else
     assert len(set(judged.values())) == 1
@@ -136,10 +138,9 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     assert f"promoted the judged candidate {judged[f'pr-{PULL}']} of pull request #{PULL}: no training" \
         in published.stdout
     assert "==> Training" not in published.stdout
-    assert f"cache stand-in: restored {saved[0]}" in published.stdout  # the same lock: the entry restored
-    # NOTE: act gives each run a RUNNER_TEMP of its own (a hosted runner's is always the same), so the environment
-    # restored names another folder's Python and is made again (tests/test_setup.py reuses one restored in place)
-    assert "it was made in another folder" in published.stdout
+    # a pull request's cache entry is never restored on main (GitHub scopes them so): main saves its own
+    assert "cache stand-in: restored modelci-env-" not in published.stdout
+    assert (artifacts / "cache" / "refs_heads_main" / saved).is_dir()  # the same lock, the same key
     revision = git(caller, "rev-parse", "HEAD")
     found = tags(served)
     assert found[f"sha-{revision}"] == found["main"] == judged[f"pr-{PULL}"]
@@ -162,6 +163,10 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
     worse = act(caller, "pull_request", pull_request(caller), "pull-request.yml", github, artifacts)
     assert worse.returncode != 0
     assert "the gate failed: roc_auc" in worse.stdout
+    assert f"cache stand-in: restored {saved} (of {scope})" in worse.stdout  # its own entry, before main's
+    # act gives each run a RUNNER_TEMP of its own (a hosted runner's is always the same), so the environment
+    # restored names another folder's Python and is made again (tests/test_setup.py reuses one restored in place)
+    assert "it was made in another folder" in worse.stdout
     updated = github.comments_on(REPOSITORY, PULL)
     assert [c["id"] for c in updated] == [comments[0]["id"]]
     assert "❌ **Failed**: the gate rejected roc_auc" in updated[0]["body"]

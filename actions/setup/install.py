@@ -39,8 +39,10 @@ What is not checked file by file are the other packages in it (numpy, onnxruntim
 as trusted as the jobs that can write it. GitHub lets a job restore only entries of its own branch and
 of the default branch, so a pull request's job cannot plant one that a job on main restores (its
 entries serve only later runs of that same pull request, which run its code anyway); the save step
-runs right after the install, before any of the job's own code; the push-candidate action, the one job
-of a pull request that may write to the registry, restores nothing; and the cache is in $RUNNER_TEMP,
+runs right after the install, before any of the job's own code; the jobs that hold more than the code
+they run already has restore nothing (push-candidate, the one job of a pull request that may write to
+the registry, and main.yml's sign job, which holds the signing key and the OIDC token: both install
+with install.sh alone); and the cache is in $RUNNER_TEMP,
 never ~/.cache/pip, which any earlier job on a persistent runner could have written. modelci itself
 is never taken from the cache unchecked: a restored modelci whose files differ from this checkout's
 is installed again, with the whole environment.
