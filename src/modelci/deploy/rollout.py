@@ -192,10 +192,17 @@ def _serves(url: str, model: str, version: str, samples: Any) -> bool:
 
 
 def _request(samples: dict[str, Any]) -> dict[str, Any]:
+    """The infer request of the golden samples: a column per table input; an image input's uint8 pixels as
+    UINT8 [rows, height, width, channels] (export keeps an image's pixels, nested lists, as its sample)."""
     rows = samples["inputs"]
     inputs = []
     for name in rows[0]:
         values = [row.get(name) for row in rows]
+        if any(isinstance(v, list) for v in values):
+            pixels = np.asarray(values, dtype=np.uint8)
+            inputs.append({"name": name, "shape": list(pixels.shape), "datatype": "UINT8",
+                           "data": pixels.ravel().tolist()})
+            continue
         text = any(isinstance(v, str) for v in values)
         inputs.append({"name": name, "shape": [len(rows), 1], "datatype": "BYTES" if text else "FP64",
                        "data": values})

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from modelci import github
 from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
 from modelci.serve.drift import OnlineDrift, read_profile
+from modelci.serve.images import image_input, statistics
 from modelci.serve.metrics import Metrics
 from modelci.serve.protocol import BadRequest, TensorSpec
 
@@ -55,7 +56,8 @@ class Loaded:
     threshold: float | None = None  # a binary model's classification threshold, from its metadata (export's)
 
     def run(self, columns: Columns) -> Columns:
-        feeds = {spec.name: columns[spec.name][:, None] for spec in self.inputs}
+        # NOTE: a table input's column is [rows]; an image input's is already the model's [rows, H, W, C]
+        feeds = {spec.name: columns[spec.name] if spec.image else columns[spec.name][:, None] for spec in self.inputs}
         names = [spec.name for spec in self.outputs]
         return dict(zip(names, self.session.run(names, feeds), strict=True))
 
@@ -70,12 +72,29 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     # batches: off, the server does 10-15% more requests at concurrency 64 (benchmarks/serve/)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = [TensorSpec(i.name, _datatype(i), (-1, 1)) for i in session.get_inputs()]
+    inputs = [_input(i, session.get_modelmeta().custom_metadata_map) for i in session.get_inputs()]
     outputs = [TensorSpec(o.name, _datatype(o), (-1, *o.shape[1:])) for o in session.get_outputs()]
     profile = read_profile(path.parent)
-    text = {spec.name: spec.datatype == "BYTES" for spec in inputs}
+    text = {spec.name: spec.datatype == "BYTES" for spec in inputs if spec.image is None}
+    text |= {column: False for spec in inputs if spec.image is not None for column in statistics(spec.name)}
     drift = OnlineDrift.of_profile(profile, text) if profile else None
+    if drift is not None:  # NOTE: an image input's images are measured only when their drift is
+        inputs = [_measured(spec, drift) for spec in inputs]
     return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
+
+
+def _input(tensor: Any, meta: dict[str, str]) -> TensorSpec:
+    """An input as the protocol describes it: a column of rows, or images (uint8 [N, H, W, C])."""
+    image = image_input(tensor, meta)
+    if image is None:
+        return TensorSpec(tensor.name, _datatype(tensor), (-1, 1))
+    return TensorSpec(tensor.name, "UINT8", (-1, *image.size, image.channels), image)
+
+
+def _measured(spec: TensorSpec, drift: OnlineDrift) -> TensorSpec:
+    if spec.image is None or not set(statistics(spec.name)) & set(drift.rules):
+        return spec
+    return replace(spec, image=replace(spec.image, measured=True))
 
 
 def _threshold(session: Any, path: Path) -> float | None:
@@ -245,7 +264,12 @@ class Server:
         length = _header(scope, binary.HEADER)
         document, data = _document(await _read(receive), length)
         model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
-        request = protocol.parse_infer(document, model.inputs, model.outputs, self.max_batch, data)
+        check = (model.inputs, model.outputs, self.max_batch, data)
+        if any(spec.image for spec in model.inputs):
+            # NOTE: decoding and resizing images takes milliseconds the event loop owes to other requests
+            request = await asyncio.get_running_loop().run_in_executor(None, protocol.parse_infer, document, *check)
+        else:
+            request = protocol.parse_infer(document, *check)
         results = await self.batcher.infer(run, request.columns, request.rows)
         found, outputs = protocol.response(model.name, model.version, request, results)
         if not outputs:

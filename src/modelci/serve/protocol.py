@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modelci.serve import binary
+
+if TYPE_CHECKING:
+    from modelci.serve.images import ImageInput
 
 # The protocol's datatypes, as numpy holds them (BYTES: Python strings in an object array)
 DTYPES: dict[str, np.dtype[Any]] = {name: np.dtype(kind) for name, kind in [
@@ -44,6 +47,7 @@ class TensorSpec:
     name: str
     datatype: str  # one of DTYPES
     shape: tuple[int, ...]  # -1 for the batch
+    image: ImageInput | None = None  # an image input (uint8 [N, H, W, C]): the forms it takes (serve/images.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,14 @@ def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], 
             f"unknown input(s) {', '.join(unknown)}" if unknown else "",
             f"missing input(s) {', '.join(missing)}" if missing else ""])) + f"; the model takes {', '.join(expected)}")
     raw = _binary_inputs(body["inputs"], data if data is not None else memoryview(b""))
-    columns = {name: _column(given[name], spec, raw.get(name)) for name, spec in expected.items()}
+    columns: dict[str, NDArray[Any]] = {}
+    for name, spec in expected.items():
+        if spec.image is not None:
+            from modelci.serve.images import image_columns
+
+            columns.update(image_columns(given[name], spec, raw.get(name)))  # NOTE: and its statistics, for drift
+        else:
+            columns[name] = _column(given[name], spec, raw.get(name))
     rows = {len(column) for column in columns.values()}
     if len(rows) > 1:
         raise BadRequest(f"the inputs hold different numbers of rows: {sorted(rows)}")
@@ -382,9 +393,11 @@ THRESHOLD_PARAMETER = "modelci.threshold"  # the model metadata's parameter: the
 def metadata(model: str, version: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
              threshold: float | None = None) -> dict[str, Any]:
     """The model metadata response; a binary model's threshold (at or above it a row's positive probability calls
-    it positive) in its optional `parameters`, as implementations of the protocol such as MLServer carry them."""
+    it positive) in its optional `parameters`, as implementations of the protocol such as MLServer carry them; an
+    image input's own `parameters` say which forms it takes (serve/images.py)."""
     def tensors(specs: list[TensorSpec]) -> list[dict[str, Any]]:
-        return [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs]
+        return [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape),
+                 **({"parameters": s.image.parameters()} if s.image is not None else {})} for s in specs]
     found: dict[str, Any] = {"name": model, "versions": [version], "platform": "onnxruntime_onnx",
                              "inputs": tensors(inputs), "outputs": tensors(outputs)}
     if threshold is not None:

@@ -57,6 +57,8 @@ def smoke_test(model: Loaded, samples: dict[str, object] | None) -> None:
     rows = samples["inputs"]
     assert isinstance(rows, list)
     columns = {}
+    # NOTE: an image input's samples are its uint8 pixels (export's `golden_samples`): the nested lists become
+    # [rows, height, width, channels] here, the column an image input takes (`Loaded.run`)
     for spec in model.inputs:
         values = [row.get(spec.name) for row in rows]
         columns[spec.name] = np.array(values, dtype=object) if spec.datatype == "BYTES" else \
