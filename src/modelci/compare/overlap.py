@@ -70,7 +70,7 @@ def _count_overlap(found: Comparability, sketch: RowSketch, frame: pd.DataFrame)
     if rate > SATURATED:
         return (f"overlap not checked: the baseline's training-row sketch is too full to tell (false-positive rate "
                 f"{rate:.2g})")
-    matched = int(sketch.contains(frame_keys(frame, header.columns)).sum())
+    matched = int(sketch.contains(frame_keys(frame, header.columns, header.images)).sum())
     # NOTE: each of the rows not in the training data is matched with probability `rate`, so
     # E[matched] = overlap + (rows - overlap) * rate; solved for the overlap.
     overlap = min(rows, max(0, round((matched - rows * rate) / (1 - rate))))

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from modelci.evaluate.metrics import _EPS, DEFAULT_THRESHOLD, _positive, decided
+from modelci.evaluate.metrics import _EPS, DEFAULT_THRESHOLD, _positive, decided, top_k_hits
 
 Array = NDArray[np.float64]
 # NOTE: ~16 MB of draws per block: large enough that numpy's per-call cost vanishes, small
@@ -241,9 +241,14 @@ def r2(y: Array, pred: Array) -> OnBlock:
     return on_block
 
 
+def top_k_accuracy(k: int) -> Prepare:
+    return lambda y, p: _mean_of(top_k_hits(k, y, p).astype(np.float64))
+
+
 AVERAGED: dict[str, Prepare] = {
     "log_loss": log_loss, "brier": brier, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "rmse": rmse, "mae": mae,
     "r2": r2, "mape": mape,
+    "top_2_accuracy": top_k_accuracy(2), "top_3_accuracy": top_k_accuracy(3), "top_5_accuracy": top_k_accuracy(5),
 }
 RANKED: dict[str, Callable[[_Ranking], OnBlock]] = {"roc_auc": roc_auc, "pr_auc": pr_auc}
 # NOTE: the metrics of decided classes, metrics.THRESHOLDED's: each takes its model's threshold

@@ -9,13 +9,20 @@ row in another run: the columns are taken in order of their names (not the file'
 number or boolean is hashed as a float64 (an int column with a missing value becomes float in a
 frame; 1, 1.0 and true are one value). Every column of the frame is covered, label included, and
 the names are recorded, so a later run hashes exactly those columns even if it has more.
+
+An image column (an image model's, whose values are the images' paths, absolute and different on every
+runner, or their encoded bytes) is hashed by each image's content instead: the BLAKE2b-128 hash of its
+file's bytes, the hash the data check uses for duplicates and leakage (`data/images/measure.py`). The
+header names those columns (`images`), so a later run hashes its evaluation images the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +59,28 @@ def _arrow(series: pd.Series) -> pa.Array:
     return array
 
 
-def frame_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """The (n, 2) uint64 row key of each row of `frame` over `columns` (hashed in sorted order)."""
+def content_hash(value: object) -> str:
+    """An image's content hash in hex: BLAKE2b-128 of its encoded bytes (`value` is the bytes or the file's path),
+    as the data check hashes images; a file that cannot be read keeps its path, marked so."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+    else:
+        try:
+            data = Path(str(value)).read_bytes()
+        except OSError:
+            # NOTE: the data check names such a file; here it just matches no other image
+            return f"unreadable:{value}"
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def frame_keys(frame: pd.DataFrame, columns: list[str], images: Collection[str] = ()) -> np.ndarray:
+    """The (n, 2) uint64 row key of each row of `frame` over `columns` (hashed in sorted order); the columns in
+    `images` by their images' content hashes."""
     hasher = RowHasher(len(frame))
     named = {str(c): c for c in frame.columns}
     for name in sorted(columns):
-        array = _arrow(frame[named[name]])
+        series = frame[named[name]]
+        array = _arrow(series.map(content_hash) if name in images else series)
         kind = "float" if arrow_kind(array.type) in ("int", "float", "bool") else "string"
         hasher.add(column_batch(array, kind).bits())
     return hasher.keys()
@@ -83,6 +106,7 @@ class SketchHeader:
     false_positive_rate: float  # of this filter, from its share of set bits
     target_false_positive_rate: float = TARGET_RATE
     capped: bool = False  # the size cap, not the target rate, set the size
+    images: list[str] = field(default_factory=list)  # columns hashed by their images' content (`content_hash`)
     scheme: str = SCHEME
     version: int = SKETCH_VERSION
 
@@ -95,7 +119,7 @@ class RowSketch:
         self.packed = packed
 
     @classmethod
-    def build(cls, keys: np.ndarray, columns: list[str]) -> RowSketch:
+    def build(cls, keys: np.ndarray, columns: list[str], images: Collection[str] = ()) -> RowSketch:
         bits, hashes, capped = _size(len(keys))
         # NOTE: one byte per bit while building (at most 64 MiB at the cap): setting bytes is several times
         # faster than or-ing bits into packed bytes (np.bitwise_or.at)
@@ -105,7 +129,7 @@ class RowSketch:
         packed = np.packbits(flags, bitorder="little")
         rate = (int(_POPCOUNT[packed].sum()) / bits) ** hashes
         header = SketchHeader(rows=len(keys), bits=bits, hashes=hashes, columns=sorted(columns),
-                              false_positive_rate=rate, capped=capped)
+                              false_positive_rate=rate, capped=capped, images=sorted(images))
         return cls(header, packed)
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
@@ -119,7 +143,10 @@ class RowSketch:
 
     def to_bytes(self) -> bytes:
         """One line of JSON (the header), then the packed bits."""
-        return json.dumps(asdict(self.header)).encode() + b"\n" + self.packed.tobytes()
+        fields = asdict(self.header)
+        if not fields["images"]:
+            del fields["images"]  # NOTE: a table's sketch stays as modelci wrote it before images, for older readers
+        return json.dumps(fields).encode() + b"\n" + self.packed.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RowSketch:
@@ -142,15 +169,18 @@ def _positions(keys: np.ndarray, bits: int, hashes: int) -> np.ndarray:
     return np.asarray((first + step * np.arange(hashes, dtype=np.uint64)) % np.uint64(bits))
 
 
-def write_training_sketch(out: Path, train: pd.DataFrame, *others: pd.DataFrame) -> RowSketch:
+def write_training_sketch(out: Path, train: pd.DataFrame, *others: pd.DataFrame,
+                          images: Collection[str] = ()) -> RowSketch:
     """Write the sketch of the training rows (and of `others`: the validation rows) to OUT/train-rows.bloom.
 
     The training frame's columns are the ones covered; another frame that lacks one of them is left out.
+    `images`: the image columns (`Datasets.images`), hashed by content.
     """
     from modelci import atomic
 
     columns = [str(c) for c in train.columns]
+    images = [c for c in columns if c in images]
     frames = [train, *(f for f in others if set(columns) <= {str(c) for c in f.columns})]
-    sketch = RowSketch.build(np.concatenate([frame_keys(f, columns) for f in frames]), columns)
+    sketch = RowSketch.build(np.concatenate([frame_keys(f, columns, images) for f in frames]), columns, images)
     atomic.write_bytes(out / SKETCH_FILE, sketch.to_bytes())
     return sketch

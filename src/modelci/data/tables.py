@@ -1,8 +1,10 @@
-"""Reading training, validation and evaluation data (Parquet or CSV; a file, a glob or a folder of files)."""
+"""Reading training, validation and evaluation data (Parquet or CSV; a file, a glob or a folder of files), and
+splitting any model's data, an image model's folders included (`load_datasets`, `split_datasets`)."""
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +93,9 @@ class Datasets:
     eval: pd.DataFrame
     validation: pd.DataFrame
     cleaning: dict[str, Any] = field(default_factory=dict)  # what data.clean removed, per dataset
+    # NOTE: an image model's image column, whose values are paths (or encoded bytes): its rows are the same rows
+    # by their images' content, not by those values (the overlap check, data/rowsketch.py)
+    images: tuple[str, ...] = ()
 
 
 def _require_label(frame: pd.DataFrame, label: str, where: Path) -> None:
@@ -236,27 +241,43 @@ def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFra
     return frame, report
 
 
+# A dataset's rows, read from the path a key of the config (data.train, data.eval, data.validation) names,
+# with what data.clean removed from them (None: nothing cleaned).
+Reader = Callable[[Path, str], tuple["pd.DataFrame", "dict[str, Any] | None"]]
+
+
 def load_datasets(config: Config) -> Datasets:
-    """The training, validation and evaluation frames, cleaned as `data.clean` says: `data.eval` or a seeded
-    split of the training data, then `data.validation` or `data.validation_split` of the remaining training rows."""
+    """The training, validation and evaluation frames of any model: an image model's rows of (image path, label)
+    from its folders per class (`modelci.frameworks.images.datasets`), else the tables, cleaned as `data.clean`
+    says; split as `split_datasets` says."""
     from modelci.data.named import require_named_columns
     from modelci.data.schema import load_schema
+    from modelci.frameworks.images.datasets import image_datasets, is_image_model
 
+    if is_image_model(config):
+        return image_datasets(config)
     schema = load_schema(config.data.schema) if config.data.schema else None
     require_named_columns(config)
-    train, cleaned = _load(config.data.train, config, schema)
+    return split_datasets(config, lambda path, _key: _load(path, config, schema))
+
+
+def split_datasets(config: Config, read: Reader) -> Datasets:
+    """`data.eval` or a seeded split of the training data (`data.split`), then `data.validation` or
+    `data.validation_split` of the remaining training rows; labels the training rows never had refused (exit 2).
+    One path for tables and images alike, so both are split and checked the same way."""
+    train, cleaned = read(config.data.train, "data.train")
     cleaning = {"train": cleaned} if cleaned else {}
     if config.data.eval is None:
         train, evaluation = _split(train, config)
     else:
-        evaluation, cleaned = _load(config.data.eval, config, schema)
+        evaluation, cleaned = read(config.data.eval, "data.eval")
         if cleaned:
             cleaning["eval"] = cleaned
     _require_known_labels(train, evaluation, config)
     if config.data.validation is None:
         train, validation = carve_validation(train, config)
     else:
-        validation, cleaned = _load(config.data.validation, config, schema)
+        validation, cleaned = read(config.data.validation, "data.validation")
         _require_classes(train, validation, config, "data.validation")
         if cleaned:
             cleaning["validation"] = cleaned

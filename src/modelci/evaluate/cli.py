@@ -39,7 +39,8 @@ def stage(config: Config, out: Path, datasets: Datasets, model: Path | None = No
                                           for name, s in seeds["metrics"].items()))
     with github.group("Evaluation (ONNX Runtime)"):
         report = evaluate_model(config, datasets.eval, model or out / "model.onnx", out, kfold, seeds)
-        github.log(f"    {report.rows} rows: " + ", ".join(f"{k} {shown(v)}" for k, v in report.metrics.items()))
+        counted = "images" if datasets.images else "rows"
+        github.log(f"    {report.rows} {counted}: " + ", ".join(f"{k} {shown(v)}" for k, v in report.metrics.items()))
     return report
 
 

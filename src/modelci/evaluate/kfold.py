@@ -10,6 +10,7 @@ parity check, and then scored on its held-out fold, so what is measured is what 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -130,10 +131,10 @@ def _fold(config: Config, datasets: Datasets, folder: Path, held_out: np.ndarray
 
     folder.mkdir(parents=True, exist_ok=True)
     kept = np.setdiff1d(np.arange(len(datasets.train)), held_out)
-    github.log(f"    {name}: training on {len(kept):,} rows, scoring {len(held_out):,}")
+    counted = "images" if datasets.images else "rows"
+    github.log(f"    {name}: training on {len(kept):,} {counted}, scoring {len(held_out):,}")
     # NOTE: the validation rows, disjoint from every fold, choose the kept epoch: never the held-out fold
-    fold = Datasets(train=datasets.train.iloc[kept].reset_index(drop=True), eval=datasets.eval,
-                    validation=datasets.validation)
+    fold = dataclasses.replace(datasets, train=datasets.train.iloc[kept].reset_index(drop=True))
     train_and_export(config, fold, folder, name)
     test = datasets.train.iloc[held_out].reset_index(drop=True)
     return FoldMetrics(*index, len(kept), len(test), evaluate_frame(config, test, folder / MODEL_FILE))

@@ -141,14 +141,19 @@ def f1_weighted(y: Array, p: Array) -> float:
     return float(np.dot(f1s, support) / support.sum())
 
 
+def top_k_hits(k: int, y: Array, p: Array) -> NDArray[np.bool_]:
+    """Whether each row's class is among the model's `k` most probable (all of them when there are no more)."""
+    if k >= p.shape[1]:
+        return np.ones(len(y), dtype=bool)
+    # NOTE: a class tied with the k-th score counts only when it is among the first k (as scikit-learn's)
+    top = np.argpartition(-p, k - 1, axis=1)[:, :k]
+    return np.asarray(np.any(top == y.astype(np.int64)[:, None], axis=1))
+
+
 def top_k_accuracy(k: int) -> Metric:
-    """The share of rows whose class is among the model's `k` most probable (all of them when there are no more)."""
+    """The share of rows whose class is among the model's `k` most probable (`top_k_hits`)."""
     def metric(y: Array, p: Array) -> float:
-        if k >= p.shape[1]:
-            return 1.0
-        # NOTE: a class tied with the k-th score counts only when it is among the first k (as scikit-learn's)
-        top = np.argpartition(-p, k - 1, axis=1)[:, :k]
-        return float(np.mean(np.any(top == y.astype(np.int64)[:, None], axis=1)))
+        return float(np.mean(top_k_hits(k, y, p)))
 
     return metric
 

@@ -12,6 +12,7 @@ from typing import Any
 from modelci.evaluate.metrics import LOWER_IS_BETTER
 from modelci.report.cells import num as _num
 from modelci.report.markdown import _load
+from modelci.report.units import ROWS, Unit, image_input, unit_of
 
 CARD_FILE = "model-card.md"
 SHOWN_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "grad_clip", "class_weights")
@@ -23,14 +24,16 @@ def build_card(out: Path, name: str) -> str | None:
     if metrics is None or log is None:
         return None
     data, parity, comparison = (_load(out, n) for n in ("data-report.json", "parity.json", "comparison.json"))
-    inputs = f"{len(log['input_columns'])} raw columns: " + ", ".join(f"`{c}`" for c in log["input_columns"])
-    rows = [("Task", _task(metrics, log)), ("Model", _model(log)), ("Artifact", _artifact(metrics, parity)),
-            ("Inputs", inputs), *_data_rows(data), ("Training", _training(log)),
+    unit = unit_of(log)
+    inputs = image_input(log) if unit != ROWS else \
+        f"{len(log['input_columns'])} raw columns: " + ", ".join(f"`{c}`" for c in log["input_columns"])
+    rows = [("Task", _task(metrics, log, unit)), ("Model", _model(log)), ("Artifact", _artifact(metrics, parity)),
+            ("Inputs", inputs), *_data_rows(data, unit), ("Training", _training(log)),
             ("Environment", _environment(log["environment"]))]
     if comparison is not None:
         rows.append(("Baseline", _baseline(comparison)))
     lines = [f"# Model card: {name}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
-             f"## Metrics on the evaluation set ({metrics['rows']:,} rows, ONNX Runtime)", "",
+             f"## Metrics on the evaluation set ({unit.count(metrics['rows'])}, ONNX Runtime)", "",
              "| metric | value |", "|---|---:|", *(f"| {k} | {_num(v)} |" for k, v in metrics["metrics"].items())]
     if metrics.get("kfold"):
         kfold = metrics["kfold"]
@@ -42,11 +45,11 @@ def build_card(out: Path, name: str) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def _task(metrics: dict[str, Any], log: dict[str, Any]) -> str:
+def _task(metrics: dict[str, Any], log: dict[str, Any], unit: Unit) -> str:
     classes = ", ".join(f"`{c}`" for c in metrics["classes"])
     kind = {"binary": "binary classification", "multiclass": "multiclass classification"}.get(metrics["task"],
                                                                                              "regression")
-    return f"{kind}, {log['rows']:,} training rows" + (f"; classes {classes}" if classes else "")
+    return f"{kind}, {log['rows']:,} training {unit.many}" + (f"; classes {classes}" if classes else "")
 
 
 def _model(log: dict[str, Any]) -> str:
@@ -70,10 +73,11 @@ def _artifact(metrics: dict[str, Any], parity: dict[str, Any] | None) -> str:
     return text
 
 
-def _data_rows(data: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _data_rows(data: dict[str, Any] | None, unit: Unit) -> list[tuple[str, str]]:
     if data is None:
         return []
-    return [(f"{d['name'].capitalize()} data", f"`{d['path']}`: {d['rows']:,} rows, fingerprint `{d['fingerprint']}`")
+    return [(f"{d['name'].capitalize()} data",
+             f"`{d['path']}`: {unit.count(d['rows'])}, fingerprint `{d['fingerprint']}`")
             for d in data["datasets"]]
 
 

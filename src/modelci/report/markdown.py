@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from modelci.outputs import LOG_VERSION
 from modelci.report import gate
 from modelci.report.cells import cell as _cell
 from modelci.report.cells import num as _num
+from modelci.report.units import ROWS, Unit, image_summary, unit_of
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"  # written only when report.md had to be cut
@@ -68,12 +70,12 @@ def overall(out: Path) -> tuple[str, bool]:
     return f"✅ **Passed** ({comparison['baseline_status']}): {comparison.get('reason') or ''}", True
 
 
-def _comparison_section(comparison: dict[str, Any]) -> list[str]:
+def _comparison_section(comparison: dict[str, Any], unit: Unit = ROWS) -> list[str]:
     level = round(comparison["confidence"] * 100)
     lines = ["## Metrics", ""]
     if comparison["baseline_status"] == "compared":
         lines.append(f"Baseline `{comparison['baseline_reference']}` = `{comparison['baseline_digest']}`, "
-                     f"paired on the same {comparison['rows']:,} evaluation rows; {level}% intervals from "
+                     f"paired on the same {comparison['rows']:,} evaluation {unit.many}; {level}% intervals from "
                      f"{comparison['bootstrap']:,} bootstrap resamples.")
     else:
         lines.append(f"No comparison: {comparison.get('reason')}")
@@ -94,10 +96,11 @@ def _comparison_section(comparison: dict[str, Any]) -> list[str]:
         if m.get("mcnemar_p") is not None:
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
-                          f"rows, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
+                          f"{unit.many}, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
     failures = [f"- **{name}**: {reason}" for name, reason in _failures(comparison)]
     lines += ["", *failures] if failures else []
-    return [*lines, *_fold_differences(comparison), *_roc_chart(comparison), *_operational_section(comparison), ""]
+    return [*lines, *_fold_differences(comparison), *_roc_chart(comparison), *_operational_section(comparison, unit),
+            ""]
 
 
 def _seeds(comparison: dict[str, Any]) -> list[str]:
@@ -150,13 +153,14 @@ def _fold_differences(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _operational_section(comparison: dict[str, Any]) -> list[str]:
+def _operational_section(comparison: dict[str, Any], unit: Unit = ROWS) -> list[str]:
     rows = comparison.get("operational") or []
     if not rows:
         return []
     lines = ["", "## Latency and size", "",
-             f"Latency of one request in ONNX Runtime on this runner, of 1 row and of {comparison['latency_batch']} "
-             "rows, both models timed in turns in this one process, so their figures are comparable by construction; "
+             f"Latency of one request in ONNX Runtime on this runner, of {unit.count(1)} and of "
+             f"{unit.count(comparison['latency_batch'])}, both models timed in turns in this one process, so their "
+             "figures are comparable by construction; "
              f"the change's {round(comparison['confidence'] * 100)}% bootstrap interval is in brackets.", "",
              "| figure ↓ | baseline | candidate | change | verdict | rule |", "|---|---:|---:|---:|---|---|"]
     for m in rows:
@@ -240,11 +244,15 @@ def _cleaning(data: dict[str, Any]) -> list[str]:
     return ["", "Cleaning before training (`data.clean`):", "", *lines] if lines else []
 
 
-def _data_section(data: dict[str, Any]) -> list[str]:
-    lines = ["## Data", "", "| dataset | rows | columns | failed checks | fingerprint |", "|---|---:|---:|---:|---|"]
+def _data_section(data: dict[str, Any], unit: Unit = ROWS) -> list[str]:
+    # NOTE: a folder of images per class has two columns, the image and its label: counting them says nothing
+    columns = unit == ROWS
+    lines = ["## Data", "", f"| dataset | {unit.many} |{' columns |' if columns else ''} failed checks | fingerprint |",
+             f"|---|---:|{'---:|' if columns else ''}---:|---|"]
     for d in data["datasets"]:
         errors = [v for v in d["violations"] if v["severity"] == "error"]
-        lines.append(f"| {d['name']} (`{d['path']}`) | {d['rows']:,} | {d['columns']} | {len(errors)} | "
+        counted = f" {d['columns']} |" if columns else ""
+        lines.append(f"| {d['name']} (`{d['path']}`) | {d['rows']:,} |{counted} {len(errors)} | "
                      f"`{d['fingerprint'][:19]}…` |")
     return [*lines, *_findings(data), *_drift(data), *_cleaning(data), ""]
 
@@ -254,9 +262,11 @@ def _training_section(log: dict[str, Any]) -> list[str]:
         return ["## Training", "", "train-log.json was written by another version of modelci: run `modelci train` "
                 "again to see its figures here.", ""]
     last = log["epochs"][-1] if log["epochs"] else None
+    what = image_summary(log) if unit_of(log) != ROWS else \
+        f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features)"
     lines = ["## Training", "",
-             f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features), "
-             f"{log['parameters']:,} parameters, on `{log['device']}` ({log['environment'].get('device_name', '')}, "
+             f"{what}, {log['parameters']:,} parameters, on `{log['device']}` "
+             f"({log['environment'].get('device_name', '')}, "
              f"{log.get('precision', 'fp32')}), {len(log['epochs'])} epochs in {log['seconds']:.1f} s, "
              f"seed {log['seed']}."]
     if last:
@@ -304,8 +314,8 @@ def _param(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else "–" if value is None else str(value)
 
 
-def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
-    lines = ["## Export", "", _parity_line(parity)]
+def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None, unit: Unit = ROWS) -> list[str]:
+    lines = ["## Export", "", _parity_line(parity, unit)]
     lines += [f"- {p}" for p in parity["problems"]]
     quantized = parity.get("quantization")
     if quantized:
@@ -316,18 +326,18 @@ def _export_section(parity: dict[str, Any], metrics: dict[str, Any] | None) -> l
                      f"{quantized['rows']:,} rows.")
     if metrics:
         lines.append(f"\nModel `{metrics['model_digest']}`.")
-        lines += _kfold(metrics) + _calibration(metrics) + _per_class(metrics) + _slices(metrics)
+        lines += _kfold(metrics) + _calibration(metrics, unit) + _per_class(metrics, unit) + _slices(metrics, unit)
     return [*lines, ""]
 
 
-def _parity_line(parity: dict[str, Any]) -> str:
+def _parity_line(parity: dict[str, Any], unit: Unit = ROWS) -> str:
     if not parity["outputs"]:
         return f"The model was written as ONNX by `{parity['exporter']}`: no trained model to check it against."
     status = "✅ passed" if parity["passed"] else "❌ failed"
     output, metric = parity["outputs"][0], parity["metric"]
     error = "unbounded" if output["max_abs_error"] is None else f"{output['max_abs_error']:.2e}"
     shown = {k: "undefined" if metric[k] is None else f"{metric[k]:.6f}" for k in ("trained", "onnx")}
-    return (f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {parity['rows']:,} rows: "
+    return (f"ONNX opset {parity['opset']} ({parity['exporter']} exporter). Parity on {unit.count(parity['rows'])}: "
             f"{status}; largest difference {error} (atol {parity['atol']}, rtol {parity['rtol']}); "
             f"{metric['name']} as trained {shown['trained']}, ONNX {shown['onnx']}.")
 
@@ -356,19 +366,19 @@ def _fold_names(k: int, repeats: int) -> list[str]:
     return [f"{r}.{i}" for r in range(1, repeats + 1) for i in range(1, k + 1)]
 
 
-def _calibration(metrics: dict[str, Any]) -> list[str]:
+def _calibration(metrics: dict[str, Any], unit: Unit = ROWS) -> list[str]:
     found = metrics.get("calibration")
     if not found:
         return []
     lines = ["", f"Calibration: expected calibration error {found['expected_calibration_error']:.4f}.", "",
              "<details><summary>Predicted against observed, by probability</summary>", "",
-             "| predicted | rows | mean predicted | observed |", "|---|---:|---:|---:|"]
+             f"| predicted | {unit.many} | mean predicted | observed |", "|---|---:|---:|---:|"]
     lines += [f"| {b['low']:.1f}–{b['high']:.1f} | {b['rows']:,} | {b['mean_predicted']:.3f} | {b['observed']:.3f} |"
               for b in found["bins"]]
     return [*lines, "", "</details>"]
 
 
-def _per_class(metrics: dict[str, Any]) -> list[str]:
+def _per_class(metrics: dict[str, Any], unit: Unit = ROWS) -> list[str]:
     """Each class's precision, recall and F1, and the confusion matrix, from metrics.json's matrix (at the model's
     threshold for a binary model), collapsed."""
     matrix: list[list[int]] = metrics.get("confusion_matrix") or []
@@ -378,7 +388,7 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     hits = [matrix[i][i] for i in range(len(matrix))]
     called, rows = [sum(column) for column in zip(*matrix, strict=True)], [sum(row) for row in matrix]
     lines = ["", "<details><summary>Each class: precision, recall, and the confusion matrix</summary>", "",
-             "| class | rows | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
+             f"| class | {unit.many} | precision | recall | F1 |", "|---|---:|---:|---:|---:|"]
     for i, name in enumerate(classes):
         precision = hits[i] / called[i] if called[i] else None
         recall = hits[i] / rows[i] if rows[i] else None
@@ -390,12 +400,12 @@ def _per_class(metrics: dict[str, Any]) -> list[str]:
     return [*lines, "", "</details>"]
 
 
-def _slices(metrics: dict[str, Any]) -> list[str]:
+def _slices(metrics: dict[str, Any], unit: Unit = ROWS) -> list[str]:
     lines = []
     for column, groups in (metrics.get("slices") or {}).items():
         names = list(groups[0]["metrics"]) if groups else []
         lines += ["", f"<details><summary>Metrics by {column}</summary>", "",
-                  f"| {column} | rows | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
+                  f"| {column} | {unit.many} | {' | '.join(names)} |", "|---|---:|" + "---:|" * len(names)]
         lines += [f"| {_cell(str(g['value']))} | {g['rows']:,} | "
                   + " | ".join(_num(g["metrics"][n]) for n in names) + " |"
                   for g in groups]
@@ -408,15 +418,18 @@ def build_report(out: Path) -> tuple[str, bool]:
     verdict, passed = overall(out)
     key = _load(out, "content-key.json")  # NOTE: modelci.cache.KEY_FILE; none for a dirty tree
     lines = [MARKER, "# modelci report", "", verdict, "", *([f"Content key: `{key['key']}`", ""] if key else [])]
-    sections = (("comparison.json", _comparison_section), ("data-report.json", _data_section),
-                ("train-log.json", _training_section), ("tune-report.json", _tune_section))
+    unit = unit_of(_load(out, "train-log.json"))  # NOTE: an image model's report counts images
+    sections: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
+        ("comparison.json", lambda found: _comparison_section(found, unit)),
+        ("data-report.json", lambda found: _data_section(found, unit)),
+        ("train-log.json", _training_section), ("tune-report.json", _tune_section))
     for name, render in sections:
         data = _load(out, name)
         if data is not None:
             lines += render(data)
     parity = _load(out, "parity.json")
     if parity is not None:
-        lines += _export_section(parity, _load(out, "metrics.json"))
+        lines += _export_section(parity, _load(out, "metrics.json"), unit)
     return "\n".join(lines).rstrip() + "\n", passed
 
 

@@ -27,7 +27,7 @@ def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False
         shutil.rmtree(out / SEEDS_DIR, ignore_errors=True)
         log = train_model(config, datasets, out, resume=resume)
         # NOTE: the rows that made the model (cleaned, split), for a later comparison's overlap check
-        write_training_sketch(out, datasets.train, datasets.validation)
+        write_training_sketch(out, datasets.train, datasets.validation, images=datasets.images)
         return log
 
 

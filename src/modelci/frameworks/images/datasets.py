@@ -9,6 +9,7 @@ NOTE: imports no torch or Pillow.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,26 +45,22 @@ def chosen(config: Config) -> Chosen:
 
 
 def load_datasets(config: Config) -> Datasets:
-    """The datasets of any model: an image model's from its folders per class, else a table's
-    (`modelci.data.tables.load_datasets`)."""
+    """The datasets of any model (`modelci.data.tables.load_datasets`, which reads an image model's folders
+    through `image_datasets`)."""
     from modelci.data import tables
 
-    if not is_image_model(config):
-        return tables.load_datasets(config)
+    return tables.load_datasets(config)
+
+
+def image_datasets(config: Config) -> Datasets:
+    """An image model's training, validation and evaluation rows, from its folders per class, split and checked
+    as a table's rows are (`modelci.data.tables.split_datasets`)."""
+    from modelci.data import tables
+
     _require_image_setup(config)
     column, label = image_column(config), config.data.label
-    train = folder_frame(config.data.train, column, label, "data.train")
-    if config.data.eval is None:
-        train, evaluation = tables._split(train, config)  # NOTE: data.split, as for a table's rows
-    else:
-        evaluation = folder_frame(config.data.eval, column, label, "data.eval")
-    tables._require_known_labels(train, evaluation, config)
-    if config.data.validation is None:
-        train, validation = tables.carve_validation(train, config)
-    else:
-        validation = folder_frame(config.data.validation, column, label, "data.validation")
-        tables._require_classes(train, validation, config, "data.validation")
-    return Datasets(train=train, eval=evaluation, validation=validation)
+    found = tables.split_datasets(config, lambda path, key: (folder_frame(path, column, label, key), None))
+    return dataclasses.replace(found, images=(column,))
 
 
 def _require_image_setup(config: Config) -> None:
