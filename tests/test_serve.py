@@ -444,3 +444,40 @@ def test_a_pulled_artifact_reports_its_digest_and_a_changed_model_its_own(export
     changed = tmp_path / "pulled" / "model.onnx"
     changed.write_bytes(changed.read_bytes() + b"\0")  # no longer the file the manifest names
     assert _digest_of(changed) == "sha256:" + hashlib.sha256(changed.read_bytes()).hexdigest()
+
+
+def test_an_artifact_the_registry_cannot_give_yet_is_tried_again_not_refused(exported: Path, retrained: Path,
+                                                                              tmp_path: Path) -> None:
+    from modelci.registry.artifact import WEIGHT_FILE, promote, push_files
+    from modelci.registry.layout import OciLayout
+    from modelci.registry.reference import parse_reference
+
+    registry = f"oci:{tmp_path / 'registry'}"
+    push_files(artifact_of(tmp_path / "a", exported, exported), parse_reference(f"{registry}:prod"), ["prod"], {})
+    second = push_files(artifact_of(tmp_path / "b", retrained, retrained), parse_reference(f"{registry}:next"),
+                        ["next"], {})
+    # the new model's weights are not in the registry (yet): a push still under way, or a store that failed a read
+    layout = OciLayout(tmp_path / "registry")
+    manifest = json.loads(layout.manifest(second.digest) or b"{}")
+    (weights,) = [layer for layer in manifest["layers"]
+                  if layer["annotations"]["org.cncf.model.filepath"] == WEIGHT_FILE]
+    blob = layout.blob_path(weights["digest"])
+    blob.rename(tmp_path / "weights")
+    watching = start(f"{registry}:prod", "--watch", "--poll-interval", "0.1")
+    try:
+        first = requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"]
+        promote(parse_reference(f"{registry}:next"), ["prod"])
+        time.sleep(1.0)  # several looks at the tag
+        assert requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"] == first
+        assert metric(watching.url, 'modelci_model_loads_total{outcome="failed"}') == 0  # not refused
+        (tmp_path / "weights").rename(blob)  # the blob arrives: the next look swaps the model in
+        for _ in range(100):
+            if requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"] != first:
+                break
+            time.sleep(0.1)
+        assert requests.get(f"{watching.url}/v2/models/churn", timeout=5).json()["versions"] == \
+            [second.digest.split(":")[1][:12]]
+    finally:
+        watching.process.send_signal(signal.SIGTERM)
+        output = watching.process.communicate(timeout=30)[0]
+    assert "could not be read, tried again at the next look (the model served stays)" in output

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from modelci import github
+from modelci.errors import RegistryError
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.serve.app import Loaded, load
 from modelci.serve.protocol import DTYPES
@@ -105,11 +106,18 @@ class Watcher:
             return
         if descriptor is None or descriptor.digest == self.seen:
             return
-        self.seen = descriptor.digest
+        previous, self.seen = self.seen, descriptor.digest
         github.log(f"{self.reference} moved to {descriptor.digest}: loading it beside the model being served")
         try:
             loaded = await loop.run_in_executor(None, pull_and_load, self.reference, descriptor.digest, self.name,
                                                 self.verify)
+        except RegistryError as exc:
+            # NOTE: the registry could not give what the digest names (down, or a blob not there yet): no verdict
+            # on the model, so it is tried again at the next look rather than refused until the tag moves on
+            self.seen = previous
+            github.warning(f"{self.reference} = {descriptor.digest} could not be read, tried again at the next look "
+                           f"(the model served stays): {exc}")
+            return
         except Exception as exc:
             github.error(f"{self.reference} = {descriptor.digest} is not swapped in, the model served stays: {exc}")
             self.refused(descriptor.digest)
