@@ -15,6 +15,7 @@ of another framework never does.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -140,7 +141,14 @@ def wrap(net: nn.Module, job: Distributed | None, device: torch.device) -> nn.Mo
     return DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def stop(job: Distributed | None) -> None:
+def stop(job: Distributed | None, loop: Loop) -> None:
+    """End a torchrun job's process group, once the DDP wrapper that uses it is gone.
+
+    NOTE: the wrapper's reducer holds the group: were it freed after the group is destroyed (when `run`'s frame
+    ends), gloo's destructor would join its worker threads while this thread holds the GIL, and a worker that
+    frees a Python tensor waits for the GIL: a deadlock (seen once in CI, a torchrun job that never ended)."""
+    loop.model = loop.net
+    gc.collect()
     if job is not None and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -371,7 +379,7 @@ def run(net: nn.Module, fit: Fit, device: torch.device, job: Distributed | None,
         save(net)
         atomic.write_json(out / TRAIN_LOG, asdict(log))
         state_path.unlink(missing_ok=True)
-    stop(job)
+    stop(job, loop)
     return log
 
 
