@@ -18,3 +18,12 @@ def describe() -> dict[str, Any]:
     ram_gib = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1)
     return {"cpu": model, "cores": os.cpu_count(), "ram_gib": ram_gib,
             "os": f"{pretty} ({platform.platform()})".strip()}
+
+
+def shared_note(load: dict[str, float]) -> str:
+    """The sentence a RESULTS.md gives when the machine was busy around the run (its 1-minute load average before
+    and after, the run's own processes included); empty when it was quiet."""
+    if max(load["before"], load["after"]) <= 0.5:
+        return ""
+    return (f"The machine is shared with other work (1-minute load average {load['before']:g} before the run, "
+            f"{load['after']:g} after it, its own processes included), so the figures are indicative. ")

@@ -164,9 +164,9 @@ def measure(work: Path, images: int, rounds: int) -> dict[str, list[dict[str, An
 
 def markdown(result: dict[str, Any]) -> str:
     m, load = result["machine"], result["load_average_1min"]
-    shared = (f"The machine is shared with other work (1-minute load average {load['before']:g} before the run, "
-              f"{load['after']:g} after it, its own processes included), so the figures are indicative. "
-              if max(load["before"], load["after"]) > 0.5 else "")
+    from machine import shared_note
+
+    shared = shared_note(load)
     lines = ["# image_data_check benchmark results", "",
              f"{result['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}. "
              f"{result['images']:,} PNG images of 32×32 (examples/shapes' generator; {result['eval_images']:,} of "

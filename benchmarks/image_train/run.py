@@ -196,9 +196,9 @@ def measure(sides: dict[str, Callable[[], int]], repeat: int) -> dict[str, list[
 
 def markdown(result: dict[str, Any]) -> str:
     m, load, s = result["machine"], result["load_average_1min"], result["setup"]
-    shared = (f"The machine is shared with other work (1-minute load average {load['before']:g} before the run, "
-              f"{load['after']:g} after it, its own processes included), so the figures are indicative. "
-              if max(load["before"], load["after"]) > 0.5 else "")
+    from machine import shared_note
+
+    shared = shared_note(load)
     lines = ["# image_train benchmark results", "",
              f"{result['date']} on CPU ({m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}); "
              f"torch {result['torch']}, {result['threads']} threads in the training process, fp32. "

@@ -240,9 +240,9 @@ def versions(plain_python: str) -> dict[str, str]:
 def write(result: dict[str, Any], chosen: list[Any]) -> None:
     (HERE / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     m, load = result["machine"], result["load_average_1min"]
-    shared = (f" The machine is shared with other work (1-minute load average {load['before']:g} before the run, "
-              f"{load['after']:g} after it, its own processes included), so the figures are indicative."
-              if max(load["before"], load["after"]) > 0.5 else "")
+    from machine import shared_note
+
+    shared = f" {shared_note(load).strip()}" if shared_note(load) else ""
     lines = ["# serve_images benchmark results", "",
              f"{result['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}. examples/shapes' "
              "CNN (2 epochs; uint8 [N, 32, 32, 3] in), served with its training data's profile beside it, so modelci "
