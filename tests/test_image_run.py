@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from modelci.evaluate.evaluator import labels_of
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.outputs import BASELINE_DIR
 from modelci.registry.layout import OciLayout
+from test_image_train import generate_shapes
 
 EXAMPLE = ROOT / "examples" / "shapes"
 OUT = Path(".modelci/out")
@@ -38,11 +37,8 @@ CLASSES = ["circle", "square", "triangle"]
 
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example's generator: data/train/<class>/*.png and data/eval/<class>/*.png."""
-    folder = tmp_path_factory.mktemp("shapes-data") / "data"
-    subprocess.run([sys.executable, str(EXAMPLE / "generate_data.py"), "--out", str(folder), "--train",
-                    str(PER_CLASS), "--eval", str(PER_CLASS)], check=True, capture_output=True)
-    return folder
+    """The example's data: data/train/<class>/*.png and data/eval/<class>/*.png."""
+    return generate_shapes(tmp_path_factory.mktemp("shapes-data") / "data", PER_CLASS)
 
 
 def configure(repo: Path, change: Callable[[dict], None]) -> None:  # type: ignore[type-arg]

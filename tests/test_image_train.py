@@ -18,10 +18,10 @@ import torch
 import yaml
 
 from modelci.config import AugmentConfig, ImageConfig, load_config
+from modelci.data.tables import load_datasets
 from modelci.evaluate.evaluator import labels_of
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.frameworks.images.augment import Augment
-from modelci.frameworks.images.datasets import load_datasets
 from modelci.frameworks.images.pixels import load_pixels
 from modelci.frameworks.images.training import NO_AUGMENT, ImageRows
 
@@ -57,13 +57,17 @@ def build(input_shape, output_dim, **params):
 '''
 
 
+def generate_shapes(folder: Path, per_class: int) -> Path:
+    """The example's generator: `folder`/train/<class>/*.png and `folder`/eval/<class>/*.png, `per_class` each."""
+    subprocess.run([sys.executable, str(EXAMPLE / "generate_data.py"), "--out", str(folder), "--train",
+                    str(per_class), "--eval", str(per_class)], check=True, capture_output=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example's generator, run once for the module: data/train/<class>/*.png and data/eval/<class>/*.png."""
-    folder = tmp_path_factory.mktemp("shapes") / "data"
-    subprocess.run([sys.executable, str(EXAMPLE / "generate_data.py"), "--out", str(folder), "--train",
-                    str(PER_CLASS), "--eval", str(PER_CLASS)], check=True, capture_output=True)
-    return folder
+    """The example's data, generated once for the module."""
+    return generate_shapes(tmp_path_factory.mktemp("shapes") / "data", PER_CLASS)
 
 
 @pytest.fixture

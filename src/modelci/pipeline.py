@@ -452,11 +452,11 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
     from modelci.registry.reference import configured_registry
     from modelci.registry.signature import load_signing_key
 
-    if sign_key is not None:
-        if not do_publish:
-            raise UsageError("--sign-key signs what --publish publishes, and --publish is not given",
-                             hint="add --publish, or sign an artifact with `modelci sign REF --key KEY`")
-        load_signing_key(sign_key)  # NOTE: a key that cannot sign is refused before any training
+    if sign_key is not None and not do_publish:
+        raise UsageError("--sign-key signs what --publish publishes, and --publish is not given",
+                         hint="add --publish, or sign an artifact with `modelci sign REF --key KEY`")
+    # NOTE: a key that cannot sign is refused before any training
+    key = load_signing_key(sign_key) if sign_key is not None else None
     config = prepare(config_path, out).with_registry(registry)
     dirty = None
     if do_publish:
@@ -472,9 +472,9 @@ def run(config_path: Path | None, out: Path, baseline: str | None, registry: str
         published = configured_registry(config)
         set_repository_output(published)  # NOTE: with the comparison record, what main.yml attests
         github.set_output("comparison", str((out / "comparison.json").resolve()))
-        if sign_key is not None:
+        if key is not None:
             # NOTE: by the digest this run published, never its tag again, which anyone who may push can move
-            sign_artifact(published.with_digest(digest), sign_key)
+            sign_artifact(published.with_digest(digest), key)
 
 
 @click.command("push-candidate")

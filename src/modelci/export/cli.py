@@ -45,7 +45,7 @@ def stage(config: Config, out: Path, eval_frame: pd.DataFrame, validation: pd.Da
 @common
 def export(config_path: Path | None, out: Path) -> None:
     """Export the trained model to ONNX and check parity; writes model.onnx, parity.json, samples.json."""
-    from modelci.frameworks.images.datasets import load_datasets
+    from modelci.data.tables import load_datasets
 
     config = prepare(config_path, out)
     datasets = load_datasets(config)

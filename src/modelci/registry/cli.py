@@ -12,6 +12,8 @@ from modelci import github
 from modelci.options import config_option
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
     from modelci.registry.reference import Reference
 
 FORCE_HELP = "Move a version tag (v1.2.3, 1.2, v2.0.0-rc.1: any tag that reads as a version) naming another artifact."
@@ -58,11 +60,11 @@ def set_repository_output(reference: Reference) -> None:
     github.set_output("repository", "" if reference.is_layout else f"{reference.host}/{reference.repository}")
 
 
-def sign_artifact(reference: Reference, key_spec: str) -> str:
-    """Sign the artifact `reference` names with the key `key_spec`; the signature's tag, logged and set as an output."""
-    from modelci.registry.signature import load_signing_key, sign
+def sign_artifact(reference: Reference, key: EllipticCurvePrivateKey) -> str:
+    """Sign the artifact `reference` names with `key`; the signature's tag, logged and set as an output."""
+    from modelci.registry.signature import sign
 
-    digest, tag = sign(reference, load_signing_key(key_spec))
+    digest, tag = sign(reference, key)
     github.set_output("signature", str(reference.with_tag(tag)))
     github.log(f"signed {digest}: {reference.with_tag(tag)}")
     return tag
@@ -89,14 +91,14 @@ def push(directory: Path, target: str, force: bool, sign_key: str | None, userna
     reference = parse_reference(target)
     if not reference.tag:
         raise UsageError(f"{target}: name the tag to push to", hint="e.g. --to oci:.modelci/registry:v1")
-    if sign_key is not None:
-        load_signing_key(sign_key)  # NOTE: a key that cannot sign is refused before anything is pushed
+    # NOTE: a key that cannot sign is refused before anything is pushed
+    key = load_signing_key(sign_key) if sign_key is not None else None
     files = folder_files(directory)
     descriptor = push_files(files, reference, [reference.tag], {}, force=force)
     github.set_output("digest", descriptor.digest)
     github.log(f"pushed {len(files)} files to {reference} = {descriptor.digest}")
-    if sign_key is not None:
-        sign_artifact(reference.with_digest(descriptor.digest), sign_key)
+    if key is not None:
+        sign_artifact(reference.with_digest(descriptor.digest), key)
     click.echo(descriptor.digest)
 
 
@@ -113,8 +115,10 @@ def sign(source: str, key_spec: str, config_path: Path | None, username: str | N
     gate's verdict and the commit; it is stored beside the artifact as cosign stores signatures (the tag
     sha256-<hex>.sig). Prints the signature's reference."""
     _use(username, password_stdin)
+    from modelci.registry.signature import load_signing_key
+
     reference = source_reference(source, config_path)
-    click.echo(str(reference.with_tag(sign_artifact(reference, key_spec))))
+    click.echo(str(reference.with_tag(sign_artifact(reference, load_signing_key(key_spec)))))
 
 
 @click.command()

@@ -43,8 +43,8 @@ def stage(config: Config, out: Path, datasets: Datasets, *, resume: bool = False
 def train(config_path: Path | None, out: Path, epochs: int | None, seed: int | None, device: str | None,
           resume: bool, nproc: int) -> int:
     """Train the configured model; writes model.pt and train-log.json."""
+    from modelci.data.tables import load_datasets
     from modelci.frameworks import distributed
-    from modelci.frameworks.images.datasets import load_datasets
 
     if nproc > 1 and distributed.from_env() is None:
         given = {"--config": config_path, "--out": out, "--epochs": epochs, "--seed": seed, "--device": device}

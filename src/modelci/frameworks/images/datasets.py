@@ -44,14 +44,6 @@ def chosen(config: Config) -> Chosen:
     return Chosen(features=[image_column(config)])
 
 
-def load_datasets(config: Config) -> Datasets:
-    """The datasets of any model (`modelci.data.tables.load_datasets`, which reads an image model's folders
-    through `image_datasets`)."""
-    from modelci.data import tables
-
-    return tables.load_datasets(config)
-
-
 def image_datasets(config: Config) -> Datasets:
     """An image model's training, validation and evaluation rows, from its folders per class, split and checked
     as a table's rows are (`modelci.data.tables.split_datasets`)."""
