@@ -100,9 +100,10 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 @pytest.mark.slow
 def test_an_image_model_trains_and_exports_with_its_preprocessing_in_the_graph(  # type: ignore[no-untyped-def]
         cli, repo: Path) -> None:
+    configure(repo, train__epochs=10)  # NOTE: 2 epochs of 54 images leave a model near chance
     trained = cli("train")
     assert trained.code == 0, trained.err
-    assert "epoch   2/2" in trained.err
+    assert "epoch  10/10" in trained.err
     assert "samples/s" in trained.err
     log = json.loads((OUT / "train-log.json").read_text())
     assert log["classes"] == ["circle", "square", "triangle"]  # the class folders' names, sorted
@@ -119,14 +120,14 @@ def test_an_image_model_trains_and_exports_with_its_preprocessing_in_the_graph( 
     assert json.loads(meta["modelci.classes"]) == ["circle", "square", "triangle"]
     assert json.loads(meta["modelci.image"])["layout"] == "NHWC"
 
-    # the model learnt something: ONNX Runtime's accuracy on the evaluation images is above chance (1/3)
+    # the model learnt something: ONNX Runtime's accuracy on the evaluation images is well above chance (1/3)
     config = load_config("modelci.yaml")
     evaluation = load_datasets(config).eval
     model = OnnxModel(OUT / "model.onnx")
     probabilities = model.predict(evaluation)
     assert probabilities.shape == (60, 3)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels_of(model, evaluation)))
-    assert accuracy > 0.4
+    assert accuracy > 0.6, accuracy
 
     parity = json.loads((OUT / "parity.json").read_text())
     assert parity["passed"]
@@ -182,13 +183,18 @@ def test_augmentations_change_training_images_and_never_the_others(shapes_data: 
     assert Augment.of(AugmentConfig()) is None
     rows = ImageRows(files, np.zeros(len(files), np.int64), image, augment)
     originals = [load_pixels(f, SIZE, 3) for f in files]
-    augmented = [rows[(row, 1000 + row)][0].numpy() for row in range(len(files))]
+    keys = [(row, 1000 + row) for row in range(len(files))]
+    augmented = [a.numpy() for a in rows.__getitems__(keys)[0]]
     assert all(a.shape == (32, 32, 3) and a.dtype == np.uint8 for a in augmented)
     assert sum(not np.array_equal(a, o) for a, o in zip(augmented, originals, strict=True)) >= len(files) - 1
-    # the same seed, the same change: a run does not depend on which worker read the image
-    assert np.array_equal(rows[(0, 1000)][0].numpy(), augmented[0])
-    # validation images (and evaluation's, which ONNX Runtime reads with load_pixels) are never augmented
-    assert all(np.array_equal(rows[(row, NO_AUGMENT)][0].numpy(), originals[row]) for row in range(len(files)))
+    # the same seed, the same change, alone or in any batch: a run does not depend on the workers or batch size
+    assert all(np.array_equal(rows[key][0][0].numpy(), augmented[key[0]]) for key in keys)
+    assert np.array_equal(rows.__getitems__(keys[::-1])[0][-1].numpy(), augmented[0])
+    # validation images (and evaluation's, which ONNX Runtime reads with load_pixels) are never augmented, even
+    # beside augmented ones in a batch
+    mixed = rows.__getitems__([(0, NO_AUGMENT), (1, 1001), (2, NO_AUGMENT)])[0]
+    assert np.array_equal(mixed[0].numpy(), originals[0]) and np.array_equal(mixed[2].numpy(), originals[2])
+    assert np.array_equal(mixed[1].numpy(), augmented[1])
 
 
 def test_pixels_are_the_same_from_a_path_bytes_or_an_array(shapes_data: Path) -> None:

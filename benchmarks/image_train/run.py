@@ -95,7 +95,8 @@ class ModelciSide:
         from modelci.config import load_config
         from modelci.features import FeatureSpec, Target
         from modelci.frameworks import Fit
-        from modelci.frameworks.images.datasets import chosen, load_datasets
+        from modelci.data.tables import load_datasets
+        from modelci.frameworks.images.datasets import chosen
         from modelci.frameworks.images.network import ImageNetwork, check_network
         from modelci.frameworks.images.training import image_feed
         from modelci.frameworks.torch_loop import Loop, class_weights, device_for

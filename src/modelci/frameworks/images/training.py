@@ -1,7 +1,7 @@
 """Training an image model: the images streamed from disk by a `DataLoader`, through the PyTorch loop.
 
-Each image is decoded with Pillow, converted and resized (`pixels.load_pixels`) and augmented in a
-loader worker (`train.workers` processes; pinned memory on CUDA), so only a few batches of images are
+Each image is decoded with Pillow, converted and resized (`pixels.load_pixels`), and each batch augmented,
+in a loader worker (`train.workers` processes; pinned memory on CUDA), so only a few batches of images are
 ever in memory. Batches travel as uint8 [N, H, W, C]; the network's own first layer (`Pixels`)
 normalizes them on the device, in channels-last memory and bf16 autocast on CUDA. The loop itself is
 the table models' (`torch_loop.run`): the same seeds, resume, early stopping, out-of-memory report and
@@ -44,8 +44,8 @@ SHOWN_FAILURES = 3
 Key = tuple[int, int]  # (row, seed): the image to read, and the seed of its augmentation
 
 
-class ImageRows(Dataset[tuple[torch.Tensor, int, str]]):
-    """The training images, then the validation images, each read by its (row, seed) key."""
+class ImageRows(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
+    """The training images, then the validation images, read a batch at a time by their (row, seed) keys."""
 
     def __init__(self, sources: list[Any], labels: np.ndarray, image: ImageConfig, augment: Augment | None) -> None:
         self.sources, self.labels, self.image, self.augment = sources, labels, image, augment
@@ -53,18 +53,33 @@ class ImageRows(Dataset[tuple[torch.Tensor, int, str]]):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, key: Key) -> tuple[torch.Tensor, int, str]:
-        row, seed = key
-        label = int(self.labels[row])
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        return self.__getitems__([key])
+
+    def __getitems__(self, keys: list[Key]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """A batch: (uint8 images [N, H, W, C], labels [N], a problem per image, "" when it decoded)."""
+        # NOTE: the DataLoader calls this with a batch's keys (and hands the result to `as_batch`), so the
+        # augmentations run once per batch in the worker
+        found = [self._pixels(row) for row, _ in keys]
+        images = torch.stack([pixels for pixels, _ in found])
+        augmented = [at for at, (_, seed) in enumerate(keys) if seed != NO_AUGMENT]
+        if self.augment is not None and augmented:
+            images[augmented] = self.augment(images[augmented], [keys[at][1] for at in augmented])
+        labels = torch.from_numpy(self.labels[[row for row, _ in keys]])
+        return images, labels, [problem for _, problem in found]
+
+    def _pixels(self, row: int) -> tuple[torch.Tensor, str]:
         try:
-            pixels = torch.from_numpy(load_pixels(self.sources[row], self.image.size, self.image.channels))
+            return torch.from_numpy(load_pixels(self.sources[row], self.image.size, self.image.channels)), ""
         # NOTE: Pillow raises many types for a bad file; any of them means this image cannot be used
         except Exception as exc:
             blank = torch.zeros(*self.image.size, self.image.channels, dtype=torch.uint8)
-            return blank, label, f"{self.sources[row]}: {type(exc).__name__}: {first_line(exc)}"
-        if self.augment is not None and seed != NO_AUGMENT:
-            pixels = self.augment(pixels, torch.Generator().manual_seed(seed))
-        return pixels, label, ""
+            return blank, f"{self.sources[row]}: {type(exc).__name__}: {first_line(exc)}"
+
+
+def as_batch(batch: tuple[torch.Tensor, torch.Tensor, list[str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The loader's collate function: `ImageRows` already gives a whole batch."""
+    return batch
 
 
 class Keys(Sampler[Key]):
@@ -112,8 +127,8 @@ def image_feed(fit: Fit, image: ImageConfig, column: str, device: torch.device, 
     rows = ImageRows([*train[column], *validation[column]], np.concatenate([y_train, y_val]), image,
                      Augment.of(settings.augment))
     keys = Keys()
-    loader = DataLoader(rows, batch_size=settings.batch_size, sampler=keys, num_workers=settings.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=settings.workers > 0,
+    loader = DataLoader(rows, batch_size=settings.batch_size, sampler=keys, collate_fn=as_batch,
+                        num_workers=settings.workers, pin_memory=device.type == "cuda", persistent_workers=settings.workers > 0,
                         worker_init_fn=_one_thread if settings.workers else None,
                         # NOTE: its own generator: a loader draws its workers' seed from torch's global one otherwise,
                         # which dropout uses too, and a resumed run would then draw it in another epoch
