@@ -292,3 +292,44 @@ def test_without_pillow_the_check_names_the_images_extra(repo: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "reading images needs PIL, which is not installed" in done.stderr
     assert "pip install 'modelci[images]'" in done.stderr
+
+
+def test_statistics_are_each_channels_mean_and_deviation_and_the_laplacians_variance() -> None:
+    from modelci.data.images.measure import measure
+    from modelci.data.images.read import Item
+
+    image = picture(3, "circle", size=40)
+    pixels = np.asarray(image, dtype=np.float64)
+    grey = pixels @ [0.299, 0.587, 0.114]
+    laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
+    expected = [*pixels.mean(axis=(0, 1)), *pixels.std(axis=(0, 1)), laplacian.var()]
+    found = measure(Item(0, "", None, data=encoded(image)), Image)
+    assert found.sizes == (40, 40, 3)
+    assert found.stats == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("image", "kind"), [
+    pytest.param(picture(4, "square", size=40), "PNG", id="png"),
+    pytest.param(picture(4, "square", size=40).convert("L"), "PNG", id="grey-png"),
+    pytest.param(picture(5, "circle", size=600), "JPEG", id="large-jpeg-drafted"),
+    pytest.param(picture(6, "circle", size=40).convert("CMYK"), "JPEG", id="cmyk-jpeg-not-measured"),
+])
+def test_one_read_gives_the_pixels_a_model_takes_and_the_statistics(image: Image.Image, kind: str) -> None:
+    # a server measuring drift reads each image once for the model and the statistics: the same pixels as the
+    # training loader's, the same statistics as the data check's
+    from modelci.data.images.measure import measure
+    from modelci.data.images.read import Item
+    from modelci.frameworks.images.pixels import load_pixels
+
+    data = encoded(image, kind)
+    both = measure(Item(0, "", None, data=data), Image, pixels=((32, 24), 3))
+    alone = measure(Item(0, "", None, data=data), Image)
+    assert both.pixels is not None
+    assert np.array_equal(both.pixels, load_pixels(data, (32, 24), 3))
+    assert both.sizes == alone.sizes
+    assert both.problems == alone.problems
+    assert (both.stats is None) == (kind == "JPEG" and image.mode == "CMYK")
+    assert (alone.stats is None) == (both.stats is None)
+    if both.stats is not None:
+        assert np.array_equal(both.stats, alone.stats)
+    assert alone.pixels is None

@@ -193,7 +193,8 @@ def test_augmentations_change_training_images_and_never_the_others(shapes_data: 
     # validation images (and evaluation's, which ONNX Runtime reads with load_pixels) are never augmented, even
     # beside augmented ones in a batch
     mixed = rows.__getitems__([(0, NO_AUGMENT), (1, 1001), (2, NO_AUGMENT)])[0]
-    assert np.array_equal(mixed[0].numpy(), originals[0]) and np.array_equal(mixed[2].numpy(), originals[2])
+    assert np.array_equal(mixed[0].numpy(), originals[0])
+    assert np.array_equal(mixed[2].numpy(), originals[2])
     assert np.array_equal(mixed[1].numpy(), augmented[1])
 
 

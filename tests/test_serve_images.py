@@ -221,18 +221,23 @@ def test_a_hot_swap_and_a_deploy_of_an_image_artifact_pass_its_golden_samples(  
     assert "does not reproduce its golden samples" in output
 
 
+def profiled(repo: Path, folder: Path) -> Path:
+    """The model with the training images' profile beside it, as in an artifact."""
+    here = Path.cwd()
+    os.chdir(repo)
+    try:
+        assert main(["data", "check", "--out", str(folder)]) == 0
+    finally:
+        os.chdir(here)
+    shutil.copy(repo / ".modelci/out/model.onnx", folder / "model.onnx")
+    return folder
+
+
 def test_input_drift_of_images_is_measured_online_on_the_data_profiles_statistics(
         models: tuple[Path, Path], shapes_data: Path, tmp_path: Path) -> None:  # noqa: F811
     from test_serve import series
 
-    folder = tmp_path / "artifact"
-    here = Path.cwd()
-    os.chdir(models[0])
-    try:  # the training images' profile, beside the model as in an artifact
-        assert main(["data", "check", "--out", str(folder)]) == 0
-    finally:
-        os.chdir(here)
-    shutil.copy(models[0] / ".modelci/out/model.onnx", folder / "model.onnx")
+    folder = profiled(models[0], tmp_path / "artifact")
     training = [f.read_bytes() for f in sorted((shapes_data / "train").rglob("*.png"))]
     unchanged = (training * 9)[:500]  # as the training images: the same population
 
@@ -240,10 +245,12 @@ def test_input_drift_of_images_is_measured_online_on_the_data_profiles_statistic
         with Image.open(io.BytesIO(png)) as image:
             return encoded(image.point(lambda v: v // 2).resize((48, 40)))
 
-    monitored = start(folder, name=NAME)
+    monitored = start(folder, "--drift-images-per-second", "1e6", name=NAME)  # NOTE: every image measured
     try:
         for first in range(0, 500, 100):
             assert infer(monitored, [base64_input(unchanged[first:first + 100])]).status_code == 200
+        # pixels sent as a tensor are not measured: they neither count nor look like a drift to empty values
+        assert infer(monitored, [pixels_input([50, 32, 32, 3], fill=0)]).status_code == 200
         found = series(requests.get(f"{monitored.url}/metrics", timeout=5).text)
         assert found[f'modelci_input_drift_window_rows{{model="{NAME}"}}'] == 500
         drifted = {key for key, value in found.items() if key.startswith("modelci_input_drifted{") and value}
@@ -260,6 +267,25 @@ def test_input_drift_of_images_is_measured_online_on_the_data_profiles_statistic
         assert {"image.width", "image.height", "image.brightness.red", "image.brightness.green",
                 "image.brightness.blue"} <= drifted
         assert "image.channels" not in drifted
+    finally:
+        monitored.process.send_signal(signal.SIGTERM)
+        monitored.process.wait(timeout=30)
+
+
+def test_a_busy_server_measures_a_sample_of_the_images_for_drift(models: tuple[Path, Path], tmp_path: Path) -> None:
+    from test_serve import series
+
+    folder = profiled(models[0], tmp_path / "artifact")
+    pngs = [encoded(Image.new("RGB", (32, 32), (i, 255 - i, 128))) for i in range(100)]
+    monitored = start(folder, "--drift-images-per-second", "40", name=NAME)
+    try:
+        began = time.monotonic()
+        for _ in range(4):
+            assert infer(monitored, [base64_input(pngs)]).status_code == 200  # every image answered
+        seconds = time.monotonic() - began
+        found = series(requests.get(f"{monitored.url}/metrics", timeout=5).text)
+        # a second's worth at once, then 40 a second: not the 400 images sent
+        assert 40 <= found[f'modelci_input_drift_window_rows{{model="{NAME}"}}'] <= 40 + 40 * seconds + 1
     finally:
         monitored.process.send_signal(signal.SIGTERM)
         monitored.process.wait(timeout=30)

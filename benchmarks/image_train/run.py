@@ -93,9 +93,9 @@ class ModelciSide:
 
     def __init__(self, work: Path, args: argparse.Namespace) -> None:
         from modelci.config import load_config
+        from modelci.data.tables import load_datasets
         from modelci.features import FeatureSpec, Target
         from modelci.frameworks import Fit
-        from modelci.data.tables import load_datasets
         from modelci.frameworks.images.datasets import chosen
         from modelci.frameworks.images.network import ImageNetwork, check_network
         from modelci.frameworks.images.training import image_feed

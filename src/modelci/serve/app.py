@@ -19,7 +19,7 @@ from modelci import github
 from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
 from modelci.serve.drift import OnlineDrift, read_profile
-from modelci.serve.images import image_input, statistics
+from modelci.serve.images import Sample, image_input, statistics
 from modelci.serve.metrics import Metrics
 from modelci.serve.protocol import BadRequest, TensorSpec
 
@@ -76,8 +76,9 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     outputs = [TensorSpec(o.name, _datatype(o), (-1, *o.shape[1:])) for o in session.get_outputs()]
     profile = read_profile(path.parent)
     text = {spec.name: spec.datatype == "BYTES" for spec in inputs if spec.image is None}
-    text |= {column: False for spec in inputs if spec.image is not None for column in statistics(spec.name)}
-    drift = OnlineDrift.of_profile(profile, text) if profile else None
+    measured = {column for spec in inputs if spec.image is not None for column in statistics(spec.name)}
+    text |= dict.fromkeys(measured, False)
+    drift = OnlineDrift.of_profile(profile, text, sampled=measured) if profile else None
     if drift is not None:  # NOTE: an image input's images are measured only when their drift is
         inputs = [_measured(spec, drift) for spec in inputs]
     return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
@@ -122,8 +123,9 @@ def version_of(digest: str) -> str:
 class Server:
     """The ASGI application."""
 
-    def __init__(self, model: Loaded, max_batch: int, max_delay_s: float) -> None:
+    def __init__(self, model: Loaded, max_batch: int, max_delay_s: float, drift_images_per_second: float) -> None:
         self.max_batch = max_batch
+        self.sample = Sample(drift_images_per_second)  # NOTE: the encoded images measured for drift
         self.metrics = Metrics()
         self.metrics.drift.source = self._drift_source
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
@@ -264,7 +266,7 @@ class Server:
         length = _header(scope, binary.HEADER)
         document, data = _document(await _read(receive), length)
         model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
-        check = (model.inputs, model.outputs, self.max_batch, data)
+        check = (model.inputs, model.outputs, self.max_batch, data, self.sample)
         if any(spec.image for spec in model.inputs):
             # NOTE: decoding and resizing images takes milliseconds the event loop owes to other requests
             request = await asyncio.get_running_loop().run_in_executor(None, protocol.parse_infer, document, *check)

@@ -10,6 +10,7 @@ the latest rows; the profiling is done when the metrics are read.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,19 @@ DEFAULT_RULE = DriftRule("psi", DRIFT_THRESHOLDS["psi"])  # a profile older than
 
 
 class _Window:
-    """The latest `size` values of one column, oldest overwritten first."""
+    """The latest `size` values of one column, oldest overwritten first; with `sampled`, a missing value means not
+    measured (an image's statistic, serve/images.py), not an empty one, and is left out."""
 
-    def __init__(self, size: int, text: bool) -> None:
+    def __init__(self, size: int, text: bool, sampled: bool = False) -> None:
         self.values: NDArray[Any] = np.empty(size, dtype=object) if text else np.full(size, np.nan)
+        self.sampled = sampled
         self.next = 0
         self.filled = 0
 
     def add(self, values: NDArray[Any]) -> None:
         size = len(self.values)
-        values = values.reshape(-1)[-size:]
+        values = values.reshape(-1)
+        values = values[~np.isnan(values)][-size:] if self.sampled else values[-size:]
         head = min(len(values), size - self.next)
         self.values[self.next:self.next + head] = values[:head]
         self.values[:len(values) - head] = values[head:]
@@ -48,7 +52,7 @@ class _Window:
         return np.array(self.values[:self.filled], copy=True)
 
     def copy(self) -> _Window:
-        copied = _Window(0, self.values.dtype == object)
+        copied = _Window(0, self.values.dtype == object, self.sampled)
         copied.values, copied.next, copied.filled = self.values.copy(), self.next, self.filled
         return copied
 
@@ -63,18 +67,20 @@ class OnlineDrift:
     """The window of a model's latest inputs and their drift from its training data."""
 
     def __init__(self, reference: dict[str, Any], rules: dict[str, DriftRule], window: int = WINDOW_ROWS,
-                 fingerprint: str | None = None) -> None:
+                 fingerprint: str | None = None, sampled: Collection[str] = ()) -> None:
         self.reference, self.rules, self.fingerprint = reference, rules, fingerprint
-        self._windows = {name: _Window(window, reference[name]["type"] == "string") for name in rules}
+        self._windows = {name: _Window(window, reference[name]["type"] == "string", name in sampled)
+                         for name in rules}
         self._lock = threading.Lock()
         self._added = 0  # rows, ever: a window that has not moved since the last measure is not measured again
         self._measured: tuple[int, Measured] | None = None
 
     @classmethod
-    def of_profile(cls, profile: dict[str, Any], inputs: dict[str, bool],
-                   window: int = WINDOW_ROWS) -> OnlineDrift | None:
+    def of_profile(cls, profile: dict[str, Any], inputs: dict[str, bool], window: int = WINDOW_ROWS,
+                   sampled: Collection[str] = ()) -> OnlineDrift | None:
         """The drift of the model's `inputs` (name: whether the model takes it as text) against the
         training data in `profile` (data-profile.json's content); None when it describes none of them.
+        `sampled`: the inputs whose missing values mean not measured (`_Window`).
         An input the model takes otherwise than the profile describes it (a column of booleans with
         empty values, which the model takes as text) is not measured: the two would not compare."""
         train = profile.get("datasets", {}).get("train", {})
@@ -84,7 +90,7 @@ class OnlineDrift:
                  else DEFAULT_RULE for name, text in inputs.items()
                  if name in reference and (reference[name].get("type") == "string") == text
                  and (kept is None or name in kept)}
-        return cls(reference, rules, window, train.get("fingerprint")) if rules else None
+        return cls(reference, rules, window, train.get("fingerprint"), sampled) if rules else None
 
     def continue_from(self, previous: OnlineDrift) -> None:
         """Take over the window of the model this one replaces when both were trained on the same data

@@ -12,9 +12,12 @@ its 4-byte length, as the extension defines BYTES.
 Anything wrong is a `BadRequest` naming the input and the element (the image's number in the request, from 0).
 
 Online drift: when the artifact's data profile describes the image column's statistics (`data.images.measure`:
-per-channel brightness and contrast, width, height, channels, sharpness), each encoded image is measured as the
-data check measured the training images, before it is resized, into the columns `<input>.<statistic>` that the
-drift window keeps. Pixels sent as a tensor were already resized by the client: they are not measured (empty).
+per-channel brightness and contrast, width, height, channels, sharpness), encoded images are measured as the
+data check measured the training images, before they are resized, into the columns `<input>.<statistic>` that
+the drift window keeps: every image while the server is not busy, a sample of at most `Sample`'s rate a second
+when it is (a measure costs a few times an image's decode in a busy server's threads, and drift needs a fair
+sample of the traffic, not all of it). Images not measured, and pixels sent as a tensor (already resized by the
+client), are NaN there, which the window leaves out.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import base64
 import binascii
 import json
 import math
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.errors import first_line
+from modelci.frameworks.images.pixels import load_pixels
 from modelci.serve import binary
 from modelci.serve.protocol import DTYPES, INT_RANGE, BadRequest, TensorSpec
 
@@ -45,7 +52,7 @@ class ImageInput:
     size: tuple[int, int]  # height, width
     channels: int
     described: dict[str, Any]  # the model's modelci.image metadata (layout, resize filter, ...), or {}
-    measured: bool = False  # whether each encoded image's statistics are kept, for drift (`statistics`)
+    measured: bool = False  # whether encoded images' statistics are kept, for drift (`statistics`)
 
     @property
     def pixels(self) -> str:
@@ -71,6 +78,26 @@ def image_input(tensor: Any, meta: dict[str, str]) -> ImageInput | None:
     return ImageInput((shape[1], shape[2]), shape[3], described if isinstance(described, dict) else {})
 
 
+class Sample:
+    """Which images to measure for drift: at most `per_second` a second, a token bucket holding one second's worth,
+    so a server that is not busy measures every image."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self._tokens, self._at = per_second, time.monotonic()
+        self._lock = threading.Lock()  # NOTE: requests are parsed on several threads
+
+    def __call__(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
 def statistics(name: str) -> list[str]:
     """The columns of an image input's statistics, named as the data profile names them."""
     from modelci.data.images.measure import FLOAT_STATS, INT_STATS
@@ -78,9 +105,10 @@ def statistics(name: str) -> list[str]:
     return [f"{name}.{stat}" for stat in (*INT_STATS, *FLOAT_STATS)]
 
 
-def image_columns(tensor: dict[str, Any], spec: TensorSpec, raw: memoryview | None) -> dict[str, NDArray[Any]]:
+def image_columns(tensor: dict[str, Any], spec: TensorSpec, raw: memoryview | None,
+                  sample: Callable[[], bool] | None = None) -> dict[str, NDArray[Any]]:
     """An image input's images as the model's uint8 [N, height, width, channels]; with `measured`, and the
-    encoded images' statistics, a column each (NaN: not measured)."""
+    encoded images' statistics, a column each (NaN: not measured; `sample` says which are, all when None)."""
     image, name, shape, datatype = spec.image, spec.name, tensor.get("shape"), tensor.get("datatype")
     assert image is not None
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -88,22 +116,22 @@ def image_columns(tensor: dict[str, Any], spec: TensorSpec, raw: memoryview | No
         raise BadRequest(f"input '{name}': 'shape' must be a list of sizes; this model takes {_forms(image)}")
     if raw is not None and tensor.get("data") is not None:
         raise BadRequest(f"input '{name}': both 'data' and binary_data_size; send its values in one or the other")
-    encoded: list[bytes] = []
+    names = statistics(name)
     if datatype == "BYTES":
         encoded = _elements(tensor, name, shape, raw)
-        pixels = np.stack([_decoded(data, image, name, i) for i, data in enumerate(encoded)]) if encoded else \
-            np.zeros((0, *image.size, image.channels), np.uint8)
+        read = [_read(data, image, name, i, image.measured and (sample is None or sample()))
+                for i, data in enumerate(encoded)]
+        pixels = np.stack([found for found, _ in read]) if read else np.zeros((0, *image.size, image.channels),
+                                                                               np.uint8)
+        measured = np.stack([row for _, row in read]) if read else np.zeros((0, len(names)))
     elif datatype in INT_RANGE:
         pixels = _pixels(tensor.get("data"), image, name, shape, datatype, raw)
+        measured = np.full((len(pixels), len(names)), np.nan)
     else:
         raise BadRequest(f"input '{name}': datatype {datatype!r}; this model takes {_forms(image)}")
     if not image.measured:
         return {name: pixels}
-    names = statistics(name)
-    found = np.full((len(pixels), len(names)), np.nan)
-    for row, data in enumerate(encoded):
-        found[row] = _measured(data)
-    return {name: pixels, **{column: found[:, k] for k, column in enumerate(names)}}
+    return {name: pixels, **{column: measured[:, k] for k, column in enumerate(names)}}
 
 
 def _forms(image: ImageInput) -> str:
@@ -121,18 +149,6 @@ def _elements(tensor: dict[str, Any], name: str, shape: list[int], raw: memoryvi
         return binary.elements(raw, shape[0])
     except binary.Malformed as exc:
         raise BadRequest(f"input '{name}': {exc} (shape {shape})") from None
-
-
-def _measured(data: bytes) -> NDArray[np.float64]:
-    """One encoded image's statistics, as the data check takes them from a training image (NaN: none, e.g. a
-    16-bit PNG, which the data check does not measure either)."""
-    from modelci.data.images.measure import FLOAT_STATS, INT_STATS, measure, pillow
-    from modelci.data.images.read import Item
-
-    found = measure(Item(0, "", None, data=data), pillow())
-    sizes = np.asarray(found.sizes if found.sizes is not None else [np.nan] * len(INT_STATS), dtype=np.float64)
-    stats = found.stats if found.stats is not None else np.full(len(FLOAT_STATS), np.nan)
-    return np.concatenate([sizes, stats])
 
 
 def _base64_elements(tensor: dict[str, Any], name: str, shape: list[int]) -> list[bytes]:
@@ -160,23 +176,37 @@ def _base64_elements(tensor: dict[str, Any], name: str, shape: list[int]) -> lis
     return found
 
 
-def _decoded(data: bytes, image: ImageInput, name: str, element: int) -> NDArray[np.uint8]:
-    """One encoded image as the model's pixels: decoded, converted and resized as training read it."""
-    from modelci.data.images.measure import pillow
-    from modelci.frameworks.images.pixels import load_pixels
+def _read(data: bytes, image: ImageInput, name: str, element: int,
+          measure: bool) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
+    """One encoded image as the model's pixels (decoded, converted and resized as training read it) and, with
+    `measure`, its statistics as the data check takes them from a training image (NaN: none, e.g. a 16-bit PNG,
+    which the data check does not measure either); one decode for both."""
+    from modelci.data.images.measure import FLOAT_STATS, INT_STATS, pillow
+    from modelci.data.images.measure import measure as measured
+    from modelci.data.images.read import Item
 
-    pillow()  # NOTE: without Pillow (the images extra), the error that says so, not "does not decode"
+    module = pillow()  # NOTE: without Pillow (the images extra), the error that says so, not "does not decode"
     if not data:
         raise BadRequest(f"input '{name}': element {element} is empty (0 bytes), not an image")
-    try:
-        return load_pixels(data, image.size, image.channels)
-    except MemoryError:
-        raise
-    # NOTE: Pillow's decoders raise many types for a bad file (OSError, SyntaxError, struct.error, zlib.error,
-    # ValueError, DecompressionBombError): each means this element does not decode
-    except Exception as exc:
-        raise BadRequest(f"input '{name}': element {element} does not decode as a PNG or JPEG image: "
-                         f"{first_line(exc)}") from None
+    if not measure:
+        try:
+            return load_pixels(data, image.size, image.channels), np.full(len(INT_STATS) + len(FLOAT_STATS), np.nan)
+        except MemoryError:
+            raise
+        # NOTE: Pillow's decoders raise many types for a bad file (OSError, SyntaxError, struct.error, zlib.error,
+        # ValueError, DecompressionBombError): each means this element does not decode
+        except Exception as exc:
+            raise _undecodable(name, element, first_line(exc)) from None
+    found = measured(Item(0, "", None, data=data), module, pixels=(image.size, image.channels))
+    if found.pixels is None:
+        raise _undecodable(name, element, found.problems[0][1] if found.problems else "no pixels")
+    sizes = np.asarray(found.sizes if found.sizes is not None else [np.nan] * len(INT_STATS), dtype=np.float64)
+    stats = found.stats if found.stats is not None else np.full(len(FLOAT_STATS), np.nan)
+    return found.pixels, np.concatenate([sizes, stats])
+
+
+def _undecodable(name: str, element: int, reason: str) -> BadRequest:
+    return BadRequest(f"input '{name}': element {element} does not decode as a PNG or JPEG image: {reason}")
 
 
 def _pixels(data: Any, image: ImageInput, name: str, shape: list[int], datatype: str,

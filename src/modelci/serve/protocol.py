@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,9 +63,10 @@ class Request:
 
 
 def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], max_rows: int,
-                data: memoryview | None = None) -> Request:
+                data: memoryview | None = None, sample: Callable[[], bool] | None = None) -> Request:
     """The request's tensors, as one column per model input; every problem is a `BadRequest`. `data`: the binary
-    tensor data after the JSON (`binary.split`)."""
+    tensor data after the JSON (`binary.split`); `sample`: which encoded images to measure for drift
+    (`images.Sample`; all of them when not given)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise BadRequest("expected a JSON object with an 'inputs' list, as the Open Inference Protocol says")
     given: dict[str, dict[str, Any]] = {}
@@ -87,7 +89,8 @@ def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], 
         if spec.image is not None:
             from modelci.serve.images import image_columns
 
-            columns.update(image_columns(given[name], spec, raw.get(name)))  # NOTE: and its statistics, for drift
+            # NOTE: and its statistics, for drift
+            columns.update(image_columns(given[name], spec, raw.get(name), sample))
         else:
             columns[name] = _column(given[name], spec, raw.get(name))
     rows = {len(column) for column in columns.values()}

@@ -38,13 +38,17 @@ def load_pixels(source: Any, size: tuple[int, int], channels: int) -> np.ndarray
 
 
 def _decoded(source: str | Path | bytes | bytearray | memoryview, size: tuple[int, int], channels: int) -> np.ndarray:
-    image_module = pillow()
     handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    with image_module.open(handle) as image:
-        converted = image.convert(MODES[channels])
+    with pillow().open(handle) as image:
+        return pixels_from(image, size, channels)
+
+
+def pixels_from(image: Any, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A Pillow image as uint8 [height, width, channels]: converted, and resized when its size differs."""
+    converted = image.convert(MODES[channels])
     height, width = size
     if converted.size != (width, height):
-        converted = converted.resize((width, height), getattr(image_module.Resampling, RESAMPLE))
+        converted = converted.resize((width, height), getattr(pillow().Resampling, RESAMPLE))
     pixels = np.array(converted, dtype=np.uint8)  # NOTE: a copy: torch takes only writable arrays
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 

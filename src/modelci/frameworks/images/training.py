@@ -77,8 +77,8 @@ class ImageRows(Dataset[tuple[torch.Tensor, torch.Tensor, list[str]]]):
             return blank, f"{self.sources[row]}: {type(exc).__name__}: {first_line(exc)}"
 
 
-def as_batch(batch: tuple[torch.Tensor, torch.Tensor, list[str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The loader's collate function: `ImageRows` already gives a whole batch."""
+def as_batch(batch: Any) -> Any:
+    """The loader's collate function: `ImageRows.__getitems__` already gives a whole batch."""
     return batch
 
 
@@ -128,7 +128,8 @@ def image_feed(fit: Fit, image: ImageConfig, column: str, device: torch.device, 
                      Augment.of(settings.augment))
     keys = Keys()
     loader = DataLoader(rows, batch_size=settings.batch_size, sampler=keys, collate_fn=as_batch,
-                        num_workers=settings.workers, pin_memory=device.type == "cuda", persistent_workers=settings.workers > 0,
+                        num_workers=settings.workers, pin_memory=device.type == "cuda",
+                        persistent_workers=settings.workers > 0,
                         worker_init_fn=_one_thread if settings.workers else None,
                         # NOTE: its own generator: a loader draws its workers' seed from torch's global one otherwise,
                         # which dropout uses too, and a resumed run would then draw it in another epoch
