@@ -170,3 +170,70 @@ def test_run_publishes_an_image_model_and_a_changed_one_gets_a_paired_verdict(
     assert "==> Training" in trained.err
     assert "reused" not in trained.err
     assert read("comparison.json")["baseline_status"] == "compared"
+
+
+def test_a_table_of_images_trains_and_its_other_columns_slice_the_evaluation(
+        cli: Callable[..., Result], shapes_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a table of image paths (CSV, relative to the table's folder) to train on, a table of encoded images
+    # (Parquet) to judge on, and a site column in both: kept for slices, never given to the model
+    repo = tmp_path / "table"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("data", ".modelci", "__pycache__"))
+    shutil.copytree(shapes_data, repo / "data" / "pictures")
+    files = sorted((repo / "data" / "pictures" / "train").rglob("*.png"))
+    pd.DataFrame({"photo": [str(p.relative_to(repo / "data")) for p in files],
+                  "shape": [p.parent.name for p in files],
+                  "site": ["north", "south"] * (len(files) // 2)}).to_csv(repo / "data" / "train.csv", index=False)
+    files = sorted((repo / "data" / "pictures" / "eval").rglob("*.png"))
+    pd.DataFrame({"photo": [p.read_bytes() for p in files], "shape": [p.parent.name for p in files],
+                  "site": ["north", "south", "east"] * (len(files) // 3)}).to_parquet(repo / "data" / "eval.parquet")
+    (repo / "schema.yaml").write_text("columns:\n  photo: {type: image}\n  shape: {type: string}\n"
+                                      "  site: {type: string}\n")
+
+    def tables(config: dict) -> None:  # type: ignore[type-arg]
+        small(config)
+        config["data"].update(train="data/train.csv", eval="data/eval.parquet", schema="schema.yaml")
+        config["evaluate"]["slices"] = ["site"]
+
+    configure(repo, tables)
+    monkeypatch.chdir(repo)
+    for step in ("data check", "train", "export", "evaluate"):
+        done = cli(*step.split())
+        assert done.code == 0, f"{step}: {done.err}"
+
+    datasets = load_datasets(load_config("modelci.yaml"))
+    assert all(Path(path).is_file() for path in [*datasets.train["photo"], *datasets.validation["photo"]])
+    assert all(isinstance(image, bytes) for image in datasets.eval["photo"])
+    model = OnnxModel(OUT / "model.onnx")
+    assert [i.name for i in model.session.get_inputs()] == ["photo"]  # the schema's image column, alone
+    assert read("parity.json")["passed"]
+    metrics = read("metrics.json")
+    by_site = {s["value"]: s for s in metrics["slices"]["site"]}
+    assert set(by_site) == {"north", "south", "east"}
+    assert sum(s["rows"] for s in by_site.values()) == 3 * PER_CLASS
+    y = labels_of(model, datasets.eval)
+    predicted = np.argmax(model.predict(datasets.eval), axis=1)
+    north = (datasets.eval["site"] == "north").to_numpy()
+    assert by_site["north"]["metrics"]["accuracy"] == pytest.approx(float(np.mean(predicted[north] == y[north])))
+
+
+@pytest.mark.parametrize(("rows", "problem"), [
+    pytest.param({"photo": ["a.png", None], "shape": ["circle", "square"]},
+                 "data/train.csv have no image (rows 1)", id="row-without-image"),
+    pytest.param({"picture": ["a.png"], "shape": ["circle"]},
+                 "has no image column 'photo' (columns: picture, shape)", id="no-image-column"),
+    pytest.param({"photo": ["a.png"], "kind": ["circle"]}, "the label column 'shape' is missing", id="no-label"),
+])
+def test_a_table_of_images_that_cannot_be_trained_from_is_exit_2_naming_why(
+        cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: dict,  # type: ignore[type-arg]
+        problem: str) -> None:
+    shutil.copytree(EXAMPLE, tmp_path / "table", ignore=shutil.ignore_patterns("data", ".modelci", "__pycache__"))
+    (tmp_path / "table" / "data").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "table" / "data" / "train.csv", index=False)
+    (tmp_path / "table" / "schema.yaml").write_text("columns:\n  photo: {type: image}\n")
+    configure(tmp_path / "table", lambda config: config["data"].update(train="data/train.csv", eval="data/train.csv",
+                                                                      schema="schema.yaml"))
+    monkeypatch.chdir(tmp_path / "table")
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert problem in found.err
+    assert "Traceback" not in found.err

@@ -45,7 +45,7 @@ def resolve_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _typed(batch: pa.RecordBatch, schema: Schema | None) -> pa.Table:
+def typed(batch: pa.RecordBatch, schema: Schema | None) -> pa.Table:
     """A batch with the schema's columns converted to their types; values that do not parse become empty."""
     import pyarrow as pa
 
@@ -75,7 +75,7 @@ def read_table(path: Path, schema: Schema | None = None) -> pa.Table:
     from modelci.data import source
 
     text = [r.name for r in schema.columns if r.type != "string"] if schema else []
-    tables = [_typed(batch, schema) for _, batch in source.batches(path, text_columns=text)]
+    tables = [typed(batch, schema) for _, batch in source.batches(path, text_columns=text)]
     if not tables:
         raise DataError(f"{path}: the data has no rows", hint="check that the file holds data, not just a header")
     try:
@@ -98,7 +98,7 @@ class Datasets:
     images: tuple[str, ...] = ()
 
 
-def _require_label(frame: pd.DataFrame, label: str, where: Path) -> None:
+def require_label(frame: pd.DataFrame, label: str, where: Path) -> None:
     if label not in frame.columns:
         raise DataError(
             f"{where}: the label column '{label}' is missing (columns: {', '.join(map(str, frame.columns))})",
@@ -237,7 +237,7 @@ def _load(path: Path, config: Config, schema: Schema | None) -> tuple[pd.DataFra
         table, cleaning = clean_table(table, schema, config.data.clean, config.data.label)
         report = asdict(cleaning)
     frame = table.to_pandas()
-    _require_label(frame, config.data.label, path)
+    require_label(frame, config.data.label, path)
     return frame, report
 
 
