@@ -237,7 +237,7 @@ def test_a_folder_of_images_without_data_image_is_exit_2(cli, repo: Path) -> Non
     found = cli("train")
     assert found.code == 2
     assert "data.image: missing" in found.err
-    assert "task: a folder per class gives classes" in found.err
+    assert "task: an image model is binary or multiclass" in found.err
 
 
 def test_a_factory_with_the_table_signature_is_exit_2(cli, repo: Path) -> None:  # type: ignore[no-untyped-def]

@@ -123,6 +123,10 @@ def config_hash(config: Config) -> str:
     plain = {name: dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type)
              else value for name, value in fields.items()}
     plain["gate"] = [dataclasses.asdict(rule) for rule in config.gate]
+    if config.model.weights is not None:  # NOTE: the starting weights' content, wherever the file is
+        from modelci.frameworks.weights import digest, weights_file
+
+        plain["model"]["weights"] = digest(weights_file(config.model.weights))
     return _sha256(json.dumps(plain, sort_keys=True, default=lambda v: _plain(v, config.root.resolve())))
 
 

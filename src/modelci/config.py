@@ -137,6 +137,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     onnx: Path | None = None  # the team's own ONNX model, used as it is (see train/command.py)
     predictions: Path | None = None  # that model's own predictions for the evaluation rows, for parity
+    weights: Path | None = None  # a PyTorch factory's starting weights, a local file or folder (frameworks/weights.py)
 
 
 @dataclass(frozen=True)
@@ -498,9 +499,10 @@ def _model(raw: dict[str, Any], root: Path, problems: _Problems) -> ModelConfig:
     train = raw.get("train")
     own_script = isinstance(train, dict) and train.get("command") is not None
     section = _mapping(raw, "model", problems, required=not own_script)
-    _unknown_keys(section, ["factory", "params", "onnx", "predictions"], "model.", problems)
+    _unknown_keys(section, ["factory", "params", "onnx", "predictions", "weights"], "model.", problems)
     onnx = _path(section.get("onnx"), "model.onnx", root, problems)
     predictions = _path(section.get("predictions"), "model.predictions", root, problems)
+    weights = _path(section.get("weights"), "model.weights", root, problems)
     factory = section.get("factory")
     given = [name for name, found in (("model.factory", factory is not None),
                                       ("model.onnx", section.get("onnx") is not None),
@@ -512,6 +514,9 @@ def _model(raw: dict[str, Any], root: Path, problems: _Problems) -> ModelConfig:
         problems.add("model.predictions", "only with model.onnx; a train.command writes its predictions to "
                                           "the path in MODELCI_PREDICTIONS")
     if factory is None and (own_script or section.get("onnx") is not None):
+        if weights is not None:
+            problems.add("model.weights", "only with model.factory: they are the factory's network's starting "
+                                          "weights")
         return ModelConfig(factory="", onnx=onnx, predictions=predictions)
     if not isinstance(factory, str) or ":" not in factory:
         problems.add("model.factory", f"expected 'FILE.py:FUNCTION' such as 'model.py:build', got {factory!r} "
@@ -521,7 +526,7 @@ def _model(raw: dict[str, Any], root: Path, problems: _Problems) -> ModelConfig:
     if not isinstance(params, dict):
         problems.add("model.params", f"expected a mapping of keyword arguments, got {params!r}")
         params = {}
-    return ModelConfig(factory=factory, params=params)
+    return ModelConfig(factory=factory, params=params, weights=weights)
 
 
 def _train(raw: dict[str, Any], problems: _Problems) -> TrainConfig:

@@ -45,6 +45,10 @@ class PyTorch:
             torch_loop.seed(seed, deterministic)
 
     def fit(self, made: Any, fit: Fit) -> TrainLog:
+        if fit.config.model.weights is not None:
+            from modelci.frameworks.weights import load_weights
+
+            fit.log.weights = load_weights(made, fit.config.model.weights)
         if fit.config.data.image is not None:
             from modelci.frameworks.images import training
 

@@ -20,6 +20,7 @@ from modelci import github
 from modelci.config import Config
 from modelci.data.roles import Chosen, choose_features, log_choice
 from modelci.data.tables import Datasets
+from modelci.errors import UsageError
 from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target, category_report, describe_categories
 from modelci.frameworks import Fit, adapters, distributed, raw_columns, recognise, seed_all
 from modelci.frameworks.factory import call_factory, load_factory, model_inputs
@@ -79,6 +80,9 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
         seed_all(every, settings.seed, settings.deterministic)
         made = call_factory(config, inputs, target.output_dim, factory)
     log.framework = adapter.name
+    if config.model.weights is not None and adapter.name != "pytorch":
+        raise UsageError(f"model.weights: starting weights are for a PyTorch network; {config.model.factory} "
+                         f"returned a {adapter.name} model", hint="leave model.weights out")
     # NOTE: a model over the raw columns does its own preprocessing: modelci's categories are not what it uses.
     if not raw_columns(adapter):
         # NOTE: reads the evaluation rows to report them (their categories unseen in training); it chooses nothing.
