@@ -100,6 +100,16 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """What a text model takes (`data.text`): each text split into words (`data.text.tokens.words`), the first
+    `max_tokens` of them, each a number from a vocabulary learnt from the training texts, inside the model."""
+
+    max_tokens: int = 256  # words read of each text; the rest is cut off
+    vocabulary: int = 20_000  # the most frequent training words kept; any other word is "unknown"
+    min_count: int = 1  # a word seen fewer times in the training texts is "unknown"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: Path
     label: str
@@ -112,6 +122,7 @@ class DataConfig:
     clean: CleanConfig = field(default_factory=CleanConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     image: ImageConfig | None = None  # set for an image model: the size and normalization it takes
+    text: TextConfig | None = None  # set for a text model: how its texts become numbers
 
 
 @dataclass(frozen=True)
@@ -344,7 +355,7 @@ def _path(value: Any, key: str, root: Path, problems: _Problems) -> Path | None:
 def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
     section = _mapping(raw, "data", problems, required=True)
     _unknown_keys(section, ["train", "eval", "split", "validation", "validation_split", "label", "schema", "features",
-                            "clean", "drift", "image"], "data.", problems)
+                            "clean", "drift", "image", "text"], "data.", problems)
     train = _path(section.get("train"), "data.train", root, problems)
     if "train" not in section:
         problems.add("data.train", "missing; name the training data (a Parquet or CSV file, or a folder per class "
@@ -376,6 +387,7 @@ def _data(raw: dict[str, Any], root: Path, problems: _Problems) -> DataConfig:
         clean=_clean(section.get("clean") or {}, problems),
         drift=_drift(section.get("drift") or {}, problems),
         image=_image(section.get("image"), problems),
+        text=_text(section.get("text"), problems),
     )
 
 
@@ -395,6 +407,27 @@ def _image(section: Any, problems: _Problems) -> ImageConfig | None:
     return ImageConfig(size=_image_size(section.get("size"), problems), channels=channels,
                        mean=_per_channel(section, "mean", channels, problems),
                        std=_per_channel(section, "std", channels, problems))
+
+
+def _text(section: Any, problems: _Problems) -> TextConfig | None:
+    """`data.text: {max_tokens: 256, vocabulary: 20000, min_count: 1}` (`data.text: {}` for the defaults); None
+    when not given."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        problems.add("data.text", f"expected a mapping such as {{max_tokens: 256}} ({{}} for the defaults), got "
+                                  f"{section!r}")
+        return None
+    defaults = TextConfig()
+    _unknown_keys(section, [f.name for f in dataclasses.fields(TextConfig)], "data.text.", problems)
+    found = {}
+    for name in ("max_tokens", "vocabulary", "min_count"):
+        value = section.get(name, getattr(defaults, name))
+        if not _typed(value, int) or value < 1:
+            problems.add(f"data.text.{name}", f"expected a whole number, at least 1, got {value!r}")
+            value = getattr(defaults, name)
+        found[name] = value
+    return TextConfig(**found)
 
 
 def _image_size(value: Any, problems: _Problems) -> tuple[int, int]:
@@ -1005,6 +1038,8 @@ def parse_config(raw: Any, path: Path) -> Config:
         problems.add("compare.seeds", "training with several seeds needs a model modelci trains; model.onnx is a model "
                      "already made (set compare.seeds: 1, or make it with a train.command, given each seed as "
                      "MODELCI_SEED)")
+    if config.data.text is not None and config.data.image is not None:
+        problems.add("data", "data.image and data.text are both set; a model takes images or texts")
     if config.train.augment.active and config.data.image is None:
         problems.add("train.augment", "augmentations change images; set data.image (the size the model takes) for an "
                                       "image model")

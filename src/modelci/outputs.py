@@ -70,6 +70,9 @@ class TrainLog:
     classes: list[Any] = field(default_factory=list)  # classification: the classes, in the order of the outputs
     # an image model: its image column, the size, channels and normalization it takes (data.image)
     image: dict[str, Any] | None = None
+    # a text model: its text column, the words read of each text, the vocabulary's size, the validation texts'
+    # share of words outside it
+    text: dict[str, Any] | None = None
     # model.weights: the file the network started from, its SHA-256, the tensors taken and those started fresh
     weights: dict[str, Any] | None = None
     version: int = LOG_VERSION

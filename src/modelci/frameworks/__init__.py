@@ -73,6 +73,7 @@ class Fit:
     log: TrainLog  # filled in by the adapter and written to OUT/train-log.json
     resume: bool = False
     on_epoch: Callable[[EpochRecord], None] | None = None  # every epoch's record (tune prunes with it)
+    vocabulary: Any = None  # a text model's words, learnt from the training texts (frameworks/text/vocabulary.py)
 
 
 class Framework(Protocol):

@@ -59,9 +59,11 @@ def load_factory(config: Config) -> Callable[..., Any]:
 
 def model_inputs(config: Config, width: int) -> dict[str, Any]:
     """What the factory is told of the model's input: `input_shape`, (channels, height, width), for an image
-    model; else `input_dim`, the width of the preprocessed features."""
+    model; `vocabulary_size` for a text model; else `input_dim`, the width of the preprocessed features."""
     if config.data.image is not None:
         return {"input_shape": config.data.image.shape}
+    if config.data.text is not None:
+        return {"vocabulary_size": width}  # NOTE: a text model's `width` is its vocabulary's size
     return {"input_dim": width}
 
 
@@ -76,7 +78,8 @@ def _check_signature(factory: Callable[..., Any], config: Config, inputs: dict[s
         signature.bind(**inputs, output_dim=0, **config.model.params)
     except TypeError as exc:
         wanted = ("build(input_shape, output_dim, **params), input_shape being (channels, height, width)"
-                  if "input_shape" in inputs else "build(input_dim, output_dim, **params)")
+                  if "input_shape" in inputs else "build(vocabulary_size, output_dim, **params)"
+                  if "vocabulary_size" in inputs else "build(input_dim, output_dim, **params)")
         raise ModelFactoryError(f"model.factory: {config.model.factory} cannot be called as {wanted} with "
                                 f"model.params {sorted(config.model.params)}: {exc}",
                                 hint="give the function those arguments, or fix model.params") from None

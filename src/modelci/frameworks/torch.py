@@ -53,6 +53,10 @@ class PyTorch:
             from modelci.frameworks.images import training
 
             return training.fit(made, fit)
+        if fit.config.data.text is not None:
+            from modelci.frameworks.text import training as text_training
+
+            return text_training.fit(made, fit)
         from modelci.frameworks import torch_loop
 
         return torch_loop.fit(made, fit)
@@ -63,28 +67,40 @@ class PyTorch:
 
             image_scorer, target, label = network.load_checkpoint(path, config)
             return Trained(image_scorer, network.NO_FEATURES, target, label)
+        if config.data.text is not None:
+            from modelci.frameworks.text import network as text_network
+
+            text_scorer, target, label = text_network.load_checkpoint(path, config)
+            return Trained(text_scorer, text_network.NO_FEATURES, target, label)
         from modelci.frameworks.torch_model import load_checkpoint
 
         scorer, spec, target, label = load_checkpoint(path, config)
         return Trained(scorer, spec, target, label)
 
     def predict(self, trained: Trained, features: Any) -> np.ndarray:
-        """Scores of preprocessed features; for an image model, of a DataFrame's images (its image column)."""
+        """Scores of preprocessed features; for an image or text model, of a DataFrame's images or texts."""
         from modelci.frameworks.images import network
+        from modelci.frameworks.text import network as text_network
         from modelci.frameworks.torch_model import predict
 
         if isinstance(trained.model, network.ImageScorer):
             return network.predict(trained.model, features)
+        if isinstance(trained.model, text_network.TextScorer):
+            return text_network.predict(trained.model, features)
         found: np.ndarray = predict(trained.model, features, trained.target.task)
         return found
 
     def to_onnx(self, trained: Trained, opset: int, output: str) -> tuple[ModelProto, str]:
-        """Over the preprocessed features; for an image model, over the uint8 images (see `images.network`)."""
+        """Over the preprocessed features; for an image model, over the uint8 images (see `images.network`), for a
+        text model over the texts (`text.network`)."""
         from modelci.frameworks.images import network
+        from modelci.frameworks.text import network as text_network
         from modelci.frameworks.torch_model import to_onnx
 
         if isinstance(trained.model, network.ImageScorer):
             return network.to_onnx(trained.model, opset, output)
+        if isinstance(trained.model, text_network.TextScorer):
+            return text_network.to_onnx(trained.model, opset, output)
         return to_onnx(trained.model, trained.spec.width, opset, output)
 
 

@@ -145,13 +145,16 @@ def to_onnx(scorer: Scorer, width: int, opset: int, output: str) -> tuple[ModelP
     return export_onnx(scorer, torch.zeros(2, width), FEATURES, opset, output)
 
 
-def export_onnx(scorer: Scorer, example: torch.Tensor, name: str, opset: int, output: str) -> tuple[ModelProto, str]:
+def export_onnx(scorer: Scorer, example: torch.Tensor, name: str, opset: int, output: str,
+                words_axis: bool = False) -> tuple[ModelProto, str]:
     """Export with the current (dynamo) exporter; fall back to the TorchScript one, saying so. `example`: an input
-    of two rows, whose first dimension is the batch; `name`: the ONNX input's name."""
+    of two rows, whose first dimension is the batch; `name`: the ONNX input's name; `words_axis`: the second
+    dimension varies too (a text model's words)."""
     import onnx
 
     # NOTE: dynamic_shapes is keyed by the argument's name in Scorer.forward, whatever the ONNX input is called
-    dynamic = {"features": {0: torch.export.Dim("batch")}}
+    axes = {0: "batch", 1: "words"} if words_axis else {0: "batch"}
+    dynamic = {"features": {axis: torch.export.Dim(label) for axis, label in axes.items()}}
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
@@ -168,7 +171,7 @@ def export_onnx(scorer: Scorer, example: torch.Tensor, name: str, opset: int, ou
         try:
             with _quiet_exporter():
                 torch.onnx.export(scorer, (example,), path, dynamo=False, opset_version=opset, input_names=[name],
-                                  output_names=[output], dynamic_axes={name: {0: "batch"}, output: {0: "batch"}})
+                                  output_names=[output], dynamic_axes={name: axes, output: {0: "batch"}})
         except Exception as exc:
             raise UsageError(f"the model cannot be exported to ONNX: {type(exc).__name__}: {exc}",
                              hint="use operators ONNX supports, or raise export.opset") from None

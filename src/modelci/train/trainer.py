@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     # whose initial weights come from the framework's generator.
     imported = set(sys.modules)
     seed_all(every, settings.seed, settings.deterministic)
-    inputs = model_inputs(config, spec.width)
+    vocabulary = learn_vocabulary(config, datasets, columns)
+    inputs = model_inputs(config, vocabulary.size if vocabulary is not None else spec.width)
     made = call_factory(config, inputs, target.output_dim, factory)
     adapter = recognise(made, config.model.factory)
     if set(sys.modules) - imported:
@@ -91,7 +93,7 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
             for name, entry in log.categories.items():
                 github.log(describe_categories(name, entry, len(datasets.eval)))
             _warn_constant(spec.constant_columns(datasets.train))
-    return adapter.fit(made, Fit(config, datasets, spec, target, out, log, resume, on_epoch))
+    return adapter.fit(made, Fit(config, datasets, spec, target, out, log, resume, on_epoch, vocabulary))
 
 
 def _inputs(datasets: Datasets, config: Config) -> tuple[Chosen, FeatureSpec]:
@@ -101,8 +103,21 @@ def _inputs(datasets: Datasets, config: Config) -> tuple[Chosen, FeatureSpec]:
         from modelci.frameworks.images.datasets import chosen
 
         return chosen(config), FeatureSpec((), ())
+    if config.data.text is not None:
+        from modelci.frameworks.text.datasets import chosen as text_chosen
+
+        return text_chosen(config, datasets), FeatureSpec((), ())
     found = choose_features(datasets.train, config)
     return found, FeatureSpec.fit(datasets.train, found.features, tuple(found.as_numbers))
+
+
+def learn_vocabulary(config: Config, datasets: Datasets, columns: list[str]) -> Any:
+    """A text model's vocabulary, learnt from its training texts; None for any other model."""
+    if config.data.text is None:
+        return None
+    from modelci.frameworks.text.vocabulary import Vocabulary
+
+    return Vocabulary.learn(datasets.train[columns[0]], config.data.text)
 
 
 def _warn_constant(columns: list[str]) -> None:

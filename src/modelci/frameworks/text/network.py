@@ -1,0 +1,171 @@
+"""A text model as trained, saved and exported: the factory's network over word ids, behind the task's output,
+and in the exported ONNX model behind the tokenizer, so the artifact takes the texts themselves.
+
+The tokenizer in the graph uses ONNX's own operators and one of ONNX Runtime's (no extension library):
+StringNormalizer lowercases (the "C" locale: ASCII letters, as `data.text.tokens.words` does), ONNX
+Runtime's Tokenizer (com.microsoft) takes the runs of word characters, Slice keeps the first `max_tokens`,
+and LabelEncoder maps each word to its id (0 for padding, 1 for a word outside the vocabulary). Parity
+compares this graph with the PyTorch model fed by `vocabulary.Vocabulary` on the evaluation texts, so a
+text the two would split differently fails the export.
+
+NOTE: imports torch: only the PyTorch adapter's methods import this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelci import atomic
+from modelci.config import Config
+from modelci.data.text.tokens import WORD_RE2
+from modelci.errors import ModelFactoryError, UsageError, first_line
+from modelci.features import FeatureSpec, Target
+from modelci.frameworks import ML_DOMAIN_OPSET
+from modelci.frameworks.factory import call_factory
+from modelci.frameworks.text.vocabulary import PAD, UNKNOWN, Vocabulary
+from modelci.frameworks.torch_model import CHECKPOINT_VERSION, Scorer, export_onnx
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+META_TEXT = "modelci.text"  # the exported model's metadata: the input, how texts are split, the vocabulary's size
+PREDICT_CHUNK = 1024  # texts per forward pass when scoring
+NO_FEATURES = FeatureSpec((), ())  # a text model takes its text column as it is: no table preprocessing
+IDS = "modelci_word_ids"  # the graph's word ids, between the tokenizer and the network
+PADDING = " "  # the Tokenizer's padding: never a word (words hold no space), mapped to PAD
+
+
+class TextScorer(Scorer):
+    """A trained text model: the network and the task's output, with the text column and vocabulary it reads."""
+
+    def __init__(self, net: nn.Module, target: Target, vocabulary: Vocabulary, column: str) -> None:
+        super().__init__(net, target)
+        self.vocabulary, self.column = vocabulary, column
+        self.outputs = 2 if target.task == "binary" else (target.output_dim if target.task == "multiclass" else 1)
+
+
+def check_network(made: Any, config: Config, vocabulary_size: int, output_dim: int) -> nn.Module:
+    """The factory's network, checked to map word ids int64 [batch, words] to [batch, output_dim]."""
+    if not isinstance(made, nn.Module):
+        raise ModelFactoryError(f"model.factory: {config.model.factory} returned {type(made).__name__}, "
+                                "not a torch.nn.Module")
+    ids = torch.tensor([[2, 3, 1], [PAD, PAD, PAD]], dtype=torch.int64) % vocabulary_size
+    with torch.no_grad():
+        try:
+            found = tuple(made.eval()(ids).shape)
+        except Exception as exc:
+            raise ModelFactoryError(f"the model fails on word ids of shape (2, 3): {type(exc).__name__}: {exc}",
+                                    hint="its first layer must take int64 word ids [batch, words] below "
+                                         f"vocabulary_size={vocabulary_size}, e.g. nn.Embedding(vocabulary_size, "
+                                         "width, padding_idx=0)") from None
+    if found != (2, output_dim):
+        raise ModelFactoryError(f"the model returns shape {found} for 2 texts; this task needs (2, {output_dim})",
+                                hint="build the last layer with output_dim outputs")
+    return made
+
+
+def save_checkpoint(path: Path, scorer: TextScorer, target: Target, config: Config) -> None:
+    with atomic.atomic_open(path) as handle:
+        torch.save({
+            "version": CHECKPOINT_VERSION,
+            "state_dict": scorer.state_dict(),
+            "features": NO_FEATURES.to_json(),
+            "text": scorer.vocabulary.to_json() | {"column": scorer.column},
+            "target": target.to_json(),
+            "label": config.data.label,
+        }, handle)
+
+
+def load_checkpoint(path: Path, config: Config) -> tuple[TextScorer, Target, str]:
+    """Rebuild the trained text model from its checkpoint and the config's factory."""
+    if not path.is_file():
+        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
+    try:
+        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        vocabulary, column = Vocabulary.from_json(data["text"]), str(data["text"]["column"])
+        target, version, state, label = Target.from_json(data["target"]), data["version"], data["state_dict"], \
+            str(data["label"])
+    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
+        raise UsageError(f"{path} is not a text model's checkpoint, or is corrupt or truncated "
+                         f"({type(exc).__name__}: {first_line(exc)})",
+                         hint="run `modelci train` again to write it anew") from None
+    if version != CHECKPOINT_VERSION:
+        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+    made = call_factory(config, {"vocabulary_size": vocabulary.size}, target.output_dim)
+    scorer = TextScorer(check_network(made, config, vocabulary.size, target.output_dim), target, vocabulary, column)
+    try:
+        scorer.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
+                         hint="the factory or model.params changed since training: run `modelci train` again") from None
+    return scorer.eval(), target, label
+
+
+def predict(scorer: TextScorer, rows: Any) -> np.ndarray:
+    """The model's output for a DataFrame's texts (its text column), as float64 [rows, outputs]: split into words
+    by `Vocabulary`, as the exported graph splits them."""
+    texts = list(rows[scorer.column])
+    parts = []
+    with torch.no_grad():
+        for first in range(0, len(texts), PREDICT_CHUNK):
+            ids = scorer.vocabulary.batch(texts[first:first + PREDICT_CHUNK])
+            parts.append(scorer(torch.from_numpy(ids)).numpy().astype(np.float64))
+    return np.concatenate(parts) if parts else np.zeros((0, scorer.outputs), np.float64)
+
+
+def to_onnx(scorer: TextScorer, opset: int, output: str) -> tuple[ModelProto, str]:
+    """The model as ONNX over the texts, string [N, 1] (the input named as the text column), with the tokenizer in
+    the graph in front of the network; how texts are split in its metadata."""
+    example = torch.tensor([[2, 3, 1, 4], [2, PAD, PAD, PAD]], dtype=torch.int64) % scorer.vocabulary.size
+    model, exporter = export_onnx(scorer, example, IDS, opset, output, words_axis=True)
+    _prepend_tokenizer(model, scorer.vocabulary, scorer.column)
+    described = {"input": scorer.column, "lowercase": "ascii", "words": WORD_RE2,
+                 "max_tokens": scorer.vocabulary.max_tokens, "vocabulary_size": scorer.vocabulary.size}
+    model.metadata_props.add(key=META_TEXT, value=json.dumps(described))
+    return model, exporter
+
+
+def _prepend_tokenizer(model: ModelProto, vocabulary: Vocabulary, column: str) -> None:
+    """Texts string [N, 1] → lowercased → words string [N, longest] → the first max_tokens → ids int64, in front of
+    the graph whose input is the ids."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    names = {key: f"modelci_text_{key}" for key in ("flat", "lower", "words", "kept", "flat_shape", "starts", "ends",
+                                                   "axes")}
+    nodes = [
+        helper.make_node("Reshape", [column, names["flat_shape"]], [names["flat"]], name="modelci_text_flat"),
+        # NOTE: the "C" locale, which every machine has: ASCII letters alone, as data.text.tokens.words lowercases
+        helper.make_node("StringNormalizer", [names["flat"]], [names["lower"]], name="modelci_text_lower",
+                         case_change_action="LOWER", locale="C"),
+        helper.make_node("Tokenizer", [names["lower"]], [names["words"]], name="modelci_text_words",
+                         domain="com.microsoft", mark=0, mincharnum=1, pad_value=PADDING, tokenexp=WORD_RE2),
+        helper.make_node("Slice", [names["words"], names["starts"], names["ends"], names["axes"]], [names["kept"]],
+                         name="modelci_text_first_words"),
+        helper.make_node("LabelEncoder", [names["kept"]], [IDS], name="modelci_text_ids", domain="ai.onnx.ml",
+                         keys_strings=[PADDING, *vocabulary.words],
+                         values_int64s=[PAD, *range(UNKNOWN + 1, vocabulary.size)], default_int64=UNKNOWN),
+    ]
+    for offset, node in enumerate(nodes):
+        graph.node.insert(offset, node)
+    graph.initializer.extend([
+        helper.make_tensor(names["flat_shape"], TensorProto.INT64, [1], [-1]),
+        helper.make_tensor(names["starts"], TensorProto.INT64, [1], [0]),
+        helper.make_tensor(names["ends"], TensorProto.INT64, [1], [vocabulary.max_tokens]),
+        helper.make_tensor(names["axes"], TensorProto.INT64, [1], [1]),
+    ])
+    # NOTE: the Tokenizer's output typed: the checker's full shape inference fails on an op it does not know
+    graph.value_info.append(helper.make_tensor_value_info(names["words"], TensorProto.STRING, [None, None]))
+    (ids,) = [i for i in graph.input if i.name == IDS]
+    graph.input.remove(ids)
+    graph.input.insert(0, helper.make_tensor_value_info(column, TensorProto.STRING, [None, 1]))
+    for domain, version in (("ai.onnx.ml", ML_DOMAIN_OPSET), ("com.microsoft", 1)):
+        if not any(o.domain == domain for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(domain, version))

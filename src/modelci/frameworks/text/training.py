@@ -1,0 +1,112 @@
+"""Training a text model: the texts as word ids in memory, in batches of similar lengths, each padded to its own
+longest text, through the PyTorch loop.
+
+Each epoch's order is the run's seeded shuffle; within each run of BUCKET batches' texts, they are sorted by
+length before they are cut into batches, and the batches are shuffled again, so a batch pads little and the
+epoch is still random. The loop is the table models' (`torch_loop.run`): the same seeds, resume, early
+stopping, out-of-memory report and progress lines.
+
+NOTE: imports torch: only the PyTorch adapter's `fit` imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelci.frameworks import Fit, distributed
+from modelci.frameworks.distributed import Distributed
+from modelci.frameworks.progress import Progress
+from modelci.frameworks.text.network import TextScorer, check_network, save_checkpoint
+from modelci.frameworks.text.vocabulary import PAD, Vocabulary
+from modelci.frameworks.torch import CHECKPOINT
+from modelci.frameworks.torch_loop import Feed, Loop, device_for, run, targets
+from modelci.outputs import TrainLog
+
+BUCKET = 50  # batches whose texts are sorted by length together
+
+
+class Texts:
+    """Texts as word ids, ragged: one flat array and where each text starts."""
+
+    def __init__(self, vocabulary: Vocabulary, texts: list[Any]) -> None:
+        found = [vocabulary.ids(text) for text in texts]
+        self.lengths = np.array([len(ids) for ids in found], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.flat = np.fromiter((i for ids in found for i in ids), dtype=np.int64, count=int(self.lengths.sum()))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def padded(self, rows: np.ndarray) -> torch.Tensor:
+        """The rows' ids, int64 [len(rows), their longest], padded with PAD."""
+        ids = np.full((len(rows), int(self.lengths[rows].max(initial=0))), PAD, dtype=np.int64)
+        for at, row in enumerate(rows):
+            ids[at, :self.lengths[row]] = self.flat[self.starts[row]:self.starts[row + 1]]
+        return torch.from_numpy(ids)
+
+
+def fit(made: Any, fit: Fit) -> TrainLog:
+    """Train the factory's network on the texts of `fit.datasets`: in this process, or in a torchrun job."""
+    config, target, job = fit.config, fit.target, distributed.from_env()
+    vocabulary, column = fit.vocabulary, fit.log.input_columns[0]
+    assert isinstance(vocabulary, Vocabulary)  # NOTE: the trainer learns it for a text model
+    device = device_for(job, config.train.device)
+    net = check_network(made, config, vocabulary.size, target.output_dim).to(device)
+    fit.log.text = {"column": column, "max_tokens": vocabulary.max_tokens, "vocabulary": vocabulary.size,
+                    "unknown_share": _unknown_share(vocabulary, fit)}
+
+    def save(trained: torch.nn.Module) -> None:
+        scorer = TextScorer(trained.cpu(), target, vocabulary, column).eval()
+        save_checkpoint(fit.out / CHECKPOINT, scorer, target, config)
+
+    return run(net, fit, device, job, _feed(fit, vocabulary, column, device, job), save)
+
+
+def _unknown_share(vocabulary: Vocabulary, fit: Fit) -> float:
+    """The validation texts' words outside the vocabulary, as a share: what the model reads as "unknown"."""
+    ids = Texts(vocabulary, list(fit.datasets.validation[fit.log.input_columns[0]]))
+    return round(float(np.mean(ids.flat == 1)), 4) if len(ids.flat) else 0.0
+
+
+def _feed(fit: Fit, vocabulary: Vocabulary, column: str, device: torch.device, job: Distributed | None) -> Feed:
+    settings, target, label = fit.config.train, fit.target, fit.config.data.label
+    train, validation = fit.datasets.train, fit.datasets.validation
+    y_train, y_val = target.encode(train[label]), target.encode(validation[label])
+    texts, checked = Texts(vocabulary, list(train[column])), Texts(vocabulary, list(validation[column]))
+    size = settings.batch_size
+
+    def train_epoch(loop: Loop, progress: Progress) -> float:
+        order = loop.epoch_order(len(texts)).numpy()
+        return loop.train_batches(_batches(texts, y_train, _bucketed(order, texts.lengths, size, loop), target,
+                                           device), progress)
+
+    def validate(loop: Loop) -> tuple[float, np.ndarray]:
+        rows = np.arange(len(checked))
+        return loop.evaluate_batches(_batches(checked, y_val, [rows[i:i + size] for i in range(0, len(rows), size)],
+                                              target, device))
+
+    count = len(texts)
+    per_process = count // job.world if job else count
+    return Feed(rows=count, steps=-(-per_process // size), labels=y_train, val_labels=y_val.astype(np.float64),
+                train=train_epoch, validate=validate)
+
+
+def _bucketed(order: np.ndarray, lengths: np.ndarray, size: int, loop: Loop) -> list[np.ndarray]:
+    """The epoch's rows cut into batches of texts of similar lengths, the batches in a seeded order."""
+    batches = []
+    for first in range(0, len(order), size * BUCKET):
+        chunk = order[first:first + size * BUCKET]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+    shuffled = torch.randperm(len(batches), generator=loop.generator).tolist()
+    return [batches[i] for i in shuffled]
+
+
+def _batches(texts: Texts, labels: np.ndarray, batches: list[np.ndarray], target: Any,
+             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for rows in batches:
+        yield texts.padded(rows).to(device, non_blocking=True), targets(target, labels[rows], device)
