@@ -86,9 +86,9 @@ def test_a_schema_role_brings_an_id_like_column_back(cli, real_table: Path) -> N
     schema = yaml.safe_load(Path("schema.yaml").read_text())
     roles = {name: rule.get("role") for name, rule in schema["columns"].items()}
     assert roles["customer_id"] == "id"
-    assert roles["note"] == "text"
+    assert schema["columns"]["note"] == {"type": "text"}  # free text is its own type, which a table model leaves out
     assert roles["contract"] is None
-    schema["columns"]["note"]["role"] = "feature"  # a person decides the text is a category after all
+    schema["columns"]["note"] = {"type": "string", "role": "feature"}  # a person decides it is a category after all
     Path("schema.yaml").write_text(yaml.safe_dump(schema))
     config = yaml.safe_load(Path("modelci.yaml").read_text())
     config["data"]["schema"] = "schema.yaml"

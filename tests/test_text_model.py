@@ -248,4 +248,12 @@ def test_run_publishes_a_text_model_and_a_changed_one_gets_a_paired_verdict(cli:
              for model in (OnnxModel(OUT / "model.onnx"), OnnxModel(OUT / "baseline" / "model.onnx"))]
     assert (rows["accuracy"]["candidate"], rows["accuracy"]["baseline"]) == pytest.approx(
         (float(right[0].mean()), float(right[1].mean())))
-    assert "| product | rows |" in (OUT / "report.md").read_text()
+    report = (OUT / "report.md").read_text()
+    assert "| product | texts |" in report  # the slices of the evaluation texts
+    # the reviews whose predicted sentiment changed, the first few in the report with their text
+    flips = comparison["flips"]
+    assert flips["fixed"] + flips["broken"] + flips["other"] == flips["rows"]
+    assert flips["rows"] == int(np.sum(np.argmax(OnnxModel(OUT / "model.onnx").predict(frame), axis=1)
+                                       != np.argmax(OnnxModel(OUT / "baseline" / "model.onnx").predict(frame), axis=1)))
+    assert f"Predictions that changed from the baseline's: {flips['rows']:,} texts" in report
+    assert (OUT / "changed-predictions.csv").read_text().startswith("row,label,baseline,candidate,outcome,text")

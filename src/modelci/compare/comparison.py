@@ -16,6 +16,7 @@ import numpy as np
 
 from modelci import atomic, github
 from modelci.compare import operational, overlap
+from modelci.compare.flips import FLIPS_FILE, Flips, changed_predictions
 from modelci.compare.folds import fold_differences
 from modelci.compare.gate import Judged, Thresholds, judge
 from modelci.compare.rows import GapComparison, MetricComparison, Multiplicity, bounds, describe, failed_verdict
@@ -61,6 +62,7 @@ class Comparison:
     seeds: dict[str, Any] | None = None  # compare.seeds: the training noise the metrics' intervals count
     thresholds: dict[str, float] | None = None  # binary: each model's classification threshold, which it is judged at
     baseline_required: bool = False  # a missing, not comparable or unfair baseline fails the gate
+    flips: Flips | None = None  # a classifier's predictions that changed from the baseline's (changed-predictions.csv)
     version: int = COMPARISON_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -250,6 +252,10 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
                              **({"baseline": baseline.threshold} if baseline is not None else {})}
     if baseline is not None:
         result.kfold = fold_differences(out, out / BASELINE_DIR, config.compare.confidence)
+    (out / FLIPS_FILE).unlink(missing_ok=True)  # NOTE: never an earlier run's rows beside this run's comparison
+    if baseline is not None and baseline_scores is not None:
+        result.flips = changed_predictions(candidate, y, scores, baseline_scores,
+                                           (thresholds.candidate, thresholds.baseline), frame, out)
     result.passed = all(m.passed for m in [*result.metrics, *result.operational, *result.slices]) \
         and all(g.passed for g in result.gaps)
     result.baseline_required = _baseline_required(config, published=descriptor is not None)

@@ -18,6 +18,7 @@ from modelci.data.profile import PROFILE_VERSION
 from modelci.data.rules import Violation, rows_violation
 from modelci.data.scan import Scan, scan
 from modelci.data.schema import Schema, load_schema
+from modelci.data.text.check import TextSummary
 
 if TYPE_CHECKING:
     from modelci.config import Config
@@ -37,6 +38,7 @@ class DatasetResult:
     fingerprint: str
     violations: list[Violation]
     drift: list[ColumnDrift] = field(default_factory=list)
+    text: list[TextSummary] = field(default_factory=list)  # per `type: text` column: its words, unknown words
 
     @property
     def errors(self) -> list[Violation]:
@@ -62,13 +64,17 @@ def shown_path(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _scan(path: Path, schema: Schema | None, profile: bool, label: str) -> Scan:
-    """One pass over a dataset, as images (a folder per class, or a table with an image column) or as a table."""
+def _scan(path: Path, schema: Schema | None, profile: bool, label: str,
+          vocabularies: dict[str, frozenset[str]] | None = None) -> Scan:
+    """One pass over a dataset, as images (a folder per class, or a table with an image column) or as a table.
+
+    `vocabularies`: the training data's most frequent words per text column, for the evaluation data's.
+    """
     if images.is_image_data(path, schema):
         from modelci.data.images.scan import scan_images
 
         return scan_images(path, schema, profile=profile, label=label)
-    return scan(path, schema, profile=profile, label=label)
+    return scan(path, schema, profile=profile, label=label, vocabularies=vocabularies)
 
 
 def _name_rows(violations: list[Violation], found: Scan) -> None:
@@ -124,11 +130,18 @@ def _leakage(train: Scan, evaluation: Scan, schema: Schema | None) -> list[Viola
     if severity == "ignore":
         return []
     shared = evaluation.keys.shared_with(train.keys)
-    if not shared.rows:
-        return []
     what = "evaluation images whose content is also in the training images" if evaluation.images \
         else "evaluation rows that also appear in the training data"
-    return [rows_violation("leakage", what, shared, severity)]
+    found = [rows_violation("leakage", what, shared, severity)] if shared.rows else []
+    for name, texts in evaluation.texts.items():
+        trained = train.texts.get(name)
+        same = texts.keys.shared_with(trained.keys) if trained is not None else None
+        if same is not None and same.rows:
+            found.append(Violation(column=name, rule="leakage", rows=same.rows, severity=severity,
+                                   sample_rows=list(same.sample_rows),
+                                   message="evaluation texts that are also training texts (ignoring case, Unicode "
+                                           "forms and whitespace)"))
+    return found
 
 
 def _settle_by_cleaning(violations: list[Violation], config: Config) -> None:
@@ -137,7 +150,8 @@ def _settle_by_cleaning(violations: list[Violation], config: Config) -> None:
     for v in violations:
         if v.severity != "error":
             continue
-        if ((v.rule == "duplicates" and clean.drop_duplicates)
+        # NOTE: data.clean drops rows that repeat whole; a text repeated (v.column set) under another label stays
+        if ((v.rule == "duplicates" and v.column is None and clean.drop_duplicates)
                 or (v.rule == "not_null" and v.column == config.data.label and clean.drop_null_label)
                 or (v.rule in ROW_RULES and clean.invalid_rows != "keep")):
             v.severity = "cleaned"
@@ -146,7 +160,8 @@ def _settle_by_cleaning(violations: list[Violation], config: Config) -> None:
 def _result(name: str, found: Scan, violations: list[Violation], config: Config) -> DatasetResult:
     return DatasetResult(name=name, path=shown_path(found.path, config.root),
                          files=[shown_path(f, config.root) for f in found.files], rows=found.rows,
-                         columns=len(found.columns), fingerprint=found.fingerprint, violations=violations)
+                         columns=len(found.columns), fingerprint=found.fingerprint, violations=violations,
+                         text=[t.summary for t in found.texts.values()])
 
 
 def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, baseline_name: str | None = None,
@@ -165,7 +180,8 @@ def check_data(config: Config, baseline_profile: dict[str, Any] | None = None, b
     scans: dict[str, Scan] = {}
     try:
         for name, path in paths.items():
-            scans[name] = _scan(path, schema, profile_columns, config.data.label)
+            vocabularies = scans["train"].vocabularies() if name == "eval" else None
+            scans[name] = _scan(path, schema, profile_columns, config.data.label, vocabularies)
         results = []
         for name, found in scans.items():
             violations = found.violations + _dataset_rules(found, schema, config.data.label)

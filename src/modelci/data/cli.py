@@ -154,6 +154,10 @@ def _note_roles(columns: dict[str, dict[str, Any]], samples: dict[str, list[str]
     left = [f"{name} (role: {rule['role']})" for name, rule in columns.items() if rule.get("role")]
     if left:
         github.log(f"    left out of the features: {', '.join(left)}; set role: feature in the schema to use one")
+    texts = [name for name, rule in columns.items() if rule.get("type") == "text"]
+    if texts:
+        github.log(f"    free text, typed text (checked as text, left out of a table model's features): "
+                   f"{', '.join(texts)}")
     numbers = [name for name in samples if columns.get(name, {}).get("type") == "float"]
     if numbers:
         github.log(f"    text whose every value is a number, typed float: {', '.join(numbers)}")

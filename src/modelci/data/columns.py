@@ -32,7 +32,7 @@ MISSING_BITS = np.uint64(0x6A09E667F3BCC908)
 class ColumnBatch:
     """The values of one column in one batch, as the kind the schema (or the data) says."""
 
-    kind: str  # int | float | bool | string
+    kind: str  # int | float | bool | string (a `type: text` column's too)
     raw: pa.Array  # as read, for showing sample values
     missing: np.ndarray | None = None  # True where the value is null or NaN; None when none is
     values: np.ndarray | None = None  # numbers: float64 or int64; bool as 0/1 (anything where missing)
@@ -83,6 +83,8 @@ def column_batch(array: pa.Array, kind: str | None = None) -> ColumnBatch:
     """Convert one column to `kind` (default: the kind of its Arrow type; other types are read as text)."""
     found = arrow_kind(array.type)
     kind = kind or found or "string"
+    if kind == "text":
+        return _free_text(array, found)
     if kind == "string":
         return _text(array)
     if found == "string":
@@ -143,6 +145,17 @@ def _text(array: pa.Array) -> ColumnBatch:
     missing = codes < 0
     return ColumnBatch(kind="string", raw=array, missing=missing if missing.any() else None,
                        dictionary=dictionary, codes=codes)
+
+
+def _free_text(array: pa.Array, found: str | None) -> ColumnBatch:
+    """A `type: text` column: read as text; values of another type (a Parquet int column) marked as not text."""
+    column = _text(array)
+    if found != "string":
+        # NOTE: as for numbers, such a value counts as missing, and is reported once, by the type rule
+        column.unparsed = _marked(np.ones(len(column), dtype=bool) if column.missing is None else ~column.missing)
+        column.missing = column.unparsed if column.missing is None or column.unparsed is None \
+            else column.missing | column.unparsed
+    return column
 
 
 def _parse(array: pa.Array, kind: str) -> ColumnBatch:

@@ -132,10 +132,8 @@ def _score(method: str, baseline: dict[str, Any], current: dict[str, Any]) -> tu
 
 def rule_for(column: str, schema: Schema | None, default: DriftRule) -> DriftRule | None:
     """The measure and threshold of `column`'s drift; None when the schema says it is not measured."""
-    rule = schema.column(column) if schema else None
-    if rule is None and schema is not None and schema.images is not None \
-            and column.startswith(f"{schema.images.name}."):
-        rule = schema.images  # an image's statistic (data/images) drifts as its image column says
+    # NOTE: an image's or a text's statistic (`image.brightness.red`, `review.tokens`) drifts as its column says
+    rule = schema.owner(column) if schema else None
     if rule is None or rule.drift is True:
         return default
     return rule.drift if isinstance(rule.drift, DriftRule) else None

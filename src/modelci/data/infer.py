@@ -92,6 +92,9 @@ def _plain(value: float) -> float:
 def _rule(seen: Observed, sample: list[str]) -> dict[str, Any]:
     kind = seen.type
     role = guess_role(sample) if kind == "string" else None
+    if role == "text":
+        # NOTE: free text is its own type (data/text checks it as text), with no role: a table model leaves it out
+        return {"type": "text"} | ({"nullable": True} if seen.nulls else {})
     if kind == "string" and role is None and numbers_as_text(sample):
         kind, seen.values = "float", None  # numbers stored as text: the data check and training parse them
     rule: dict[str, Any] = {"type": kind} | ({"role": role} if role else {})
@@ -130,8 +133,8 @@ def numbers_as_text(sample: list[str]) -> bool:
 def infer_schema(profiles: list[dict[str, Any]], samples: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """A starting schema from datasets' profiles: types, nullability, widened ranges and small category sets.
 
-    `samples` (the first values of each text column, see `text_samples`) give identifiers and free
-    text their `role` (data/roles.py), and numbers stored as text the type float.
+    `samples` (the first values of each text column, see `text_samples`) give identifiers their `role`
+    (data/roles.py), free text the type text, and numbers stored as text the type float.
     """
     samples = samples or {}
     return {

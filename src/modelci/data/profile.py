@@ -2,7 +2,8 @@
 
 Numbers get count, empty values, min, max, mean, standard deviation, quantiles, a histogram with
 its bin edges, and the bucket sketch that drift is measured on; text and booleans get value
-frequencies. The profile is kept in the model artifact, so the next pull request can measure how
+frequencies. A `type: text` column is profiled without its texts, as its lengths and its words
+(data/text/profile.py). The profile is kept in the model artifact, so the next pull request can measure how
 its data moved without the baseline's raw data.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from modelci.data.columns import ColumnBatch
 from modelci.data.sketch import Sketch
+from modelci.data.text.profile import WordsProfile
 
 PROFILE_FILE = "data-profile.json"
 PROFILE_VERSION = 1
@@ -213,6 +215,7 @@ class CategoricalProfile:
 
 
 ColumnProfile = NumericProfile | CategoricalProfile
+AnyProfile = ColumnProfile | WordsProfile  # NOTE: a text column's words, counted by its checker (data/text)
 
 
 def column_profile(kind: str) -> ColumnProfile:
@@ -222,12 +225,14 @@ def column_profile(kind: str) -> ColumnProfile:
 @dataclass
 class DatasetProfile:
     rows: int = 0
-    columns: dict[str, ColumnProfile] = field(default_factory=dict)
+    columns: dict[str, AnyProfile] = field(default_factory=dict)
 
     def add(self, name: str, column: ColumnBatch) -> None:
         if name not in self.columns:
             self.columns[name] = column_profile(column.kind)
-        self.columns[name].add(column)
+        profile = self.columns[name]
+        assert not isinstance(profile, WordsProfile), f"{name}: a text column's words are added by its checker"
+        profile.add(column)
 
     def to_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "columns": {name: p.to_json() for name, p in self.columns.items()}}

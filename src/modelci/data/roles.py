@@ -5,6 +5,8 @@ Otherwise the training data decides, by one rule that `infer-schema` also writes
 
 - free text (`text`): a string column whose values are long (median of at least TEXT_LENGTH
   characters), mostly hold a blank (words), and are varied (at least TEXT_SHARE of them distinct);
+  `infer-schema` writes such a column as `type: text` (checked and profiled as text, data/text),
+  which a table model always leaves out (`role: text` on a string column is still read the same way);
 - an identifier (`id`): a string column whose values are nearly all distinct (at least ID_SHARE of
   the non-empty values, and MIN_VALUES of them at least);
 - a date or time (a Parquet timestamp, date, time or duration column): ONNX has no type for it and
@@ -123,6 +125,8 @@ def _left_out(series: pd.Series, schema: Schema | None, named: bool) -> str | No
     if named:
         return None
     rule = schema.column(str(series.name)) if schema else None
+    if rule is not None and rule.type == "text":
+        return "type: text in the schema: free text, which a text model reads"
     if rule is not None and rule.role is not None:
         return f"role: {rule.role} in the schema" if rule.role in LEFT_OUT_ROLES else None
     if not is_text(series) or (rule is not None and rule.type != "string"):

@@ -14,6 +14,7 @@ from modelci.data.rowhash import KeyStore, Matches, row_keys
 from modelci.data.schema import ColumnRule
 
 SAMPLES = 5
+SAMPLE_CHARACTERS = 80  # a sample text longer than this is shown cut, ending in "..."
 
 
 @dataclass
@@ -26,8 +27,11 @@ class Violation:
     sample_values: list[Any] = field(default_factory=list)
     sample_rows: list[int] = field(default_factory=list)
 
-    def add(self, mask: np.ndarray, batch: ColumnBatch, first_row: int) -> None:
-        """Count the rows `mask` marks in a batch that starts at row `first_row`, keeping the first few."""
+    def add(self, mask: np.ndarray, batch: ColumnBatch, first_row: int, *, cut: bool = False) -> None:
+        """Count the rows `mask` marks in a batch that starts at row `first_row`, keeping the first few.
+
+        With `cut`, sample texts are shown cut to SAMPLE_CHARACTERS (a text column's values can be pages long).
+        """
         count = int(np.count_nonzero(mask))
         if count == 0:
             return
@@ -36,7 +40,14 @@ class Violation:
         if wanted > 0:
             at = np.flatnonzero(mask)[:wanted]
             self.sample_rows += (at + first_row).tolist()
-            self.sample_values += batch.samples(at)
+            self.sample_values += [shortened(v) for v in batch.samples(at)] if cut else batch.samples(at)
+
+
+def shortened(value: Any) -> Any:
+    """A text cut to SAMPLE_CHARACTERS, ending in "..."; any other value as it is."""
+    if isinstance(value, str) and len(value) > SAMPLE_CHARACTERS:
+        return value[:SAMPLE_CHARACTERS - 3] + "..."
+    return value
 
 
 def rows_violation(rule: str, message: str, matches: Matches, severity: str) -> Violation:
@@ -115,14 +126,15 @@ class ColumnChecker:
         self.found: dict[str, Violation] = {}
         self.values = KeyStore() if rule.unique else None
 
-    def _tally(self, rule: str, message: str) -> Violation:
+    def _tally(self, rule: str, message: str, severity: str = "error") -> Violation:
         if rule not in self.found:
-            self.found[rule] = Violation(column=self.rule.name, rule=rule, message=message, rows=0)
+            self.found[rule] = Violation(column=self.rule.name, rule=rule, message=message, rows=0,
+                                         severity=severity)
         return self.found[rule]
 
     def check(self, batch: ColumnBatch, first_row: int) -> None:
         for rule, message, mask in rule_masks(batch, self.rule):
-            self._tally(rule, message).add(mask, batch, first_row)
+            self._tally(rule, message).add(mask, batch, first_row, cut=self.rule.type == "text")
         if self.values is not None:
             present = np.ones(len(batch), dtype=bool) if batch.missing is None else ~batch.missing
             keys = row_keys([batch], len(batch))
@@ -139,3 +151,8 @@ class ColumnChecker:
                                        message="values that repeat an earlier row's value",
                                        sample_rows=list(repeated.sample_rows)))
         return found
+
+    def close(self) -> None:
+        """Remove what the checker spilled to disk (after `finish`, or when the pass stops early)."""
+        if self.values is not None:
+            self.values.close()

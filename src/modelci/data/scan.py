@@ -2,14 +2,15 @@
 
 Each record batch is converted once per column (`ColumnBatch`) and then handed to the column's
 checker, the profile and the row hasher; nothing but counts, samples, sketches and 16-byte row
-keys outlives the batch, so memory does not grow with the number of rows.
+keys outlives the batch, so memory does not grow with the number of rows. A `type: text` column's
+checker (data/text) also profiles it, as lengths and words, and keeps its normalized texts' keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,8 @@ from modelci.data.columns import MISSING_BITS, ColumnBatch, column_batch
 from modelci.data.profile import DatasetProfile
 from modelci.data.rowhash import KeyStore, RowHasher
 from modelci.data.rules import ColumnChecker, Violation
-from modelci.data.schema import Schema, arrow_kind
+from modelci.data.schema import ColumnRule, Schema, arrow_kind
+from modelci.data.text.check import TextChecker, TextFound
 from modelci.errors import DataError
 
 if TYPE_CHECKING:
@@ -44,18 +46,26 @@ class Scan:
     # the names of the rows with these numbers, where a row number alone does not say (an image folder's files)
     names: Callable[[list[int]], list[str]] | None = None
     images: bool = False  # an image dataset (data/images): its keys are the images' content hashes, not rows'
+    texts: dict[str, TextFound] = field(default_factory=dict)  # per text column: its texts' keys, its vocabulary
 
     def close(self) -> None:
         self.keys.close()
+        for found in self.texts.values():
+            found.keys.close()
+
+    def vocabularies(self) -> dict[str, frozenset[str]]:
+        """Each text column's most frequent words, which another dataset's words are looked up in."""
+        return {name: found.vocabulary() for name, found in self.texts.items()}
 
 
 class Pass:
     """The state of one pass; `feed` takes one batch."""
 
-    def __init__(self, schema: Schema | None, profile: bool, label: str | None) -> None:
+    def __init__(self, schema: Schema | None, profile: bool, label: str | None,
+                 vocabularies: dict[str, frozenset[str]] | None = None) -> None:
         self.schema = schema
         self.profile_all, self.label = profile, label
-        self.checkers = {r.name: ColumnChecker(r) for r in schema.columns} if schema else {}
+        self.checkers = {r.name: self._checker(r, schema, vocabularies or {}) for r in schema.columns} if schema else {}
         self.profile = DatasetProfile()
         self.kinds: dict[str, str] = {r.name: r.type for r in schema.columns} if schema else {}
         self.columns: list[str] = []
@@ -65,6 +75,12 @@ class Pass:
         self.files: list[Path] = []
         self.missing: dict[str, Violation] = {}
         self.unreadable: dict[str, Violation] = {}
+
+    @staticmethod
+    def _checker(rule: ColumnRule, schema: Schema, vocabularies: dict[str, frozenset[str]]) -> ColumnChecker:
+        if rule.type == "text":
+            return TextChecker(rule, schema.dataset, vocabularies.get(rule.name))
+        return ColumnChecker(rule)
 
     def start_file(self, file: Path, batch: pa.RecordBatch) -> None:
         self.files.append(file)
@@ -104,6 +120,10 @@ class Pass:
 
     def _check(self, name: str, column: ColumnBatch) -> None:
         checker = self.checkers.get(name)
+        if isinstance(checker, TextChecker):
+            # NOTE: a text column is profiled as its lengths and words: the profile never holds its texts
+            checker.feed(column, self.rows, self.profile if self.profile_all else None)
+            return
         if checker is not None:
             checker.check(column, self.rows)
         if self.profile_all or name == self.label:
@@ -112,8 +132,11 @@ class Pass:
     def close(self) -> None:
         self.keys.close()
         for checker in self.checkers.values():
-            if checker.values is not None:
-                checker.values.close()
+            checker.close()
+
+    def texts(self) -> dict[str, TextFound]:
+        """What each text column's checker keeps after the pass (its keys stay open until the scan closes)."""
+        return {name: c.found_text() for name, c in self.checkers.items() if isinstance(c, TextChecker)}
 
     def violations(self) -> list[Violation]:
         found = [v for v in self.missing.values() if v.rows]
@@ -126,12 +149,15 @@ class Pass:
         return found
 
 
-def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str | None = None) -> Scan:
+def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str | None = None,
+         vocabularies: dict[str, frozenset[str]] | None = None) -> Scan:
     """Check, hash and profile every batch of the data at `path`; raises `DataError` if it cannot be read.
 
     With `profile` off, only the `label` column is profiled (class balance needs its counts).
+    `vocabularies` (the training data's words, per text column) are what the evaluation data's words are
+    looked up in.
     """
-    state = Pass(schema, profile, label)
+    state = Pass(schema, profile, label, vocabularies)
     # NOTE: columns the schema says hold numbers or booleans are read from CSV as text and parsed
     # by modelci, so bad values are counted as violations with their rows instead of stopping the read.
     text = [r.name for r in schema.columns if r.type != "string"] if schema else []
@@ -150,4 +176,4 @@ def scan(path: Path, schema: Schema | None, *, profile: bool = True, label: str 
         raise DataError(f"{path}: the data has no rows", hint="check that the file holds data, not just a header")
     return Scan(path=path, files=state.files, rows=state.rows, columns=state.columns,
                 fingerprint=f"sha256:{state.digest.hexdigest()}", violations=state.violations(),
-                profile=state.profile, keys=state.keys)
+                profile=state.profile, keys=state.keys, texts=state.texts())

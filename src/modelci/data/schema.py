@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from modelci.errors import ConfigError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TYPES = ("int", "float", "string", "bool", "image")
+TYPES = ("int", "float", "string", "bool", "image", "text")
 SCHEMA_VERSION = 1
 SEVERITIES = ("error", "warning", "ignore")
 ALLOWED_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "string": str, "bool": bool}
@@ -23,6 +23,9 @@ COLUMN_KEYS = ("type", "role", "nullable", "min", "max", "allowed", "unique", "p
 # A `type: image` column (a path or the encoded bytes; see data/images) takes these and nullable, role, drift.
 IMAGE_KEYS = ("min_width", "max_width", "min_height", "max_height", "channels")
 IMAGE_CHANNELS = (1, 2, 3, 4)  # grey, grey with alpha, RGB, RGBA
+# A `type: text` column (free text; see data/text) takes these (characters; words as data.text.tokens counts
+# them) and nullable, role, drift.
+TEXT_KEYS = ("min_length", "max_length", "min_tokens", "max_tokens")
 # What the model makes of a column (see data/roles.py): a feature (the default), the label, or left out.
 ROLES = ("feature", "label", "id", "text", "ignore")
 DATASET_KEYS = ("rows", "duplicates", "leakage", "class_balance")
@@ -63,6 +66,9 @@ class ColumnRule:
     width: Bounds = Bounds()
     height: Bounds = Bounds()
     channels: tuple[int, ...] | None = None
+    # `type: text` only: the characters and the words each text must have
+    length: Bounds = Bounds()
+    tokens: Bounds = Bounds()
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,20 @@ class Schema:
     def images(self) -> ColumnRule | None:
         """The column of `type: image`, if the schema has one."""
         return next((c for c in self.columns if c.type == "image"), None)
+
+    @property
+    def text(self) -> ColumnRule | None:
+        """The first column of `type: text`, if the schema has one."""
+        return next((c for c in self.columns if c.type == "text"), None)
+
+    def owner(self, column: str) -> ColumnRule | None:
+        """The rule a profile column falls under: its own, or, for a statistic of an image or text column
+        (`image.brightness.red`, `review.characters`), that column's."""
+        rule = self.column(column)
+        if rule is not None:
+            return rule
+        return next((c for c in self.columns if c.type in ("image", "text") and column.startswith(f"{c.name}.")),
+                    None)
 
 
 def _is_number(value: Any) -> bool:
@@ -173,6 +193,8 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     kind = raw.get("type")
     if kind == "image":
         return _image_column(name, raw, problems)
+    if kind == "text":
+        return _text_column(name, raw, problems)
     unknown = set(raw) - set(COLUMN_KEYS)
     if unknown:
         problems.append(f"{key}: unknown keys {sorted(unknown)}; allowed: {', '.join(COLUMN_KEYS)}")
@@ -191,10 +213,7 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     if wrong:
         problems.append(f"{key}.allowed: {wrong!r} are not {kind} values")
         allowed = None
-    role = raw.get("role")
-    if role is not None and role not in ROLES:
-        problems.append(f"{key}.role: expected one of {', '.join(ROLES)}, got {role!r}")
-        role = None
+    role = _role(raw, key, problems)
     if raw.get("pattern") is not None and kind != "string":
         problems.append(f"{key}.pattern: only string columns can have a pattern")
     drift = raw.get("drift", True)
@@ -208,17 +227,23 @@ def _column(name: str, raw: Any, problems: list[str]) -> ColumnRule | None:
     )
 
 
-def _pixels(raw: dict[str, Any], side: str, key: str, problems: list[str]) -> Bounds:
-    """`min_width`/`max_width` (or height): whole numbers of pixels, at least 1, the minimum not above the maximum."""
+def _whole_bounds(raw: dict[str, Any], side: str, key: str, problems: list[str], *, least: int,
+                  unit: str) -> Bounds:
+    """`min_<side>` and `max_<side>`: whole numbers of `unit`, at least `least`, the minimum not above the maximum."""
     low, high = raw.get(f"min_{side}"), raw.get(f"max_{side}")
     for bound, value in ((f"min_{side}", low), (f"max_{side}", high)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            problems.append(f"{key}.{bound}: expected a whole number of pixels, at least 1, got {value!r}")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            problems.append(f"{key}.{bound}: expected a whole number of {unit}, at least {least}, got {value!r}")
             return Bounds()
     if low is not None and high is not None and low > high:
         problems.append(f"{key}: min_{side} {low} is above max_{side} {high}")
         return Bounds()
     return Bounds(min=low, max=high)
+
+
+def _pixels(raw: dict[str, Any], side: str, key: str, problems: list[str]) -> Bounds:
+    """`min_width`/`max_width` (or height): whole numbers of pixels, at least 1."""
+    return _whole_bounds(raw, side, key, problems, least=1, unit="pixels")
 
 
 def _channels(raw: Any, key: str, problems: list[str]) -> tuple[int, ...] | None:
@@ -233,24 +258,44 @@ def _channels(raw: Any, key: str, problems: list[str]) -> tuple[int, ...] | None
     return tuple(sorted(set(counts)))
 
 
-def _image_column(name: str, raw: dict[str, Any], problems: list[str]) -> ColumnRule:
-    """A `type: image` column: the image's path (relative to the table's folder) or its encoded bytes."""
-    key = f"columns.{name}"
-    allowed = ("type", "role", "nullable", "drift", *IMAGE_KEYS)
-    unknown = set(raw) - set(allowed)
-    if unknown:
-        problems.append(f"{key}: unknown keys {sorted(unknown)} for an image column; allowed: {', '.join(allowed)}")
+def _role(raw: dict[str, Any], key: str, problems: list[str]) -> str | None:
     role = raw.get("role")
     if role is not None and role not in ROLES:
         problems.append(f"{key}.role: expected one of {', '.join(ROLES)}, got {role!r}")
-        role = None
+        return None
+    return role if isinstance(role, str) else None
+
+
+def _special_column(name: str, raw: dict[str, Any], kind: str, keys: tuple[str, ...],
+                    problems: list[str]) -> ColumnRule:
+    """The keys every image or text column shares (type, role, nullable, drift), and no others than `keys`."""
+    key = f"columns.{name}"
+    allowed = ("type", "role", "nullable", "drift", *keys)
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        problems.append(f"{key}: unknown keys {sorted(unknown)} for {'an' if kind == 'image' else 'a'} {kind} "
+                        f"column; allowed: {', '.join(allowed)}")
     drift = raw.get("drift", True)
     return ColumnRule(
-        name=name, type="image", nullable=bool(raw.get("nullable", False)),
+        name=name, type=kind, nullable=bool(raw.get("nullable", False)),
         drift=drift if isinstance(drift, bool) else drift_rule(drift, f"{key}.drift", problems),
-        role=role,
-        width=_pixels(raw, "width", key, problems), height=_pixels(raw, "height", key, problems),
-        channels=_channels(raw.get("channels"), key, problems))
+        role=_role(raw, key, problems))
+
+
+def _image_column(name: str, raw: dict[str, Any], problems: list[str]) -> ColumnRule:
+    """A `type: image` column: the image's path (relative to the table's folder) or its encoded bytes."""
+    key = f"columns.{name}"
+    return replace(_special_column(name, raw, "image", IMAGE_KEYS, problems),
+                   width=_pixels(raw, "width", key, problems), height=_pixels(raw, "height", key, problems),
+                   channels=_channels(raw.get("channels"), key, problems))
+
+
+def _text_column(name: str, raw: dict[str, Any], problems: list[str]) -> ColumnRule:
+    """A `type: text` column: free text, checked and profiled as text (data/text), never a table model's feature."""
+    key = f"columns.{name}"
+    return replace(_special_column(name, raw, "text", TEXT_KEYS, problems),
+                   length=_whole_bounds(raw, "length", key, problems, least=0, unit="characters"),
+                   tokens=_whole_bounds(raw, "tokens", key, problems, least=0, unit="words"))
 
 
 def load_schema(path: Path) -> Schema:

@@ -86,11 +86,13 @@ def _csv(path: Path, text_columns: list[str], ragged: Ragged) -> Iterator[pa.Rec
 
 def _explain(path: Path, kind: str, exc: BaseException) -> DataError:
     reason = _first_line(exc)
+    column = re.search(r"In CSV column #(\d+)", reason)
     if "invalid UTF8" in reason or isinstance(exc, UnicodeDecodeError):
-        return DataError(f"{path}: the file is not UTF-8 text ({reason})",
+        # NOTE: a column read as text by the schema's type (data/scan.py) fails here, not in _require_text
+        name = _header_name(path, int(column.group(1))) if column else None
+        return DataError(f"{path}: the file is not UTF-8 text ({f'column {name!r}: ' if name else ''}{reason})",
                          hint="save the file with UTF-8 encoding (most tools offer it on export)")
     mixed = re.search(r"CSV conversion error to (\w+): invalid value '(.*)'", reason)
-    column = re.search(r"In CSV column #(\d+)", reason)
     if mixed:
         where = f"column #{int(column.group(1)) + 1}" if column else "a column"
         return DataError(f"{path}: {where} holds '{mixed.group(2)}' after rows of {mixed.group(1)} values",
@@ -98,6 +100,18 @@ def _explain(path: Path, kind: str, exc: BaseException) -> DataError:
                               "so bad values are reported as violations), or fix the value")
     return DataError(f"{path}: cannot be read as {kind.upper()}: {reason}",
                      hint=f"check that the file is a complete, valid {kind.upper()} file")
+
+
+def _header_name(path: Path, index: int) -> str | None:
+    """The name of a CSV file's column `index` (from 0), read from its header, or None."""
+    import csv
+
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except OSError:
+        return None
+    return header[index] if index < len(header) else None
 
 
 def _require_text(path: Path, batch: pa.RecordBatch) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from modelci.evaluate.metrics import LOWER_IS_BETTER
 from modelci.report.cells import num as _num
 from modelci.report.markdown import _load
-from modelci.report.units import ROWS, Unit, image_input, unit_of
+from modelci.report.units import Unit, model_input, unit_of
 
 CARD_FILE = "model-card.md"
 SHOWN_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "patience", "grad_clip", "class_weights")
@@ -25,7 +25,7 @@ def build_card(out: Path, name: str) -> str | None:
         return None
     data, parity, comparison = (_load(out, n) for n in ("data-report.json", "parity.json", "comparison.json"))
     unit = unit_of(log)
-    inputs = image_input(log) if unit != ROWS else \
+    inputs = model_input(log) or \
         f"{len(log['input_columns'])} raw columns: " + ", ".join(f"`{c}`" for c in log["input_columns"])
     rows = [("Task", _task(metrics, log, unit)), ("Model", _model(log)), ("Artifact", _artifact(metrics, parity)),
             ("Inputs", inputs), *_data_rows(data, unit), ("Training", _training(log)),

@@ -16,7 +16,7 @@ from modelci.outputs import LOG_VERSION
 from modelci.report import gate
 from modelci.report.cells import cell as _cell
 from modelci.report.cells import num as _num
-from modelci.report.units import ROWS, Unit, image_summary, unit_of
+from modelci.report.units import ROWS, Unit, training_data, unit_of
 
 REPORT_FILE = "report.md"
 FULL_REPORT_FILE = "report-full.md"  # written only when report.md had to be cut
@@ -97,10 +97,31 @@ def _comparison_section(comparison: dict[str, Any], unit: Unit = ROWS) -> list[s
             only_candidate, only_baseline = m["discordant"]
             lines += ["", f"McNemar's exact test on {m['name']}: only the candidate is right on {only_candidate:,} "
                           f"{unit.many}, only the baseline on {only_baseline:,}; p = {m['mcnemar_p']:.3g}."]
+    lines += _flips(comparison.get("flips"), unit)
     failures = [f"- **{name}**: {reason}" for name, reason in _failures(comparison)]
     lines += ["", *failures] if failures else []
     return [*lines, *_fold_differences(comparison), *_roc_chart(comparison), *_operational_section(comparison, unit),
             ""]
+
+
+def _flips(flips: dict[str, Any] | None, unit: Unit) -> list[str]:
+    """The predictions that changed from the baseline's: how many, which way, and the first few."""
+    if not flips:
+        return []
+    if not flips["rows"]:
+        return ["", "No prediction changed from the baseline's."]
+    lines = ["", f"Predictions that changed from the baseline's: {unit.count(flips['rows'])}, {flips['fixed']:,} "
+                 f"fixed (now right), {flips['broken']:,} broken (now wrong), {flips['other']:,} from one wrong "
+                 f"class to another; every one in `changed-predictions.csv`."]
+    text = any("text" in row for row in flips["examples"])
+    lines += ["", "| row | label | baseline | candidate | outcome |" + (" text |" if text else ""),
+              "|---:|---|---|---|---|" + ("---|" if text else "")]
+    for row in flips["examples"]:
+        # NOTE: a text from the data in a code span: no markdown, HTML or @mention of it takes effect in a comment
+        shown = " `" + _cell(row["text"].replace("`", "'")) + "` |" if text else ""
+        lines.append(f"| {row['row']} | {_cell(row['label'])} | {_cell(row['baseline'])} | "
+                     f"{_cell(row['candidate'])} | {row['outcome']} |{shown}")
+    return lines
 
 
 def _seeds(comparison: dict[str, Any]) -> list[str]:
@@ -262,7 +283,7 @@ def _training_section(log: dict[str, Any]) -> list[str]:
         return ["## Training", "", "train-log.json was written by another version of modelci: run `modelci train` "
                 "again to see its figures here.", ""]
     last = log["epochs"][-1] if log["epochs"] else None
-    what = image_summary(log) if unit_of(log) != ROWS else \
+    what = training_data(log) or \
         f"{log['rows']:,} rows, {len(log['input_columns'])} input columns ({log['input_dim']} features)"
     lines = ["## Training", "",
              f"{what}, {log['parameters']:,} parameters, on `{log['device']}` "
