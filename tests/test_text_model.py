@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
@@ -257,3 +258,16 @@ def test_run_publishes_a_text_model_and_a_changed_one_gets_a_paired_verdict(cli:
                                        != np.argmax(OnnxModel(OUT / "baseline" / "model.onnx").predict(frame), axis=1)))
     assert f"Predictions that changed from the baseline's: {flips['rows']:,} texts" in report
     assert (OUT / "changed-predictions.csv").read_text().startswith("row,label,baseline,candidate,outcome,text")
+
+
+def test_int8_quantization_of_a_text_model_keeps_its_tokenizer(cli: Callable[..., Result], repo: Path) -> None:
+    # the quantizer's shape inference once crashed the process on the Tokenizer's untyped output
+    configure(repo, train__epochs=2, export__quantize="int8")
+    assert cli("train").code == 0
+    exported = cli("export")
+    assert exported.code == 0, exported.err
+    quantization = json.loads((OUT / "parity.json").read_text())["quantization"]
+    assert quantization["int8_bytes"] < quantization["fp32_bytes"]
+    session = ort.InferenceSession(str(OUT / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(string)"
+    assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(OUT / "model.onnx").graph.node)

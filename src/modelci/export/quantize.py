@@ -50,8 +50,13 @@ def quantize(model: bytes) -> bytes:
 
     proto = onnx.load_from_string(model)
     # NOTE: the exporter's shape hints can disagree with the quantizer's own shape inference;
-    # they are only hints, so the quantizer starts from the graph alone.
+    # they are only hints, so the quantizer starts from the graph alone. Except the types of an ONNX Runtime
+    # operator's outputs (a text model's Tokenizer): ONNX's shape inference, which knows no such operator,
+    # crashes the process without them
+    contrib = {name for node in proto.graph.node if node.domain == "com.microsoft" for name in node.output}
+    kept = [info for info in proto.graph.value_info if info.name in contrib]
     del proto.graph.value_info[:]
+    proto.graph.value_info.extend(kept)
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         onnx.save(proto, source)
