@@ -271,3 +271,40 @@ def test_int8_quantization_of_a_text_model_keeps_its_tokenizer(cli: Callable[...
     session = ort.InferenceSession(str(OUT / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(string)"
     assert any(n.op_type == "DynamicQuantizeLinear" for n in onnx.load(OUT / "model.onnx").graph.node)
+
+
+def test_the_server_measures_the_texts_drift_from_the_training_texts(trained: Path, tmp_path: Path) -> None:
+    import requests
+
+    from test_serve import series, start
+
+    folder = tmp_path / "artifact"  # the model with the training texts' profile beside it, as in an artifact
+    done = subprocess.run([sys.executable, "-m", "modelci", "data", "check", "--out", str(folder)], cwd=trained,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shutil.copy(trained / OUT / "model.onnx", folder / "model.onnx")
+    reviews = pd.read_parquet(trained / "data" / "train.parquet")["review"].tolist()
+    running = start(folder, name="reviews")
+
+    def send(texts: list[str]) -> dict[str, float]:
+        for first in range(0, len(texts), 100):
+            part = texts[first:first + 100]
+            answered = running.infer({"inputs": [{"name": "review", "shape": [len(part), 1], "datatype": "BYTES",
+                                                  "data": part}]}, model="reviews")
+            assert answered.status_code == 200, answered.text
+        found = series(requests.get(f"{running.url}/metrics", timeout=5).text)
+        return {key.split('column="')[1].split('"')[0]: value for key, value in found.items()
+                if key.startswith("modelci_input_drifted{")}
+
+    try:
+        drifted = send(reviews[:600])  # as the training texts: the same population
+        assert set(drifted) == {"review.characters", "review.tokens", "review.token"}
+        assert not any(drifted.values())
+        # longer texts, in other words: a new product line written about in another language
+        shifted = [f"{text} Der Wasserkocher ist laut und das Gehäuse wird sehr heiß, leider." for text in reviews[:600]]
+        drifted = send(shifted * 2)
+        assert drifted["review.characters"] == 1
+        assert drifted["review.token"] == 1
+    finally:
+        running.process.terminate()  # NOTE: by its PID
+        running.process.wait(timeout=30)

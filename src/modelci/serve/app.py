@@ -22,6 +22,8 @@ from modelci.serve.drift import OnlineDrift, read_profile
 from modelci.serve.images import Sample, image_input, statistics
 from modelci.serve.metrics import Metrics
 from modelci.serve.protocol import BadRequest, TensorSpec
+from modelci.serve.texts import statistics as text_statistics
+from modelci.serve.texts import text_input, word_columns
 
 if TYPE_CHECKING:
     from modelci.serve.swap import Watcher
@@ -72,16 +74,26 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     # batches: off, the server does 10-15% more requests at concurrency 64 (benchmarks/serve/)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = [_input(i, session.get_modelmeta().custom_metadata_map) for i in session.get_inputs()]
+    meta = session.get_modelmeta().custom_metadata_map
+    inputs = [_input(i, meta) for i in session.get_inputs()]
     outputs = [TensorSpec(o.name, _datatype(o), (-1, *o.shape[1:])) for o in session.get_outputs()]
     profile = read_profile(path.parent)
+    drift = _online_drift(profile, inputs, meta) if profile else None
+    if drift is not None:  # NOTE: an image's or a text's statistics are measured only when their drift is
+        inputs = [_measured(spec, drift, text_input(spec.name, meta)) for spec in inputs]
+    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
+
+
+def _online_drift(profile: dict[str, Any], inputs: list[TensorSpec], meta: dict[str, str]) -> OnlineDrift | None:
+    """The drift of the inputs the profile describes: columns as they come, an image's statistics (those of the
+    encoded images sent: the rest are not measured), a text model's texts' lengths and words."""
     text = {spec.name: spec.datatype == "BYTES" for spec in inputs if spec.image is None}
     measured = {column for spec in inputs if spec.image is not None for column in statistics(spec.name)}
     text |= dict.fromkeys(measured, False)
-    drift = OnlineDrift.of_profile(profile, text, sampled=measured) if profile else None
-    if drift is not None:  # NOTE: an image input's images are measured only when their drift is
-        inputs = [_measured(spec, drift) for spec in inputs]
-    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
+    texts = [spec.name for spec in inputs if spec.image is None and text_input(spec.name, meta)]
+    text |= {column: words for name in texts for column, words in text_statistics(name).items()}
+    return OnlineDrift.of_profile(profile, text, sampled=measured,
+                                  lists={column for name in texts for column in word_columns(name)})
 
 
 def _input(tensor: Any, meta: dict[str, str]) -> TensorSpec:
@@ -92,7 +104,9 @@ def _input(tensor: Any, meta: dict[str, str]) -> TensorSpec:
     return TensorSpec(tensor.name, "UINT8", (-1, *image.size, image.channels), image)
 
 
-def _measured(spec: TensorSpec, drift: OnlineDrift) -> TensorSpec:
+def _measured(spec: TensorSpec, drift: OnlineDrift, text: bool) -> TensorSpec:
+    if text and set(text_statistics(spec.name)) & set(drift.rules):
+        return replace(spec, measured_text=True)
     if spec.image is None or not set(statistics(spec.name)) & set(drift.rules):
         return spec
     return replace(spec, image=replace(spec.image, measured=True))

@@ -30,16 +30,19 @@ DEFAULT_RULE = DriftRule("psi", DRIFT_THRESHOLDS["psi"])  # a profile older than
 
 class _Window:
     """The latest `size` values of one column, oldest overwritten first; with `sampled`, a missing value means not
-    measured (an image's statistic, serve/images.py), not an empty one, and is left out."""
+    measured (an image's statistic, serve/images.py), not an empty one, and is left out; with `lists`, each row
+    holds a list of values (a text's words, serve/texts.py), and the window keeps the values."""
 
-    def __init__(self, size: int, text: bool, sampled: bool = False) -> None:
+    def __init__(self, size: int, text: bool, sampled: bool = False, lists: bool = False) -> None:
         self.values: NDArray[Any] = np.empty(size, dtype=object) if text else np.full(size, np.nan)
-        self.sampled = sampled
+        self.sampled, self.lists = sampled, lists
         self.next = 0
         self.filled = 0
 
     def add(self, values: NDArray[Any]) -> None:
         size = len(self.values)
+        if self.lists:  # NOTE: a list of values per row (a text's words): the window keeps the values
+            values = np.array([value for row in values for value in row], dtype=object)
         values = values.reshape(-1)
         values = values[~np.isnan(values)][-size:] if self.sampled else values[-size:]
         head = min(len(values), size - self.next)
@@ -52,7 +55,7 @@ class _Window:
         return np.array(self.values[:self.filled], copy=True)
 
     def copy(self) -> _Window:
-        copied = _Window(0, self.values.dtype == object, self.sampled)
+        copied = _Window(0, self.values.dtype == object, self.sampled, self.lists)
         copied.values, copied.next, copied.filled = self.values.copy(), self.next, self.filled
         return copied
 
@@ -67,9 +70,9 @@ class OnlineDrift:
     """The window of a model's latest inputs and their drift from its training data."""
 
     def __init__(self, reference: dict[str, Any], rules: dict[str, DriftRule], window: int = WINDOW_ROWS,
-                 fingerprint: str | None = None, sampled: Collection[str] = ()) -> None:
+                 fingerprint: str | None = None, sampled: Collection[str] = (), lists: Collection[str] = ()) -> None:
         self.reference, self.rules, self.fingerprint = reference, rules, fingerprint
-        self._windows = {name: _Window(window, reference[name]["type"] == "string", name in sampled)
+        self._windows = {name: _Window(window, reference[name]["type"] == "string", name in sampled, name in lists)
                          for name in rules}
         self._lock = threading.Lock()
         self._added = 0  # rows, ever: a window that has not moved since the last measure is not measured again
@@ -77,10 +80,11 @@ class OnlineDrift:
 
     @classmethod
     def of_profile(cls, profile: dict[str, Any], inputs: dict[str, bool], window: int = WINDOW_ROWS,
-                   sampled: Collection[str] = ()) -> OnlineDrift | None:
+                   sampled: Collection[str] = (), lists: Collection[str] = ()) -> OnlineDrift | None:
         """The drift of the model's `inputs` (name: whether the model takes it as text) against the
         training data in `profile` (data-profile.json's content); None when it describes none of them.
-        `sampled`: the inputs whose missing values mean not measured (`_Window`).
+        `sampled`: the inputs whose missing values mean not measured; `lists`: those with a list of values per row
+        (`_Window`).
         An input the model takes otherwise than the profile describes it (a column of booleans with
         empty values, which the model takes as text) is not measured: the two would not compare."""
         train = profile.get("datasets", {}).get("train", {})
@@ -90,7 +94,7 @@ class OnlineDrift:
                  else DEFAULT_RULE for name, text in inputs.items()
                  if name in reference and (reference[name].get("type") == "string") == text
                  and (kept is None or name in kept)}
-        return cls(reference, rules, window, train.get("fingerprint"), sampled) if rules else None
+        return cls(reference, rules, window, train.get("fingerprint"), sampled, lists) if rules else None
 
     def continue_from(self, previous: OnlineDrift) -> None:
         """Take over the window of the model this one replaces when both were trained on the same data

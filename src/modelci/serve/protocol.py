@@ -49,6 +49,7 @@ class TensorSpec:
     datatype: str  # one of DTYPES
     shape: tuple[int, ...]  # -1 for the batch
     image: ImageInput | None = None  # an image input (uint8 [N, H, W, C]): the forms it takes (serve/images.py)
+    measured_text: bool = False  # a text model's texts, measured for drift (serve/texts.py)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ def parse_infer(body: Any, inputs: list[TensorSpec], outputs: list[TensorSpec], 
             columns.update(image_columns(given[name], spec, raw.get(name), sample))
         else:
             columns[name] = _column(given[name], spec, raw.get(name))
+            if spec.measured_text:
+                from modelci.serve.texts import text_columns
+
+                columns.update(text_columns(name, columns[name]))  # NOTE: for drift
     rows = {len(column) for column in columns.values()}
     if len(rows) > 1:
         raise BadRequest(f"the inputs hold different numbers of rows: {sorted(rows)}")
