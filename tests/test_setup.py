@@ -178,7 +178,7 @@ def test_the_extras_input_decides_what_pip_is_asked_to_install(runner: Path, sys
     bad, _, _ = install(DEBIAN_PYTHON, runner, system_packages, MODELCI_EXTRAS="torch,tensorflow")
     assert bad.returncode == 2
     assert "::error::modelci: the extras input is 'torch,tensorflow': modelci has no extra 'tensorflow' (set " \
-           "extras to auto, none, or a comma list of: all, catboost, images, keras, lightgbm, torch, xgboost)" \
+           "extras to auto, none, or a comma list of: all, catboost, images, keras, lightgbm, text, torch, xgboost)" \
            in bad.stdout
 
 

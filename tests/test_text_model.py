@@ -301,7 +301,8 @@ def test_the_server_measures_the_texts_drift_from_the_training_texts(trained: Pa
         assert set(drifted) == {"review.characters", "review.tokens", "review.token"}
         assert not any(drifted.values())
         # longer texts, in other words: a new product line written about in another language
-        shifted = [f"{text} Der Wasserkocher ist laut und das Gehäuse wird sehr heiß, leider." for text in reviews[:600]]
+        german = "Der Wasserkocher ist laut und das Gehäuse wird sehr heiß, leider."
+        shifted = [f"{text} {german}" for text in reviews[:600]]
         drifted = send(shifted * 2)
         assert drifted["review.characters"] == 1
         assert drifted["review.token"] == 1

@@ -32,6 +32,8 @@ EXTRAS = {
     "catboost": "catboost",
     "keras": "keras",
     "PIL": "images",  # Pillow: image datasets (data/images)
+    "transformers": "text",  # Hugging Face text models (frameworks/huggingface.py)
+    "tokenizers": "text",
 }
 
 

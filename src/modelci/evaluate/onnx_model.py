@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.errors import UsageError
+from modelci.evaluate.extensions import inference_session
 from modelci.evaluate.metrics import DEFAULT_THRESHOLD
 from modelci.features import as_floats, as_strings
 
@@ -46,7 +47,9 @@ class OnnxModel:
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = inference_session(str(path), options)
+        except UsageError:
+            raise
         except Exception as exc:
             raise UsageError(f"{path}: not a model ONNX Runtime can load: {exc}") from None
         meta = self.session.get_modelmeta().custom_metadata_map

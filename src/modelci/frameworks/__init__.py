@@ -45,7 +45,7 @@ ENTRY_POINT_GROUP = "modelci.frameworks"
 BUILT_IN = ("modelci.frameworks.xgboost:ADAPTER", "modelci.frameworks.lightgbm:ADAPTER",
             "modelci.frameworks.catboost:ADAPTER", "modelci.frameworks.sklearn_pipeline:ADAPTER",
             "modelci.frameworks.sklearn:ADAPTER",
-            "modelci.frameworks.keras:ADAPTER",
+            "modelci.frameworks.keras:ADAPTER", "modelci.frameworks.huggingface:ADAPTER",
             "modelci.frameworks.torch:ADAPTER")
 FEATURES = "features"  # the name of the ONNX input `to_onnx` takes: the preprocessed features
 ML_DOMAIN_OPSET = 3  # the ai.onnx.ml opset modelci's preprocessing needs: LabelEncoder with string keys

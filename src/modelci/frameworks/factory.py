@@ -57,14 +57,25 @@ def load_factory(config: Config) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
-def model_inputs(config: Config, width: int) -> dict[str, Any]:
+def model_inputs(config: Config, width: int, words: bool = False) -> dict[str, Any]:
     """What the factory is told of the model's input: `input_shape`, (channels, height, width), for an image
-    model; `vocabulary_size` for a text model; else `input_dim`, the width of the preprocessed features."""
+    model; `vocabulary_size` for a text model over modelci's words (`words`; `width` is then the vocabulary's
+    size), nothing for one that brings its own tokenizer; else `input_dim`, the width of the preprocessed
+    features."""
     if config.data.image is not None:
         return {"input_shape": config.data.image.shape}
     if config.data.text is not None:
-        return {"vocabulary_size": width}  # NOTE: a text model's `width` is its vocabulary's size
+        return {"vocabulary_size": width} if words else {}
     return {"input_dim": width}
+
+
+def takes_vocabulary(factory: Callable[..., Any]) -> bool:
+    """Whether a text model's factory takes `vocabulary_size` (modelci's words), rather than bringing a tokenizer
+    of its own (a Hugging Face model's)."""
+    try:
+        return "vocabulary_size" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
 
 
 def _check_signature(factory: Callable[..., Any], config: Config, inputs: dict[str, Any]) -> None:
@@ -79,7 +90,8 @@ def _check_signature(factory: Callable[..., Any], config: Config, inputs: dict[s
     except TypeError as exc:
         wanted = ("build(input_shape, output_dim, **params), input_shape being (channels, height, width)"
                   if "input_shape" in inputs else "build(vocabulary_size, output_dim, **params)"
-                  if "vocabulary_size" in inputs else "build(input_dim, output_dim, **params)")
+                  if "vocabulary_size" in inputs else "build(output_dim, **params), returning (model, tokenizer)"
+                  if config.data.text is not None else "build(input_dim, output_dim, **params)")
         raise ModelFactoryError(f"model.factory: {config.model.factory} cannot be called as {wanted} with "
                                 f"model.params {sorted(config.model.params)}: {exc}",
                                 hint="give the function those arguments, or fix model.params") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelci import github
+from modelci.evaluate.extensions import inference_session
 from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
 from modelci.serve.drift import OnlineDrift, read_profile
@@ -73,7 +74,7 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     # NOTE: idle ONNX Runtime threads spin by default, taking the core the event loop needs between
     # batches: off, the server does 10-15% more requests at concurrency 64 (benchmarks/serve/)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = inference_session(str(path), options)
     meta = session.get_modelmeta().custom_metadata_map
     inputs = [_input(i, meta) for i in session.get_inputs()]
     outputs = [TensorSpec(o.name, _datatype(o), (-1, *o.shape[1:])) for o in session.get_outputs()]

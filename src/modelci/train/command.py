@@ -38,6 +38,7 @@ import numpy as np
 from modelci import atomic, github
 from modelci.child import stopped_with_modelci
 from modelci.errors import ModelciError, UsageError
+from modelci.evaluate.extensions import inference_session
 
 if TYPE_CHECKING:
     from modelci.config import Config
@@ -235,7 +236,7 @@ def _check_and_stamp(path: Path, columns: list[str], target: Target, label: str,
     try:
         import onnxruntime as ort
 
-        ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+        inference_session(path.read_bytes(), ort.SessionOptions())
     except Exception as exc:
         path.unlink()
         raise UsageError(f"ONNX Runtime cannot load {source}: {str(exc).strip()[-300:]}",

@@ -24,7 +24,7 @@ from modelci.data.tables import Datasets
 from modelci.errors import UsageError
 from modelci.features import MIN_CATEGORY_COUNT, FeatureSpec, Target, category_report, describe_categories
 from modelci.frameworks import Fit, adapters, distributed, raw_columns, recognise, seed_all
-from modelci.frameworks.factory import call_factory, load_factory, model_inputs
+from modelci.frameworks.factory import call_factory, load_factory, model_inputs, takes_vocabulary
 from modelci.frameworks.fitting import environment
 from modelci.outputs import PICKLE_CHECKPOINT, EpochRecord, TrainLog
 from modelci.train import command
@@ -72,8 +72,8 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     # whose initial weights come from the framework's generator.
     imported = set(sys.modules)
     seed_all(every, settings.seed, settings.deterministic)
-    vocabulary = learn_vocabulary(config, datasets, columns)
-    inputs = model_inputs(config, vocabulary.size if vocabulary is not None else spec.width)
+    vocabulary = learn_vocabulary(config, datasets, columns) if takes_vocabulary(factory) else None
+    inputs = model_inputs(config, vocabulary.size if vocabulary is not None else spec.width, vocabulary is not None)
     made = call_factory(config, inputs, target.output_dim, factory)
     adapter = recognise(made, config.model.factory)
     if set(sys.modules) - imported:

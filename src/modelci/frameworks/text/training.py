@@ -1,5 +1,5 @@
-"""Training a text model: the texts as word ids in memory, in batches of similar lengths, each padded to its own
-longest text, through the PyTorch loop.
+"""Training a text model: the texts as token ids in memory (words from modelci's vocabulary, or a Hugging Face
+tokenizer's ids), in batches of similar lengths, each padded to its own longest text, through the PyTorch loop.
 
 Each epoch's order is the run's seeded shuffle; within each run of BUCKET batches' texts, they are sorted by
 length before they are cut into batches, and the batches are shuffled again, so a batch pads little and the
@@ -11,7 +11,7 @@ NOTE: imports torch: only the PyTorch adapter's `fit` imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from modelci.frameworks import Fit, distributed
 from modelci.frameworks.distributed import Distributed
 from modelci.frameworks.progress import Progress
 from modelci.frameworks.text.network import TextScorer, check_network, save_checkpoint
-from modelci.frameworks.text.vocabulary import PAD, Vocabulary
+from modelci.frameworks.text.vocabulary import PAD, UNKNOWN, Vocabulary
 from modelci.frameworks.torch import CHECKPOINT
 from modelci.frameworks.torch_loop import Feed, Loop, device_for, run, targets
 from modelci.outputs import TrainLog
@@ -30,10 +30,10 @@ BUCKET = 50  # batches whose texts are sorted by length together
 
 
 class Texts:
-    """Texts as word ids, ragged: one flat array and where each text starts."""
+    """Texts as token ids, ragged: one flat array and where each text starts; padded with `pad` in a batch."""
 
-    def __init__(self, vocabulary: Vocabulary, texts: list[Any]) -> None:
-        found = [vocabulary.ids(text) for text in texts]
+    def __init__(self, found: list[list[int]], pad: int) -> None:
+        self.pad = pad
         self.lengths = np.array([len(ids) for ids in found], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)])
         self.flat = np.fromiter((i for ids in found for i in ids), dtype=np.int64, count=int(self.lengths.sum()))
@@ -42,41 +42,46 @@ class Texts:
         return len(self.lengths)
 
     def padded(self, rows: np.ndarray) -> torch.Tensor:
-        """The rows' ids, int64 [len(rows), their longest], padded with PAD."""
-        ids = np.full((len(rows), int(self.lengths[rows].max(initial=0))), PAD, dtype=np.int64)
+        """The rows' ids, int64 [len(rows), their longest], padded."""
+        ids = np.full((len(rows), int(self.lengths[rows].max(initial=0))), self.pad, dtype=np.int64)
         for at, row in enumerate(rows):
             ids[at, :self.lengths[row]] = self.flat[self.starts[row]:self.starts[row + 1]]
         return torch.from_numpy(ids)
 
 
+Encode = Callable[[list[Any]], list[list[int]]]  # texts as token ids, each text's list
+
+
 def fit(made: Any, fit: Fit) -> TrainLog:
-    """Train the factory's network on the texts of `fit.datasets`: in this process, or in a torchrun job."""
+    """Train the factory's network on the texts of `fit.datasets`, as word ids from the vocabulary the trainer
+    learnt: in this process, or in a torchrun job."""
     config, target, job = fit.config, fit.target, distributed.from_env()
     vocabulary, column = fit.vocabulary, fit.log.input_columns[0]
-    assert isinstance(vocabulary, Vocabulary)  # NOTE: the trainer learns it for a text model
+    assert isinstance(vocabulary, Vocabulary)  # NOTE: the trainer learns it for a text model of words
     device = device_for(job, config.train.device)
     net = check_network(made, config, vocabulary.size, target.output_dim).to(device)
+
+    def encode(texts: list[Any]) -> list[list[int]]:
+        return [vocabulary.ids(text) for text in texts]
+
+    validation = Texts(encode(list(fit.datasets.validation[column])), PAD)
+    unknown = round(float(np.mean(validation.flat == UNKNOWN)), 4) if len(validation.flat) else 0.0
     fit.log.text = {"column": column, "max_tokens": vocabulary.max_tokens, "vocabulary": vocabulary.size,
-                    "unknown_share": _unknown_share(vocabulary, fit)}
+                    "unknown_share": unknown}
 
     def save(trained: torch.nn.Module) -> None:
         scorer = TextScorer(trained.cpu(), target, vocabulary, column).eval()
         save_checkpoint(fit.out / CHECKPOINT, scorer, target, config)
 
-    return run(net, fit, device, job, _feed(fit, vocabulary, column, device, job), save)
+    return run(net, fit, device, job, feed(fit, column, encode, PAD, device, job), save)
 
 
-def _unknown_share(vocabulary: Vocabulary, fit: Fit) -> float:
-    """The validation texts' words outside the vocabulary, as a share: what the model reads as "unknown"."""
-    ids = Texts(vocabulary, list(fit.datasets.validation[fit.log.input_columns[0]]))
-    return round(float(np.mean(ids.flat == 1)), 4) if len(ids.flat) else 0.0
-
-
-def _feed(fit: Fit, vocabulary: Vocabulary, column: str, device: torch.device, job: Distributed | None) -> Feed:
+def feed(fit: Fit, column: str, encode: Encode, pad: int, device: torch.device, job: Distributed | None) -> Feed:
+    """The training and validation texts as token ids in memory, read in bucketed, padded batches."""
     settings, target, label = fit.config.train, fit.target, fit.config.data.label
     train, validation = fit.datasets.train, fit.datasets.validation
     y_train, y_val = target.encode(train[label]), target.encode(validation[label])
-    texts, checked = Texts(vocabulary, list(train[column])), Texts(vocabulary, list(validation[column]))
+    texts, checked = Texts(encode(list(train[column])), pad), Texts(encode(list(validation[column])), pad)
     size = settings.batch_size
 
     def train_epoch(loop: Loop, progress: Progress) -> float:

@@ -1,0 +1,205 @@
+"""Hugging Face text models (issue 19): a tiny BERT built from a config and a WordPiece tokenizer trained here with
+`tokenizers` (nothing downloaded), fine-tuned by modelci, exported with the tokenizer in the ONNX graph
+(onnxruntime-extensions' BertTokenizer in a Loop over the batch), parity-checked with texts longer than the
+maximum length, evaluated, served and published with a paired verdict after a change.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import yaml
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import BertTokenizerFast, PreTrainedTokenizerFast
+
+from conftest import ROOT, Result, git
+from modelci.errors import UsageError
+from modelci.evaluate import extensions
+from modelci.evaluate.onnx_model import OnnxModel
+
+EXAMPLE = ROOT / "examples" / "reviews"
+OUT = Path(".modelci") / "out"
+MAX_TOKENS = 16  # NOTE: fewer than most reviews' tokens: the truncation is exercised
+FACTORY = '''from pathlib import Path
+
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+HERE = Path(__file__).parent
+
+
+def build(output_dim, hidden=16, layers=1, labels=None):
+    tokenizer = BertTokenizerFast.from_pretrained(HERE / "tokenizer")
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels or output_dim)
+    return BertForSequenceClassification(config), tokenizer
+'''
+
+
+def wordpiece(texts: list[str], folder: Path) -> Path:
+    """A BERT-style WordPiece tokenizer trained on `texts`, saved as transformers saves one."""
+    found = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    found.normalizer = normalizers.BertNormalizer(lowercase=True)
+    found.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    found.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=[
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    found.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[(t, found.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
+    BertTokenizerFast(tokenizer_object=found, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    return folder
+
+
+def configure(repo: Path, **changes: object) -> None:
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        config.setdefault(section, {})[name] = value
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def bert_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reviews example with a tiny BERT factory and its tokenizer, 300 training and 100 evaluation reviews."""
+    folder = tmp_path_factory.mktemp("bert") / "reviews"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("data", ".modelci", "__pycache__"))
+    subprocess.run([sys.executable, "generate_data.py", "--out", "data", "--train", "300", "--eval", "100"],
+                   cwd=folder, check=True, capture_output=True)
+    wordpiece(pd.read_parquet(folder / "data" / "train.parquet")["review"].tolist(), folder / "tokenizer")
+    (folder / "model.py").write_text(FACTORY)
+    configure(folder, data__text={"max_tokens": MAX_TOKENS}, model__params={"hidden": 16, "layers": 1},
+              train__epochs=2, train__lr=0.002, train__batch_size=32)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(bert_repo: Path) -> Path:
+    for step in ("train", "export", "evaluate"):
+        done = subprocess.run([sys.executable, "-m", "modelci", *step.split()], cwd=bert_repo, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, f"{step}: {done.stderr}"
+    return bert_repo
+
+
+@pytest.fixture
+def repo(bert_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the module's repository, with no outputs; the working directory."""
+    folder = shutil.copytree(bert_repo, tmp_path / "reviews", ignore=shutil.ignore_patterns(".modelci"))
+    monkeypatch.chdir(folder)
+    return Path(folder)
+
+
+def test_a_hugging_face_model_is_fine_tuned_and_exported_with_its_tokenizer(trained: Path) -> None:
+    out = trained / OUT
+    log = json.loads((out / "train-log.json").read_text())
+    assert log["framework"] == "huggingface"
+    assert (log["text"]["column"], log["text"]["max_tokens"]) == ("review", MAX_TOKENS)
+    assert len(log["epochs"]) == 2
+    model = onnx.load(out / "model.onnx")
+    assert [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input] == [("review", onnx.TensorProto.STRING)]
+    assert any(node.op_type == "Loop" for node in model.graph.node)
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"]
+    assert parity["rows"] == 100
+    # the parity's texts were cut: most reviews are longer than MAX_TOKENS tokens
+    tokenizer = BertTokenizerFast.from_pretrained(trained / "tokenizer")
+    evaluation = pd.read_parquet(trained / "data" / "eval.parquet")
+    assert sum(len(ids) > MAX_TOKENS for ids in tokenizer(evaluation["review"].tolist())["input_ids"]) > 50
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 100
+
+
+def test_the_graphs_tokenizer_gives_the_tokenizers_own_ids(trained: Path) -> None:
+    from onnx import helper
+
+    from modelci.frameworks.text.wordpiece import IDS
+
+    model = onnx.load(trained / OUT / "model.onnx")
+    model.graph.output.append(helper.make_tensor_value_info(IDS, onnx.TensorProto.INT64, [None, None]))
+    session = extensions.inference_session(model.SerializeToString(), ort.SessionOptions())
+    texts = ["Really GREAT kettle!", "Ünïcode CAFÉ naïve 日本語 🙂 x_1", "", "   ", "word " * 40, "don't-stop ²"]
+    (ids,) = session.run([IDS], {"review": np.array(texts, dtype=object)[:, None]})
+    tokenizer = BertTokenizerFast.from_pretrained(trained / "tokenizer")
+    expected = tokenizer(texts, truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np")
+    assert np.array_equal(ids, expected["input_ids"])
+
+
+def test_the_server_answers_raw_text_as_onnx_runtime_does(trained: Path) -> None:
+    from test_serve import start
+
+    texts = ["Really great kettle! Honestly lovely.", "It is broken. Awful backpack!", ""]
+    expected = OnnxModel(trained / OUT / "model.onnx").session.run(
+        None, {"review": np.array(texts, dtype=object)[:, None]})[0]
+    running = start(trained / OUT / "model.onnx", name="reviews")
+    try:
+        found = running.infer({"inputs": [{"name": "review", "shape": [3, 1], "datatype": "BYTES", "data": texts}]},
+                              model="reviews")
+        assert found.status_code == 200, found.text
+        (output,) = found.json()["outputs"]
+        assert np.allclose(np.reshape(output["data"], output["shape"]), expected, atol=1e-6)
+    finally:
+        running.process.terminate()  # NOTE: by its PID
+        running.process.wait(timeout=30)
+
+
+def test_without_onnxruntime_extensions_the_model_names_the_extra(trained: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extensions, "library_path", lambda: None)
+    with pytest.raises(UsageError) as refused:
+        OnnxModel(trained / OUT / "model.onnx")
+    assert "onnxruntime-extensions' operators" in refused.value.message
+    assert "modelci[text]" in (refused.value.hint or "")
+
+
+def test_a_tokenizer_the_graph_cannot_carry_is_refused_before_training(cli: Callable[..., Result], repo: Path) -> None:
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    bpe.train_from_iterator(["some texts to learn from"], trainers.BpeTrainer(special_tokens=["<pad>", "<unk>"]))
+    PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", unk_token="<unk>").save_pretrained(
+        repo / "tokenizer")
+    (repo / "model.py").write_text(FACTORY.replace("BertTokenizerFast.from_pretrained", "AutoTokenizer.from_pretrained")
+                                   .replace("BertTokenizerFast\n", "BertTokenizerFast, AutoTokenizer\n"))
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "modelci puts a BERT-style WordPiece tokenizer" in found.err
+    assert not (OUT / "transformer.pt").exists()
+
+
+def test_a_model_with_other_labels_than_the_task_is_exit_2(cli: Callable[..., Result], repo: Path) -> None:
+    configure(repo, model__params={"hidden": 16, "layers": 1, "labels": 5})
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "this task needs (2, 3)" in found.err
+    assert "num_labels=output_dim" in found.err
+
+
+@pytest.mark.slow
+def test_run_publishes_a_hugging_face_model_and_a_change_gets_a_paired_verdict(cli: Callable[..., Result],
+                                                                              repo: Path) -> None:
+    config = yaml.safe_load((repo / "modelci.yaml").read_text())
+    config["gate"] = [{"metric": "accuracy", "min": 0.0, "max_drop": 0.5}]  # NOTE: a tiny model, 2 epochs
+    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
+    (repo / ".gitignore").write_text(".modelci/\n__pycache__/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "model")
+    published = cli("run", "--publish")
+    assert published.code == 0, published.err
+    configure(repo, model__params={"hidden": 8, "layers": 1})  # a narrower model
+    git(repo, "commit", "-qam", "a narrower model")
+    changed = cli("run")
+    assert changed.code in (0, 1), changed.err
+    comparison = json.loads((OUT / "comparison.json").read_text())
+    assert comparison["baseline_status"] == "compared"
+    assert comparison["rows"] == 100
+    assert {m["name"] for m in comparison["metrics"]} >= {"accuracy", "f1_macro"}
+    assert comparison["flips"]["rows"] >= 0
