@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import yaml
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import BertTokenizerFast, PreTrainedTokenizerFast
 
 from conftest import ROOT, Result, git
@@ -27,7 +27,7 @@ from modelci.errors import UsageError
 from modelci.evaluate import extensions
 from modelci.evaluate.onnx_model import OnnxModel
 
-EXAMPLE = ROOT / "examples" / "reviews"
+EXAMPLE, REVIEWS = ROOT / "examples" / "reviews-bert", ROOT / "examples" / "reviews"
 OUT = Path(".modelci") / "out"
 MAX_TOKENS = 16  # NOTE: fewer than most reviews' tokens: the truncation is exercised
 FACTORY = '''from pathlib import Path
@@ -37,26 +37,12 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 HERE = Path(__file__).parent
 
 
-def build(output_dim, hidden=16, layers=1, labels=None):
+def build(output_dim, hidden=16, layers=1, labels=None):  # the example's, with the labels to choose
     tokenizer = BertTokenizerFast.from_pretrained(HERE / "tokenizer")
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels or output_dim)
     return BertForSequenceClassification(config), tokenizer
 '''
-
-
-def wordpiece(texts: list[str], folder: Path) -> Path:
-    """A BERT-style WordPiece tokenizer trained on `texts`, saved as transformers saves one."""
-    found = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    found.normalizer = normalizers.BertNormalizer(lowercase=True)
-    found.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    found.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=[
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    found.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[(t, found.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
-    BertTokenizerFast(tokenizer_object=found, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
-    return folder
 
 
 def configure(repo: Path, **changes: object) -> None:
@@ -69,15 +55,15 @@ def configure(repo: Path, **changes: object) -> None:
 
 @pytest.fixture(scope="module")
 def bert_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reviews example with a tiny BERT factory and its tokenizer, 300 training and 100 evaluation reviews."""
-    folder = tmp_path_factory.mktemp("bert") / "reviews"
-    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("data", ".modelci", "__pycache__"))
-    subprocess.run([sys.executable, "generate_data.py", "--out", "data", "--train", "300", "--eval", "100"],
-                   cwd=folder, check=True, capture_output=True)
-    wordpiece(pd.read_parquet(folder / "data" / "train.parquet")["review"].tolist(), folder / "tokenizer")
-    (folder / "model.py").write_text(FACTORY)
+    """examples/reviews-bert, set up as its README says (the reviews' generator, make_tokenizer.py), with 300
+    training and 100 evaluation reviews and a tinier BERT."""
+    folder = tmp_path_factory.mktemp("bert") / "reviews-bert"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("data", "tokenizer", ".modelci", "__pycache__"))
+    for command in ([str(REVIEWS / "generate_data.py"), "--out", "data", "--train", "300", "--eval", "100"],
+                    ["make_tokenizer.py", "--size", "400"]):
+        subprocess.run([sys.executable, *command], cwd=folder, check=True, capture_output=True)
     configure(folder, data__text={"max_tokens": MAX_TOKENS}, model__params={"hidden": 16, "layers": 1},
-              train__epochs=2, train__lr=0.002, train__batch_size=32)
+              train__epochs=2, train__lr=0.002)
     return folder
 
 
@@ -175,6 +161,7 @@ def test_a_tokenizer_the_graph_cannot_carry_is_refused_before_training(cli: Call
 
 
 def test_a_model_with_other_labels_than_the_task_is_exit_2(cli: Callable[..., Result], repo: Path) -> None:
+    (repo / "model.py").write_text(FACTORY)
     configure(repo, model__params={"hidden": 16, "layers": 1, "labels": 5})
     found = cli("train")
     assert found.code == 2, found.err
