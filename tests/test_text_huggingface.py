@@ -190,3 +190,28 @@ def test_run_publishes_a_hugging_face_model_and_a_change_gets_a_paired_verdict(c
     assert comparison["rows"] == 100
     assert {m["name"] for m in comparison["metrics"]} >= {"accuracy", "f1_macro"}
     assert comparison["flips"]["rows"] >= 0
+
+
+def test_int8_quantization_of_a_hugging_face_model_keeps_its_tokenizer(cli: Callable[..., Result],
+                                                                      repo: Path) -> None:
+    configure(repo, train__epochs=1, export__quantize="int8")
+    assert cli("train").code == 0
+    exported = cli("export")
+    assert exported.code == 0, exported.err
+    quantization = json.loads((OUT / "parity.json").read_text())["quantization"]
+    assert quantization["int8_bytes"] < quantization["fp32_bytes"]
+    assert OnnxModel(OUT / "model.onnx").predict(pd.read_parquet(repo / "data" / "eval.parquet")).shape == (100, 3)
+
+
+def test_a_folder_that_is_not_a_hugging_face_model_is_exit_2(cli: Callable[..., Result], repo: Path) -> None:
+    (repo / "not-a-model").mkdir()
+    (repo / "not-a-model" / "notes.txt").write_text("weights go here\n")
+    (repo / "model.py").write_text(FACTORY.replace("    return BertForSequenceClassification(config), tokenizer",
+                                                   "    model = BertForSequenceClassification.from_pretrained("
+                                                   "HERE / 'not-a-model', num_labels=output_dim)\n"
+                                                   "    return model, tokenizer"))
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "model.factory: model.py:build raised at" in found.err
+    assert "not-a-model" in found.err
+    assert "Traceback" not in found.err
