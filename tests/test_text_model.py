@@ -309,3 +309,37 @@ def test_the_server_measures_the_texts_drift_from_the_training_texts(trained: Pa
     finally:
         running.process.terminate()  # NOTE: by its PID
         running.process.wait(timeout=30)
+
+
+def test_each_text_is_cut_before_the_batch_is_padded(tmp_path: Path) -> None:
+    # one long text among short ones costs its own words, not rows times its words: the graph tokenizes the texts one
+    # at a time (a Loop), each cut at max_tokens; a batch of texts without a word is one column of padding
+    from modelci.frameworks.text import network
+
+    vocabulary = Vocabulary.learn(["great kettle", "awful kettle"], TextConfig(max_tokens=4))
+    model, _ = network.to_onnx(_identity_scorer(vocabulary), 18, "probabilities")
+    assert not any(node.op_type == "Tokenizer" for node in model.graph.node)  # only inside the Loop's body
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    long_text = "great " * 200_000
+    together = _graph_ids(session, model, [long_text, *[""] * 63])
+    assert together.shape == (64, 4)
+    assert np.array_equal(together[0], vocabulary.batch([long_text])[0])
+    assert not together[1:].any()
+    wordless = ["!!!", "👍", ""]
+    assert _graph_ids(session, model, wordless).tolist() == [[0], [0], [0]]
+    assert vocabulary.batch(wordless).tolist() == [[0], [0], [0]]
+
+
+def test_a_network_that_cannot_read_one_word_texts_is_exit_2(cli: Callable[..., Result], repo: Path) -> None:
+    # batches of similar lengths put the one-word texts together: a network must take a batch one id wide
+    (repo / "model.py").write_text("from torch import nn\n\n\nclass Conv(nn.Module):\n"
+                                   "    def __init__(self, size, out):\n        super().__init__()\n"
+                                   "        self.e, self.c = nn.Embedding(size, 4), nn.Conv1d(4, out, 3)\n\n"
+                                   "    def forward(self, ids):\n"
+                                   "        return self.c(self.e(ids).transpose(1, 2)).mean(dim=2)\n\n\n"
+                                   "def build(vocabulary_size, output_dim, **params):\n"
+                                   "    return Conv(vocabulary_size, output_dim)\n")
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "the model fails on word ids of shape (2, 1)" in found.err
+    assert "and texts of one word" in found.err

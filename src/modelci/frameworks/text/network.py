@@ -14,6 +14,7 @@ NOTE: imports torch: only the PyTorch adapter's methods import this module.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,19 +56,26 @@ def check_network(made: Any, config: Config, vocabulary_size: int, output_dim: i
     if not isinstance(made, nn.Module):
         raise ModelFactoryError(f"model.factory: {config.model.factory} returned {type(made).__name__}, "
                                 "not a torch.nn.Module")
-    ids = torch.tensor([[2, 3, 1], [PAD, PAD, PAD]], dtype=torch.int64) % vocabulary_size
+    # NOTE: a batch is as wide as its longest text, one id wide when all its texts have one word or none
+    three_words, one_word = torch.tensor([[2, 3, 1], [PAD, PAD, PAD]]), torch.tensor([[2], [PAD]])
+    for ids in (three_words % vocabulary_size, one_word % vocabulary_size):
+        found = _shape(made, ids, vocabulary_size)
+        if found != (2, output_dim):
+            raise ModelFactoryError(f"the model returns shape {found} for 2 texts; this task needs (2, {output_dim})",
+                                    hint="build the last layer with output_dim outputs")
+    return made
+
+
+def _shape(made: nn.Module, ids: torch.Tensor, vocabulary_size: int) -> tuple[int, ...]:
     with torch.no_grad():
         try:
-            found = tuple(made.eval()(ids).shape)
+            return tuple(made.eval()(ids).shape)
         except Exception as exc:
-            raise ModelFactoryError(f"the model fails on word ids of shape (2, 3): {type(exc).__name__}: {exc}",
+            raise ModelFactoryError(f"the model fails on word ids of shape {tuple(ids.shape)}: {type(exc).__name__}: "
+                                    f"{exc}",
                                     hint="its first layer must take int64 word ids [batch, words] below "
                                          f"vocabulary_size={vocabulary_size}, e.g. nn.Embedding(vocabulary_size, "
-                                         "width, padding_idx=0)") from None
-    if found != (2, output_dim):
-        raise ModelFactoryError(f"the model returns shape {found} for 2 texts; this task needs (2, {output_dim})",
-                                hint="build the last layer with output_dim outputs")
-    return made
+                                         "width, padding_idx=0), and texts of one word") from None
 
 
 def save_checkpoint(path: Path, scorer: TextScorer, target: Target, config: Config) -> None:
@@ -133,39 +141,32 @@ def to_onnx(scorer: TextScorer, opset: int, output: str) -> tuple[ModelProto, st
 
 
 def _prepend_tokenizer(model: ModelProto, vocabulary: Vocabulary, column: str) -> None:
-    """Texts string [N, 1] → lowercased → words string [N, longest] → the first max_tokens → ids int64, in front of
-    the graph whose input is the ids."""
-    from onnx import TensorProto, helper
+    """Texts string [N, 1] → ids int64 [N, longest], each text lowercased, split into words, cut at max_tokens and
+    looked up, in front of the graph whose input is the ids."""
+    from modelci.frameworks.text import graph
 
-    graph = model.graph
-    names = {key: f"modelci_text_{key}" for key in ("flat", "lower", "words", "kept", "flat_shape", "starts", "ends",
-                                                   "axes")}
-    nodes = [
-        helper.make_node("Reshape", [column, names["flat_shape"]], [names["flat"]], name="modelci_text_flat"),
-        # NOTE: the "C" locale, which every machine has: ASCII letters alone, as data.text.tokens.words lowercases
-        helper.make_node("StringNormalizer", [names["flat"]], [names["lower"]], name="modelci_text_lower",
-                         case_change_action="LOWER", locale="C"),
-        helper.make_node("Tokenizer", [names["lower"]], [names["words"]], name="modelci_text_words",
-                         domain="com.microsoft", mark=0, mincharnum=1, pad_value=PADDING, tokenexp=WORD_RE2),
-        helper.make_node("Slice", [names["words"], names["starts"], names["ends"], names["axes"]], [names["kept"]],
-                         name="modelci_text_first_words"),
-        helper.make_node("LabelEncoder", [names["kept"]], [IDS], name="modelci_text_ids", domain="ai.onnx.ml",
-                         keys_strings=[PADDING, *vocabulary.words],
-                         values_int64s=[PAD, *range(UNKNOWN + 1, vocabulary.size)], default_int64=UNKNOWN),
-    ]
-    for offset, node in enumerate(nodes):
-        graph.node.insert(offset, node)
-    graph.initializer.extend([
-        helper.make_tensor(names["flat_shape"], TensorProto.INT64, [1], [-1]),
-        helper.make_tensor(names["starts"], TensorProto.INT64, [1], [0]),
-        helper.make_tensor(names["ends"], TensorProto.INT64, [1], [vocabulary.max_tokens]),
-        helper.make_tensor(names["axes"], TensorProto.INT64, [1], [1]),
-    ])
-    # NOTE: the Tokenizer's output typed: the checker's full shape inference fails on an op it does not know
-    graph.value_info.append(helper.make_tensor_value_info(names["words"], TensorProto.STRING, [None, None]))
-    (ids,) = [i for i in graph.input if i.name == IDS]
-    graph.input.remove(ids)
-    graph.input.insert(0, helper.make_tensor_value_info(column, TensorProto.STRING, [None, 1]))
-    for domain, version in (("ai.onnx.ml", ML_DOMAIN_OPSET), ("com.microsoft", 1)):
-        if not any(o.domain == domain for o in model.opset_import):
-            model.opset_import.append(helper.make_opsetid(domain, version))
+    def words(text: str, named: Callable[[str], str]) -> graph.Body:
+        from onnx import TensorProto, helper
+
+        nodes = [
+            # NOTE: the "C" locale, which every machine has: ASCII letters alone, as data.text.tokens.words lowercases
+            helper.make_node("StringNormalizer", [text], [named("lower")], case_change_action="LOWER", locale="C"),
+            helper.make_node("Tokenizer", [named("lower")], [named("words")], domain="com.microsoft", mark=0,
+                             mincharnum=1, pad_value=PADDING, tokenexp=WORD_RE2),
+            helper.make_node("Slice", [named("words"), named("starts"), named("ends"), named("axes")],
+                             [named("kept")]),
+            helper.make_node("LabelEncoder", [named("kept")], [named("found")], domain="ai.onnx.ml",
+                             keys_strings=[PADDING, *vocabulary.words],
+                             values_int64s=[PAD, *range(UNKNOWN + 1, vocabulary.size)], default_int64=UNKNOWN),
+            helper.make_node("Reshape", [named("found"), named("flat")], [named("ids")]),
+        ]
+        constants = [helper.make_tensor(named("starts"), TensorProto.INT64, [1], [0]),
+                     helper.make_tensor(named("ends"), TensorProto.INT64, [1], [vocabulary.max_tokens]),
+                     helper.make_tensor(named("axes"), TensorProto.INT64, [1], [1]),
+                     helper.make_tensor(named("flat"), TensorProto.INT64, [1], [-1])]
+        # NOTE: the Tokenizer's output typed: ONNX's shape inference crashes on an operator it does not know
+        typed = [helper.make_tensor_value_info(named("words"), TensorProto.STRING, [None, None])]
+        return graph.Body(nodes, named("ids"), constants, typed)
+
+    graph.prepend(model, column, IDS, words, vocabulary.max_tokens, PAD,
+                  {"ai.onnx.ml": ML_DOMAIN_OPSET, "com.microsoft": 1})

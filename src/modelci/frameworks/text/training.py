@@ -42,8 +42,9 @@ class Texts:
         return len(self.lengths)
 
     def padded(self, rows: np.ndarray) -> torch.Tensor:
-        """The rows' ids, int64 [len(rows), their longest], padded."""
-        ids = np.full((len(rows), int(self.lengths[rows].max(initial=0))), self.pad, dtype=np.int64)
+        """The rows' ids, int64 [len(rows), their longest], padded; at least one id wide, as the exported graph
+        makes them (a batch of texts without a word is one column of padding)."""
+        ids = np.full((len(rows), int(self.lengths[rows].max(initial=1))), self.pad, dtype=np.int64)
         for at, row in enumerate(rows):
             ids[at, :self.lengths[row]] = self.flat[self.starts[row]:self.starts[row + 1]]
         return torch.from_numpy(ids)

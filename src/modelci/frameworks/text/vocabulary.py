@@ -49,9 +49,10 @@ class Vocabulary:
         return [index.get(word, UNKNOWN) for word in words(as_text(text))[:self.max_tokens]]
 
     def batch(self, texts: Iterable[Any]) -> np.ndarray:
-        """Texts as int64 [N, longest], each padded with PAD."""
+        """Texts as int64 [N, longest], each padded with PAD; at least one id wide (all PAD when no text has a word),
+        as the exported graph makes them."""
         found = [self.ids(text) for text in texts]
-        padded = np.full((len(found), max(map(len, found), default=0)), PAD, dtype=np.int64)
+        padded = np.full((len(found), max([1, *map(len, found)])), PAD, dtype=np.int64)
         for row, ids in enumerate(found):
             padded[row, :len(ids)] = ids
         return padded

@@ -15,12 +15,13 @@ NOTE: imports no torch; reads the tokenizer's own description (its tokenizer.jso
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import UsageError
 
 if TYPE_CHECKING:
-    from onnx import GraphProto, ModelProto
+    from onnx import ModelProto
 
 CONTRIB = "ai.onnx.contrib"  # onnxruntime-extensions' operators
 IDS = "modelci_token_ids"  # the graph's token ids, between the tokenizer and the network
@@ -55,67 +56,16 @@ def settings(tokenizer: Any) -> dict[str, Any]:
 
 def prepend_tokenizer(model: ModelProto, tokenizer: Any, column: str, max_tokens: int) -> None:
     """Texts [N, 1] → the tokenizer's ids [N, longest], in front of the graph whose input is IDS."""
-    from onnx import TensorProto, helper
+    from modelci.frameworks.text import graph
 
-    graph, pad = model.graph, int(tokenizer.pad_token_id)
-    name = {key: f"modelci_tokens_{key}" for key in ("flat", "shape", "count", "first", "go", "ids", "lengths",
-                                                   "most", "longest", "zero", "one")}
-    nodes = [
-        helper.make_node("Reshape", [column, name["shape"]], [name["flat"]], name="modelci_tokens_flat"),
-        helper.make_node("Shape", [name["flat"]], [name["count"]], name="modelci_tokens_count", start=0, end=1),
-        helper.make_node("Squeeze", [name["count"]], [name["first"]], name="modelci_tokens_texts"),
-        helper.make_node("Loop", [name["first"], name["go"]], [name["ids"], name["lengths"]],
-                         name="modelci_tokens_each_text", body=_each_text(name["flat"], settings(tokenizer), pad,
-                                                                          max_tokens)),
-        helper.make_node("ReduceMax", [name["lengths"]], [name["most"]], name="modelci_tokens_most", keepdims=0),
-        helper.make_node("Reshape", [name["most"], name["shape"]], [name["longest"]], name="modelci_tokens_longest"),
-        helper.make_node("Slice", [name["ids"], name["zero"], name["longest"], name["one"]], [IDS],
-                         name="modelci_tokens_cut"),
-    ]
-    for offset, node in enumerate(nodes):
-        graph.node.insert(offset, node)
-    graph.initializer.extend([
-        helper.make_tensor(name["shape"], TensorProto.INT64, [1], [-1]),
-        helper.make_tensor(name["go"], TensorProto.BOOL, [], [True]),
-        helper.make_tensor(name["zero"], TensorProto.INT64, [1], [0]),
-        helper.make_tensor(name["one"], TensorProto.INT64, [1], [1]),
-    ])
-    (ids,) = [i for i in graph.input if i.name == IDS]
-    graph.input.remove(ids)
-    graph.input.insert(0, helper.make_tensor_value_info(column, TensorProto.STRING, [None, 1]))
-    if not any(o.domain == CONTRIB for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
+    attributes = settings(tokenizer)
 
+    def wordpiece(text: str, named: Callable[[str], str]) -> graph.Body:
+        from onnx import TensorProto, helper
 
-def _each_text(texts: str, attributes: dict[str, Any], pad: int, max_tokens: int) -> GraphProto:
-    """The Loop's body: text `i` of `texts` (a value of the outer graph) → its ids padded to max_tokens, and its
-    length."""
-    from onnx import TensorProto, helper
+        nodes = [helper.make_node("BertTokenizer", [text], [named("ids"), named("types"), named("mask")],
+                                  domain=CONTRIB, max_length=max_tokens, **attributes)]
+        typed = [helper.make_tensor_value_info(named(n), TensorProto.INT64, [None]) for n in ("ids", "types", "mask")]
+        return graph.Body(nodes, named("ids"), value_info=typed)
 
-    def _b(name: str) -> str:  # NOTE: the body sees the outer graph's names: its own must not clash with them
-        return f"modelci_wordpiece_{name}"
-
-    nodes = [
-        helper.make_node("Gather", [texts, _b("i")], [_b("text")], axis=0),
-        helper.make_node("Unsqueeze", [_b("text"), _b("axis0")], [_b("one_text")]),
-        helper.make_node("BertTokenizer", [_b("one_text")], [_b("ids"), _b("types"), _b("mask")], domain=CONTRIB,
-                         max_length=max_tokens, **attributes),
-        helper.make_node("Shape", [_b("ids")], [_b("length")]),
-        helper.make_node("Sub", [_b("max_tokens"), _b("length")], [_b("short")]),
-        helper.make_node("Concat", [_b("zero"), _b("short")], [_b("pads")], axis=0),
-        helper.make_node("Pad", [_b("ids"), _b("pads"), _b("pad")], [_b("padded")]),
-        helper.make_node("Identity", [_b("go_in")], [_b("go_out")]),
-    ]
-    constants = [helper.make_tensor(_b("axis0"), TensorProto.INT64, [1], [0]),
-                 helper.make_tensor(_b("max_tokens"), TensorProto.INT64, [1], [max_tokens]),
-                 helper.make_tensor(_b("zero"), TensorProto.INT64, [1], [0]),
-                 helper.make_tensor(_b("pad"), TensorProto.INT64, [], [pad])]
-    return helper.make_graph(
-        nodes, "modelci_tokenize_one_text",
-        [helper.make_tensor_value_info(_b("i"), TensorProto.INT64, []),
-         helper.make_tensor_value_info(_b("go_in"), TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info(_b("go_out"), TensorProto.BOOL, []),
-         helper.make_tensor_value_info(_b("padded"), TensorProto.INT64, [max_tokens]),
-         helper.make_tensor_value_info(_b("length"), TensorProto.INT64, [1])],
-        initializer=constants,
-        value_info=[helper.make_tensor_value_info(_b(n), TensorProto.INT64, [None]) for n in ("ids", "types", "mask")])
+    graph.prepend(model, column, IDS, wordpiece, max_tokens, int(tokenizer.pad_token_id), {CONTRIB: 1})
