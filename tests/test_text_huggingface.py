@@ -215,3 +215,12 @@ def test_a_folder_that_is_not_a_hugging_face_model_is_exit_2(cli: Callable[..., 
     assert "model.factory: model.py:build raised at" in found.err
     assert "not-a-model" in found.err
     assert "Traceback" not in found.err
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2])
+def test_max_tokens_too_few_for_the_special_tokens_is_exit_2(cli: Callable[..., Result], repo: Path,
+                                                             max_tokens: int) -> None:
+    configure(repo, data__text={"max_tokens": max_tokens})
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert f"data.text.max_tokens: {max_tokens}, fewer than the 3 a text takes" in found.err

@@ -343,3 +343,15 @@ def test_a_network_that_cannot_read_one_word_texts_is_exit_2(cli: Callable[..., 
     assert found.code == 2, found.err
     assert "the model fails on word ids of shape (2, 1)" in found.err
     assert "and texts of one word" in found.err
+
+
+def test_the_servers_text_statistics_count_every_word_and_keep_a_few() -> None:
+    from modelci.data.text.tokens import words
+    from modelci.serve.texts import WINDOW_WORDS, text_columns
+
+    texts = np.array(["Great KETTLE, great!", "", "word " * 100_000, "x_1 café"], dtype=object)
+    found = text_columns("review", texts)
+    assert found["review.characters"].tolist() == [len(t) for t in texts]
+    assert found["review.tokens"].tolist() == [len(words(t)) for t in texts]
+    assert [len(w) for w in found["review.token"]] == [3, 0, WINDOW_WORDS, 2]
+    assert found["review.token"][0] == ["great", "kettle", "great"]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import Result
+from conftest import ROOT, Result
 from modelci.cache import config_hash
 from modelci.config import load_config
 from test_image_train import EXAMPLE, OUT, configure, repo, shapes_data, weights  # noqa: F401  (fixtures)
@@ -43,11 +46,12 @@ def backbone() -> dict[str, torch.Tensor]:
     return shapes_model.build((3, 32, 32), 5, width=16).state_dict()  # type: ignore[no-any-return]
 
 
-def fine_tuned(cli: Callable[..., Result], shapes: Path, given: str) -> dict:  # type: ignore[type-arg]
+def fine_tuned(cli: Callable[..., Result], shapes: Path, given: str,  # type: ignore[type-arg]
+               loaded: int = 4) -> dict:
     configure(shapes, model__weights=given, train__epochs=1, train__lr=1e-9)  # NOTE: a step too small to move them
     trained = cli("train")
     assert trained.code == 0, trained.err
-    assert f"weights: 4 of the network's 6 tensors from {shapes / given}" in trained.err
+    assert f"weights: {loaded} of the network's 6 tensors from {shapes / given}" in trained.err
     log = json.loads((OUT / "train-log.json").read_text())["weights"]
     return log  # type: ignore[no-any-return]
 
@@ -117,3 +121,28 @@ def test_the_content_key_follows_the_weights_content(shapes: Path) -> None:
     assert config_hash(load_config("modelci.yaml")) == before
     torch.save({name: tensor + 1 for name, tensor in backbone().items()}, shapes / "backbone.pt")
     assert config_hash(load_config("modelci.yaml")) != before
+
+
+def test_a_models_own_checkpoint_starts_the_next_one(cli: Callable[..., Result], shapes: Path) -> None:
+    # modelci's model.pt holds the network under net.net. (the image layer in front): the names fit without it
+    configure(shapes, train__epochs=1)
+    assert cli("train").code == 0
+    shutil.copy(OUT / "model.pt", shapes / "previous.pt")
+    previous = weights()
+    log = fine_tuned(cli, shapes, "previous.pt", loaded=6)
+    assert (log["loaded"], log["fresh"]) == (6, [])
+    assert torch.allclose(weights()["net.net.0.weight"], previous["net.net.0.weight"], atol=1e-6)
+
+
+def test_weights_are_refused_for_a_text_model_over_its_own_words(cli: Callable[..., Result], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    reviews = tmp_path / "reviews"
+    shutil.copytree(ROOT / "examples" / "reviews", reviews, ignore=shutil.ignore_patterns("data", ".modelci"))
+    subprocess.run([sys.executable, "generate_data.py", "--out", "data", "--train", "100", "--eval", "50"],
+                   cwd=reviews, check=True, capture_output=True)
+    torch.save({"embedding.weight": torch.zeros(5, 4)}, reviews / "backbone.pt")
+    configure(reviews, model__weights="backbone.pt")
+    monkeypatch.chdir(reviews)
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "model.weights: a text model over modelci's words learns its vocabulary" in found.err

@@ -3,7 +3,8 @@ fine-tune), never downloaded.
 
 The file is a state dict: `.safetensors` (with the safetensors package), or a torch file (`.pt`, `.pth`,
 `.bin`) read with `weights_only=True`, so that loading it runs no code from it. A checkpoint holding its
-state dict under `state_dict` or `model` is read there, and DDP's `module.` prefix is dropped. A folder holds
+state dict under `state_dict` or `model` is read there, and DDP's `module.` prefix is dropped (and modelci's own
+checkpoint's `net.`, when the names fit only without it). A folder holds
 one such file: Hugging Face's `model.safetensors` or `pytorch_model.bin`, or the only file with one of
 those suffixes.
 
@@ -95,13 +96,23 @@ def _torch_file(file: Path) -> dict[str, torch.Tensor]:
     return {str(name): tensor for name, tensor in found.items()}
 
 
+def _fitting(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The given tensors with the name and shape of one of the network's."""
+    return {name: given[name] for name, tensor in own.items() if name in given and given[name].shape == tensor.shape}
+
+
 def load_weights(network: nn.Module, path: Path) -> dict[str, Any]:
     """Start `network` from the weights at `path`: every tensor of the same name and shape. What was taken, for the
     train log."""
     file = weights_file(path)
     given = read_state(file)
     own = network.state_dict()
-    taken = {name: given[name] for name, tensor in own.items() if name in given and given[name].shape == tensor.shape}
+    taken = _fitting(own, given)
+    for _ in range(2):  # NOTE: modelci's own model.pt holds the network under net. (an image model's under net.net.)
+        if taken or not any(name.startswith("net.") for name in given):
+            break
+        given = {name.removeprefix("net."): tensor for name, tensor in given.items()}
+        taken = _fitting(own, given)
     if not taken:
         raise UsageError(f"model.weights: none of the {len(given)} tensors in {file} fits the network's "
                          f"{len(own)} (the file's first: {', '.join(list(given)[:3])}; the network's first: "

@@ -282,8 +282,9 @@ class Server:
         document, data = _document(await _read(receive), length)
         model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
         check = (model.inputs, model.outputs, self.max_batch, data, self.sample)
-        if any(spec.image for spec in model.inputs):
-            # NOTE: decoding and resizing images takes milliseconds the event loop owes to other requests
+        if any(spec.image or spec.measured_text for spec in model.inputs):
+            # NOTE: decoding and resizing images, or measuring texts, takes milliseconds the event loop owes to other
+            # requests
             request = await asyncio.get_running_loop().run_in_executor(None, protocol.parse_infer, document, *check)
         else:
             request = protocol.parse_infer(document, *check)

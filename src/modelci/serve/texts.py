@@ -4,7 +4,8 @@ A model exported with its tokenizer (`frameworks.text`) takes a string column; w
 profile describes that column's statistics (`data.text.profile`: `<column>.characters` and
 `<column>.tokens`, each text's length in characters and words, and `<column>.token`, its words), each
 text sent is measured into those columns, which the drift window keeps (the words flattened: a window of
-the latest words, not rows).
+the latest words, not rows; each text's first WINDOW_WORDS). Measuring takes time in proportion to the text
+(16 MB at most, the largest body), so the server parses such requests off its event loop.
 
 NOTE: imports no torch.
 """
@@ -16,10 +17,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modelci.data.text.tokens import words
+from modelci.data.text.tokens import counted_words
 
 META_TEXT = "modelci.text"  # NOTE: frameworks.text.network.META_TEXT, which imports torch
 CHARACTERS, TOKENS, WORDS = "characters", "tokens", "token"  # NOTE: data.text.profile's names
+# NOTE: the words of one text that the window takes: the window holds the latest 10,000, and a text long enough
+# to fill it alone would only stand for itself
+WINDOW_WORDS = 256
 
 
 def text_input(name: str, meta: dict[str, str]) -> bool:
@@ -44,10 +48,10 @@ def word_columns(name: str) -> set[str]:
 
 
 def text_columns(name: str, texts: NDArray[Any]) -> dict[str, NDArray[Any]]:
-    """Each text's length in characters and words, and its words, a column each."""
-    split = [words(str(text)) for text in texts]
-    found = np.empty(len(split), dtype=object)
-    for row, row_words in enumerate(split):
-        found[row] = row_words  # NOTE: one by one: lists of one length would make numpy a 2-D array
+    """Each text's length in characters and words, and its first WINDOW_WORDS words, a column each."""
+    counted = [counted_words(str(text), WINDOW_WORDS) for text in texts]
+    found = np.empty(len(counted), dtype=object)
+    for row, (_, first) in enumerate(counted):
+        found[row] = first  # NOTE: one by one: lists of one length would make numpy a 2-D array
     return {f"{name}.{CHARACTERS}": np.array([len(str(t)) for t in texts], dtype=np.float64),
-            f"{name}.{TOKENS}": np.array([len(w) for w in split], dtype=np.float64), f"{name}.{WORDS}": found}
+            f"{name}.{TOKENS}": np.array([count for count, _ in counted], dtype=np.float64), f"{name}.{WORDS}": found}

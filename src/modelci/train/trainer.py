@@ -85,6 +85,10 @@ def train(config: Config, datasets: Datasets, out: Path, *, resume: bool = False
     if config.model.weights is not None and adapter.name != "pytorch":
         raise UsageError(f"model.weights: starting weights are for a PyTorch network; {config.model.factory} "
                          f"returned a {adapter.name} model", hint="leave model.weights out")
+    if config.model.weights is not None and vocabulary is not None:
+        raise UsageError("model.weights: a text model over modelci's words learns its vocabulary from each run's "
+                         "training texts, so a saved embedding's rows would stand for other words",
+                         hint="leave model.weights out, or fine-tune a Hugging Face model, whose tokenizer is fixed")
     # NOTE: a model over the raw columns does its own preprocessing: modelci's categories are not what it uses.
     if not raw_columns(adapter):
         # NOTE: reads the evaluation rows to report them (their categories unseen in training); it chooses nothing.

@@ -28,6 +28,16 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.translate(_ASCII_LOWER))
 
 
+def counted_words(text: str, kept: int) -> tuple[int, list[str]]:
+    """How many words the text has, and the first `kept` of them, without holding all of them at once."""
+    count, first = 0, []
+    for match in WORD.finditer(text.translate(_ASCII_LOWER)):
+        if count < kept:
+            first.append(match.group())
+        count += 1
+    return count, first
+
+
 def normalized(text: str) -> str:
     """The text duplicates are compared by: NFKC, case folded, whitespace collapsed and stripped."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())

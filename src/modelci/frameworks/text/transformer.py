@@ -74,6 +74,10 @@ def check_made(made: Any, config: Config, output_dim: int, max_tokens: int) -> t
     if tokenizer.pad_token_id is None:
         raise ModelFactoryError(f"model.factory: {config.model.factory}'s tokenizer has no padding token",
                                 hint="give the tokenizer a pad_token (BERT's is [PAD])")
+    least = tokenizer.num_special_tokens_to_add() + 1  # NOTE: [CLS] and [SEP] around one token, for BERT
+    if max_tokens < least:
+        raise UsageError(f"data.text.max_tokens: {max_tokens}, fewer than the {least} a text takes with the "
+                         "tokenizer's special tokens", hint=f"set data.text.max_tokens to at least {least}")
     positions = getattr(model.config, "max_position_embeddings", None)
     if isinstance(positions, int) and max_tokens > positions:
         raise UsageError(f"data.text.max_tokens: {max_tokens}, more than the model's {positions} positions",
