@@ -14,10 +14,10 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -61,6 +61,10 @@ class Scorer(nn.Module):
         return scores[:, :1] * self.target_std + self.target_mean
 
 
+T = TypeVar("T")
+ScorerT = TypeVar("ScorerT", bound=Scorer)
+
+
 def build_network(config: Config, input_dim: int, output_dim: int) -> nn.Module:
     return check_network(call_factory(config, {"input_dim": input_dim}, output_dim), config, input_dim, output_dim)
 
@@ -82,7 +86,10 @@ def check_network(net: Any, config: Config, input_dim: int, output_dim: int) -> 
     return net
 
 
-def save_checkpoint(path: Path, scorer: Scorer, spec: FeatureSpec, target: Target, config: Config) -> None:
+def save_checkpoint(path: Path, scorer: Scorer, spec: FeatureSpec, target: Target, config: Config,
+                    **extra: Any) -> None:
+    """The trained scorer and what it was trained on, in one file written whole; `extra`: what an image or text
+    model adds (its input's description)."""
     with atomic.atomic_open(path) as handle:
         torch.save({
             "version": CHECKPOINT_VERSION,
@@ -90,30 +97,46 @@ def save_checkpoint(path: Path, scorer: Scorer, spec: FeatureSpec, target: Targe
             "features": spec.to_json(),
             "target": target.to_json(),
             "label": config.data.label,
+            **extra,
         }, handle)
 
 
-def load_checkpoint(path: Path, config: Config) -> tuple[Scorer, FeatureSpec, Target, str]:
-    """Rebuild the trained model from its checkpoint and the config's factory."""
+def read_checkpoint(path: Path, kind: str, read: Callable[[dict[str, Any]], T]) -> tuple[T, Target, Any, str]:
+    """(what `read` takes from the file, the target, the state dict, the label) of a checkpoint `save_checkpoint`
+    wrote; exit 2 when there is none, or it is corrupt, truncated, of another kind or another version."""
     if not path.is_file():
         raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
     try:
         # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
         data = torch.load(path, map_location="cpu", weights_only=True)
-        spec, target = FeatureSpec.from_json(data["features"]), Target.from_json(data["target"])
+        found, target = read(data), Target.from_json(data["target"])
         version, state, label = data["version"], data["state_dict"], str(data["label"])
     except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
-        raise UsageError(f"{path} is corrupt or truncated ({type(exc).__name__}: {first_line(exc)})",
-                         hint="run `modelci train` again to write it anew") from None
+        raise UsageError(f"{path} is corrupt or truncated, or not {kind} checkpoint ({type(exc).__name__}: "
+                         f"{first_line(exc)})", hint="run `modelci train` again to write it anew") from None
     if version != CHECKPOINT_VERSION:
         raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
-    scorer = Scorer(build_network(config, spec.width, target.output_dim), target)
+    return found, target, state, label
+
+
+def restore(scorer: ScorerT, state: Any, path: Path, config: Config) -> ScorerT:
+    """The scorer with the checkpoint's weights, in eval mode; exit 2 when the factory builds another network now."""
     try:
         scorer.load_state_dict(state)
     except RuntimeError as exc:
         raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
                          hint="the factory or model.params changed since training: run `modelci train` again") from None
-    return scorer.eval(), spec, target, label
+    return scorer.eval()
+
+
+def load_checkpoint(path: Path, config: Config) -> tuple[Scorer, FeatureSpec, Target, str]:
+    """Rebuild the trained model from its checkpoint and the config's factory."""
+    def read(data: dict[str, Any]) -> FeatureSpec:
+        return FeatureSpec.from_json(data["features"])
+
+    spec, target, state, label = read_checkpoint(path, "a model's", read)
+    scorer = Scorer(build_network(config, spec.width, target.output_dim), target)
+    return restore(scorer, state, path, config), spec, target, label
 
 
 def predict(scorer: Scorer, features: Any, task: str) -> Any:

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelci import atomic
 from modelci.config import Config, ImageConfig
-from modelci.errors import ModelFactoryError, UsageError, first_line
+from modelci.errors import ModelFactoryError
 from modelci.features import FeatureSpec, Target
+from modelci.frameworks import torch_model
 from modelci.frameworks.factory import call_factory
 from modelci.frameworks.images.pixels import RESAMPLE, pixels_of
-from modelci.frameworks.torch_model import CHECKPOINT_VERSION, Scorer, export_onnx
+from modelci.frameworks.torch_model import Scorer, export_onnx
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -93,45 +93,23 @@ def check_network(made: Any, config: Config, image: ImageConfig, output_dim: int
 
 
 def save_checkpoint(path: Path, scorer: ImageScorer, target: Target, config: Config) -> None:
-    with atomic.atomic_open(path) as handle:
-        torch.save({
-            "version": CHECKPOINT_VERSION,
-            "state_dict": scorer.state_dict(),
-            "features": NO_FEATURES.to_json(),
-            "image": asdict(scorer.image) | {"column": scorer.column},
-            "target": target.to_json(),
-            "label": config.data.label,
-        }, handle)
+    torch_model.save_checkpoint(path, scorer, NO_FEATURES, target, config,
+                                image=asdict(scorer.image) | {"column": scorer.column})
 
 
 def load_checkpoint(path: Path, config: Config) -> tuple[ImageScorer, Target, str]:
     """Rebuild the trained image model from its checkpoint and the config's factory."""
-    if not path.is_file():
-        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
-    try:
-        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
-        data = torch.load(path, map_location="cpu", weights_only=True)
+    def read(data: dict[str, Any]) -> tuple[ImageConfig, str]:
         saved = dict(data["image"])
-        column = str(saved.pop("column"))
         image = ImageConfig(size=(int(saved["size"][0]), int(saved["size"][1])), channels=int(saved["channels"]),
                             mean=tuple(saved["mean"]), std=tuple(saved["std"]))
-        target, version, state, label = Target.from_json(data["target"]), data["version"], data["state_dict"], \
-            str(data["label"])
-    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
-        raise UsageError(f"{path} is not an image model's checkpoint, or is corrupt or truncated "
-                         f"({type(exc).__name__}: {first_line(exc)})",
-                         hint="run `modelci train` again to write it anew") from None
-    if version != CHECKPOINT_VERSION:
-        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+        return image, str(saved["column"])
+
+    (image, column), target, state, label = torch_model.read_checkpoint(path, "an image model's", read)
     made = call_factory(config, {"input_shape": image.shape}, target.output_dim)
     scorer = ImageScorer(ImageNetwork(check_network(made, config, image, target.output_dim), image), target, image,
                          column)
-    try:
-        scorer.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
-                         hint="the factory or model.params changed since training: run `modelci train` again") from None
-    return scorer.eval(), target, label
+    return torch_model.restore(scorer, state, path, config), target, label
 
 
 def predict(scorer: ImageScorer, rows: Any) -> np.ndarray:

@@ -22,15 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelci import atomic
 from modelci.config import Config
 from modelci.data.text.tokens import WORD_RE2
-from modelci.errors import ModelFactoryError, UsageError, first_line
+from modelci.errors import ModelFactoryError
 from modelci.features import FeatureSpec, Target
-from modelci.frameworks import ML_DOMAIN_OPSET
+from modelci.frameworks import ML_DOMAIN_OPSET, torch_model
 from modelci.frameworks.factory import call_factory
 from modelci.frameworks.text.vocabulary import PAD, UNKNOWN, Vocabulary
-from modelci.frameworks.torch_model import CHECKPOINT_VERSION, Scorer, export_onnx
+from modelci.frameworks.torch_model import Scorer, export_onnx
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -79,41 +78,19 @@ def _shape(made: nn.Module, ids: torch.Tensor, vocabulary_size: int) -> tuple[in
 
 
 def save_checkpoint(path: Path, scorer: TextScorer, target: Target, config: Config) -> None:
-    with atomic.atomic_open(path) as handle:
-        torch.save({
-            "version": CHECKPOINT_VERSION,
-            "state_dict": scorer.state_dict(),
-            "features": NO_FEATURES.to_json(),
-            "text": scorer.vocabulary.to_json() | {"column": scorer.column},
-            "target": target.to_json(),
-            "label": config.data.label,
-        }, handle)
+    torch_model.save_checkpoint(path, scorer, NO_FEATURES, target, config,
+                                text=scorer.vocabulary.to_json() | {"column": scorer.column})
 
 
 def load_checkpoint(path: Path, config: Config) -> tuple[TextScorer, Target, str]:
     """Rebuild the trained text model from its checkpoint and the config's factory."""
-    if not path.is_file():
-        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
-    try:
-        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        vocabulary, column = Vocabulary.from_json(data["text"]), str(data["text"]["column"])
-        target, version, state, label = Target.from_json(data["target"]), data["version"], data["state_dict"], \
-            str(data["label"])
-    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
-        raise UsageError(f"{path} is not a text model's checkpoint, or is corrupt or truncated "
-                         f"({type(exc).__name__}: {first_line(exc)})",
-                         hint="run `modelci train` again to write it anew") from None
-    if version != CHECKPOINT_VERSION:
-        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+    def read(data: dict[str, Any]) -> tuple[Vocabulary, str]:
+        return Vocabulary.from_json(data["text"]), str(data["text"]["column"])
+
+    (vocabulary, column), target, state, label = torch_model.read_checkpoint(path, "a text model's", read)
     made = call_factory(config, {"vocabulary_size": vocabulary.size}, target.output_dim)
     scorer = TextScorer(check_network(made, config, vocabulary.size, target.output_dim), target, vocabulary, column)
-    try:
-        scorer.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(f"{path} does not fit the network {config.model.factory} builds now: {first_line(exc)}",
-                         hint="the factory or model.params changed since training: run `modelci train` again") from None
-    return scorer.eval(), target, label
+    return torch_model.restore(scorer, state, path, config), target, label
 
 
 def predict(scorer: TextScorer, rows: Any) -> np.ndarray:

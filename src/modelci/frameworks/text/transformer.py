@@ -20,17 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelci import atomic
 from modelci.config import Config
 from modelci.errors import ModelFactoryError, UsageError, first_line
 from modelci.features import FeatureSpec, Target
-from modelci.frameworks import Fit, distributed, huggingface
+from modelci.frameworks import Fit, distributed, huggingface, torch_model
 from modelci.frameworks.factory import call_factory
 from modelci.frameworks.text.training import feed
 from modelci.frameworks.text.vocabulary import as_text
 from modelci.frameworks.text.wordpiece import IDS, prepend_tokenizer, settings
 from modelci.frameworks.torch_loop import device_for, run
-from modelci.frameworks.torch_model import CHECKPOINT_VERSION, Scorer, export_onnx
+from modelci.frameworks.torch_model import Scorer, export_onnx
 from modelci.outputs import TrainLog
 
 if TYPE_CHECKING:
@@ -125,42 +124,19 @@ def _unknown_share(scorer: TransformerScorer, fit: Fit) -> float:
 
 
 def save_checkpoint(path: Path, scorer: TransformerScorer, target: Target, config: Config) -> None:
-    with atomic.atomic_open(path) as handle:
-        torch.save({
-            "version": CHECKPOINT_VERSION,
-            "state_dict": scorer.state_dict(),
-            "features": NO_FEATURES.to_json(),
-            "huggingface": {"column": scorer.column, "max_tokens": scorer.max_tokens},
-            "target": target.to_json(),
-            "label": config.data.label,
-        }, handle)
+    torch_model.save_checkpoint(path, scorer, NO_FEATURES, target, config,
+                                huggingface={"column": scorer.column, "max_tokens": scorer.max_tokens})
 
 
 def load_checkpoint(path: Path, config: Config) -> tuple[TransformerScorer, Target, str]:
     """Rebuild the fine-tuned model from its checkpoint and the config's factory (which gives the tokenizer)."""
-    if not path.is_file():
-        raise ModelFactoryError(f"{path}: no checkpoint", hint="run `modelci train` first")
-    try:
-        # NOTE: weights_only: tensors and plain containers only, so a planted file cannot run code.
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        saved = data["huggingface"]
-        column, max_tokens = str(saved["column"]), int(saved["max_tokens"])
-        target, version, state, label = Target.from_json(data["target"]), data["version"], data["state_dict"], \
-            str(data["label"])
-    except Exception as exc:  # NOTE: whatever the reason, the file is not one `save_checkpoint` wrote whole
-        raise UsageError(f"{path} is not a Hugging Face model's checkpoint, or is corrupt or truncated "
-                         f"({type(exc).__name__}: {first_line(exc)})",
-                         hint="run `modelci train` again to write it anew") from None
-    if version != CHECKPOINT_VERSION:
-        raise UsageError(f"{path} was written by another version of modelci", hint="run `modelci train` again")
+    def read(data: dict[str, Any]) -> tuple[str, int]:
+        return str(data["huggingface"]["column"]), int(data["huggingface"]["max_tokens"])
+
+    (column, max_tokens), target, state, label = torch_model.read_checkpoint(path, "a Hugging Face model's", read)
     net, tokenizer = check_made(call_factory(config, {}, target.output_dim), config, target.output_dim, max_tokens)
     scorer = TransformerScorer(net, target, tokenizer, column, max_tokens)
-    try:
-        scorer.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(f"{path} does not fit the model {config.model.factory} builds now: {first_line(exc)}",
-                         hint="the factory or model.params changed since training: run `modelci train` again") from None
-    return scorer.eval(), target, label
+    return torch_model.restore(scorer, state, path, config), target, label
 
 
 def predict(scorer: TransformerScorer, rows: Any) -> np.ndarray:
