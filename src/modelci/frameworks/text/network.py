@@ -1,12 +1,12 @@
 """A text model as trained, saved and exported: the factory's network over word ids, behind the task's output,
 and in the exported ONNX model behind the tokenizer, so the artifact takes the texts themselves.
 
-The tokenizer in the graph uses ONNX's own operators and one of ONNX Runtime's (no extension library):
-StringNormalizer lowercases (the "C" locale: ASCII letters, as `data.text.tokens.words` does), ONNX
-Runtime's Tokenizer (com.microsoft) takes the runs of word characters, Slice keeps the first `max_tokens`,
-and LabelEncoder maps each word to its id (0 for padding, 1 for a word outside the vocabulary). Parity
-compares this graph with the PyTorch model fed by `vocabulary.Vocabulary` on the evaluation texts, so a
-text the two would split differently fails the export.
+The tokenizer in the graph uses ONNX's own operators and one of ONNX Runtime's (no extension library), on
+each text alone (`graph.prepend`'s Loop): StringNormalizer lowercases (the "C" locale: ASCII letters, as
+`data.text.tokens.words` does), ONNX Runtime's Tokenizer (com.microsoft) takes the runs of word characters,
+Slice keeps the first `max_tokens`, and LabelEncoder maps each word to its id (0 for padding, 1 for a word
+outside the vocabulary). Parity compares this graph with the PyTorch model fed by `vocabulary.Vocabulary` on
+the evaluation texts, so a text the two would split differently fails the export.
 
 NOTE: imports torch: only the PyTorch adapter's methods import this module.
 """
