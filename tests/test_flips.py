@@ -42,8 +42,9 @@ def test_changed_classes_are_counted_fixed_broken_or_other_and_all_written(tmp_p
     mine, theirs = rng.dirichlet(np.ones(3), 500), rng.dirichlet(np.ones(3), 500)
     texts = [f"text number {i} " + "word " * (i % 40) + "| `tick`" for i in range(500)]
     model = identity_model(tmp_path / "m.onnx", "multiclass", classes, text="review")
-    found = changed_predictions(model, y.astype(float), mine, theirs, (0.5, 0.5), pd.DataFrame({"review": texts}),
-                                tmp_path)
+    site = np.where(np.arange(500) % 3 == 0, "north", "south")
+    found = changed_predictions(model, y.astype(float), mine, theirs, (0.5, 0.5),
+                                pd.DataFrame({"review": texts, "site": site}), tmp_path, ("site",))
     assert found is not None
     a, b = mine.argmax(axis=1), theirs.argmax(axis=1)
     changed = a != b
@@ -58,12 +59,21 @@ def test_changed_classes_are_counted_fixed_broken_or_other_and_all_written(tmp_p
                           "candidate": classes[a[first]], "outcome": found.examples[0]["outcome"],
                           "text": texts[first]}  # the whole text in the file
     assert len(found.examples) == 5
+    # per slice of evaluate.slices
+    north = site == "north"
+    by_site = {row["value"]: row for row in found.slices["site"]}
+    assert by_site["north"] == {"value": "north", "rows": int(north.sum()), "changed": int(np.sum(changed & north)),
+                                "fixed": int(np.sum(changed & north & (a == y))),
+                                "broken": int(np.sum(changed & north & (b == y)))}
+    assert by_site["north"]["changed"] + by_site["south"]["changed"] == found.rows
     assert all(len(row["text"]) <= 80 for row in found.examples)
     shown = "\n".join(_flips(json.loads(json.dumps(found.__dict__)), TEXTS))
     assert f"Predictions that changed from the baseline's: {found.rows} texts, {found.fixed} fixed" in shown
     assert "| row | label | baseline | candidate | outcome | text |" in shown
     assert "`tick`" not in shown  # a backtick of the data cannot end the code span
     assert "\\|" in shown  # nor a | split the table's cell
+    assert "| site | texts | changed | fixed | broken |" in shown
+    assert f"| north | {int(north.sum()):,} | {by_site['north']['changed']:,} |" in shown
 
 
 def test_a_binary_model_flips_at_each_models_own_threshold(tmp_path: Path) -> None:

@@ -258,6 +258,8 @@ def test_run_publishes_a_text_model_and_a_changed_one_gets_a_paired_verdict(cli:
                                        != np.argmax(OnnxModel(OUT / "baseline" / "model.onnx").predict(frame), axis=1)))
     assert f"Predictions that changed from the baseline's: {flips['rows']:,} texts" in report
     assert (OUT / "changed-predictions.csv").read_text().startswith("row,label,baseline,candidate,outcome,text")
+    assert "| product | texts | changed | fixed | broken |" in report  # and where they changed
+    assert sum(row["changed"] for row in flips["slices"]["product"]) == flips["rows"]
 
 
 def test_int8_quantization_of_a_text_model_keeps_its_tokenizer(cli: Callable[..., Result], repo: Path) -> None:

@@ -255,7 +255,8 @@ def compare(config: Config, frame: pd.DataFrame, candidate_path: Path, baseline_
     (out / FLIPS_FILE).unlink(missing_ok=True)  # NOTE: never an earlier run's rows beside this run's comparison
     if baseline is not None and baseline_scores is not None:
         result.flips = changed_predictions(candidate, y, scores, baseline_scores,
-                                           (thresholds.candidate, thresholds.baseline), frame, out)
+                                           (thresholds.candidate, thresholds.baseline), frame, out,
+                                           config.evaluate.slices)
     result.passed = all(m.passed for m in [*result.metrics, *result.operational, *result.slices]) \
         and all(g.passed for g in result.gaps)
     result.baseline_required = _baseline_required(config, published=descriptor is not None)

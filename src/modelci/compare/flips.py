@@ -4,7 +4,7 @@ A verdict says whether the candidate is better; a reviewer then asks which answe
 classifier, each row whose predicted class differs (each model at its own threshold) is counted as
 fixed (the candidate is right, the baseline was not), broken (the other way round) or changed between
 two wrong classes; the first few go into the report, a text model's with its text cut short, and
-every one into `changed-predictions.csv` under `--out`.
+every one into `changed-predictions.csv` under `--out`; they are counted per slice of `evaluate.slices`.
 """
 
 from __future__ import annotations
@@ -41,11 +41,15 @@ class Flips:
     broken: int  # the baseline right, the candidate wrong
     other: int  # from one wrong class to another
     examples: list[dict[str, Any]] = field(default_factory=list)  # row, label, baseline, candidate, outcome (text)
+    # per evaluate.slices column, per value (or quartile): rows, changed, fixed, broken
+    slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def changed_predictions(candidate: OnnxModel, y: np.ndarray, scores: np.ndarray, baseline_scores: np.ndarray,
-                        thresholds: tuple[float, float], frame: pd.DataFrame, out: Path) -> Flips | None:
-    """The classifier's changed predictions (None for a regression), written whole to `out`/FLIPS_FILE."""
+                        thresholds: tuple[float, float], frame: pd.DataFrame, out: Path,
+                        slices: tuple[str, ...] = ()) -> Flips | None:
+    """The classifier's changed predictions (None for a regression), written whole to `out`/FLIPS_FILE, and counted
+    per value of each of `slices` (evaluate.slices)."""
     if candidate.task == "regression":
         return None
     mine, theirs = decided(scores, thresholds[0]), decided(baseline_scores, thresholds[1])
@@ -61,8 +65,20 @@ def changed_predictions(candidate: OnnxModel, y: np.ndarray, scores: np.ndarray,
             for row, kind in zip(changed.tolist(), outcome.tolist(), strict=True)]
     _write(out / FLIPS_FILE, rows, text is not None)
     shown = [{**row, "text": _short(row["text"])} if text else row for row in rows[:SHOWN]]
+    kinds = np.full(len(frame), "", dtype=object)
+    kinds[changed] = outcome
     return Flips(rows=len(rows), fixed=int(np.sum(outcome == "fixed")), broken=int(np.sum(outcome == "broken")),
-                 other=int(np.sum(outcome == "other")), examples=shown)
+                 other=int(np.sum(outcome == "other")), examples=shown,
+                 slices={column: _by_slice(frame[column], kinds) for column in slices if column in frame.columns})
+
+
+def _by_slice(column: pd.Series, kinds: np.ndarray) -> list[dict[str, Any]]:
+    """Each value's (or quartile's) rows, and how many of them changed, were fixed and were broken."""
+    from modelci.evaluate.evaluator import _slice_groups
+
+    return [{"value": value, "rows": int(mask.sum()), "changed": int(np.sum(kinds[mask] != "")),
+             "fixed": int(np.sum(kinds[mask] == "fixed")), "broken": int(np.sum(kinds[mask] == "broken"))}
+            for value, mask in _slice_groups(column)]
 
 
 def _text_column(model: OnnxModel) -> str | None:

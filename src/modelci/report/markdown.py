@@ -121,6 +121,10 @@ def _flips(flips: dict[str, Any] | None, unit: Unit) -> list[str]:
         shown = " `" + _cell(row["text"].replace("`", "'")) + "` |" if text else ""
         lines.append(f"| {row['row']} | {_cell(row['label'])} | {_cell(row['baseline'])} | "
                      f"{_cell(row['candidate'])} | {row['outcome']} |{shown}")
+    for column, values in (flips.get("slices") or {}).items():
+        lines += ["", f"| {_cell(column)} | {unit.many} | changed | fixed | broken |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {_cell(str(v['value']))} | {v['rows']:,} | {v['changed']:,} | {v['fixed']:,} | "
+                  f"{v['broken']:,} |" for v in values]
     return lines
 
 
