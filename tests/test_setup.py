@@ -203,6 +203,7 @@ def model_repository(folder: Path, factory: str, config: str = "model: {factory:
     ("auto", "import torch.nn.functional as F\nimport lightgbm\n", None, {}, ["lightgbm", "torch"]),
     ("auto", "from layers import block\n", None, {"layers": "import xgboost as xgb\nimport layers\n"}, ["xgboost"]),
     ("auto", "import keras\n", None, {}, ["keras"]),
+    ("auto", "from transformers import BertForSequenceClassification\n", None, {}, ["text"]),
     ("auto", "from . import x\nimport importlib\n", None, {}, []),
     ("auto", TORCH, "model: {onnx: model.onnx}\n", {}, []),
     ("auto", TORCH, "train: {command: python train.py}\n", {}, []),
@@ -210,7 +211,8 @@ def model_repository(folder: Path, factory: str, config: str = "model: {factory:
     ("none", TORCH, None, {}, []),
     ("", TORCH, None, {}, []),
     (" xgboost, catboost ", SKLEARN, None, {}, ["catboost", "xgboost"]),
-], ids=["scikit-learn", "torch", "two frameworks", "a neighbouring module's import", "keras", "relative and stdlib",
+], ids=["scikit-learn", "torch", "two frameworks", "a neighbouring module's import", "keras", "hugging face",
+         "relative and stdlib",
         "model.onnx", "train.command: the team's script", "a factory that is not there", "none", "empty",
         "an explicit list"])
 def test_the_extras_a_config_needs_are_read_from_its_factorys_imports(
