@@ -27,3 +27,11 @@ def shared_note(load: dict[str, float]) -> str:
         return ""
     return (f"The machine is shared with other work (1-minute load average {load['before']:g} before the run, "
             f"{load['after']:g} after it, its own processes included), so the figures are indicative. ")
+
+
+def target_rows(targets: list[dict[str, Any]]) -> list[str]:
+    """RESULTS.md's table of targets: each one's measure and pass, **FAIL**, or pending (`pass` None: not measured
+    on this machine)."""
+    return ["| target | measured | result |", "|---|---|---|",
+            *(f"| {t['target']} | {t['value']} | "
+              f"{'pending' if t['pass'] is None else 'pass' if t['pass'] else '**FAIL**'} |" for t in targets)]

@@ -82,10 +82,14 @@ def repo(tmp_path: Path, shapes_data: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def configure(repo: Path, **changes: object) -> None:
+    """Set `section__key=value` in the repository's modelci.yaml (None removes the key)."""
     config = yaml.safe_load((repo / "modelci.yaml").read_text())
     for key, value in changes.items():
         section, _, name = key.partition("__")
-        config.setdefault(section, {})[name] = value
+        if value is None:
+            config.setdefault(section, {}).pop(name, None)
+        else:
+            config.setdefault(section, {})[name] = value
     (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
 
 

@@ -26,6 +26,7 @@ from conftest import ROOT, Result, git
 from modelci.errors import UsageError
 from modelci.evaluate import extensions
 from modelci.evaluate.onnx_model import OnnxModel
+from test_image_train import configure
 
 EXAMPLE, REVIEWS = ROOT / "examples" / "reviews-bert", ROOT / "examples" / "reviews"
 OUT = Path(".modelci") / "out"
@@ -43,14 +44,6 @@ def build(output_dim, hidden=16, layers=1, labels=None):  # the example's, with 
                         intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels or output_dim)
     return BertForSequenceClassification(config), tokenizer
 '''
-
-
-def configure(repo: Path, **changes: object) -> None:
-    config = yaml.safe_load((repo / "modelci.yaml").read_text())
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        config.setdefault(section, {})[name] = value
-    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from conftest import ROOT, Result
 from modelci.config import TextConfig
 from modelci.evaluate.onnx_model import OnnxModel
 from modelci.frameworks.text.vocabulary import Vocabulary
+from test_image_train import configure
 
 EXAMPLE = ROOT / "examples" / "reviews"
 OUT = Path(".modelci") / "out"
@@ -38,17 +38,6 @@ def reviews_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, str(EXAMPLE / "generate_data.py"), "--out", str(folder), "--train", "600",
                     "--eval", "200"], check=True, capture_output=True)
     return folder
-
-
-def configure(repo: Path, **changes: object) -> None:
-    config = yaml.safe_load((repo / "modelci.yaml").read_text())
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if value is None:
-            config.setdefault(section, {}).pop(name, None)
-        else:
-            config.setdefault(section, {})[name] = value
-    (repo / "modelci.yaml").write_text(yaml.safe_dump(config))
 
 
 def copy_example(folder: Path, data: Path, **changes: object) -> Path:

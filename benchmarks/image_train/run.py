@@ -211,9 +211,9 @@ def markdown(result: dict[str, Any]) -> str:
              "| loop | median images/s | runs (images/s) |", "|---|---:|---|"]
     lines += [f"| {name} | {statistics.median(v):,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |"
               for name, v in result["images_per_s"].items()]
-    lines += ["", "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['value']} | "
-              f"{'pending' if t['pass'] is None else 'pass' if t['pass'] else '**FAIL**'} |" for t in result["targets"]]
+    from machine import target_rows
+
+    lines += ["", *target_rows(result["targets"])]
     return "\n".join(lines) + "\n"
 
 

@@ -263,8 +263,10 @@ def write(result: dict[str, Any], chosen: list[Any]) -> None:
     lines += ["", "| server | what runs |", "|---|---|"]
     lines += [f"| {s.name} | {s.what} |" for s in chosen]
     lines += ["", "The issue names no number for this comparison; the targets below are modelci no worse than the "
-              "plain endpoint.", "", "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['value']} | {'pass' if t['pass'] else '**FAIL**'} |" for t in result["targets"]]
+              "plain endpoint.", ""]
+    from machine import target_rows
+
+    lines += target_rows(result["targets"])
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "."]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -349,8 +349,9 @@ def write(result: dict[str, Any]) -> None:
         for size, x in sizes.items():
             lines.append(f"| {name} | {size} | {x['texts_per_s']:,.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
                          f"{x['median_round_texts_per_s']:,.0f} |")
-    lines += ["", "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['value']} | {'pass' if t['pass'] else '**FAIL**'} |" for t in result["targets"]]
+    from machine import target_rows
+
+    lines += ["", *target_rows(result["targets"])]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + "."]
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -293,9 +293,9 @@ def markdown(result: dict[str, Any]) -> str:
               f"{', '.join(f'{x:,.0f}' for x in v['samples_per_s'])} | {statistics.median(v['padded_tokens']):,.0f} | "
               f"{statistics.median(v['padded_tokens_per_s']):,.0f} | {result['validation_accuracy'][name]} |"
               for name, v in result["epochs"].items()]
-    lines += ["", "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['value']} | "
-              f"{'pending' if t['pass'] is None else 'pass' if t['pass'] else '**FAIL**'} |" for t in result["targets"]]
+    from machine import target_rows
+
+    lines += ["", *target_rows(result["targets"])]
     return "\n".join(lines) + "\n"
 
 

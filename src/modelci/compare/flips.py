@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from modelci import atomic
 from modelci.evaluate.metrics import decided
+from modelci.evaluate.onnx_model import META_TEXT, described
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 FLIPS_FILE = "changed-predictions.csv"
 SHOWN = 5  # rows the report shows
 TEXT_SHOWN = 80  # characters of a text the report shows
-META_TEXT = "modelci.text"  # NOTE: frameworks.text.network.META_TEXT, which imports torch
 
 
 @dataclass
@@ -83,8 +82,8 @@ def _by_slice(column: pd.Series, kinds: np.ndarray) -> list[dict[str, Any]]:
 
 def _text_column(model: OnnxModel) -> str | None:
     """A text model's text column (its exported input), whose texts identify the rows in the report."""
-    described = model.session.get_modelmeta().custom_metadata_map.get(META_TEXT)
-    return str(json.loads(described)["input"]) if described else None
+    found = described(model.session.get_modelmeta().custom_metadata_map, META_TEXT).get("input")
+    return str(found) if found else None
 
 
 def _short(text: str) -> str:

@@ -24,6 +24,17 @@ META_TASK = "modelci.task"
 META_CLASSES = "modelci.classes"
 META_LABEL = "modelci.label"
 META_THRESHOLD = "modelci.threshold"  # a binary model's classification threshold; absent (older models): 0.5
+META_IMAGE = "modelci.image"  # an image model's input: its size, channels, layout, resize filter, normalization
+META_TEXT = "modelci.text"  # a text model's input: its name, how texts are split, the words read
+
+
+def described(meta: dict[str, str], key: str) -> dict[str, Any]:
+    """A JSON description in a model's metadata (META_IMAGE, META_TEXT); {} when absent or not a JSON object."""
+    try:
+        found = json.loads(meta.get(key, "{}"))
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 IMAGE_CHUNK = 256  # images per run of an image model: a large evaluation set is never decoded all at once

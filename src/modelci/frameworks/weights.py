@@ -18,11 +18,10 @@ NOTE: torch is imported inside the functions that need it: the content key reads
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelci import github
+from modelci import atomic, github
 from modelci.errors import UsageError, first_line
 
 if TYPE_CHECKING:
@@ -53,11 +52,9 @@ def weights_file(path: Path) -> Path:
 
 
 def digest(file: Path) -> str:
-    found = hashlib.sha256()
+    """The file's SHA-256, in hex."""
     with file.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            found.update(chunk)
-    return found.hexdigest()
+        return atomic.stream_sha256(handle)[0].removeprefix("sha256:")
 
 
 def read_state(file: Path) -> dict[str, torch.Tensor]:

@@ -36,11 +36,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.errors import first_line
+from modelci.evaluate.onnx_model import META_IMAGE, described
 from modelci.frameworks.images.pixels import load_pixels
 from modelci.serve import binary
 from modelci.serve.protocol import DTYPES, INT_RANGE, BadRequest, TensorSpec
 
-META_IMAGE = "modelci.image"  # NOTE: frameworks.images.network.META_IMAGE, which imports torch
 BASE64 = "base64"  # the content type MLServer gives BYTES elements sent as base64
 ENCODED = "BYTES [N] (one encoded PNG or JPEG per image: base64 in JSON, raw bytes as binary data)"
 
@@ -71,11 +71,7 @@ def image_input(tensor: Any, meta: dict[str, str]) -> ImageInput | None:
         return None
     if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
         raise ValueError(f"'{tensor.name}' takes images of shape {shape}, with no fixed height, width and channels")
-    try:
-        described = json.loads(meta.get(META_IMAGE, "{}"))
-    except ValueError:
-        described = {}
-    return ImageInput((shape[1], shape[2]), shape[3], described if isinstance(described, dict) else {})
+    return ImageInput((shape[1], shape[2]), shape[3], described(meta, META_IMAGE))
 
 
 class Sample:

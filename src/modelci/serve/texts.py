@@ -18,8 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci.data.text.tokens import counted_words
+from modelci.evaluate.onnx_model import META_TEXT, described
 
-META_TEXT = "modelci.text"  # NOTE: frameworks.text.network.META_TEXT, which imports torch
 CHARACTERS, TOKENS, WORDS = "characters", "tokens", "token"  # NOTE: data.text.profile's names
 # NOTE: the words of one text that the window takes: the window holds the latest 10,000, and a text long enough
 # to fill it alone would only stand for itself
@@ -28,13 +28,7 @@ WINDOW_WORDS = 256
 
 def text_input(name: str, meta: dict[str, str]) -> bool:
     """Whether the model's input `name` is a text model's texts (the exported model's metadata says so)."""
-    import json
-
-    try:
-        described = json.loads(meta.get(META_TEXT, "{}"))
-    except ValueError:
-        return False
-    return isinstance(described, dict) and described.get("input") == name
+    return described(meta, META_TEXT).get("input") == name
 
 
 def statistics(name: str) -> dict[str, bool]:

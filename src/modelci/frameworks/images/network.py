@@ -19,6 +19,7 @@ from torch import nn
 
 from modelci.config import Config, ImageConfig
 from modelci.errors import ModelFactoryError
+from modelci.evaluate.onnx_model import META_IMAGE
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import torch_model
 from modelci.frameworks.factory import call_factory
@@ -28,7 +29,6 @@ from modelci.frameworks.torch_model import Scorer, export_onnx
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-META_IMAGE = "modelci.image"  # the exported model's metadata: the input's size, channels, layout and resize filter
 PREDICT_CHUNK = 256  # images per forward pass when scoring, so a large evaluation set is never all in memory
 NO_FEATURES = FeatureSpec((), ())  # an image model takes its image column as it is: no table preprocessing
 

@@ -19,8 +19,7 @@ def text_column(config: Config) -> str:
     from modelci.data.schema import load_schema
 
     schema = load_schema(config.data.schema) if config.data.schema else None
-    found = next((c.name for c in schema.columns if c.type == "text"), None) if schema is not None else None
-    return found or DEFAULT_COLUMN
+    return schema.text.name if schema is not None and schema.text is not None else DEFAULT_COLUMN
 
 
 def chosen(config: Config, datasets: Datasets) -> Chosen:

@@ -25,6 +25,7 @@ from torch import nn
 from modelci.config import Config
 from modelci.data.text.tokens import WORD_RE2
 from modelci.errors import ModelFactoryError
+from modelci.evaluate.onnx_model import META_TEXT
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import ML_DOMAIN_OPSET, torch_model
 from modelci.frameworks.factory import call_factory
@@ -34,7 +35,6 @@ from modelci.frameworks.torch_model import Scorer, export_onnx
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-META_TEXT = "modelci.text"  # the exported model's metadata: the input, how texts are split, the vocabulary's size
 PREDICT_CHUNK = 1024  # texts per forward pass when scoring
 NO_FEATURES = FeatureSpec((), ())  # a text model takes its text column as it is: no table preprocessing
 IDS = "modelci_word_ids"  # the graph's word ids, between the tokenizer and the network

@@ -22,11 +22,12 @@ from torch import nn
 
 from modelci.config import Config
 from modelci.errors import ModelFactoryError, UsageError, first_line
+from modelci.evaluate.onnx_model import META_TEXT
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit, distributed, huggingface, torch_model
 from modelci.frameworks.factory import call_factory
 from modelci.frameworks.text.training import feed
-from modelci.frameworks.text.vocabulary import as_text
+from modelci.frameworks.text.vocabulary import as_text, padded
 from modelci.frameworks.text.wordpiece import IDS, prepend_tokenizer, settings
 from modelci.frameworks.torch_loop import device_for, run
 from modelci.frameworks.torch_model import Scorer, export_onnx
@@ -35,7 +36,6 @@ from modelci.outputs import TrainLog
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-META_TEXT = "modelci.text"  # NOTE: as frameworks.text.network's: the input, how texts are split
 PREDICT_CHUNK = 256  # texts per forward pass when scoring
 NO_FEATURES = FeatureSpec((), ())
 
@@ -145,7 +145,7 @@ def predict(scorer: TransformerScorer, rows: Any) -> np.ndarray:
     parts = []
     with torch.no_grad():
         for first in range(0, len(texts), PREDICT_CHUNK):
-            ids = _padded(scorer.ids(texts[first:first + PREDICT_CHUNK]), scorer.pad)
+            ids = torch.from_numpy(padded(scorer.ids(texts[first:first + PREDICT_CHUNK]), scorer.pad))
             parts.append(scorer(ids).numpy().astype(np.float64))
     return np.concatenate(parts) if parts else np.zeros((0, scorer.outputs), np.float64)
 
@@ -153,7 +153,7 @@ def predict(scorer: TransformerScorer, rows: Any) -> np.ndarray:
 def to_onnx(scorer: TransformerScorer, opset: int, output: str) -> tuple[ModelProto, str]:
     """The model as ONNX over the texts, string [N, 1], the tokenizer in the graph in front of it."""
     # NOTE: two texts of two lengths, padded: the exporter traces the model on them
-    example = _padded(scorer.ids(["an example text of a few words", "another"]), scorer.pad)
+    example = torch.from_numpy(padded(scorer.ids(["an example text of a few words", "another"]), scorer.pad))
     # NOTE: the TorchScript exporter's graph of a transformer runs a quarter faster in ONNX Runtime than the dynamo
     # exporter's (benchmarks/text_serve)
     model, exporter = export_onnx(scorer, example, IDS, opset, output, words_axis=True, torchscript_first=True)
@@ -162,10 +162,3 @@ def to_onnx(scorer: TransformerScorer, opset: int, output: str) -> tuple[ModelPr
                  "max_tokens": scorer.max_tokens, "vocabulary_size": len(scorer.tokenizer)}
     model.metadata_props.add(key=META_TEXT, value=json.dumps(described))
     return model, exporter
-
-
-def _padded(found: list[list[int]], pad: int) -> torch.Tensor:
-    ids = np.full((len(found), max(map(len, found), default=0)), pad, dtype=np.int64)
-    for row, row_ids in enumerate(found):
-        ids[row, :len(row_ids)] = row_ids
-    return torch.from_numpy(ids)

@@ -51,11 +51,7 @@ class Vocabulary:
     def batch(self, texts: Iterable[Any]) -> np.ndarray:
         """Texts as int64 [N, longest], each padded with PAD; at least one id wide (all PAD when no text has a word),
         as the exported graph makes them."""
-        found = [self.ids(text) for text in texts]
-        padded = np.full((len(found), max([1, *map(len, found)])), PAD, dtype=np.int64)
-        for row, ids in enumerate(found):
-            padded[row, :len(ids)] = ids
-        return padded
+        return padded([self.ids(text) for text in texts], PAD)
 
     @cached_property
     def _index(self) -> dict[str, int]:
@@ -67,6 +63,14 @@ class Vocabulary:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Vocabulary:
         return cls(tuple(str(w) for w in data["words"]), int(data["max_tokens"]))
+
+
+def padded(found: list[list[int]], pad: int) -> np.ndarray:
+    """Texts' token ids as int64 [N, longest], each padded with `pad`; at least one id wide."""
+    ids = np.full((len(found), max([1, *map(len, found)])), pad, dtype=np.int64)
+    for row, row_ids in enumerate(found):
+        ids[row, :len(row_ids)] = row_ids
+    return ids
 
 
 def as_text(value: Any) -> str:
