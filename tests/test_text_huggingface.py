@@ -1,7 +1,8 @@
 """Hugging Face text models (issue 19): a tiny BERT built from a config and a WordPiece tokenizer trained here with
 `tokenizers` (nothing downloaded), fine-tuned by modelci, exported with the tokenizer in the ONNX graph
 (onnxruntime-extensions' BertTokenizer in a Loop over the batch), parity-checked with texts longer than the
-maximum length, evaluated, served and published with a paired verdict after a change.
+maximum length, evaluated, served and published with a paired verdict after a change; and a tiny RoBERTa with a
+byte-level BPE tokenizer, its graph's ids checked against the tokenizer's on awkward texts.
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ def build(output_dim, hidden=16, layers=1, labels=None):  # the example's, with 
                         intermediate_size=2 * hidden, max_position_embeddings=64, num_labels=labels or output_dim)
     return BertForSequenceClassification(config), tokenizer
 '''
+ROBERTA = '''from pathlib import Path
+
+from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+
+HERE = Path(__file__).parent
+
+
+def build(output_dim, positions=34):  # RoBERTa's positions start after its padding id (1): 32 tokens
+    tokenizer = RobertaTokenizerFast.from_pretrained(HERE / "roberta-tokenizer")
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=positions, pad_token_id=tokenizer.pad_token_id,
+                           num_labels=output_dim)
+    return RobertaForSequenceClassification(config), tokenizer
+'''
+# NOTE: what a byte-level tokenizer reads in its own way: added tokens inside a text (RoBERTa's <mask> takes the
+# spaces before it), runs of spaces, tabs and newlines, accents, CJK, emoji, other spaces, a BOM, contractions
+AWKWARD = ["the good kettle", "  leading and   many   spaces ", "tab\tand\nnewline\r\n", "", "x", "word " * 40,
+           "I loved it!!! 100% <s> not</s> a <pad>", "a   <mask> b <mask>c", "Café naïve résumé — “quotes” 日本語 😀",
+           "\ufeffdon't\u00a0you'll\u3000İß\u2028Ω\x07", "<unk><mask><mask>'s"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +120,7 @@ def test_a_hugging_face_model_is_fine_tuned_and_exported_with_its_tokenizer(trai
 def test_the_graphs_tokenizer_gives_the_tokenizers_own_ids(trained: Path) -> None:
     from onnx import helper
 
-    from modelci.frameworks.text.wordpiece import IDS
+    from modelci.frameworks.text.tokenizer_graph import IDS
 
     model = onnx.load(trained / OUT / "model.onnx")
     model.graph.output.append(helper.make_tensor_value_info(IDS, onnx.TensorProto.INT64, [None, None]))
@@ -143,16 +163,18 @@ def test_without_onnxruntime_extensions_the_model_names_the_extra(trained: Path,
 
 
 def test_a_tokenizer_the_graph_cannot_carry_is_refused_before_training(cli: Callable[..., Result], repo: Path) -> None:
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    bpe.train_from_iterator(["some texts to learn from"], trainers.BpeTrainer(special_tokens=["<pad>", "<unk>"]))
-    PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", unk_token="<unk>").save_pretrained(
+    unigram = Tokenizer(models.Unigram())  # NOTE: SentencePiece's kind (XLM-RoBERTa, ALBERT, T5...)
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace()
+    unigram.train_from_iterator(["some texts to learn from"], trainers.UnigramTrainer(
+        special_tokens=["<pad>", "<unk>"], unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=unigram, pad_token="<pad>", unk_token="<unk>").save_pretrained(
         repo / "tokenizer")
     (repo / "model.py").write_text(FACTORY.replace("BertTokenizerFast.from_pretrained", "AutoTokenizer.from_pretrained")
                                    .replace("BertTokenizerFast\n", "BertTokenizerFast, AutoTokenizer\n"))
     found = cli("train")
     assert found.code == 2, found.err
-    assert "modelci puts a BERT-style WordPiece tokenizer" in found.err
+    assert "the factory's tokenizer is a Unigram tokenizer; modelci puts a WordPiece tokenizer of BERT's kind" \
+        in found.err
     assert not (OUT / "transformer.pt").exists()
 
 
@@ -227,7 +249,7 @@ def test_a_word_with_a_character_outside_the_vocabulary_is_the_one_known_differe
     # (README, Hugging Face text models): pinned here, so that a fix shows
     from onnx import helper
 
-    from modelci.frameworks.text.wordpiece import IDS
+    from modelci.frameworks.text.tokenizer_graph import IDS
 
     model = onnx.load(trained / OUT / "model.onnx")
     model.graph.output.append(helper.make_tensor_value_info(IDS, onnx.TensorProto.INT64, [None, None]))
@@ -237,3 +259,53 @@ def test_a_word_with_a_character_outside_the_vocabulary_is_the_one_known_differe
     kettle, unknown = tokenizer.convert_tokens_to_ids("kettle"), tokenizer.unk_token_id
     assert ids[0].tolist() == [tokenizer.cls_token_id, kettle, unknown, tokenizer.sep_token_id]
     assert tokenizer("kettle🙂")["input_ids"] == [tokenizer.cls_token_id, unknown, tokenizer.sep_token_id]
+
+
+@pytest.fixture(scope="module")
+def roberta(bert_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reviews with a tiny RoBERTa and a byte-level BPE tokenizer trained on them, as RoBERTa's is, trained
+    and exported."""
+    from tokenizers import AddedToken, ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    folder = shutil.copytree(bert_repo, tmp_path_factory.mktemp("roberta") / "reviews",
+                             ignore=shutil.ignore_patterns(".modelci", "tokenizer"))
+    found = ByteLevelBPETokenizer()
+    found.train_from_iterator(pd.read_parquet(folder / "data" / "train.parquet")["review"], vocab_size=400,
+                              special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    found.save(str(folder / "bpe.json"))
+    RobertaTokenizerFast(tokenizer_file=str(folder / "bpe.json"),
+                         mask_token=AddedToken("<mask>", lstrip=True)).save_pretrained(folder / "roberta-tokenizer")
+    (folder / "model.py").write_text(ROBERTA)
+    configure(folder, model__params=None, train__epochs=1)
+    for step in ("train", "export"):
+        done = subprocess.run([sys.executable, "-m", "modelci", step], cwd=folder, capture_output=True, text=True)
+        assert done.returncode == 0, f"{step}: {done.stderr}"
+    return Path(folder)
+
+
+def test_a_roberta_model_is_exported_with_its_byte_level_tokenizer(roberta: Path) -> None:
+    from onnx import helper
+    from transformers import RobertaTokenizerFast
+
+    from modelci.frameworks.text.tokenizer_graph import IDS
+
+    log = json.loads((roberta / OUT / "train-log.json").read_text())
+    assert log["text"]["tokenizer"].startswith("RobertaTokenizer")
+    assert json.loads((roberta / OUT / "parity.json").read_text())["passed"]
+    model = onnx.load(roberta / OUT / "model.onnx")
+    model.graph.output.append(helper.make_tensor_value_info(IDS, onnx.TensorProto.INT64, [None, None]))
+    session = extensions.inference_session(model.SerializeToString(), ort.SessionOptions())
+    (ids,) = session.run([IDS], {"review": np.array(AWKWARD, dtype=object)[:, None]})
+    tokenizer = RobertaTokenizerFast.from_pretrained(roberta / "roberta-tokenizer")
+    expected = tokenizer(AWKWARD, truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="np")
+    assert np.array_equal(ids, expected["input_ids"])
+
+
+def test_max_tokens_beyond_robertas_positions_is_exit_2(cli: Callable[..., Result], roberta: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(shutil.copytree(roberta, tmp_path / "reviews", ignore=shutil.ignore_patterns(".modelci")))
+    configure(Path.cwd(), data__text={"max_tokens": 33})
+    found = cli("train")
+    assert found.code == 2, found.err
+    assert "data.text.max_tokens: 33, more than the model's 32 positions" in found.err

@@ -111,7 +111,7 @@ class OnnxSessions:
 
     def __init__(self, path: Path, int8: Path) -> None:
         from modelci.evaluate.onnx_model import OnnxModel
-        from modelci.frameworks.text.wordpiece import IDS
+        from modelci.frameworks.text.tokenizer_graph import IDS
 
         self.model, self.quantized = OnnxModel(path), OnnxModel(int8)
         self.column = self.model.inputs[0].name
@@ -120,7 +120,7 @@ class OnnxSessions:
 
     def calls(self, batches: list[list[str]], tokenizer: Any, max_tokens: int) -> dict[str, Call]:
         """Each contender's call for batch i, its inputs prepared for `batches`."""
-        from modelci.frameworks.text.wordpiece import IDS
+        from modelci.frameworks.text.tokenizer_graph import IDS
 
         column, texts = self.column, [np.array(b, dtype=object)[:, None] for b in batches]
         ids = [tokenizer(b, truncation=True, max_length=max_tokens, padding=True, return_tensors="np")["input_ids"]

@@ -130,9 +130,9 @@ class ModelciSide:
         from modelci.frameworks import Fit
         from modelci.frameworks.factory import call_factory
         from modelci.frameworks.text.datasets import text_column
+        from modelci.frameworks.text.tokenizer_graph import steps
         from modelci.frameworks.text.training import feed
         from modelci.frameworks.text.transformer import TransformerScorer, check_made
-        from modelci.frameworks.text.wordpiece import settings
         from modelci.frameworks.torch_loop import Loop, class_weights, device_for
 
         config = load_config(work / "modelci.yaml")
@@ -144,7 +144,7 @@ class ModelciSide:
         self.made = call_factory(config, {}, self.target.output_dim)
         start = copy.deepcopy(self.made[0])  # NOTE: the Trainer starts from the same weights
         net, self.tokenizer = check_made(self.made, config, self.target.output_dim, self.max_tokens)
-        settings(self.tokenizer)
+        steps(self.tokenizer)
         device = device_for(None, config.train.device)
         self.scorer = TransformerScorer(net, self.target, self.tokenizer, self.column, self.max_tokens)
         fit = Fit(config, self.datasets, FeatureSpec((), ()), self.target, work / "out", None)  # type: ignore[arg-type]

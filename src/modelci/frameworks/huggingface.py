@@ -4,9 +4,9 @@ fine-tuned on a table's text column and exported with the tokenizer in the ONNX 
 Factory contract, for a text model (`data.text` set): `build(output_dim, **params) -> (model, tokenizer)`, the
 model built with `num_labels=output_dim` (one logit for a binary task, one per class, one value for regression),
 both loaded from a local directory or a path in the repository (`from_pretrained(PATH)`) or built from a config:
-modelci downloads nothing. The tokenizer is a fast WordPiece one (BERT's family), which the exported graph
-carries (onnxruntime-extensions' BertTokenizer operator; `pip install 'modelci[text]'`). modelci adds the sigmoid
-or softmax behind the logits, as for a PyTorch network. See `frameworks/text/transformer.py`.
+modelci downloads nothing. The tokenizer is a fast one of BERT's kind (WordPiece) or RoBERTa's (byte-level BPE),
+which the exported graph carries (onnxruntime-extensions' operators; `pip install 'modelci[text]'`). modelci adds
+the sigmoid or softmax behind the logits, as for a PyTorch network. See `frameworks/text/transformer.py`.
 
 NOTE: imports neither torch nor transformers: a model is recognised only when the factory's file imported
 transformers.

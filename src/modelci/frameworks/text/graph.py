@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto
 
+CONTRIB = "ai.onnx.contrib"  # onnxruntime-extensions' operators, which the Hugging Face tokenizers' steps use
+
 
 @dataclass
 class Body:

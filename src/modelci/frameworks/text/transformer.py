@@ -1,6 +1,6 @@
 """A Hugging Face model for sequence classification or regression, with its tokenizer, as modelci trains, saves,
 scores and exports it: the model behind the task's output, fed token ids, and in the exported ONNX model behind
-the tokenizer (`wordpiece`), so the artifact takes the texts themselves.
+the tokenizer (`tokenizer_graph`), so the artifact takes the texts themselves.
 
 The network modelci trains is `Transformer`: the factory's model, given the ids and an attention mask of the
 ids that are not padding, returning its logits; the loop, seeds, resume, bf16 autocast on CUDA, early stopping
@@ -26,9 +26,9 @@ from modelci.evaluate.onnx_model import META_TEXT
 from modelci.features import FeatureSpec, Target
 from modelci.frameworks import Fit, distributed, huggingface, torch_model
 from modelci.frameworks.factory import call_factory
+from modelci.frameworks.text.tokenizer_graph import IDS, prepend_tokenizer, steps
 from modelci.frameworks.text.training import feed
 from modelci.frameworks.text.vocabulary import as_text, padded
-from modelci.frameworks.text.wordpiece import IDS, prepend_tokenizer, settings
 from modelci.frameworks.torch_loop import device_for, run
 from modelci.frameworks.torch_model import Scorer, export_onnx
 from modelci.outputs import TrainLog
@@ -78,6 +78,10 @@ def check_made(made: Any, config: Config, output_dim: int, max_tokens: int) -> t
         raise UsageError(f"data.text.max_tokens: {max_tokens}, fewer than the {least} a text takes with the "
                          "tokenizer's special tokens", hint=f"set data.text.max_tokens to at least {least}")
     positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        # NOTE: RoBERTa's family numbers positions from its padding id + 1, so that many positions go unused
+        padding = getattr(getattr(model.base_model, "embeddings", None), "padding_idx", None)
+        positions -= padding + 1 if isinstance(padding, int) else 0
     if isinstance(positions, int) and max_tokens > positions:
         raise UsageError(f"data.text.max_tokens: {max_tokens}, more than the model's {positions} positions",
                          hint=f"set data.text.max_tokens to at most {positions}")
@@ -102,7 +106,7 @@ def fit(made: Any, fit: Fit) -> TrainLog:
     max_tokens, column = config.data.text.max_tokens, fit.log.input_columns[0]
     device = device_for(job, config.train.device)
     net, tokenizer = check_made(made, config, target.output_dim, max_tokens)
-    settings(tokenizer)  # NOTE: a tokenizer the export could not carry is refused before training, not after
+    steps(tokenizer)  # NOTE: a tokenizer the export could not carry is refused before training, not after
     net = net.to(device)
     scorer = TransformerScorer(net, target, tokenizer, column, max_tokens)
     fit.log.text = {"column": column, "max_tokens": max_tokens, "vocabulary": len(tokenizer),

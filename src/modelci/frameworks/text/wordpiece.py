@@ -1,49 +1,41 @@
-"""A Hugging Face WordPiece tokenizer (BERT's, and its family's: DistilBERT, MiniLM, ELECTRA...) as an ONNX graph in
-front of the model: texts, string [N, 1], in; token ids, int64 [N, longest], out, padded with the tokenizer's
-padding id, each text cut at `max_tokens` ids with its [CLS] and [SEP] kept, as `tokenizer(texts,
-truncation=True, max_length=max_tokens)` gives them.
+"""A Hugging Face WordPiece tokenizer (BERT's, and its family's: DistilBERT, MiniLM, ELECTRA...) as the tokenizing
+step of the exported graph: one text → its ids, cut at `max_tokens` with its [CLS] and [SEP] kept, as
+`tokenizer(text, truncation=True, max_length=max_tokens)` gives them.
 
-The tokenizing itself is onnxruntime-extensions' BertTokenizer operator (domain ai.onnx.contrib), given the
-tokenizer's vocabulary and its normalizer's settings (lowercasing, accents, Chinese characters), after the
-characters the normalizer drops are dropped. That operator reads one text (two are a pair), so a Loop runs it
-on each text of the batch (`graph.prepend`). Parity compares this graph with the tokenizer itself on the
-evaluation texts, long ones included.
+The tokenizing itself is onnxruntime-extensions' BertTokenizer operator, given the tokenizer's vocabulary and its
+normalizer's settings (lowercasing, accents, Chinese characters), after the characters the normalizer drops are
+dropped.
 
 NOTE: imports no torch; reads the tokenizer's own description (its tokenizer.json), not transformers' classes.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelci.errors import UsageError
 from modelci.frameworks.text import graph
+from modelci.frameworks.text.graph import CONTRIB
 
-if TYPE_CHECKING:
-    from onnx import ModelProto
-
-CONTRIB = "ai.onnx.contrib"  # onnxruntime-extensions' operators
-IDS = "modelci_token_ids"  # the graph's token ids, between the tokenizer and the network
 # NOTE: RE2 classes. C0 and C1 controls but tab, newline and carriage return; format and private-use characters;
 # the replacement character. (NUL is beyond reach: the extensions' operators read a text up to its first NUL.)
 DROPPED = r"[\x{1}-\x{8}\x{B}\x{C}\x{E}-\x{1F}\x{7F}-\x{9F}\x{FFFD}\p{Cf}\p{Co}]"
 SEPARATORS = r"[\p{Zl}\p{Zp}]"
 
 
-def settings(tokenizer: Any) -> dict[str, Any]:
-    """The BertTokenizer operator's attributes for a fast WordPiece tokenizer; exit 2 for any other tokenizer."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    described = json.loads(backend.to_str()) if backend is not None else {}
-    model, normalizer = described.get("model") or {}, described.get("normalizer") or {}
-    if model.get("type") != "WordPiece" or normalizer.get("type") != "BertNormalizer" or \
+def recognises(described: dict[str, Any]) -> bool:
+    return (described.get("model") or {}).get("type") == "WordPiece"
+
+
+def attributes(described: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """The BertTokenizer operator's attributes; exit 2 for a WordPiece tokenizer not of BERT's kind."""
+    model, normalizer = described["model"], described.get("normalizer") or {}
+    if normalizer.get("type") != "BertNormalizer" or \
             (described.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer":
-        kind = model.get("type") or type(tokenizer).__name__
-        raise UsageError(f"the factory's tokenizer is a {kind} tokenizer; modelci puts a BERT-style WordPiece "
-                         "tokenizer (BERT, DistilBERT, MiniLM, ELECTRA...) in the exported graph, and no other yet",
-                         hint="use a fast WordPiece tokenizer (tokenizer.json with a WordPiece model and a "
-                              "BertNormalizer)")
+        raise UsageError("the factory's WordPiece tokenizer has no BertNormalizer and BertPreTokenizer; modelci "
+                         "carries BERT's kind of WordPiece (BERT, DistilBERT, MiniLM, ELECTRA...) in the exported "
+                         "graph", hint="use a fast BERT tokenizer (BertTokenizerFast)")
     lowercase = bool(normalizer.get("lowercase", True))
     accents = normalizer.get("strip_accents")
     vocabulary = sorted(model["vocab"].items(), key=lambda item: item[1])
@@ -59,17 +51,7 @@ def settings(tokenizer: Any) -> dict[str, Any]:
             "mask_token": tokenizer.mask_token}
 
 
-def prepend_tokenizer(model: ModelProto, tokenizer: Any, column: str, max_tokens: int) -> None:
-    """Texts [N, 1] → the tokenizer's ids [N, longest], in front of the graph whose input is IDS."""
-    attributes = settings(tokenizer)
-
-    def wordpiece(text: str, named: Callable[[str], str]) -> graph.Body:
-        return _wordpiece(text, named, attributes, max_tokens)
-
-    graph.prepend(model, column, IDS, wordpiece, max_tokens, int(tokenizer.pad_token_id), {CONTRIB: 1})
-
-
-def _wordpiece(text: str, named: Callable[[str], str], attributes: dict[str, Any], max_tokens: int) -> graph.Body:
+def body(text: str, named: Callable[[str], str], attributes: dict[str, Any], max_tokens: int) -> graph.Body:
     """One text [1] → its ids [k], k <= max_tokens. First what the tokenizer's normalizer (clean_text) does and the
     operator does not: control and format characters and U+FFFD dropped, line and paragraph separators made
     spaces; then the operator, which cuts as the tokenizer's truncation does.
