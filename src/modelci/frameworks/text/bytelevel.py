@@ -54,38 +54,36 @@ def attributes(described: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
             "strip": [_stripping(token) for token in added if token.get("lstrip") or token.get("rstrip")]}
 
 
-def _stripping(token: dict[str, Any]) -> tuple[str, str]:
+def _stripping(token: dict[str, Any]) -> graph.Replacement:
     """(pattern, rewrite) that strips the spaces the tokenizer strips before (lstrip) or after (rstrip) a token."""
     content = re.escape(token["content"])
     before, after = SPACES if token.get("lstrip") else "", SPACES if token.get("rstrip") else ""
     return f"{before}({content}){after}", r"\1"
 
 
+def replacements(settings: dict[str, Any]) -> list[graph.Replacement]:
+    """The spaces the tokenizer strips beside its lstrip and rstrip added tokens, stripped on the batch first."""
+    return list(settings["strip"])
+
+
 def body(text: str, named: Callable[[str], str], settings: dict[str, Any], max_tokens: int) -> graph.Body:
-    """One text [1] → its ids [k], k <= max_tokens: `<s>`, the text's first max_tokens - 2 tokens, `</s>`."""
+    """One text [1], its spaces stripped (`replacements`) → its ids [k], k <= max_tokens: `<s>`, the text's first
+    max_tokens - 2 tokens, `</s>`."""
     from onnx import TensorProto, helper
 
     def n(value: str) -> str:  # NOTE: apart from the names graph.prepend's own body takes
         return named(f"bytelevel_{value}")
 
-    nodes, constants, stripped = [], [], text
-    for at, (pattern, rewrite) in enumerate(settings["strip"]):
-        nodes.append(helper.make_node("StringRegexReplace", [stripped, n(f"pattern{at}"), n(f"rewrite{at}")],
-                                      [n(f"stripped{at}")], domain=CONTRIB, global_replace=1))
-        constants += [helper.make_tensor(n(f"pattern{at}"), TensorProto.STRING, [1], [pattern.encode()]),
-                      helper.make_tensor(n(f"rewrite{at}"), TensorProto.STRING, [1], [rewrite.encode()])]
-        stripped = n(f"stripped{at}")
-    nodes += [
-        helper.make_node("RobertaTokenizer", [stripped], [n("batch"), n("mask")], domain=CONTRIB,
-                         **settings["operator"]),
+    nodes = [
+        helper.make_node("RobertaTokenizer", [text], [n("batch"), n("mask")], domain=CONTRIB, **settings["operator"]),
         helper.make_node("Squeeze", [n("batch"), n("axis0")], [n("all")]),  # NOTE: <s> ... </s>
         helper.make_node("Slice", [n("all"), n("zero"), n("last")], [n("words")]),
         helper.make_node("Slice", [n("words"), n("zero"), n("kept")], [n("cut")]),
         helper.make_node("Slice", [n("all"), n("last"), n("end")], [n("close")]),
         helper.make_node("Concat", [n("cut"), n("close")], [n("ids")], axis=0),
     ]
-    constants += [helper.make_tensor(n(key), TensorProto.INT64, [1], [value]) for key, value in
-                  (("axis0", 0), ("zero", 0), ("last", -1), ("kept", max_tokens - 1), ("end", 2 ** 62))]
+    constants = [helper.make_tensor(n(key), TensorProto.INT64, [1], [value]) for key, value in
+                 (("axis0", 0), ("zero", 0), ("last", -1), ("kept", max_tokens - 1), ("end", 2 ** 62))]
     typed = [helper.make_tensor_value_info(n(v), TensorProto.INT64, [1, None]) for v in ("batch", "mask")]
     typed += [helper.make_tensor_value_info(n(v), TensorProto.INT64, [None]) for v in ("all", "words", "cut",
                                                                                         "close", "ids")]

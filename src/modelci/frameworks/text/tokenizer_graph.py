@@ -52,4 +52,5 @@ def prepend_tokenizer(model: ModelProto, tokenizer: Any, column: str, max_tokens
         body: graph.Body = kind.body(text, named, settings, max_tokens)
         return body
 
-    graph.prepend(model, column, IDS, tokenize, max_tokens, int(tokenizer.pad_token_id), {CONTRIB: 1})
+    graph.prepend(model, column, IDS, tokenize, max_tokens, int(tokenizer.pad_token_id), {CONTRIB: 1},
+                  kind.replacements(settings))

@@ -51,10 +51,15 @@ def attributes(described: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
             "mask_token": tokenizer.mask_token}
 
 
+def replacements(attributes: dict[str, Any]) -> list[graph.Replacement]:
+    """What the tokenizer's normalizer (clean_text) does and the operator does not, made on the batch first:
+    control and format characters and U+FFFD dropped, line and paragraph separators made spaces."""
+    return [(DROPPED, ""), (SEPARATORS, " ")]
+
+
 def body(text: str, named: Callable[[str], str], attributes: dict[str, Any], max_tokens: int) -> graph.Body:
-    """One text [1] → its ids [k], k <= max_tokens. First what the tokenizer's normalizer (clean_text) does and the
-    operator does not: control and format characters and U+FFFD dropped, line and paragraph separators made
-    spaces; then the operator, which cuts as the tokenizer's truncation does.
+    """One text [1], cleaned (`replacements`) → its ids [k], k <= max_tokens: the operator cuts as the tokenizer's
+    truncation does.
 
     NOTE: one difference is left (README, Hugging Face text models): for a word with a character outside the
     vocabulary, the operator gives the pieces it found and [UNK], the tokenizer one [UNK] for the whole word. The
@@ -64,16 +69,7 @@ def body(text: str, named: Callable[[str], str], attributes: dict[str, Any], max
     def n(value: str) -> str:  # NOTE: apart from the names graph.prepend's own body takes
         return named(f"wordpiece_{value}")
 
-    nodes = [
-        helper.make_node("StringRegexReplace", [text, n("unseen"), n("nothing")], [n("seen")], domain=CONTRIB,
-                         global_replace=1),
-        helper.make_node("StringRegexReplace", [n("seen"), n("breaks"), n("space")], [n("clean")], domain=CONTRIB,
-                         global_replace=1),
-        helper.make_node("BertTokenizer", [n("clean")], [n("ids"), n("types"), n("mask")], domain=CONTRIB,
-                         max_length=max_tokens, **attributes),
-    ]
-    patterns = [helper.make_tensor(n(key), TensorProto.STRING, [1], [value.encode()])  # type: ignore[list-item]
-                for key, value in (("unseen", DROPPED), ("nothing", ""), ("breaks", SEPARATORS), ("space", " "))]
+    nodes = [helper.make_node("BertTokenizer", [text], [n("ids"), n("types"), n("mask")], domain=CONTRIB,
+                              max_length=max_tokens, **attributes)]
     typed = [helper.make_tensor_value_info(n(v), TensorProto.INT64, [None]) for v in ("ids", "types", "mask")]
-    typed += [helper.make_tensor_value_info(n(v), TensorProto.STRING, [1]) for v in ("seen", "clean")]
-    return graph.Body(nodes, n("ids"), patterns, typed)
+    return graph.Body(nodes, n("ids"), [], typed)
