@@ -411,9 +411,12 @@ def test_predictions_and_input_drift_are_measured_online_and_promtool_accepts_th
 
         found = series(exposition)
         predicted = model.predict(unchanged)[:, 1]
-        assert found['modelci_prediction_count{model="churn"}'] == 500
-        assert found['modelci_prediction_bucket{le="0.5",model="churn"}'] == (predicted <= 0.5).sum()
-        assert found['modelci_prediction_sum{model="churn"}'] == pytest.approx(predicted.sum(), rel=1e-6)
+        version = requests.get(f"{monitored.url}/v2/models/churn", timeout=5).json()["versions"][0]
+        labels = f'model="churn",version="{version}"'
+        assert found[f"modelci_prediction_count{{{labels}}}"] == 500
+        assert found[f'modelci_prediction_bucket{{le="0.5",{labels}}}'] == (predicted <= 0.5).sum()
+        assert found[f"modelci_prediction_sum{{{labels}}}"] == pytest.approx(predicted.sum(), rel=1e-6)
+        assert found[f"modelci_model_run_duration_seconds_count{{{labels}}}"] == 5
         assert found['modelci_input_drift_window_rows{model="churn"}'] == 500
         inputs = [spec.name for spec in model.inputs]
         assert [found[f'modelci_input_drifted{{column="{c}",model="churn"}}'] for c in inputs] == [0] * len(inputs)

@@ -23,6 +23,7 @@ from modelci import github
 from modelci.errors import CheckFailed, UsageError
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.registry import artifact, signature
+from modelci.registry.layout import Descriptor
 from modelci.registry.reference import Reference
 from modelci.serve.app import version_of
 
@@ -42,18 +43,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
 
     With `verify`, an artifact without a signature (or attestation) that verifies is refused before any tag
     moves, and the verdict that counts is the signed one (`signature.NotVerified`, exit 1)."""
-    descriptor = artifact.resolve(source)
-    if descriptor is None:
-        raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
-    pinned = source.with_digest(descriptor.digest)
-    if verify is not None:
-        verdict, whose = verify(pinned).verdict, "signed verdict"
-        github.log(f"{pinned}: its signature verifies")
-    else:
-        verdict, whose = artifact.annotations_of(pinned).get(VERDICT), "verdict"
-    if verdict != "passed" and not force:
-        raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate ({whose}: {verdict or 'none'}); "
-                          "it is not deployed", hint="deploy an artifact main published, or pass --force")
+    descriptor, pinned = deployable(source, force=force, verify=verify)
     target = source.with_tag(tag)
     before = _last_good(target)
     began = time.monotonic()
@@ -83,6 +73,24 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
             artifact.promote(target.with_digest(before), [PREVIOUS.format(tag=tag)])
         artifact.promote(target.with_digest(descriptor.digest), [DEPLOYED.format(tag=tag)])
     return descriptor.digest
+
+
+def deployable(source: Reference, *, force: bool, verify: signature.Verifier | None) -> tuple[Descriptor, Reference]:
+    """The artifact `source` names, and the reference pinned to its digest, once its gate verdict (the signed one,
+    with `verify`) says passed; `CheckFailed` otherwise, unless `force`."""
+    descriptor = artifact.resolve(source)
+    if descriptor is None:
+        raise UsageError(f"{source}: no such artifact", hint="check the tag or digest")
+    pinned = source.with_digest(descriptor.digest)
+    if verify is not None:
+        verdict, whose = verify(pinned).verdict, "signed verdict"
+        github.log(f"{pinned}: its signature verifies")
+    else:
+        verdict, whose = artifact.annotations_of(pinned).get(VERDICT), "verdict"
+    if verdict != "passed" and not force:
+        raise CheckFailed(f"{source} = {descriptor.digest} did not pass the gate ({whose}: {verdict or 'none'}); "
+                          "it is not deployed", hint="deploy an artifact main published, or pass --force")
+    return descriptor, pinned
 
 
 def rollback(registry: Reference, tag: str) -> str:

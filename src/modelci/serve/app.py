@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from modelci import github
 from modelci.evaluate.extensions import inference_session
+from modelci.evaluate.onnx_model import META_TASK
 from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
+from modelci.serve.candidates import Canary, Shadow, scores
 from modelci.serve.drift import OnlineDrift, read_profile
 from modelci.serve.images import Sample, image_input, statistics
 from modelci.serve.metrics import Metrics
@@ -27,13 +29,14 @@ from modelci.serve.texts import statistics as text_statistics
 from modelci.serve.texts import text_input, word_columns
 
 if TYPE_CHECKING:
-    from modelci.serve.swap import Watcher
+    from modelci.serve.swap import Wanted, Watcher
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 16 << 20  # bytes of one request; a larger one is refused (413) before it is read whole
 JSON = [(b"content-type", b"application/json")]
+ANSWERED_BY = "modelci.version"  # NOTE: the scope key that says which version answered a request
 OCTETS = b"application/octet-stream"  # NOTE: a body of JSON and binary tensor data, as the extension's examples say
 
 
@@ -57,6 +60,7 @@ class Loaded:
     outputs: list[TensorSpec]
     drift: OnlineDrift | None = None  # against the training data's profile, when the artifact carries one
     threshold: float | None = None  # a binary model's classification threshold, from its metadata (export's)
+    task: str | None = None  # binary, multiclass or regression (export's metadata); None for an ONNX file of one's own
 
     def run(self, columns: Columns) -> Columns:
         # NOTE: a table input's column is [rows]; an image input's is already the model's [rows, H, W, C]
@@ -82,7 +86,8 @@ def load(path: Path, name: str, digest: str) -> Loaded:
     drift = _online_drift(profile, inputs, meta) if profile else None
     if drift is not None:  # NOTE: an image's or a text's statistics are measured only when their drift is
         inputs = [_measured(spec, drift, text_input(spec.name, meta)) for spec in inputs]
-    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path))
+    return Loaded(name, version_of(digest), digest, session, inputs, outputs, drift, _threshold(session, path),
+                  meta.get(META_TASK))
 
 
 def _online_drift(profile: dict[str, Any], inputs: list[TensorSpec], meta: dict[str, str]) -> OnlineDrift | None:
@@ -116,7 +121,7 @@ def _measured(spec: TensorSpec, drift: OnlineDrift, text: bool) -> TensorSpec:
 def _threshold(session: Any, path: Path) -> float | None:
     """The threshold at which the binary model's clients should call a row positive: the one its figures were
     computed at (0.5 for a model exported before thresholds were recorded); None for any other model."""
-    from modelci.evaluate.onnx_model import META_TASK, threshold_of
+    from modelci.evaluate.onnx_model import threshold_of
 
     meta = session.get_modelmeta().custom_metadata_map
     return threshold_of(meta, path) if meta.get(META_TASK) == "binary" else None
@@ -146,17 +151,47 @@ class Server:
         self.batcher = Batcher(max_batch, max_delay_s, on_batch=self.metrics.batch)
         self.ready = False
         self.draining = False  # NOTE: set on SIGTERM (serve.listener): ready answers 503, infer still works
-        self.watcher: Watcher | None = None
+        self.watchers: list[Watcher] = []
+        self.canary: Canary | None = None
+        self.shadow: Shadow | None = None
         self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
 
-    def swap(self, model: Loaded) -> None:
-        """Serve `model` from now on; the requests already taken finish on the model they started with."""
+    def swap(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
+        """Serve `model` from now on; the requests already taken finish on the model they started with. A canary
+        or shadow of that very model ends: it is the model served now."""
+        if model is None:
+            return  # NOTE: the main tag always names a model
         if self.model.drift is not None and model.drift is not None:
             model.drift.continue_from(self.model.drift)
         # NOTE: one assignment, so a request never pairs one model's checks with another's run
         self.serving = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
+        if self.canary is not None and self.canary.model.digest == model.digest:
+            self.start_canary(None)
+        if self.shadow is not None and self.shadow.model.digest == model.digest:
+            self.start_shadow(None)
+
+    def start_canary(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
+        """Answer `wanted.percent` of the requests with `model` from now on; None: none (the canary ended)."""
+        if model is None or wanted is None or model.digest == self.model.digest:
+            self.canary = None
+            self.metrics.candidate_ended("canary")
+            return
+        self.canary = Canary(model, self._monitored(model, stable=False), wanted.percent)
+        self.metrics.candidate_loaded(model.name, model.version, model.digest, "canary", wanted.percent)
+        github.log(f"the canary {model.version} answers {wanted.percent:g}% of the requests")
+
+    def start_shadow(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
+        """Score a copy of the requests with `model` from now on; None: none."""
+        ended, self.shadow = self.shadow, None
+        if ended is not None:
+            ended.stop()
+        self.metrics.candidate_ended("shadow")
+        if model is None or model.digest == self.model.digest:
+            return
+        self.shadow = Shadow(model, self.model, self.metrics)
+        self.metrics.candidate_loaded(model.name, model.version, model.digest, "shadow", 0.0)
 
     @property
     def model(self) -> Loaded:
@@ -166,15 +201,22 @@ class Server:
         model = self.model  # NOTE: once: a swap in between must not pair one model's name with another's window
         return model.name, model.drift
 
-    def _monitored(self, model: Loaded) -> Run:
-        """`model.run`, counting its predictions and keeping its inputs for drift: once per batch, in
-        the batch's worker thread, off the event loop."""
+    def _monitored(self, model: Loaded, stable: bool = True) -> Run:
+        """`model.run`, timing it, counting its predictions, keeping its inputs for drift and copying the batch to
+        the shadow (the stable model's): once per batch, in the batch's worker thread, off the event loop."""
         def run(columns: Columns) -> Columns:
+            began = time.perf_counter()
             outputs = model.run(columns)
             try:
-                self.metrics.prediction.observe(model.name, outputs)
-                if model.drift is not None:
+                self.metrics.run(model.name, model.version, time.perf_counter() - began)
+                predicted = scores(outputs)
+                if predicted is not None:
+                    self.metrics.prediction.observe((model.name, model.version), predicted)
+                if stable and model.drift is not None:
                     model.drift.add(columns)
+                shadow = self.shadow
+                if stable and shadow is not None:
+                    shadow.offer(columns, outputs)
             except Exception as exc:  # NOTE: the batch is answered; what watches it must never fail it
                 github.warning_once(f"monitoring {model.name} {model.version} failed on a batch: {exc}")
             return outputs
@@ -199,22 +241,25 @@ class Server:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if scope["path"].endswith("/infer"):
-            self.metrics.request(self.model.name, self.model.version, status, time.perf_counter() - began)
+            # NOTE: counted for the version that answered (a canary's, or the stable model's)
+            version = scope.get(ANSWERED_BY) or self.model.version
+            self.metrics.request(self.model.name, version, status, time.perf_counter() - began)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.batcher.start()
-                if self.watcher is not None:
-                    self.watcher.start()
+                for watcher in self.watchers:
+                    watcher.start()
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
-                if self.watcher is not None:
-                    await self.watcher.stop()
+                for watcher in self.watchers:
+                    await watcher.stop()
                 await self.batcher.stop()
+                self.start_shadow(None)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -256,18 +301,20 @@ class Server:
         name, rest = parts[1], parts[2:]
         if name != self.model.name:
             raise _NotFound(f"no model named '{name}'; this server has '{self.model.name}'")
+        version = None
         if rest[:1] == ["versions"]:
-            if len(rest) < 2 or rest[1] != self.model.version:
+            canary = self.canary
+            if len(rest) < 2 or rest[1] not in (self.model.version, canary.model.version if canary else None):
                 raise _NotFound(f"model '{name}' has no version '{rest[1] if len(rest) > 1 else ''}'; it is at "
                                 f"'{self.model.version}'")
-            rest = rest[2:]
+            version, rest = rest[1], rest[2:]
         if rest == [] and method == "GET":
             model = self.model  # NOTE: once: a swap in between must not pair one model's tensors with another's
             return protocol.metadata(name, model.version, model.inputs, model.outputs, model.threshold)
         if rest == ["ready"] and method == "GET":
             return {"name": name, "ready": self.ready}
         if rest == ["infer"] and method == "POST":
-            return await self._infer(scope, receive)
+            return await self._infer(scope, receive, version)
         raise _NotFound("no such endpoint")
 
     def _ready(self) -> dict[str, bool]:
@@ -277,10 +324,11 @@ class Server:
             raise _Unavailable("not ready")
         return {"ready": True}
 
-    async def _infer(self, scope: Scope, receive: Receive) -> dict[str, Any] | Encoded:
+    async def _infer(self, scope: Scope, receive: Receive, version: str | None) -> dict[str, Any] | Encoded:
         length = _header(scope, binary.HEADER)
         document, data = _document(await _read(receive), length)
-        model, run = self.serving  # NOTE: this request is checked against, and answered by, the model served now
+        model, run = self._answering(scope, document, version)
+        scope[ANSWERED_BY] = model.version
         check = (model.inputs, model.outputs, self.max_batch, data, self.sample)
         if any(spec.image or spec.measured_text for spec in model.inputs):
             # NOTE: decoding and resizing images, or measuring texts, takes milliseconds the event loop owes to other
@@ -295,6 +343,19 @@ class Server:
         header = json.dumps(found).encode()
         return Encoded(b"".join([header, *outputs]),
                        [(b"content-type", OCTETS), (binary.HEADER, str(len(header)).encode())])
+
+
+    def _answering(self, scope: Scope, document: Any, version: str | None) -> tuple[Loaded, Run]:
+        """The model that checks and answers this request: the canary for its share of them (or when the request
+        names its version), else the model served now."""
+        canary = self.canary  # NOTE: once: a canary that ends in between must not answer half of a request
+        if canary is not None and version in (None, canary.model.version):
+            given = document.get("id") if isinstance(document, dict) else None
+            request_id = given if isinstance(given, str) else (_header(scope, b"x-request-id") or b"").decode(
+                "latin-1") or None
+            if version == canary.model.version or canary.takes(request_id):
+                return canary.model, canary.run
+        return self.serving
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -70,16 +70,23 @@ def _digest_of(path: Path) -> str:
     return sha256_digest(data) if named else own
 
 
-def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Server,
-             verify: Verifier | None) -> Watcher:
+def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Server,
+              verify: Verifier | None) -> list[Watcher]:
+    """The watchers of the main tag, and of its canary (`TAG-canary`) and shadow (`TAG-shadow`) tags: every model
+    any of them names is verified (`verify`) and smoke-tested as the main tag's is."""
     from modelci.errors import UsageError
     from modelci.registry.reference import parse_reference
-    from modelci.serve.swap import Watcher
+    from modelci.serve.swap import CANARY, SHADOW, Watcher, canary_tag
 
     if Path(model_ref).exists() or "@" in model_ref:
         raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
                          hint="serve REGISTRY:TAG, e.g. --model oci:.modelci/registry:prod --watch")
-    return Watcher(parse_reference(model_ref), name, digest, interval_s, app.swap, app.refused, verify)
+    main = parse_reference(model_ref)
+    tag = main.tag or "latest"
+    return [Watcher(main, name, digest, interval_s, app.swap, app.refused, verify),
+            Watcher(main.with_tag(f"{tag}-{CANARY}"), name, "", interval_s, app.start_canary, app.refused, verify,
+                    read=canary_tag),
+            Watcher(main.with_tag(f"{tag}-{SHADOW}"), name, "", interval_s, app.start_shadow, app.refused, verify)]
 
 
 @click.command()
@@ -93,7 +100,9 @@ def _watcher(model_ref: str, name: str, digest: str, interval_s: float, app: Ser
 @click.option("--max-delay-ms", default=0.0, show_default=True, type=click.FloatRange(0),
               help="How long a batch waits for more requests; 0: it takes what is queued.")
 @click.option("--watch", is_flag=True,
-              help="Follow the tag of --model: a new digest is pulled, checked on its golden samples, swapped in.")
+              help="Follow the tag of --model: a new digest is pulled, checked on its golden samples, swapped in; "
+                   "and TAG-canary (a share of the requests answered by the model its record names) and TAG-shadow "
+                   "(a model that scores a copy of the requests), checked the same way.")
 @click.option("--poll-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between looks at the watched tag.")
 @click.option("--shutdown-timeout", default=30, show_default=True, type=click.IntRange(0),
@@ -135,7 +144,7 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
     app = Server(loaded, max_batch, max_delay_ms / 1000, drift_images_per_second)
     if watch:
-        app.watcher = _watcher(model_ref, name, digest, poll_interval, app, check)
+        app.watchers = _watchers(model_ref, name, digest, poll_interval, app, check)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
     run(app, host, port, drain_s=drain_period, shutdown_timeout_s=shutdown_timeout, max_connections=max_connections,
         header_timeout_s=header_timeout)

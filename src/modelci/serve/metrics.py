@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PREDICTION_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 1)
+DIFFERENCE_BUCKETS = np.array([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
 
 
 class Metrics:
@@ -41,8 +42,12 @@ class Metrics:
         self.requests = Counter("modelci_inference_requests", "Infer requests, by model, version and HTTP status.",
                                 ["model", "version", "status"], registry=r)
         self.duration = Histogram("modelci_inference_request_duration_seconds",
-                                  "Time from an infer request's arrival to its answer.", ["model"],
+                                  "Time from an infer request's arrival to its answer, by the version that answered "
+                                  "it (a canary's, or the stable model's).", ["model", "version"],
                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.run_duration = Histogram("modelci_model_run_duration_seconds",
+                                      "Time a model took to run a batch in ONNX Runtime (a shadow's too).",
+                                      ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue = Histogram("modelci_inference_queue_duration_seconds",
                                "Time the oldest request of a batch waited for the model.",
                                buckets=LATENCY_BUCKETS, registry=r)
@@ -54,8 +59,24 @@ class Metrics:
                           ["model", "version", "digest"], registry=r)
         self.refused = Gauge("modelci_model_refused_info", "The last model the server refused to swap in (1): it "
                              "did not load, or did not reproduce its golden samples.", ["model", "digest"], registry=r)
-        self.prediction = Predictions()
+        self.candidate = Gauge("modelci_model_candidate_info", "A candidate the server holds beside the model "
+                               "it serves (1): a canary, which answers a share of the requests, or a shadow, which "
+                               "scores a copy of them.", ["model", "version", "digest", "role"], registry=r)
+        self.canary_ratio = Gauge("modelci_canary_traffic_ratio", "The share of requests the canary answers.",
+                                  ["model", "version"], registry=r)
+        self.shadow_rows_total = Counter("modelci_shadow_rows", "Rows copied to the shadow model, by outcome: scored, "
+                                         "dropped (its queue was full), failed.", ["model", "version", "outcome"],
+                                         registry=r)
+        self.shadow_agreeing_total = Counter("modelci_shadow_agreeing_rows", "Rows the shadow model put in the class "
+                                             "the stable model did.", ["model", "version"], registry=r)
+        self.prediction = BatchHistogram(
+            "modelci_prediction", "The first output's last column per row: the positive class's probability of a "
+            "binary model.", ["model", "version"], PREDICTION_BUCKETS)
+        self.shadow_difference = BatchHistogram(
+            "modelci_shadow_score_difference", "The shadow's first output's last column minus the stable model's, "
+            "absolute, per row.", ["model", "version"], DIFFERENCE_BUCKETS)
         r.register(self.prediction)
+        r.register(self.shadow_difference)
         self.drift = DriftCollector()
         r.register(self.drift)
 
@@ -78,7 +99,35 @@ class Metrics:
 
     def request(self, model: str, version: str, status: int, seconds: float) -> None:
         self.requests.labels(model, version, str(status)).inc()
-        self.duration.labels(model).observe(seconds)
+        self.duration.labels(model, version).observe(seconds)
+
+    def run(self, model: str, version: str, seconds: float) -> None:
+        self.run_duration.labels(model, version).observe(seconds)
+
+    def candidate_loaded(self, model: str, version: str, digest: str, role: str, percent: float) -> None:
+        """`model` holds a canary or shadow, the one it held in that role before goes; its series start at 0."""
+        self.candidate_ended(role)
+        self.candidate.labels(model, version, digest, role).set(1)
+        self.requests.labels(model, version, "500")
+        if role == "canary":
+            self.canary_ratio.labels(model, version).set(percent / 100)
+
+    def candidate_ended(self, role: str) -> None:
+        for labels in [s.labels for m in self.candidate.collect() for s in m.samples if s.labels["role"] == role]:
+            self.candidate.remove(*labels.values())
+            if role == "canary":
+                self.canary_ratio.remove(labels["model"], labels["version"])
+
+    def shadow_started(self, model: str, version: str) -> None:
+        for outcome in ("scored", "dropped", "failed"):
+            self.shadow_rows_total.labels(model, version, outcome)
+        self.shadow_agreeing_total.labels(model, version)
+
+    def shadow_rows(self, model: str, version: str, outcome: str, rows: int) -> None:
+        self.shadow_rows_total.labels(model, version, outcome).inc(rows)
+
+    def shadow_agreeing(self, model: str, version: str, rows: int) -> None:
+        self.shadow_agreeing_total.labels(model, version).inc(rows)
 
     def batch(self, rows: int, waited_s: float) -> None:
         self.batch_rows.observe(rows)
@@ -88,38 +137,32 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
-class Predictions:
-    """A histogram of the first output's last column (a binary model's probability of the positive
-    class), counted a batch at a time with numpy: prometheus_client's Histogram takes one value per
-    call, which costs a microsecond or two per row on the serving path."""
+class BatchHistogram:
+    """A histogram counted a batch at a time with numpy: prometheus_client's Histogram takes one value per call,
+    which costs a microsecond or two per row on the serving path."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, documentation: str, labels: list[str], buckets: NDArray[Any]) -> None:
+        self.name, self.documentation, self.labels, self.buckets = name, documentation, labels, buckets
         self._lock = threading.Lock()
-        self._counts: dict[str, NDArray[np.int64]] = {}  # by model: rows per bucket, the last one +Inf
-        self._sums: dict[str, float] = {}
+        self._counts: dict[tuple[str, ...], NDArray[np.int64]] = {}  # by labels: rows per bucket, the last one +Inf
+        self._sums: dict[tuple[str, ...], float] = {}
 
-    def observe(self, model: str, outputs: dict[str, NDArray[Any]]) -> None:
-        first = next(iter(outputs.values()), None)
-        if first is None or first.dtype.kind != "f" or first.size == 0:
-            return
-        values = first.reshape(len(first), -1)[:, -1]
+    def observe(self, labels: tuple[str, ...], values: NDArray[Any]) -> None:
         values = values[np.isfinite(values)]
         # NOTE: a bucket counts the values at or below its bound (`le`); side="left" puts a value equal to a bound in it
-        counts = np.bincount(np.searchsorted(PREDICTION_BUCKETS, values, side="left"),
-                             minlength=len(PREDICTION_BUCKETS) + 1)
+        counts = np.bincount(np.searchsorted(self.buckets, values, side="left"), minlength=len(self.buckets) + 1)
         with self._lock:
-            self._counts[model] = self._counts.get(model, 0) + counts
-            self._sums[model] = self._sums.get(model, 0.0) + float(values.sum())
+            self._counts[labels] = self._counts.get(labels, 0) + counts
+            self._sums[labels] = self._sums.get(labels, 0.0) + float(values.sum())
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily("modelci_prediction", "The first output's last column per row: the positive "
-                                       "class's probability of a binary model.", labels=["model"])
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         with self._lock:
-            for model, counts in self._counts.items():
+            for labels, counts in self._counts.items():
                 cumulative = np.cumsum(counts)
-                bounds = [*(str(b) for b in PREDICTION_BUCKETS), "+Inf"]
-                family.add_metric([model], list(zip(bounds, cumulative.astype(float).tolist(), strict=True)),
-                                  self._sums[model])
+                bounds = [*(str(b) for b in self.buckets), "+Inf"]
+                family.add_metric(list(labels), list(zip(bounds, cumulative.astype(float).tolist(), strict=True)),
+                                  self._sums[labels])
         yield family
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,10 @@ from modelci.serve.protocol import DTYPES
 if TYPE_CHECKING:
     from modelci.registry.reference import Reference
     from modelci.registry.signature import Verifier
+
+
+CANARY = "canary"  # TAG-canary names a record of this kind (registry/records.py): a model and its share
+SHADOW = "shadow"  # TAG-shadow names the model that scores a copy of the requests
 
 
 class SmokeTestFailed(Exception):
@@ -71,15 +76,51 @@ def smoke_test(model: Loaded, samples: dict[str, object] | None) -> None:
         raise SmokeTestFailed(f"the model does not reproduce its golden samples (largest difference {worst:.3g})")
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What a watched tag asks the server to serve: a model's digest (None: none), and for a canary the
+    percent of requests it answers."""
+
+    digest: str | None
+    percent: float = 100.0
+
+
+def model_tag(reference: Reference) -> Wanted | None:
+    """A tag that names a model (`prod`, `prod-shadow`): its digest; None while the tag does not exist."""
+    from modelci.registry.artifact import resolve
+
+    descriptor = resolve(reference)
+    return None if descriptor is None else Wanted(descriptor.digest)
+
+
+def canary_tag(reference: Reference) -> Wanted | None:
+    """A canary tag names a record (`modelci deploy --canary`): the model's digest and its percent; a percent of
+    0 ends the canary."""
+    from modelci.registry.records import read_record
+
+    fields = read_record(reference, CANARY)
+    if fields is None:
+        return None
+    try:
+        percent = float(fields["percent"])
+        digest = fields["model"]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{reference}: a canary record without a model digest and a percent ({exc})") from None
+    return Wanted(digest if 0 < percent <= 100 else None, percent)
+
+
 class Watcher:
-    """Polls the tag; on a new digest, prepares the model off the event loop and hands it to `swap`."""
+    """Polls a tag; when it asks for another model, prepares it off the event loop and hands it to `swap`
+    (None when it asks for none, e.g. a canary that ended)."""
 
     def __init__(self, reference: Reference, name: str, current: str, interval_s: float,
-                 swap: Callable[[Loaded], None], refused: Callable[[str], None],
-                 verify: Verifier | None = None) -> None:
+                 swap: Callable[[Loaded | None, Wanted], None], refused: Callable[[str], None],
+                 verify: Verifier | None = None, read: Callable[[Reference], Wanted | None] = model_tag) -> None:
         self.reference, self.name, self.interval_s, self.verify = reference, name, interval_s, verify
-        self.swap, self.refused = swap, refused
-        self.seen = current  # NOTE: the digest served, or the last one refused: neither is tried again
+        self.swap, self.refused, self.read = swap, refused, read
+        # NOTE: what is served, or the last one refused: neither is tried again until the tag moves on
+        self.seen: Wanted | None = Wanted(current) if current else None
+        self._loaded: Loaded | None = None  # NOTE: the model this watcher swapped in last
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,31 +137,38 @@ class Watcher:
             await self.check()
 
     async def check(self) -> None:
-        from modelci.registry.artifact import resolve
-
         loop = asyncio.get_running_loop()
         try:
-            descriptor = await loop.run_in_executor(None, resolve, self.reference)
+            wanted = await loop.run_in_executor(None, self.read, self.reference)
         except Exception as exc:  # NOTE: a registry that is down for a moment is no reason to stop serving
             github.warning(f"watching {self.reference}: {exc}")
             return
-        if descriptor is None or descriptor.digest == self.seen:
+        if wanted is None or wanted == self.seen:
             return
-        previous, self.seen = self.seen, descriptor.digest
-        github.log(f"{self.reference} moved to {descriptor.digest}: loading it beside the model being served")
+        previous, self.seen = self.seen, wanted
+        if wanted.digest is None:
+            self.swap(None, wanted)
+            return
+        if self._loaded is not None and self._loaded.digest == wanted.digest:
+            self.swap(self._loaded, wanted)  # NOTE: the same model, another share of the requests
+            return
+        if previous is not None and previous.digest == wanted.digest:
+            return  # NOTE: refused before: not tried again until the tag names another model
+        github.log(f"{self.reference} moved to {wanted.digest}: loading it beside the model being served")
         try:
-            loaded = await loop.run_in_executor(None, pull_and_load, self.reference, descriptor.digest, self.name,
+            loaded = await loop.run_in_executor(None, pull_and_load, self.reference, wanted.digest, self.name,
                                                 self.verify)
         except RegistryError as exc:
             # NOTE: the registry could not give what the digest names (down, or a blob not there yet): no verdict
             # on the model, so it is tried again at the next look rather than refused until the tag moves on
             self.seen = previous
-            github.warning(f"{self.reference} = {descriptor.digest} could not be read, tried again at the next look "
+            github.warning(f"{self.reference} = {wanted.digest} could not be read, tried again at the next look "
                            f"(the model served stays): {exc}")
             return
         except Exception as exc:
-            github.error(f"{self.reference} = {descriptor.digest} is not swapped in, the model served stays: {exc}")
-            self.refused(descriptor.digest)
+            github.error(f"{self.reference} = {wanted.digest} is not swapped in, the model served stays: {exc}")
+            self.refused(wanted.digest)
             return
-        self.swap(loaded)
-        github.log(f"now serving {self.name} {loaded.version} ({loaded.digest})")
+        self._loaded = loaded
+        self.swap(loaded, wanted)
+        github.log(f"now serving {self.name} {loaded.version} ({loaded.digest}) from {self.reference}")
