@@ -227,3 +227,45 @@ def test_the_canary_split_is_sticky_per_request_id_and_near_its_percent() -> Non
     taken = [split.takes(i) for i in ids]
     assert 0.09 < np.mean(taken) < 0.11
     assert taken == [split.takes(i) for i in ids]
+
+
+def test_with_verify_a_canary_or_shadow_of_an_unsigned_model_is_refused(  # type: ignore[no-untyped-def]
+        cli, registry: str, exported: Path, tmp_path: Path) -> None:  # noqa: F811
+    # the records and tags are written by hand, by someone who may push to the registry: the server still serves
+    # no model that no key signed, whichever tag names it
+    from modelci.registry import artifact
+    from modelci.registry.records import push_record
+    from test_signature import key_pair
+
+    private, public = key_pair(tmp_path)
+    assert cli("sign", f"{registry}:sha-a", "--key", str(private)).code == 0
+    server = start(f"{registry}:prod", "--watch", "--poll-interval", "0.1", "--verify", str(public))
+    unsigned = digest_of(registry, "sha-bad")
+    try:
+        push_record(parse_reference(f"{registry}:prod-canary"), ["prod-canary"], "canary",
+                    {"model": unsigned, "percent": "100"})
+        for _ in range(300):
+            if refused_on(server.url, unsigned):
+                break
+            time.sleep(0.1)
+        assert refused_on(server.url, unsigned)
+        artifact.promote(parse_reference(f"{registry}:sha-b"), ["prod-shadow"])  # signed by no one either
+        shadow = digest_of(registry, "sha-b")
+        for _ in range(300):
+            if refused_on(server.url, shadow):
+                break
+            time.sleep(0.1)
+        assert refused_on(server.url, shadow)
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert "modelci_model_candidate_info{" not in metrics
+        served = {server.infer(body).json()["model_version"] for body in traffic_of(exported)[:20]}
+        assert served == {digest_of(registry, "prod").split(":")[1][:12]}
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        output = server.process.communicate(timeout=30)[0]
+    assert "is not signed" in output
+
+
+def refused_on(url: str, digest: str) -> bool:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    return any(line.startswith("modelci_model_refused_info{") and digest in line for line in text.splitlines())
