@@ -177,7 +177,8 @@ def test_a_shadow_scores_a_copy_of_the_requests_and_leaves_the_answers_alone(  #
     (["--canary", "120", "--for", "1m"], "0<x<=100"),
     (["--canary", "10"], "--canary needs --for"),
     (["--canary", "10", "--for", "soon"], "is not a duration"),
-    (["--canary", "10", "--shadow", "--for", "1m"], "--canary and --shadow are two deploys"),
+    (["--canary", "10", "--shadow", "--for", "1m"], "--canary, --shadow and --rolling are three deploys"),
+    (["--rolling"], "a rolling deploy moves servers: name them with --server"),
     (["--canary", "10", "--for", "1m"], "a canary or shadow is judged on the servers' traffic"),
 ])
 def test_a_canary_asked_for_wrongly_is_exit_2_before_anything_moves(  # type: ignore[no-untyped-def]
@@ -269,3 +270,52 @@ def test_with_verify_a_canary_or_shadow_of_an_unsigned_model_is_refused(  # type
 def refused_on(url: str, digest: str) -> bool:
     text = requests.get(f"{url}/metrics", timeout=5).text
     return any(line.startswith("modelci_model_refused_info{") and digest in line for line in text.splitlines())
+
+
+def test_a_rolling_deploy_moves_the_servers_one_at_a_time_and_a_failure_moves_them_back(  # type: ignore[no-untyped-def]
+        cli, registry: str, exported: Path, tmp_path: Path) -> None:  # noqa: F811
+    from modelci.registry.records import read_record
+    from test_signature import key_pair
+
+    # the second server verifies signatures, the first does not: an unsigned model moves the first, then stops at
+    # the second, and the first must go back
+    private, public = key_pair(tmp_path)
+    assert cli("sign", f"{registry}:sha-a", "--key", str(private)).code == 0
+    servers = [start(f"{registry}:prod", "--watch", "--poll-interval", "0.1", "--instance", "churn-0"),
+               start(f"{registry}:prod", "--watch", "--poll-interval", "0.1", "--instance", "churn-1",
+                     "--verify", str(public))]
+    stable, good = digest_of(registry, "prod"), digest_of(registry, "sha-b")
+    bodies, each = traffic_of(exported), [option for s in servers for option in ("--server", s.url)]
+
+    def versions() -> list[str]:
+        return [requests.get(f"{s.url}/v2/models/churn", timeout=5).json()["versions"][0] for s in servers]
+
+    try:
+        with load_on(servers[0], bodies, clients=1) as first, load_on(servers[1], bodies, clients=1) as second:
+            stopped = cli("deploy", f"{registry}:sha-b", "--rolling", "--model-name", "churn", "--timeout", "60", *each)
+            after_stop = digest_of(registry, "prod")
+            for _ in range(100):  # NOTE: the first server sees the record list no server at its next look
+                if versions() == [stable.split(":")[1][:12]] * 2:
+                    break
+                time.sleep(0.1)
+            back = versions()
+            assert cli("sign", f"{registry}:sha-b", "--key", str(private)).code == 0
+            rolled = cli("deploy", f"{registry}:sha-b", "--rolling", "--model-name", "churn", "--timeout", "60", *each)
+        assert set(first) == set(second) == {200}  # not one request failed through either roll
+
+        assert stopped.code == 1, stopped.err
+        assert "1 of 2 servers serve" in stopped.err  # the first had moved
+        assert f"{servers[1].url} refused it; the roll stopped, and the 2 server(s) moved are back" in stopped.err
+        assert after_stop == stable
+        assert back == [stable.split(":")[1][:12]] * 2
+
+        assert rolled.code == 0, rolled.err
+        assert "2 of 2 servers serve" in rolled.err
+        assert digest_of(registry, "prod") == good
+        assert read_record(parse_reference(f"{registry}:prod-rollout"), "rollout") == {"model": good,
+                                                                                      "instances": ""}
+        assert versions() == [good.split(":")[1][:12]] * 2
+    finally:
+        for server in servers:
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=30)

@@ -27,7 +27,7 @@ import requests
 from modelci import github
 from modelci.deploy import evidence
 from modelci.deploy.evidence import Figure, Rule, Traffic
-from modelci.deploy.rollout import deploy, deployable
+from modelci.deploy.rollout import deploy, deployable, failed_loads, refused_since
 from modelci.errors import CheckFailed, UsageError
 from modelci.registry import artifact, signature
 from modelci.registry.records import push_record
@@ -133,10 +133,10 @@ def _wait_for_candidate(servers: list[str], model: str, digest: str, role: str, 
     """Until every server holds `digest` as its canary or shadow (`modelci_model_candidate_info`);
     `CheckFailed` when one refuses it or the time runs out."""
     waiting, deadline = list(servers), time.monotonic() + timeout_s
+    failed_before = {url: failed_loads(url) for url in servers}
     while waiting and time.monotonic() < deadline:
         exposition = {url: _metrics(url) for url in waiting}
-        refused = [url for url, text in exposition.items() if _line_with(text, "modelci_model_refused_info{",
-                                                                          f'digest="{digest}"')]
+        refused = [url for url in waiting if refused_since(url, model, digest, failed_before[url])]
         if refused:
             raise CheckFailed(f"{', '.join(refused)} refused the {role} {digest}: it did not load, or did not "
                               "reproduce its golden samples", hint="the server's log says why")

@@ -50,6 +50,12 @@ DURATION = Duration()
 @click.option("--shadow", is_flag=True,
               help="Have the servers score a copy of the requests with REF (TAG-shadow); with --for, report how "
                    "it agreed with the stable model after that long, then end it.")
+@click.option("--rolling", is_flag=True,
+              help="Move the servers to REF --batch at a time (by their --instance), each batch confirmed on its "
+                   "golden samples before the next, then TAG; a batch that fails stops the roll and moves the others "
+                   "back.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1),
+              help="Rolling: servers moved at a time.")
 @click.option("--for", "window", type=DURATION, default=None,
               help="How long the canary is judged, or the shadow runs: 90s, 15m, 1h.")
 @click.option("--max-error-increase", default=Rule.error_rate, show_default=True, type=click.FloatRange(0, 1),
@@ -70,10 +76,9 @@ DURATION = Duration()
 @verify_option
 @config_option
 def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, timeout_s: float, force: bool,
-           percent: float | None, shadow: bool, window: float | None, max_error_increase: float,
-           max_slow_increase: float, max_prediction_shift: float, min_requests: int, look_every: float,
-           report: Path | None,
-           verify_key: str | None, config_path: Path | None) -> None:
+           percent: float | None, shadow: bool, rolling: bool, batch: int, window: float | None,
+           max_error_increase: float, max_slow_increase: float, max_prediction_shift: float, min_requests: int,
+           look_every: float, report: Path | None, verify_key: str | None, config_path: Path | None) -> None:
     """Move TAG to the artifact REF (or :TAG of the config's registry), wait until every --server serves it
     and answers its golden samples, and move TAG back (exit 1) when they do not in time.
 
@@ -88,8 +93,9 @@ def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, tim
 
     check = verifier(verify_key) if verify_key else None
     reference = source_reference(source, config_path)
-    if percent is not None and shadow:
-        raise UsageError("--canary and --shadow are two deploys", hint="run the shadow first, then the canary")
+    if sum([percent is not None, shadow, rolling]) > 1:
+        raise UsageError("--canary, --shadow and --rolling are three deploys",
+                         hint="run the shadow first, then the canary (which ends with a deploy to every server)")
     if percent is not None and not window:
         raise UsageError("--canary needs --for: how long its traffic is judged", hint="e.g. --canary 10 --for 15m")
     if percent is not None:
@@ -110,7 +116,12 @@ def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, tim
         github.set_output("digest", found["shadow"])
         click.echo(found["shadow"])
         return
-    digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force, verify=check)
+    if rolling:
+        from modelci.deploy.rollout import rolling as roll
+
+        digest = roll(reference, tag, list(servers), model_name, timeout_s, batch, force=force, verify=check)
+    else:
+        digest = deploy_artifact(reference, tag, list(servers), model_name, timeout_s, force=force, verify=check)
     github.set_output("digest", digest)
     github.log(f"deployed {digest} as {tag}" + (f" on {len(servers)} server(s)" if servers else ""))
     click.echo(digest)

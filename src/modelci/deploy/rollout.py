@@ -9,6 +9,7 @@ the servers refuse moves the tag straight back itself.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -73,6 +74,69 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
             artifact.promote(target.with_digest(before), [PREVIOUS.format(tag=tag)])
         artifact.promote(target.with_digest(descriptor.digest), [DEPLOYED.format(tag=tag)])
     return descriptor.digest
+
+
+def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, batch: int, *,
+            force: bool = False, verify: signature.Verifier | None = None) -> str:
+    """Move `servers` to the artifact `source` names `batch` at a time, each batch confirmed on its golden samples
+    before the next, then `tag`; its digest. A batch that does not confirm stops the roll: the servers moved so
+    far go back to what `tag` names, which never moved (`CheckFailed`).
+
+    The servers follow `tag`-rollout, a record of the model and the servers (by their --instance) moved to it so
+    far; once `tag` names the model, the record lists none and every server follows `tag` again."""
+    from modelci.registry.records import push_record
+    from modelci.serve.swap import ROLLOUT
+
+    descriptor, pinned = deployable(source, force=force, verify=verify)
+    names = _instances(servers)
+    record = source.with_tag(f"{tag}-{ROLLOUT}")
+    samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
+
+    def moved_to(urls: list[str]) -> None:
+        with _signals_deferred():
+            push_record(record, [str(record.tag)], ROLLOUT, {"model": descriptor.digest,
+                                                             "instances": ",".join(names[url] for url in urls)})
+
+    moved: list[str] = []
+    try:
+        for first in range(0, len(servers), batch):
+            step = servers[first:first + batch]
+            moved += step
+            moved_to(moved)
+            waiting, refused = confirm(step, model, descriptor.digest, samples, timeout_s)
+            if waiting:
+                why = "refused it" if refused else \
+                    f"did not serve it and answer its golden samples within {timeout_s:g} s"
+                raise CheckFailed(f"{', '.join(waiting)} {why}; the roll stopped, and the {len(moved)} server(s) "
+                                  f"moved are back on what {tag} names", hint="the server's log says why")
+            github.log(f"{len(moved)} of {len(servers)} servers serve {descriptor.digest}")
+        deploy(pinned, tag, servers, model, timeout_s, force=True)
+    finally:
+        moved_to([])  # NOTE: done or stopped, every server follows the tag again
+    return descriptor.digest
+
+
+def _instances(servers: list[str]) -> dict[str, str]:
+    """Each server's name (its --instance, from /metrics); exit 2 when one has none, or two share one."""
+    if not servers:
+        raise UsageError("a rolling deploy moves servers: name them with --server")
+    names = {}
+    for url in servers:
+        try:
+            text = requests.get(f"{url}/metrics", timeout=10).text
+        except requests.RequestException as exc:
+            raise UsageError(f"{url}/metrics could not be read: {exc}",
+                             hint="name servers `modelci serve` runs") from None
+        found = re.search(r'^modelci_server_info\{server_name="([^"]*)"\}', text, re.MULTILINE)
+        if found is None or not found.group(1):
+            raise UsageError(f"{url} does not say its name (modelci_server_info), which a rolling deploy moves it "
+                             "by", hint="serve with a modelci that does, and --instance")
+        names[url] = found.group(1)
+    shared = sorted({name for name in names.values() if list(names.values()).count(name) > 1})
+    if shared:
+        raise UsageError(f"servers share the name {', '.join(shared)}: a rolling deploy could not move one alone",
+                         hint="give each server its own --instance (the host name by default)")
+    return names
 
 
 def deployable(source: Reference, *, force: bool, verify: signature.Verifier | None) -> tuple[Descriptor, Reference]:
@@ -159,28 +223,41 @@ def confirm(servers: list[str], model: str, digest: str, samples: Any,
     refused it); both empty: all did. A refusal ends the wait at once: that server will not try it again."""
     version = version_of(digest)
     waiting, refused = list(servers), list[str]()
+    failed_before = {url: failed_loads(url) for url in servers}
     deadline = time.monotonic() + timeout_s
     polls = 0
     while waiting and not refused and time.monotonic() < deadline:
         waiting = [url for url in waiting if not _serves(url, model, version, samples)]
         if polls % 5 == 0:  # NOTE: about once a second: reading /metrics has a server measure its drift
-            refused = [url for url in waiting if _refused(url, model, digest)]
+            refused = [url for url in waiting if refused_since(url, model, digest, failed_before[url])]
         polls += 1
         if waiting and not refused:
             time.sleep(0.2)
     return waiting, refused
 
 
-def _refused(url: str, model: str, digest: str) -> bool:
-    """Whether the server says it refused `digest` (modelci serve names the last model it refused in /metrics)."""
+def failed_loads(url: str) -> float:
+    """How many models the server has refused so far (0 when it cannot say)."""
+    try:
+        text = requests.get(f"{url}/metrics", timeout=5).text
+    except requests.RequestException:
+        return 0.0
+    found = re.search(r'^modelci_model_loads_total\{outcome="failed"\} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def refused_since(url: str, model: str, digest: str, failed_before: float) -> bool:
+    """Whether the server refused `digest` since it had refused `failed_before` models: modelci serve names the
+    last model it refused in /metrics, which may be this digest refused before, by an earlier deploy."""
     try:
         metrics = requests.get(f"{url}/metrics", timeout=5)
     except requests.RequestException:
         return False
     wanted = f'digest="{digest}"'
-    return metrics.status_code == 200 and any(
+    named = metrics.status_code == 200 and any(
         line.startswith("modelci_model_refused_info{") and wanted in line and f'model="{model}"' in line
         for line in metrics.text.splitlines())
+    return named and failed_loads(url) > failed_before
 
 
 def _serves(url: str, model: str, version: str, samples: Any) -> bool:

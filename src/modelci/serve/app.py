@@ -143,8 +143,9 @@ def version_of(digest: str) -> str:
 class Server:
     """The ASGI application."""
 
-    def __init__(self, model: Loaded, max_batch: int, max_delay_s: float, drift_images_per_second: float) -> None:
-        self.max_batch = max_batch
+    def __init__(self, model: Loaded, max_batch: int, max_delay_s: float, drift_images_per_second: float,
+                 instance: str = "") -> None:
+        self.max_batch, self.instance = max_batch, instance
         self.sample = Sample(drift_images_per_second)  # NOTE: the encoded images measured for drift
         self.metrics = Metrics()
         self.metrics.drift.source = self._drift_source
@@ -154,23 +155,40 @@ class Server:
         self.watchers: list[Watcher] = []
         self.canary: Canary | None = None
         self.shadow: Shadow | None = None
+        self.main = model  # NOTE: the model the main tag names
+        self.rolled: Loaded | None = None  # NOTE: the model a rolling deploy moved this server to before the main tag
         self.serving: tuple[Loaded, Run] = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
+        self.metrics.server(instance)
 
     def swap(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
-        """Serve `model` from now on; the requests already taken finish on the model they started with. A canary
-        or shadow of that very model ends: it is the model served now."""
+        """The main tag's model is `model` from now on, served unless a rolling deploy moved this server to
+        another. A canary or shadow of that very model ends: it is the model served now."""
         if model is None:
             return  # NOTE: the main tag always names a model
+        self.main = model
+        if self.rolled is None:
+            self._serve(model)
+        if self.canary is not None and self.canary.model.digest == model.digest:
+            self.start_canary(None)
+        if self.shadow is not None and self.shadow.model.digest == model.digest:
+            self.start_shadow(None)
+
+    def roll(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
+        """A rolling deploy's step for this server: serve `model` before the main tag names it; None: the main
+        tag's model again (the roll ended, or was stopped)."""
+        self.rolled = model
+        self._serve(model or self.main)
+
+    def _serve(self, model: Loaded) -> None:
+        """Serve `model` from now on; the requests already taken finish on the model they started with."""
+        if model.digest == self.model.digest:
+            return
         if self.model.drift is not None and model.drift is not None:
             model.drift.continue_from(self.model.drift)
         # NOTE: one assignment, so a request never pairs one model's checks with another's run
         self.serving = (model, self._monitored(model))
         self.metrics.loaded(model.name, model.version, model.digest)
-        if self.canary is not None and self.canary.model.digest == model.digest:
-            self.start_canary(None)
-        if self.shadow is not None and self.shadow.model.digest == model.digest:
-            self.start_shadow(None)
 
     def start_canary(self, model: Loaded | None, wanted: Wanted | None = None) -> None:
         """Answer `wanted.percent` of the requests with `model` from now on; None: none (the canary ended)."""

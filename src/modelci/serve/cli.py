@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,11 +73,12 @@ def _digest_of(path: Path) -> str:
 
 def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Server,
               verify: Verifier | None) -> list[Watcher]:
-    """The watchers of the main tag, and of its canary (`TAG-canary`) and shadow (`TAG-shadow`) tags: every model
-    any of them names is verified (`verify`) and smoke-tested as the main tag's is."""
+    """The watchers of the main tag, and of its canary (`TAG-canary`), shadow (`TAG-shadow`) and rolling deploy's
+    (`TAG-rollout`) tags: every model any of them names is verified (`verify`) and smoke-tested as the main tag's
+    is."""
     from modelci.errors import UsageError
     from modelci.registry.reference import parse_reference
-    from modelci.serve.swap import CANARY, SHADOW, Watcher, canary_tag
+    from modelci.serve.swap import CANARY, ROLLOUT, SHADOW, Watcher, canary_tag, rollout_tag
 
     if Path(model_ref).exists() or "@" in model_ref:
         raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
@@ -86,7 +88,9 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
     return [Watcher(main, name, digest, interval_s, app.swap, app.refused, verify),
             Watcher(main.with_tag(f"{tag}-{CANARY}"), name, "", interval_s, app.start_canary, app.refused, verify,
                     read=canary_tag),
-            Watcher(main.with_tag(f"{tag}-{SHADOW}"), name, "", interval_s, app.start_shadow, app.refused, verify)]
+            Watcher(main.with_tag(f"{tag}-{SHADOW}"), name, "", interval_s, app.start_shadow, app.refused, verify),
+            Watcher(main.with_tag(f"{tag}-{ROLLOUT}"), name, "", interval_s, app.roll, app.refused, verify,
+                    read=rollout_tag(app.instance))]
 
 
 @click.command()
@@ -118,10 +122,12 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
               type=click.FloatRange(0, min_open=True),
               help="Encoded images measured for input drift, at most, a second: every image until the server is "
                    "that busy, a sample of them beyond.")
+@click.option("--instance", default=socket.gethostname, show_default="the host name",
+              help="This server's name in a rolling deploy (modelci deploy --rolling), unique among the servers.")
 @verify_option
 def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float, watch: bool,
           poll_interval: float, shutdown_timeout: int, drain_period: float, max_connections: int,
-          header_timeout: float, drift_images_per_second: float, verify_key: str | None) -> None:
+          header_timeout: float, drift_images_per_second: float, instance: str, verify_key: str | None) -> None:
     """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics.
 
     With --verify, the artifact served, and with --watch each one the tag moves to, must verify (a key's
@@ -142,7 +148,7 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
         except Exception as exc:
             raise UsageError(f"{model_ref}: not a model ONNX Runtime can load: {exc}",
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
-    app = Server(loaded, max_batch, max_delay_ms / 1000, drift_images_per_second)
+    app = Server(loaded, max_batch, max_delay_ms / 1000, drift_images_per_second, instance)
     if watch:
         app.watchers = _watchers(model_ref, name, digest, poll_interval, app, check)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")

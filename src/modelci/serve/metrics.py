@@ -59,6 +59,8 @@ class Metrics:
                           ["model", "version", "digest"], registry=r)
         self.refused = Gauge("modelci_model_refused_info", "The last model the server refused to swap in (1): it "
                              "did not load, or did not reproduce its golden samples.", ["model", "digest"], registry=r)
+        self.server_info = Gauge("modelci_server_info", "This server (1), by the name a rolling deploy's record "
+                                 "knows it by (--instance).", ["server_name"], registry=r)
         self.candidate = Gauge("modelci_model_candidate_info", "A candidate the server holds beside the model "
                                "it serves (1): a canary, which answers a share of the requests, or a shadow, which "
                                "scores a copy of them.", ["model", "version", "digest", "role"], registry=r)
@@ -96,6 +98,9 @@ class Metrics:
         self.loads.labels("failed").inc()
         self.refused.clear()
         self.refused.labels(model, digest).set(1)
+
+    def server(self, name: str) -> None:
+        self.server_info.labels(name).set(1)
 
     def request(self, model: str, version: str, status: int, seconds: float) -> None:
         self.requests.labels(model, version, str(status)).inc()

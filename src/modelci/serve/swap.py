@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 CANARY = "canary"  # TAG-canary names a record of this kind (registry/records.py): a model and its share
 SHADOW = "shadow"  # TAG-shadow names the model that scores a copy of the requests
+ROLLOUT = "rollout"  # TAG-rollout names a record of this kind: a model and the servers a rolling deploy moved to it
 
 
 class SmokeTestFailed(Exception):
@@ -107,6 +108,21 @@ def canary_tag(reference: Reference) -> Wanted | None:
     except (KeyError, ValueError) as exc:
         raise ValueError(f"{reference}: a canary record without a model digest and a percent ({exc})") from None
     return Wanted(digest if 0 < percent <= 100 else None, percent)
+
+
+def rollout_tag(instance: str) -> Callable[[Reference], Wanted | None]:
+    """A rolling deploy's tag names a record: the model, and the servers (by --instance) moved to it so far; for
+    this server, that model when it is among them, else none (the main tag's)."""
+    from modelci.registry.records import read_record
+
+    def read(reference: Reference) -> Wanted | None:
+        fields = read_record(reference, ROLLOUT)
+        if fields is None:
+            return None
+        moved = [name for name in fields.get("instances", "").split(",") if name]
+        return Wanted(fields.get("model") if instance in moved else None)
+
+    return read
 
 
 class Watcher:
