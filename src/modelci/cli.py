@@ -55,6 +55,7 @@ COMMANDS = {
     "serve": "modelci.serve.cli:serve",
     "deploy": "modelci.deploy.cli:deploy",
     "rollback": "modelci.deploy.cli:rollback",
+    "delivery": "modelci.deploy.cli:delivery",
 }
 
 

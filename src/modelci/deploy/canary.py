@@ -25,7 +25,7 @@ from typing import Any
 import requests
 
 from modelci import github
-from modelci.deploy import evidence
+from modelci.deploy import evidence, history
 from modelci.deploy.evidence import Figure, Rule, Traffic
 from modelci.deploy.rollout import deploy, deployable, failed_loads, refused_since
 from modelci.errors import CheckFailed, UsageError
@@ -66,20 +66,26 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
         push_record(record, [str(record.tag)], CANARY, {"model": descriptor.digest, "percent": "0",
                                                         "stable": stable})
 
+    started = history.now()
     push_record(record, [str(record.tag)], CANARY, {"model": descriptor.digest, "percent": f"{percent:g}",
                                                     "stable": stable})
     github.log(f"{record.tag}: {percent:g}% of the requests to {descriptor.digest}, against {tag} = {stable}")
     try:
         _wait_for_candidate(servers, model, descriptor.digest, CANARY, timeout_s)
         verdict = _watch(servers, model, descriptor.digest, stable, window_s, rule, poll_s)
-    except BaseException:
+    except BaseException as exc:
         end()
+        history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
+                       how=CANARY, reason=getattr(exc, "message", None) or type(exc).__name__)
         raise
     if verdict.decision == "promoted":
         try:
-            deploy(pinned, tag, servers, model, timeout_s, force=True, verify=None)
-        except CheckFailed as failed:
+            deploy(pinned, tag, servers, model, timeout_s, force=True, verify=None, how=CANARY, started=started)
+        except CheckFailed as failed:  # NOTE: the deploy wrote its refusal into the history
             verdict.decision, verdict.reason = "rolled back", f"the promotion failed: {failed.message}"
+    else:
+        history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
+                       how=CANARY, reason=verdict.reason)
     end()
     _report(verdict, report)
     if verdict.decision != "promoted":

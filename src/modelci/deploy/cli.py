@@ -12,11 +12,11 @@ from modelci.options import config_option
 from modelci.registry.cli import verify_option
 
 DEFAULT_TAG = "prod"
-UNITS = {"s": 1, "m": 60, "h": 3600}
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # NOTE: generic from click 8.2; 8.1 is supported
-    """90s, 15m, 1h or a number of seconds."""
+    """90s, 15m, 1h, 90d, 12w or a number of seconds."""
 
     name = "duration"
 
@@ -139,3 +139,36 @@ def rollback(registry: str, tag: str) -> None:
     github.set_output("digest", digest)
     github.log(f"{tag} is back on {digest}")
     click.echo(digest)
+
+
+@click.command()
+@click.argument("registry", metavar="REGISTRY")
+@click.option("--tag", default=DEFAULT_TAG, show_default=True, help="The tag whose deploys are counted.")
+@click.option("--since", "since", type=DURATION, default=None, help="Only the history of the last 90d, 12w...")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path(".modelci/out"),
+              show_default=True, help="Where delivery.json goes.")
+@click.option("--prometheus", "textfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures in Prometheus' text format here (node_exporter's textfile collector).")
+def delivery(registry: str, tag: str, since: float | None, out: Path, textfile: Path | None) -> None:
+    """The delivery figures of TAG in REGISTRY, from the history its deploys and rollbacks wrote there: lead time
+    from commit to TAG, deploy frequency, change failure rate and time to restore."""
+    from datetime import datetime, timedelta, timezone
+
+    from modelci import atomic
+    from modelci.deploy import delivery as figures
+    from modelci.registry.reference import parse_reference
+
+    start = datetime.now(timezone.utc) - timedelta(seconds=since) if since else None
+    found = figures.delivery(parse_reference(registry), tag, start)
+    shown = figures.markdown(found)
+    for line in shown.splitlines():
+        if line and not line.startswith(("```", "  ", "xychart")):
+            github.log(line)
+    for note in found.notes:
+        github.warning(note)
+    github.add_summary(shown)
+    path = figures.write(found, out)
+    if textfile is not None:
+        atomic.write_text(textfile, figures.prometheus(found))
+    github.set_output("delivery", str(path))
+    click.echo(path)

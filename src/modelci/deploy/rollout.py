@@ -21,6 +21,7 @@ import numpy as np
 import requests
 
 from modelci import github
+from modelci.deploy import history
 from modelci.errors import CheckFailed, UsageError
 from modelci.export.parity import SAMPLES_FILE, reproduces_samples
 from modelci.registry import artifact, signature
@@ -37,17 +38,26 @@ VERDICT = f"{artifact.ANNOTATION_PREFIX}verdict"
 
 
 def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_s: float, *,
-           force: bool = False, verify: signature.Verifier | None = None) -> str:
+           force: bool = False, verify: signature.Verifier | None = None, how: str = "deploy",
+           started: str | None = None) -> str:
     """Move `tag` to the artifact `source` names and confirm it on `servers`; its digest. Roll back and
     raise `CheckFailed` when they do not confirm it within `timeout_s`; roll back and re-raise when
     interrupted (SIGINT, SIGTERM) while waiting.
 
     With `verify`, an artifact without a signature (or attestation) that verifies is refused before any tag
-    moves, and the verdict that counts is the signed one (`signature.NotVerified`, exit 1)."""
+    moves, and the verdict that counts is the signed one (`signature.NotVerified`, exit 1).
+
+    The outcome goes into the tag's history (`history`), as a deploy `how` (deploy, canary, rolling) that began at
+    `started` (now)."""
     descriptor, pinned = deployable(source, force=force, verify=verify)
     target = source.with_tag(tag)
     before = _last_good(target)
-    began = time.monotonic()
+    began, started = time.monotonic(), started or history.now()
+
+    def refused_because(reason: str) -> None:
+        history.record(target, "refused", descriptor.digest, started=started, previous=before, how=how,
+                       reason=reason)
+
     try:
         # NOTE: a signal during the move is held until the move is done, then raised in this block: the tag
         # never stays moved without the wait that confirms it
@@ -60,12 +70,15 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
         rolled = _move_back(target, before, descriptor.digest)
         github.error(f"deploy interrupted after {time.monotonic() - began:.0f} s of its {timeout_s:g} s timeout, "
                      f"before every server confirmed {descriptor.digest}; {rolled}")
+        refused_because("interrupted")
         raise
     if waiting:
         rolled = _move_back(target, before, descriptor.digest)
         if refused:
+            refused_because(f"{', '.join(refused)} refused it")
             raise CheckFailed(f"{', '.join(refused)} refused {descriptor.digest}: it did not load, or did not "
                               f"reproduce its golden samples; {rolled}", hint="the server's log says why")
+        refused_because(f"{', '.join(waiting)} did not serve it in time")
         raise CheckFailed(f"{', '.join(waiting)} did not serve {descriptor.digest} and answer its golden samples "
                           f"within {timeout_s:g} s; {rolled}", hint="see the servers' logs for why")
     with _signals_deferred():
@@ -73,6 +86,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
             # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
             artifact.promote(target.with_digest(before), [PREVIOUS.format(tag=tag)])
         artifact.promote(target.with_digest(descriptor.digest), [DEPLOYED.format(tag=tag)])
+    history.record(target, "deployed", descriptor.digest, started=started, previous=before, how=how)
     return descriptor.digest
 
 
@@ -98,6 +112,7 @@ def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout
                                                              "instances": ",".join(names[url] for url in urls)})
 
     moved: list[str] = []
+    started = history.now()
     try:
         for first in range(0, len(servers), batch):
             step = servers[first:first + batch]
@@ -107,10 +122,12 @@ def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout
             if waiting:
                 why = "refused it" if refused else \
                     f"did not serve it and answer its golden samples within {timeout_s:g} s"
+                history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, how="rolling",
+                               reason=f"{', '.join(waiting)} {why}")
                 raise CheckFailed(f"{', '.join(waiting)} {why}; the roll stopped, and the {len(moved)} server(s) "
                                   f"moved are back on what {tag} names", hint="the server's log says why")
             github.log(f"{len(moved)} of {len(servers)} servers serve {descriptor.digest}")
-        deploy(pinned, tag, servers, model, timeout_s, force=True)
+        deploy(pinned, tag, servers, model, timeout_s, force=True, how="rolling", started=started)
     finally:
         moved_to([])  # NOTE: done or stopped, every server follows the tag again
     return descriptor.digest
@@ -172,6 +189,7 @@ def rollback(registry: Reference, tag: str) -> str:
         goal = previous.digest
     with _signals_deferred():
         artifact.promote(registry.with_digest(goal), [tag, DEPLOYED.format(tag=tag)])
+    history.record(target, "rolled-back", goal, previous=current.digest if current else None, how="rollback")
     return goal
 
 

@@ -222,6 +222,9 @@ class OciLayout:
             for entry in self._read_index() if REF_NAME in (entry.get("annotations") or {})
         }
 
+    def tag_names(self) -> list[str]:
+        return list(self.tags())
+
     def resolve(self, tag: str) -> Descriptor | None:
         return self.tags().get(tag)
 

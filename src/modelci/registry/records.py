@@ -1,10 +1,11 @@
 """Records: small OCI artifacts that hold only annotations, beside the models in the same repository.
 
-A canary tag (`prod-canary`) names a record that says which model the servers answer a share of requests
-with, and what share; a record holds no model of its own, so a server still pulls the model it names by its
-digest and verifies it as it verifies the main tag's. A record is an OCI 1.1 artifact: its own artifactType,
-the empty config, one empty layer (what the image spec asks of an artifact without content), its fields as
-annotations.
+A deploy's history is records (`TAG-history-TIME-XXXX`, read by `modelci delivery`). A canary tag (`prod-canary`)
+names a record that says which model the servers answer a share of requests with, and what share; a rolling
+deploy's tag (`prod-rollout`) one that says which servers serve which model before the tag does. A record holds no
+model of its own, so a server still pulls the model it names by its digest and verifies it as it verifies the main
+tag's. A record is an OCI 1.1 artifact: its own artifactType, the empty config, one empty layer (what the image
+spec asks of an artifact without content), its fields as annotations.
 """
 
 from __future__ import annotations
@@ -50,3 +51,19 @@ def read_record(reference: Reference, kind: str) -> dict[str, str] | None:
 
 def artifact_type(kind: str) -> str:
     return f"application/vnd.modelci.{kind}.v1+json"
+
+
+def list_records(reference: Reference, kind: str, prefix: str) -> tuple[list[dict[str, str]], list[str]]:
+    """The fields of every record of `kind` whose tag starts with `prefix`, and a note for each such tag that
+    names something else (a foreign tag among them: skipped, not an error)."""
+    layout = open_layout(reference, create=False)
+    found, skipped = [], []
+    for tag in sorted(name for name in layout.tag_names() if name.startswith(prefix)):
+        try:
+            fields = read_record(reference.with_tag(tag), kind)
+        except (RegistryError, ValueError) as exc:
+            skipped.append(f"{tag}: {exc}")
+            continue
+        if fields is not None:
+            found.append(fields)
+    return found, skipped

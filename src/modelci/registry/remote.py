@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -402,6 +402,19 @@ class RemoteRepository:
         return f"sha256:{hasher.hexdigest()}", size
 
     # -- manifests and tags -----------------------------------------------------------------------
+
+    def tag_names(self) -> list[str]:
+        """Every tag of the repository, page by page as the distribution spec's tag list gives them."""
+        names: list[str] = []
+        url: str | None = f"{self.base}/tags/list?n=1000"
+        while url:
+            response = self._request("GET", url, ok=(200, 404))
+            if response.status_code == 404:
+                return names  # NOTE: a repository nothing was pushed to yet
+            names += response.json().get("tags") or []
+            following = response.links.get("next", {}).get("url")
+            url = urljoin(self.base, following) if following else None
+        return names
 
     def put_manifest(self, data: bytes, media_type: str, tags: list[str]) -> Descriptor:
         """Put the manifest (its blobs must be there) under each tag, or under its digest when untagged."""
