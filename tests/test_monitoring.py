@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,9 +135,9 @@ def test_prometheus_scrapes_a_server_and_alerts_on_a_model_it_refused(
         stop(process)
 
 
-def dashboard_queries(**variables: str) -> list[str]:
-    """The PromQL of every panel of deploy/grafana/modelci-serve.json, with Grafana's variables replaced."""
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "modelci-serve.json").read_text())
+def dashboard_queries(dashboard_file: str = "modelci-serve.json", **variables: str) -> list[str]:
+    """The PromQL of every panel of a dashboard of deploy/grafana/, with Grafana's variables replaced."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / dashboard_file).read_text())
     panels = [p for p in dashboard["panels"] for p in [p, *p.get("panels", [])]]
     replaced = {"$__rate_interval": "5s", "$__range": "1m", **{f"${k}": v for k, v in variables.items()}}
     queries = []
@@ -147,3 +148,45 @@ def dashboard_queries(**variables: str) -> list[str]:
         assert "$" not in query, query
         queries.append(query)
     return queries
+
+
+def test_the_delivery_dashboards_queries_read_what_modelci_delivery_writes(tmp_path: Path) -> None:
+    # the figures of a history of two deploys and a rollback, as node_exporter's textfile collector exposes them
+    import http.server
+    import threading
+
+    from test_delivery import T0, model
+
+    registry = f"oci:{tmp_path / 'registry'}"
+    model(registry, tmp_path / "a", "a", T0)
+    model(registry, tmp_path / "b", "b", T0)
+    for argv in (["deploy", f"{registry}:sha-a"], ["deploy", f"{registry}:sha-b"], ["rollback", registry],
+                 ["delivery", registry, "--out", str(tmp_path / "out"), "--prometheus", str(tmp_path / "d.prom")]):
+        done = subprocess.run([sys.executable, "-m", "modelci", *argv], capture_output=True, check=False)
+        assert done.returncode == 0, done.stderr
+    text = (tmp_path / "d.prom").read_bytes()
+
+    class Textfile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Textfile)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    process, prometheus = start_prometheus(tmp_path, f"127.0.0.1:{exporter.server_address[1]}")
+    try:
+        prometheus.wait_for("a scrape", lambda: prometheus.query("modelci_delivery_deploys_total"))
+        answered = {query: prometheus.query(query) for query in dashboard_queries("modelci-delivery.json",
+                                                                                  repository=".+", tag="prod")}
+        empty = [query for query, found in answered.items() if not found]
+        assert not empty, empty
+        (rate,) = prometheus.query("modelci_delivery_change_failure_ratio")
+        assert float(rate["value"][1]) == 0.5
+    finally:
+        stop(process)
+        exporter.shutdown()

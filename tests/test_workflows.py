@@ -198,6 +198,7 @@ def test_pull_request_main_worse_pull_request_and_release(caller: Path, github: 
         deployed = act(caller, "push", {"ref": "refs/tags/v1.1.0"}, "release.yml", github, artifacts,
                        {"MODELCI_SERVERS": server.url, **verified})
         assert deployed.returncode == 0, deployed.stdout[-3000:]
+        assert "| change failure rate | 0.0% (0 of 2 changes) |" in deployed.stdout  # the release's delivery step
         released = tags(served)
         assert released["v1.1.0"] == released["prod"] == released[f"sha-{git(caller, 'rev-parse', 'HEAD')}"]
         assert released["prod"] != found["main"]

@@ -142,24 +142,27 @@ def rollback(registry: str, tag: str) -> None:
 
 
 @click.command()
-@click.argument("registry", metavar="REGISTRY")
+@click.argument("registry", metavar="[REGISTRY]", required=False)
 @click.option("--tag", default=DEFAULT_TAG, show_default=True, help="The tag whose deploys are counted.")
 @click.option("--since", "since", type=DURATION, default=None, help="Only the history of the last 90d, 12w...")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path(".modelci/out"),
               show_default=True, help="Where delivery.json goes.")
 @click.option("--prometheus", "textfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures in Prometheus' text format here (node_exporter's textfile collector).")
-def delivery(registry: str, tag: str, since: float | None, out: Path, textfile: Path | None) -> None:
-    """The delivery figures of TAG in REGISTRY, from the history its deploys and rollbacks wrote there: lead time
-    from commit to TAG, deploy frequency, change failure rate and time to restore."""
+@config_option
+def delivery(registry: str | None, tag: str, since: float | None, out: Path, textfile: Path | None,
+             config_path: Path | None) -> None:
+    """The delivery figures of TAG in REGISTRY (the config's registry when not given), from the history its
+    deploys and rollbacks wrote there: lead time from commit to TAG, deploy frequency, change failure rate and
+    time to restore."""
     from datetime import datetime, timedelta, timezone
 
     from modelci import atomic
     from modelci.deploy import delivery as figures
-    from modelci.registry.reference import parse_reference
+    from modelci.registry.cli import source_reference
 
     start = datetime.now(timezone.utc) - timedelta(seconds=since) if since else None
-    found = figures.delivery(parse_reference(registry), tag, start)
+    found = figures.delivery(source_reference(registry or f":{tag}", config_path), tag, start)
     shown = figures.markdown(found)
     for line in shown.splitlines():
         if line and not line.startswith(("```", "  ", "xychart")):
