@@ -729,3 +729,18 @@ def test_credentials_go_only_to_the_registry_not_to_an_upload_location_elsewhere
     assert any(header and header.startswith(scheme) for header in front.authorizations)  # the registry got them
     assert elsewhere.seen  # the upload went there
     assert elsewhere.authorizations == [None] * len(elsewhere.seen)  # with no credentials
+
+
+def test_a_deploy_history_on_a_real_registry_is_read_back(cli, registry: str,  # type: ignore[no-untyped-def]
+                                                          tmp_path: Path) -> None:
+    # NOTE: distribution 2.8 gives every tag in one answer (it pages tag lists from 3.0, which modelci follows by
+    # the Link header, as the distribution spec says)
+    files = artifact_files(tmp_path / "model")
+    push_files(files, parse_reference(f"{registry}/acme/delivered:sha-a"), ["sha-a"], {"io.modelci.verdict": "passed"})
+    for _ in range(3):
+        assert cli("deploy", f"{registry}/acme/delivered:sha-a", "--force").code == 0
+    found = cli("delivery", f"{registry}/acme/delivered", "--out", str(tmp_path / "out"))
+    assert found.code == 0, found.err
+    figures = json.loads((tmp_path / "out" / "delivery.json").read_text())
+    assert (figures["deploys"], figures["attempts"], figures["failures"]) == (3, 3, 0)
+    assert figures["notes"] == []
