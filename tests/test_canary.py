@@ -319,3 +319,46 @@ def test_a_rolling_deploy_moves_the_servers_one_at_a_time_and_a_failure_moves_th
         for server in servers:
             server.process.send_signal(signal.SIGTERM)
             server.process.wait(timeout=30)
+
+
+def test_a_canary_without_traffic_cannot_be_judged_and_is_rolled_back(  # type: ignore[no-untyped-def]
+        cli, registry: str, tmp_path: Path) -> None:
+    server = start(f"{registry}:prod", "--watch", "--poll-interval", "0.1")
+    try:
+        quiet = cli("deploy", f"{registry}:sha-b", "--server", server.url, "--model-name", "churn",
+                    "--canary", "20", "--for", "2s", "--look-every", "0.5", "--report", str(tmp_path / "quiet.json"))
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+    assert quiet.code == 1, quiet.err
+    assert "it cannot be judged: the canary answered 0 requests in the window, fewer than the 200" in quiet.err
+    assert json.loads((tmp_path / "quiet.json").read_text())["decision"] == "rolled back"
+    assert digest_of(registry, "prod") == digest_of(registry, "sha-a")
+
+
+def test_a_server_without_metrics_per_version_is_exit_2_before_the_canary_starts(  # type: ignore[no-untyped-def]
+        cli, registry: str) -> None:
+    import http.server
+
+    class OlderServer(http.server.BaseHTTPRequestHandler):  # NOTE: an older modelci serve's /metrics
+        def do_GET(self) -> None:
+            body = (b'# TYPE modelci_inference_request_duration_seconds histogram\n'
+                    b'modelci_inference_request_duration_seconds_bucket{model="churn",le="+Inf"} 3.0\n')
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    older = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OlderServer)
+    threading.Thread(target=older.serve_forever, daemon=True).start()
+    try:
+        found = cli("deploy", f"{registry}:sha-b", "--server", f"http://127.0.0.1:{older.server_address[1]}",
+                    "--model-name", "churn", "--canary", "10", "--for", "1m")
+    finally:
+        older.shutdown()
+    assert found.code == 2, found.err
+    assert "does not report its metrics per version" in found.err
+    assert resolve(parse_reference(f"{registry}:prod-canary")) is None

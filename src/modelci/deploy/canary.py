@@ -60,6 +60,8 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
     """Run the canary of `source` against what `tag` names; promote it or roll it back (`CheckFailed`)."""
     descriptor, pinned = deployable(source, force=force, verify=verify)
     stable = _stable(source, tag, descriptor.digest, servers)
+    for url in servers:
+        evidence.scrape(url, model)  # NOTE: a server that cannot be judged is exit 2 before anything moves
     record = source.with_tag(f"{tag}-{CANARY}")
 
     def end() -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 REQUESTS = "modelci_inference_requests"
 DURATION = "modelci_inference_request_duration_seconds"
 PREDICTION = "modelci_prediction"
+RUN_DURATION = "modelci_model_run_duration_seconds"
 BOOTSTRAP = 2000
 
 
@@ -108,6 +109,9 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
     counts: dict[str, dict[str, Any]] = {}
     per_version = False
     for family in text_string_to_metric_families(answer.text):
+        # NOTE: a server that times its model per version labels its requests by version too; the family is there
+        # before any request (its samples are not)
+        per_version = per_version or family.name == RUN_DURATION
         for sample in family.samples:
             labels = sample.labels
             if labels.get("model") != model or "version" not in labels:
@@ -118,13 +122,12 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
                 entry["requests"] += sample.value
                 entry["failed"] += sample.value if labels.get("status") != "200" else 0.0
             elif sample.name == f"{DURATION}_bucket":
-                per_version = True
                 entry["latency"][float(labels["le"])] = sample.value
             elif sample.name == f"{PREDICTION}_bucket":
                 entry["predictions"][float(labels["le"])] = sample.value
     if not per_version:
-        raise UsageError(f"{url} does not report its request latency per version ({DURATION} with a version "
-                         "label), which a canary is judged on", hint="serve with a modelci that does (0.1 or later)")
+        raise UsageError(f"{url} does not report its metrics per version ({RUN_DURATION}, and {DURATION} with a "
+                         "version label), which a canary is judged on", hint="serve with a modelci that does")
     return {version: Traffic(**entry) for version, entry in counts.items()}
 
 
