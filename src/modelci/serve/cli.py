@@ -16,6 +16,7 @@ from modelci.registry.cli import verify_option
 # NOTE: about 2% of a busy 2-core server's time (a measure's 230 µs there, serve/images.py), and a drift
 # window's 10,000 images filled in under two minutes
 DRIFT_IMAGES_PER_SECOND = 100.0
+GC_THRESHOLDS = (50_000, 20, 100)  # allocations before a young collection; young ones before older ones (gc module)
 
 if TYPE_CHECKING:
     from modelci.registry.signature import Verifier
@@ -69,6 +70,18 @@ def _digest_of(path: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return own
     return sha256_digest(data) if named else own
+
+
+def _collect_garbage_rarely() -> None:
+    """Keep Python's garbage collector out of the requests' way: what is loaded now lives as long as the server, so
+    it is frozen out of every collection, and young collections wait for 50,000 new objects, not 700.
+
+    NOTE: at concurrency 64 the collector's full passes over the loaded modules were the p99 (42 ms against a p50
+    of 5.7 ms); frozen and rarer, the p99 is 7 to 10 ms and the server does 20% more requests (benchmarks/serve)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Server,
@@ -152,5 +165,6 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
     if watch:
         app.watchers = _watchers(model_ref, name, digest, poll_interval, app, check)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")
+    _collect_garbage_rarely()
     run(app, host, port, drain_s=drain_period, shutdown_timeout_s=shutdown_timeout, max_connections=max_connections,
         header_timeout_s=header_timeout)
