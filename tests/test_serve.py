@@ -484,3 +484,42 @@ def test_an_artifact_the_registry_cannot_give_yet_is_tried_again_not_refused(exp
         watching.process.send_signal(signal.SIGTERM)
         output = watching.process.communicate(timeout=30)[0]
     assert "could not be read, tried again at the next look (the model served stays)" in output
+
+
+def test_a_fast_models_lone_small_batch_runs_on_the_event_loop_and_a_slow_ones_never_does() -> None:
+    import asyncio
+    import threading
+
+    from modelci.serve.batching import Batcher
+
+    def model(seconds: float) -> tuple[Any, list[str]]:
+        ran_on: list[str] = []
+
+        def run(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            ran_on.append(threading.current_thread().name)
+            if seconds:
+                time.sleep(seconds)
+            return {"y": columns["x"] * 2}
+
+        return run, ran_on
+
+    async def ask(run: Any, times: int, rows: int = 1) -> None:
+        batcher = Batcher(64)
+        batcher.start()
+        try:
+            for _ in range(times):
+                found = await batcher.infer(run, {"x": np.arange(rows, dtype=np.float64)}, rows)
+                assert found["y"].tolist() == [2.0 * i for i in range(rows)]
+        finally:
+            await batcher.stop()
+
+    fast, fast_ran_on = model(0.0)
+    asyncio.run(ask(fast, 3))
+    assert fast_ran_on[0].startswith("modelci-onnxruntime")  # timed first, in the worker thread
+    assert fast_ran_on[1:] == [threading.main_thread().name] * 2
+    slow, slow_ran_on = model(0.002)  # NOTE: 2 ms a batch: the event loop owes that time to other requests
+    asyncio.run(ask(slow, 3))
+    assert all(name.startswith("modelci-onnxruntime") for name in slow_ran_on)
+    big, big_ran_on = model(0.0)
+    asyncio.run(ask(big, 2, rows=16))
+    assert all(name.startswith("modelci-onnxruntime") for name in big_ran_on)
