@@ -144,8 +144,8 @@ class Server:
     """The ASGI application."""
 
     def __init__(self, model: Loaded, max_batch: int, max_delay_s: float, drift_images_per_second: float,
-                 instance: str = "") -> None:
-        self.max_batch, self.instance = max_batch, instance
+                 instance: str, shadow_rows_per_second: float) -> None:
+        self.max_batch, self.instance, self.shadow_rows_per_second = max_batch, instance, shadow_rows_per_second
         self.sample = Sample(drift_images_per_second)  # NOTE: the encoded images measured for drift
         self.metrics = Metrics()
         self.metrics.drift.source = self._drift_source
@@ -208,7 +208,7 @@ class Server:
         self.metrics.candidate_ended("shadow")
         if model is None or model.digest == self.model.digest:
             return
-        self.shadow = Shadow(model, self.model, self.metrics)
+        self.shadow = Shadow(model, self.model, self.metrics, self.shadow_rows_per_second)
         self.metrics.candidate_loaded(model.name, model.version, model.digest, "shadow", 0.0)
 
     @property

@@ -5,8 +5,10 @@
   an id are drawn at random;
 - a **shadow** scores a copy of the requests the stable model answered, off the request path: the copies wait
   in a bounded queue for the shadow's own thread, and when the queue is full they are dropped and counted,
-  never waited for. Its figures: how many of its predicted classes agree with the stable model's, the
-  distribution of the difference of their scores, its run time, its failures.
+  never waited for. Its work takes the stable model's cores, so past `rows_per_second` it scores a sample of
+  the batches (the rest counted as sampled out), which its figures need no more of. Its figures: how many of
+  its predicted classes agree with the stable model's, the distribution of the difference of their scores, its
+  run time, its failures.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelci import github
+from modelci.serve.images import Sample
 
 if TYPE_CHECKING:
     from modelci.serve.app import Loaded
@@ -68,8 +71,10 @@ def scores(outputs: Columns) -> NDArray[Any] | None:
 class Shadow:
     """The shadow model and the thread that scores the copies of the stable model's batches."""
 
-    def __init__(self, model: Loaded, stable: Loaded, metrics: Metrics, capacity: int = SHADOW_QUEUE) -> None:
+    def __init__(self, model: Loaded, stable: Loaded, metrics: Metrics, rows_per_second: float,
+                 capacity: int = SHADOW_QUEUE) -> None:
         self.model, self.stable, self.metrics = model, stable, metrics
+        self.sample = Sample(rows_per_second)
         self._queue: queue.Queue[tuple[Columns, Columns] | None] = queue.Queue(capacity)
         self._thread = threading.Thread(target=self._score, name="modelci-shadow", daemon=True)
         metrics.shadow_started(model.name, model.version)
@@ -77,6 +82,9 @@ class Shadow:
 
     def offer(self, columns: Columns, outputs: Columns) -> None:
         """A batch the stable model answered, for the shadow to score when it can; dropped when it cannot."""
+        if not self.sample(_rows(columns)):
+            self.metrics.shadow_rows(self.model.name, self.model.version, "sampled out", _rows(columns))
+            return
         try:
             self._queue.put_nowait((columns, outputs))
         except queue.Full:

@@ -16,6 +16,9 @@ from modelci.registry.cli import verify_option
 # NOTE: about 2% of a busy 2-core server's time (a measure's 230 µs there, serve/images.py), and a drift
 # window's 10,000 images filled in under two minutes
 DRIFT_IMAGES_PER_SECOND = 100.0
+# NOTE: at concurrency 16 on 2 cores (8,000 rows/s) a shadow scoring every row made the p50 20% longer, 2,000 a
+# second 16%, 500 a second 7% (benchmarks/serve); 500 rows a second is 30,000 a minute for its figures
+SHADOW_ROWS_PER_SECOND = 500.0
 GC_THRESHOLDS = (50_000, 20, 100)  # allocations before a young collection; young ones before older ones (gc module)
 
 if TYPE_CHECKING:
@@ -135,12 +138,17 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
               type=click.FloatRange(0, min_open=True),
               help="Encoded images measured for input drift, at most, a second: every image until the server is "
                    "that busy, a sample of them beyond.")
+@click.option("--shadow-rows-per-second", default=SHADOW_ROWS_PER_SECOND, show_default=True,
+              type=click.FloatRange(0, min_open=True),
+              help="Rows a shadow (TAG-shadow) scores, at most, a second: every batch until the server is that busy, "
+                   "a sample of them beyond.")
 @click.option("--instance", default=socket.gethostname, show_default="the host name",
               help="This server's name in a rolling deploy (modelci deploy --rolling), unique among the servers.")
 @verify_option
 def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float, watch: bool,
           poll_interval: float, shutdown_timeout: int, drain_period: float, max_connections: int,
-          header_timeout: float, drift_images_per_second: float, instance: str, verify_key: str | None) -> None:
+          header_timeout: float, drift_images_per_second: float, shadow_rows_per_second: float, instance: str,
+          verify_key: str | None) -> None:
     """Serve a model over the Open Inference Protocol (KServe V2) on ONNX Runtime, with /metrics.
 
     With --verify, the artifact served, and with --watch each one the tag moves to, must verify (a key's
@@ -161,7 +169,7 @@ def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_d
         except Exception as exc:
             raise UsageError(f"{model_ref}: not a model ONNX Runtime can load: {exc}",
                              hint="serve the model.onnx that `modelci export` wrote, or its artifact") from None
-    app = Server(loaded, max_batch, max_delay_ms / 1000, drift_images_per_second, instance)
+    app = Server(loaded, max_batch, max_delay_ms / 1000, drift_images_per_second, instance, shadow_rows_per_second)
     if watch:
         app.watchers = _watchers(model_ref, name, digest, poll_interval, app, check)
     github.log(f"serving {name} {loaded.version} ({digest}) on http://{host}:{port}/v2/models/{name}")

@@ -75,22 +75,22 @@ def image_input(tensor: Any, meta: dict[str, str]) -> ImageInput | None:
 
 
 class Sample:
-    """Which images to measure for drift: at most `per_second` a second, a token bucket holding one second's worth,
-    so a server that is not busy measures every image."""
+    """Which images to measure for drift (or rows to copy to a shadow): at most `per_second` a second, a token
+    bucket holding one second's worth, so a server that is not busy takes every one."""
 
     def __init__(self, per_second: float) -> None:
         self.per_second = per_second
         self._tokens, self._at = per_second, time.monotonic()
         self._lock = threading.Lock()  # NOTE: requests are parsed on several threads
 
-    def __call__(self) -> bool:
+    def __call__(self, count: int = 1) -> bool:
         with self._lock:
             now = time.monotonic()
             self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
             self._at = now
-            if self._tokens < 1:
+            if self._tokens < count:
                 return False
-            self._tokens -= 1
+            self._tokens -= count
             return True
 
 

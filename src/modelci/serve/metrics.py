@@ -66,9 +66,10 @@ class Metrics:
                                "scores a copy of them.", ["model", "version", "digest", "role"], registry=r)
         self.canary_ratio = Gauge("modelci_canary_traffic_ratio", "The share of requests the canary answers.",
                                   ["model", "version"], registry=r)
-        self.shadow_rows_total = Counter("modelci_shadow_rows", "Rows copied to the shadow model, by outcome: scored, "
-                                         "dropped (its queue was full), failed.", ["model", "version", "outcome"],
-                                         registry=r)
+        self.shadow_rows_total = Counter("modelci_shadow_rows", "Rows of the stable model's batches, by what the "
+                                         "shadow did with them: scored, failed, dropped (its queue was full), "
+                                         "sampled out (past --shadow-rows-per-second).",
+                                         ["model", "version", "outcome"], registry=r)
         self.shadow_agreeing_total = Counter("modelci_shadow_agreeing_rows", "Rows the shadow model put in the class "
                                              "the stable model did.", ["model", "version"], registry=r)
         self.prediction = BatchHistogram(
@@ -124,7 +125,7 @@ class Metrics:
                 self.canary_ratio.remove(labels["model"], labels["version"])
 
     def shadow_started(self, model: str, version: str) -> None:
-        for outcome in ("scored", "dropped", "failed"):
+        for outcome in ("scored", "failed", "dropped", "sampled out"):
             self.shadow_rows_total.labels(model, version, outcome)
         self.shadow_agreeing_total.labels(model, version)
 
