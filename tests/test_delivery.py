@@ -128,3 +128,11 @@ def test_real_deploys_and_a_rollback_write_the_history(cli, tmp_path: Path) -> N
     assert len(found.restore_times_s) == 1
     assert found.notes == []
     assert 'modelci_delivery_deploys_total{' in prometheus(found)
+
+
+def test_a_commit_time_without_a_zone_is_read_as_utc() -> None:
+    from modelci.deploy.delivery import Event
+
+    found = Event.of({"event": "deployed", "model": "sha256:0", "at": "2026-11-02T10:00:00Z",
+                      "committed": "2026-11-02T09:00:00"})
+    assert (found.at - found.committed).total_seconds() == 3600  # type: ignore[operator]

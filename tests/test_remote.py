@@ -735,10 +735,11 @@ def test_a_deploy_history_on_a_real_registry_is_read_back(cli, registry: str,  #
                                                           tmp_path: Path) -> None:
     # NOTE: distribution 2.8 gives every tag in one answer (it pages tag lists from 3.0, which modelci follows by
     # the Link header, as the distribution spec says)
-    files = artifact_files(tmp_path / "model")
-    push_files(files, parse_reference(f"{registry}/acme/delivered:sha-a"), ["sha-a"], {"io.modelci.verdict": "passed"})
-    for _ in range(3):
-        assert cli("deploy", f"{registry}/acme/delivered:sha-a", "--force").code == 0
+    for name, size in (("a", 300_000), ("b", 200_000)):
+        push_files(artifact_files(tmp_path / name, size), parse_reference(f"{registry}/acme/delivered:sha-{name}"),
+                   [f"sha-{name}"], {"io.modelci.verdict": "passed"})
+    for name in ("a", "b", "a", "a"):  # NOTE: the last changes nothing, and is no deploy
+        assert cli("deploy", f"{registry}/acme/delivered:sha-{name}").code == 0
     found = cli("delivery", f"{registry}/acme/delivered", "--out", str(tmp_path / "out"))
     assert found.code == 0, found.err
     figures = json.loads((tmp_path / "out" / "delivery.json").read_text())

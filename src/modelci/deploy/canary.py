@@ -62,6 +62,7 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
     stable = _stable(source, tag, descriptor.digest, servers)
     for url in servers:
         evidence.scrape(url, model)  # NOTE: a server that cannot be judged is exit 2 before anything moves
+    _serving(servers, model, stable, tag)
     record = source.with_tag(f"{tag}-{CANARY}")
 
     def end() -> None:
@@ -69,26 +70,33 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
                                                         "stable": stable})
 
     started = history.now()
+    failed_before = {url: failed_loads(url) for url in servers}
     push_record(record, [str(record.tag)], CANARY, {"model": descriptor.digest, "percent": f"{percent:g}",
                                                     "stable": stable})
     github.log(f"{record.tag}: {percent:g}% of the requests to {descriptor.digest}, against {tag} = {stable}")
     try:
-        _wait_for_candidate(servers, model, descriptor.digest, CANARY, timeout_s)
-        verdict = _watch(servers, model, descriptor.digest, stable, window_s, rule, poll_s)
-    except BaseException as exc:
-        end()
-        history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
-                       how=CANARY, reason=getattr(exc, "message", None) or type(exc).__name__)
-        raise
-    if verdict.decision == "promoted":
         try:
-            deploy(pinned, tag, servers, model, timeout_s, force=True, verify=None, how=CANARY, started=started)
-        except CheckFailed as failed:  # NOTE: the deploy wrote its refusal into the history
-            verdict.decision, verdict.reason = "rolled back", f"the promotion failed: {failed.message}"
-    else:
-        history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
-                       how=CANARY, reason=verdict.reason)
-    end()
+            _wait_for_candidate(servers, model, descriptor.digest, CANARY, timeout_s, failed_before)
+            verdict = _watch(servers, model, descriptor.digest, stable, window_s, rule, poll_s)
+        except BaseException as exc:
+            history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
+                           how=CANARY, reason=getattr(exc, "message", None) or type(exc).__name__)
+            raise
+        now = artifact.resolve(source.with_tag(tag))
+        if verdict.decision == "promoted" and (now is None or now.digest != stable):
+            verdict.decision = "rolled back"
+            verdict.reason = f"{tag} moved during the canary (to {now.digest if now else 'nothing'}): it was judged " \
+                             "against a model no longer there"
+        if verdict.decision == "promoted":
+            try:
+                deploy(pinned, tag, servers, model, timeout_s, force=True, verify=None, how=CANARY, started=started)
+            except CheckFailed as failed:  # NOTE: the deploy wrote its refusal into the history
+                verdict.decision, verdict.reason = "rolled back", f"the promotion failed: {failed.message}"
+        else:
+            history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, previous=stable,
+                           how=CANARY, reason=verdict.reason)
+    finally:
+        end()  # NOTE: promoted, rolled back, failed or interrupted: no server goes on answering with the canary
     _report(verdict, report)
     if verdict.decision != "promoted":
         raise CheckFailed(f"the canary {descriptor.digest} was rolled back: {verdict.reason}",
@@ -104,17 +112,24 @@ def shadow(source: Reference, tag: str, servers: list[str], model: str, window_s
     descriptor, pinned = deployable(source, force=force, verify=verify)
     stable = _stable(source, tag, descriptor.digest, servers)
     target = source.with_tag(f"{tag}-{SHADOW}")
+
+    def end() -> None:
+        # NOTE: the model the tag names now as the shadow ends it (servers load nothing for it)
+        now = artifact.resolve(source.with_tag(tag))
+        artifact.promote(source.with_digest(now.digest if now else stable), [str(target.tag)])
+
+    failed_before = {url: failed_loads(url) for url in servers}
     artifact.promote(pinned, [str(target.tag)])
     try:
-        _wait_for_candidate(servers, model, descriptor.digest, SHADOW, timeout_s)
+        _wait_for_candidate(servers, model, descriptor.digest, SHADOW, timeout_s, failed_before)
+        if not window_s:
+            return {"shadow": descriptor.digest, "stable": stable}
+        time.sleep(window_s)
+        found = _shadow_figures(servers, model, version_of(descriptor.digest))
     except BaseException:
-        artifact.promote(source.with_digest(stable), [str(target.tag)])
+        end()
         raise
-    if not window_s:
-        return {"shadow": descriptor.digest, "stable": stable}
-    time.sleep(window_s)
-    found = _shadow_figures(servers, model, version_of(descriptor.digest))
-    artifact.promote(source.with_digest(stable), [str(target.tag)])  # NOTE: the stable model as shadow ends it
+    end()
     result = {"shadow": descriptor.digest, "stable": stable, **found}
     if report is not None:
         report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -131,17 +146,35 @@ def _stable(source: Reference, tag: str, digest: str, servers: list[str]) -> str
     if found is None:
         raise UsageError(f"{source.with_tag(tag)} names no model to judge the candidate against",
                          hint=f"deploy a first model to {tag} without --canary or --shadow")
-    if found.digest == digest:
-        raise UsageError(f"{tag} already names {digest}",
+    if version_of(found.digest) == version_of(digest):  # NOTE: the servers' metrics tell models apart by version
+        raise UsageError(f"{tag} already names {found.digest}" if found.digest == digest else
+                         f"{digest} and {tag} = {found.digest} share the version {version_of(digest)}",
                          hint="a canary or shadow is a model other than the stable one")
     return found.digest
 
 
-def _wait_for_candidate(servers: list[str], model: str, digest: str, role: str, timeout_s: float) -> None:
+def _serving(servers: list[str], model: str, stable: str, tag: str) -> None:
+    """`CheckFailed` unless every server serves `stable`: a canary is judged against the model the tag names, on
+    each server."""
+    wanted = version_of(stable)
+    others = []
+    for url in servers:
+        try:
+            versions = requests.get(f"{url}/v2/models/{model}", timeout=10).json().get("versions")
+        except (requests.RequestException, ValueError):
+            versions = None
+        if versions != [wanted]:
+            others.append(f"{url} ({', '.join(versions) if versions else 'no answer'})")
+    if others:
+        raise CheckFailed(f"{', '.join(others)} do not serve {tag} = {stable} ({wanted}), which the canary would be "
+                          "judged against", hint=f"wait until every server serves {tag}, or name only those that do")
+
+
+def _wait_for_candidate(servers: list[str], model: str, digest: str, role: str, timeout_s: float,
+                        failed_before: dict[str, float]) -> None:
     """Until every server holds `digest` as its canary or shadow (`modelci_model_candidate_info`);
     `CheckFailed` when one refuses it or the time runs out."""
     waiting, deadline = list(servers), time.monotonic() + timeout_s
-    failed_before = {url: failed_loads(url) for url in servers}
     while waiting and time.monotonic() < deadline:
         exposition = {url: _metrics(url) for url in waiting}
         refused = [url for url in waiting if refused_since(url, model, digest, failed_before[url])]
@@ -166,7 +199,11 @@ def _watch(servers: list[str], model: str, digest: str, stable: str, window_s: f
     while True:
         time.sleep(max(0.0, min(poll_s, began + window_s - time.monotonic())))
         ended = time.monotonic() - began >= window_s
-        canary_traffic, stable_traffic = _window(servers, model, start, ours, theirs)
+        try:
+            canary_traffic, stable_traffic = _window(servers, model, start, ours, theirs)
+        except _Restarted as restarted:
+            return Verdict("rolled back", f"it cannot be judged: {restarted} restarted during the window (its "
+                           "counters went back), so part of the evidence is gone", digest, stable)
         figures = evidence.judge(canary_traffic, stable_traffic, rule, FINAL if ended else INTERIM)
         verdict = Verdict("rolled back", "", digest, stable,
                           {"canary": canary_traffic.requests, "stable": stable_traffic.requests}, figures)
@@ -199,9 +236,15 @@ def _window(servers: list[str], model: str, start: dict[str, dict[str, Traffic]]
     for url in servers:
         now = evidence.scrape(url, model)
         before = start[url]
+        if any(now.get(v, evidence.NONE).requests < before.get(v, evidence.NONE).requests for v in (ours, theirs)):
+            raise _Restarted(url)
         canary_traffic += now.get(ours, evidence.NONE) - before.get(ours, evidence.NONE)
         stable_traffic += now.get(theirs, evidence.NONE) - before.get(theirs, evidence.NONE)
     return canary_traffic, stable_traffic
+
+
+class _Restarted(Exception):
+    """A server's counters went back: it restarted (a canary that crashed it loses the failures it caused)."""
 
 
 def _shown(figure: Figure) -> str:
@@ -245,9 +288,11 @@ def _shadow_figures(servers: list[str], model: str, version: str) -> dict[str, A
     """The shadow's rows (scored, dropped, failed) and agreeing rows, summed over the servers."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals: dict[str, float] = {"scored": 0.0, "dropped": 0.0, "failed": 0.0, "agreeing": 0.0}
+    totals: dict[str, float] = {"scored": 0.0, "failed": 0.0, "dropped": 0.0, "sampled out": 0.0, "compared": 0.0,
+                                "agreeing": 0.0}
     wanted: dict[str, Callable[[dict[str, str]], str | None]] = {  # NOTE: the sample's name → its total's key
         "modelci_shadow_rows_total": lambda labels: labels.get("outcome"),
+        "modelci_shadow_compared_rows_total": lambda labels: "compared",
         "modelci_shadow_agreeing_rows_total": lambda labels: "agreeing"}
     for url in servers:
         for family in text_string_to_metric_families(_metrics(url)):
@@ -255,19 +300,20 @@ def _shadow_figures(servers: list[str], model: str, version: str) -> dict[str, A
                 key = wanted[sample.name](sample.labels) if sample.name in wanted else None
                 if key in totals and sample.labels.get("model") == model and sample.labels.get("version") == version:
                     totals[key] += sample.value
-    if not totals["scored"]:
+    if not totals["compared"]:  # NOTE: none scored, or a regression model: no classes to agree on
         return {"rows": totals, "agreement": None, "agreement_interval": None}
-    agreement = totals["agreeing"] / totals["scored"]
+    agreement = totals["agreeing"] / totals["compared"]
     return {"rows": totals, "agreement": agreement,
-            "agreement_interval": list(evidence.wilson(agreement, totals["scored"], evidence.z_of(FINAL)))}
+            "agreement_interval": list(evidence.wilson(agreement, totals["compared"], evidence.z_of(FINAL)))}
 
 
 def _shadow_markdown(result: dict[str, Any]) -> str:
     rows, agreement = result["rows"], result["agreement"]
     if agreement is None:
-        shown = "no row was scored"
+        shown = "no classes were compared (no row was scored, or the model has none)"
     else:
         low, high = result["agreement_interval"]
         shown = f"{agreement:.2%} of the rows in the stable model's class (95% interval {low:.2%} to {high:.2%})"
     return (f"### Shadow {result['shadow']}\n\nAgainst {result['stable']}: {shown}; {rows['scored']:,.0f} rows "
-            f"scored, {rows['dropped']:,.0f} dropped (its queue was full), {rows['failed']:,.0f} failed.\n")
+            f"scored, {rows['sampled out']:,.0f} sampled out, {rows['dropped']:,.0f} dropped (its queue was full), "
+            f"{rows['failed']:,.0f} failed.\n")

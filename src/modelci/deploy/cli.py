@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -27,8 +28,8 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # NOTE: generic from
             seconds = float(number) * UNITS[unit]
         except ValueError:
             self.fail(f"{value!r} is not a duration: give seconds, or a number and s, m or h (15m)", param, ctx)
-        if seconds <= 0:
-            self.fail(f"{value!r}: a duration is more than 0", param, ctx)
+        if not 0 < seconds < math.inf:
+            self.fail(f"{value!r}: a duration is more than 0, and finite", param, ctx)
         return seconds
 
 
@@ -44,7 +45,7 @@ DURATION = Duration()
 @click.option("--timeout", "timeout_s", default=120.0, show_default=True, type=click.FloatRange(0),
               help="Seconds the servers get to serve the new digest and answer its golden samples.")
 @click.option("--force", is_flag=True, help="Deploy an artifact whose gate verdict was not a pass.")
-@click.option("--canary", "percent", type=click.FloatRange(0, 100, min_open=True),
+@click.option("--canary", "percent", type=click.FloatRange(0, 100, min_open=True, max_open=True),
               help="Answer this percent of the requests with REF (TAG-canary), judge it on the servers' traffic "
                    "for --for, then promote it to TAG or roll it back.")
 @click.option("--shadow", is_flag=True,
@@ -93,6 +94,9 @@ def deploy(source: str, tag: str, servers: tuple[str, ...], model_name: str, tim
 
     check = verifier(verify_key) if verify_key else None
     reference = source_reference(source, config_path)
+    if percent is not None and not math.isfinite(percent):
+        raise UsageError(f"--canary {percent}: a percent of the requests, between 0 and 100",
+                         hint="e.g. --canary 10")
     if sum([percent is not None, shadow, rolling]) > 1:
         raise UsageError("--canary, --shadow and --rolling are three deploys",
                          hint="run the shadow first, then the canary (which ends with a deploy to every server)")

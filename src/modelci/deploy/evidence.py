@@ -142,15 +142,16 @@ def judge(canary: Traffic, stable: Traffic, rule: Rule, confidence: float, seed:
         slow_stable = stable.requests - _at_or_below(stable.latency, bound)
         figures.append(_proportions(f"requests slower than the stable model's p99 (≤ {bound:g} s)", slow_canary,
                                     canary.requests, slow_stable, stable.requests, z, rule.slow_share))
-    if canary.predictions and stable.predictions:
-        figures.append(_shift(canary.predictions, stable.predictions, confidence, rule.prediction_shift, seed))
+    # NOTE: without the histograms (a model whose first output is not a score) the figure stays undecided: a
+    # canary is promoted on its predictions too, or not at all
+    figures.append(_shift(canary.predictions, stable.predictions, confidence, rule.prediction_shift, seed))
     return figures
 
 
 def _proportions(name: str, hits_a: float, n_a: float, hits_b: float, n_b: float, z: float,
                  margin: float) -> Figure:
     """a - b of two proportions, with Newcombe's hybrid score interval."""
-    if n_a <= 0 or n_b <= 0:
+    if n_a <= 0 or n_b <= 0 or not 0 <= hits_a <= n_a or not 0 <= hits_b <= n_b:
         return Figure(name, math.nan, math.nan, math.nan, -math.inf, math.inf, margin, "share")
     p_a, p_b = hits_a / n_a, hits_b / n_b
     (low_a, high_a), (low_b, high_b) = wilson(p_a, n_a, z), wilson(p_b, n_b, z)
@@ -171,8 +172,10 @@ def _shift(canary: dict[float, float], stable: dict[float, float], confidence: f
     """The total variation distance of the two prediction distributions, with a basic bootstrap interval."""
     import numpy as np
 
-    a, b = _bucket_counts(canary), _bucket_counts(stable)
     name = "prediction shift (total variation distance)"
+    if not canary or not stable:
+        return Figure(name, math.nan, math.nan, math.nan, -math.inf, math.inf, margin, "distance")
+    a, b = _bucket_counts(canary), _bucket_counts(stable)
     if a.sum() <= 0 or b.sum() <= 0:
         return Figure(name, math.nan, math.nan, math.nan, -math.inf, math.inf, margin, "distance")
     observed = _distance(a, b)

@@ -58,6 +58,8 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
         history.record(target, "refused", descriptor.digest, started=started, previous=before, how=how,
                        reason=reason)
 
+    failed_before = {url: failed_loads(url) for url in servers}
+
     try:
         # NOTE: a signal during the move is held until the move is done, then raised in this block: the tag
         # never stays moved without the wait that confirms it
@@ -65,7 +67,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
             artifact.promote(pinned, [tag])
         github.log(f"{target} = {descriptor.digest}" + (f" (was {before})" if before else ""))
         samples = json.loads(artifact.read_file(pinned, SAMPLES_FILE) or b"null")
-        waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s)
+        waiting, refused = confirm(servers, model, descriptor.digest, samples, timeout_s, failed_before)
     except KeyboardInterrupt:  # NOTE: SIGTERM too (errors.Terminated)
         rolled = _move_back(target, before, descriptor.digest)
         github.error(f"deploy interrupted after {time.monotonic() - began:.0f} s of its {timeout_s:g} s timeout, "
@@ -86,7 +88,8 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
             # NOTE: kept only once the servers confirmed, so a refused deploy leaves the rollback target as it was
             artifact.promote(target.with_digest(before), [PREVIOUS.format(tag=tag)])
         artifact.promote(target.with_digest(descriptor.digest), [DEPLOYED.format(tag=tag)])
-    history.record(target, "deployed", descriptor.digest, started=started, previous=before, how=how)
+    if before != descriptor.digest:  # NOTE: a deploy of what the tag already names is no change
+        history.record(target, "deployed", descriptor.digest, started=started, previous=before, how=how)
     return descriptor.digest
 
 
@@ -117,8 +120,9 @@ def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout
         for first in range(0, len(servers), batch):
             step = servers[first:first + batch]
             moved += step
+            failed_before = {url: failed_loads(url) for url in step}
             moved_to(moved)
-            waiting, refused = confirm(step, model, descriptor.digest, samples, timeout_s)
+            waiting, refused = confirm(step, model, descriptor.digest, samples, timeout_s, failed_before)
             if waiting:
                 why = "refused it" if refused else \
                     f"did not serve it and answer its golden samples within {timeout_s:g} s"
@@ -189,7 +193,8 @@ def rollback(registry: Reference, tag: str) -> str:
         goal = previous.digest
     with _signals_deferred():
         artifact.promote(registry.with_digest(goal), [tag, DEPLOYED.format(tag=tag)])
-    history.record(target, "rolled-back", goal, previous=current.digest if current else None, how="rollback")
+    if current is not None and current.digest != goal:  # NOTE: a second rollback changes nothing
+        history.record(target, "rolled-back", goal, previous=current.digest, how="rollback")
     return goal
 
 
@@ -235,13 +240,14 @@ def _signals_deferred() -> Iterator[None]:
             signal.raise_signal(first)  # NOTE: now handled as it would have been, once the move is done
 
 
-def confirm(servers: list[str], model: str, digest: str, samples: Any,
-            timeout_s: float) -> tuple[list[str], list[str]]:
+def confirm(servers: list[str], model: str, digest: str, samples: Any, timeout_s: float,
+            failed_before: dict[str, float]) -> tuple[list[str], list[str]]:
     """(the servers that did not serve `digest` and answer its samples within `timeout_s`, those of them that
-    refused it); both empty: all did. A refusal ends the wait at once: that server will not try it again."""
+    refused it); both empty: all did. A refusal ends the wait at once: that server will not try it again.
+    `failed_before`: each server's refusals before the move (`failed_loads`), read before it, so that a server
+    quick to refuse is not missed."""
     version = version_of(digest)
     waiting, refused = list(servers), list[str]()
-    failed_before = {url: failed_loads(url) for url in servers}
     deadline = time.monotonic() + timeout_s
     polls = 0
     while waiting and not refused and time.monotonic() < deadline:
@@ -285,7 +291,8 @@ def _serves(url: str, model: str, version: str, samples: Any) -> bool:
             return False
         if not samples:
             return True
-        answer = requests.post(f"{url}/v2/models/{model}/infer", json=_request(samples), timeout=10)
+        answer = requests.post(f"{url}/v2/models/{model}/versions/{version}/infer", json=_request(samples),
+                               timeout=10)
     except (requests.RequestException, ValueError):
         return False  # NOTE: a server restarting or not up yet; asked again until the timeout
     if answer.status_code != 200:

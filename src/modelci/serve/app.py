@@ -166,9 +166,10 @@ class Server:
         another. A canary or shadow of that very model ends: it is the model served now."""
         if model is None:
             return  # NOTE: the main tag always names a model
-        self.main = model
-        if self.rolled is None:
-            self._serve(model)
+        # NOTE: a move of the main tag replaces any roll: the roll ends with one, and a server must never go back
+        # from the rolled model to the main tag's previous one when the roll's record is cleared
+        self.main, self.rolled = model, None
+        self._serve(model)
         if self.canary is not None and self.canary.model.digest == model.digest:
             self.start_canary(None)
         if self.shadow is not None and self.shadow.model.digest == model.digest:
@@ -204,7 +205,7 @@ class Server:
         """Score a copy of the requests with `model` from now on; None: none."""
         ended, self.shadow = self.shadow, None
         if ended is not None:
-            ended.stop()
+            ended.stop()  # NOTE: on the event loop: it tells the thread to stop and does not wait for it
         self.metrics.candidate_ended("shadow")
         if model is None or model.digest == self.model.digest:
             return
@@ -259,9 +260,9 @@ class Server:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if scope["path"].endswith("/infer"):
-            # NOTE: counted for the version that answered (a canary's, or the stable model's)
-            version = scope.get(ANSWERED_BY) or self.model.version
-            self.metrics.request(self.model.name, version, status, time.perf_counter() - began)
+            # NOTE: counted for the version that answered (a canary's, or the stable model's); none for a request
+            # refused before a model was chosen (unreadable, too large), which a canary must not be judged on
+            self.metrics.request(self.model.name, scope.get(ANSWERED_BY, ""), status, time.perf_counter() - began)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -277,7 +278,9 @@ class Server:
                 for watcher in self.watchers:
                     await watcher.stop()
                 await self.batcher.stop()
-                self.start_shadow(None)
+                ended, self.shadow = self.shadow, None
+                if ended is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, ended.stop, True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -327,7 +330,8 @@ class Server:
                                 f"'{self.model.version}'")
             version, rest = rest[1], rest[2:]
         if rest == [] and method == "GET":
-            model = self.model  # NOTE: once: a swap in between must not pair one model's tensors with another's
+            canary = self.canary  # NOTE: once: a swap in between must not pair one model's tensors with another's
+            model = canary.model if canary is not None and version == canary.model.version else self.model
             return protocol.metadata(name, model.version, model.inputs, model.outputs, model.threshold)
         if rest == ["ready"] and method == "GET":
             return {"name": name, "ready": self.ready}
@@ -369,8 +373,8 @@ class Server:
         canary = self.canary  # NOTE: once: a canary that ends in between must not answer half of a request
         if canary is not None and version in (None, canary.model.version):
             given = document.get("id") if isinstance(document, dict) else None
-            request_id = given if isinstance(given, str) else (_header(scope, b"x-request-id") or b"").decode(
-                "latin-1") or None
+            request_id = (given if isinstance(given, str) else "") or \
+                (_header(scope, b"x-request-id") or b"").decode("latin-1") or None
             if version == canary.model.version or canary.takes(request_id):
                 return canary.model, canary.run
         return self.serving

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ class Batcher:
         self._held: _Waiting | None = None  # NOTE: a request that did not fit the last batch goes first in the next
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelci-onnxruntime")
         self._worker: asyncio.Task[None] | None = None
-        self._small_run_s: dict[Run, float] = {}  # NOTE: by model: how long its latest small batch took
+        # NOTE: by model: how long its latest small batch took; weak, so a model swapped out is not kept alive
+        self._small_run_s: weakref.WeakKeyDictionary[Run, float] = weakref.WeakKeyDictionary()
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._serve())
@@ -102,8 +104,6 @@ class Batcher:
         """`run(columns)`, its time kept: whether the model's small batches may run on the event loop."""
         began = time.perf_counter()
         outputs = run(columns)
-        if len(self._small_run_s) > 16:  # NOTE: the models swapped out since
-            self._small_run_s.clear()
         self._small_run_s[run] = time.perf_counter() - began
         return outputs
 

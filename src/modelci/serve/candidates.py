@@ -90,30 +90,33 @@ class Shadow:
         except queue.Full:
             self.metrics.shadow_rows(self.model.name, self.model.version, "dropped", _rows(columns))
 
-    def stop(self) -> None:
-        """End the thread after the batch it scores (the batches still queued are not scored)."""
+    def stop(self, wait: bool = False) -> None:
+        """End the thread after the batch it scores (the batches still queued are not scored); `wait` for it."""
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._queue.put_nowait(None)
+        if wait:
+            self._thread.join(timeout=30)
 
     def _score(self) -> None:
         name, version = self.model.name, self.model.version
         while (item := self._queue.get()) is not None:
-            columns, stable = self._with_queued(item)
-            began = time.perf_counter()
+            rows = _rows(item[0])
             try:
+                columns, stable = self._with_queued(item)
+                rows = _rows(columns)
+                began = time.perf_counter()
                 found = self.model.run(columns)
+                self.metrics.run(name, version, time.perf_counter() - began)
+                self._compare(stable, found)
             except Exception as exc:  # NOTE: the shadow's failures are its own: counted, never the stable's
-                self.metrics.shadow_rows(name, version, "failed", _rows(columns))
+                self.metrics.shadow_rows(name, version, "failed", rows)
                 github.warning_once(f"the shadow model {name} {version} failed on a batch: {exc}")
                 continue
-            self.metrics.run(name, version, time.perf_counter() - began)
-            self.metrics.shadow_rows(name, version, "scored", _rows(columns))
-            self._compare(stable, found)
+            self.metrics.shadow_rows(name, version, "scored", rows)
 
     def _with_queued(self, first: tuple[Columns, Columns]) -> tuple[Columns, Columns]:
         """`first` and the batches queued behind it, as one: one run and one comparison for them all, so that a
@@ -135,7 +138,7 @@ class Shadow:
     def _compare(self, stable: Columns, found: Columns) -> None:
         theirs, ours = predicted_classes(self.stable, stable), predicted_classes(self.model, found)
         if theirs is not None and ours is not None and theirs.shape == ours.shape:
-            self.metrics.shadow_agreeing(self.model.name, self.model.version, int(np.sum(theirs == ours)))
+            self.metrics.shadow_agreeing(self.model.name, self.model.version, len(ours), int(np.sum(theirs == ours)))
         before, after = scores(stable), scores(found)
         if before is not None and after is not None and before.shape == after.shape:
             self.metrics.shadow_difference.observe((self.model.name, self.model.version), np.abs(after - before))

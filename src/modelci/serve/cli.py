@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -75,6 +76,13 @@ def _digest_of(path: Path) -> str:
     return sha256_digest(data) if named else own
 
 
+def _instance_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,253}", value):
+        raise click.BadParameter(f"{value!r}: a name of letters, digits, '.', '_' and '-' (a rolling deploy's record "
+                                 "lists the names, separated by commas)")
+    return value
+
+
 def _collect_garbage_rarely() -> None:
     """Keep Python's garbage collector out of the requests' way: what is loaded now lives as long as the server, so
     it is frozen out of every collection, and young collections wait for 50,000 new objects, not 700.
@@ -94,7 +102,7 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
     is."""
     from modelci.errors import UsageError
     from modelci.registry.reference import parse_reference
-    from modelci.serve.swap import CANARY, ROLLOUT, SHADOW, Watcher, canary_tag, rollout_tag
+    from modelci.serve.swap import CANARY, ROLLOUT, SHADOW, Watcher, canary_tag, rollout_tag, shadow_tag
 
     if Path(model_ref).exists() or "@" in model_ref:
         raise UsageError(f"--watch follows a registry tag, and {model_ref} is not one",
@@ -104,7 +112,8 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
     return [Watcher(main, name, digest, interval_s, app.swap, app.refused, verify),
             Watcher(main.with_tag(f"{tag}-{CANARY}"), name, "", interval_s, app.start_canary, app.refused, verify,
                     read=canary_tag),
-            Watcher(main.with_tag(f"{tag}-{SHADOW}"), name, "", interval_s, app.start_shadow, app.refused, verify),
+            Watcher(main.with_tag(f"{tag}-{SHADOW}"), name, "", interval_s, app.start_shadow, app.refused, verify,
+                    read=shadow_tag(lambda: app.main.digest)),
             Watcher(main.with_tag(f"{tag}-{ROLLOUT}"), name, "", interval_s, app.roll, app.refused, verify,
                     read=rollout_tag(app.instance))]
 
@@ -121,8 +130,9 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
               help="How long a batch waits for more requests; 0: it takes what is queued.")
 @click.option("--watch", is_flag=True,
               help="Follow the tag of --model: a new digest is pulled, checked on its golden samples, swapped in; "
-                   "and TAG-canary (a share of the requests answered by the model its record names) and TAG-shadow "
-                   "(a model that scores a copy of the requests), checked the same way.")
+                   "and TAG-canary (a share of the requests answered by the model its record names), TAG-shadow "
+                   "(a model that scores a copy of the requests) and TAG-rollout (a rolling deploy's record), "
+                   "their models checked the same way.")
 @click.option("--poll-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between looks at the watched tag.")
 @click.option("--shutdown-timeout", default=30, show_default=True, type=click.IntRange(0),
@@ -142,8 +152,9 @@ def _watchers(model_ref: str, name: str, digest: str, interval_s: float, app: Se
               type=click.FloatRange(0, min_open=True),
               help="Rows a shadow (TAG-shadow) scores, at most, a second: every batch until the server is that busy, "
                    "a sample of them beyond.")
-@click.option("--instance", default=socket.gethostname, show_default="the host name",
-              help="This server's name in a rolling deploy (modelci deploy --rolling), unique among the servers.")
+@click.option("--instance", default=socket.gethostname, show_default="the host name", callback=_instance_name,
+              help="This server's name in a rolling deploy (modelci deploy --rolling), unique among the servers: "
+                   "letters, digits, '.', '_' and '-'.")
 @verify_option
 def serve(model_ref: str, name: str, host: str, port: int, max_batch: int, max_delay_ms: float, watch: bool,
           poll_interval: float, shutdown_timeout: int, drain_period: float, max_connections: int,

@@ -88,7 +88,8 @@ class Sample:
             now = time.monotonic()
             self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
             self._at = now
-            if self._tokens < count:
+            # NOTE: more than a second's worth at once is taken when the bucket is full, and paid for after
+            if self._tokens < min(count, self.per_second):
                 return False
             self._tokens -= count
             return True

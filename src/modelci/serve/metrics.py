@@ -70,6 +70,9 @@ class Metrics:
                                          "shadow did with them: scored, failed, dropped (its queue was full), "
                                          "sampled out (past --shadow-rows-per-second).",
                                          ["model", "version", "outcome"], registry=r)
+        self.shadow_compared_total = Counter("modelci_shadow_compared_rows", "Rows whose classes the shadow's and "
+                                             "the stable model's outputs were compared on (none for regression).",
+                                             ["model", "version"], registry=r)
         self.shadow_agreeing_total = Counter("modelci_shadow_agreeing_rows", "Rows the shadow model put in the class "
                                              "the stable model did.", ["model", "version"], registry=r)
         self.prediction = BatchHistogram(
@@ -128,12 +131,14 @@ class Metrics:
         for outcome in ("scored", "failed", "dropped", "sampled out"):
             self.shadow_rows_total.labels(model, version, outcome)
         self.shadow_agreeing_total.labels(model, version)
+        self.shadow_compared_total.labels(model, version)
 
     def shadow_rows(self, model: str, version: str, outcome: str, rows: int) -> None:
         self.shadow_rows_total.labels(model, version, outcome).inc(rows)
 
-    def shadow_agreeing(self, model: str, version: str, rows: int) -> None:
-        self.shadow_agreeing_total.labels(model, version).inc(rows)
+    def shadow_agreeing(self, model: str, version: str, compared: int, agreeing: int) -> None:
+        self.shadow_compared_total.labels(model, version).inc(compared)
+        self.shadow_agreeing_total.labels(model, version).inc(agreeing)
 
     def batch(self, rows: int, waited_s: float) -> None:
         self.batch_rows.observe(rows)

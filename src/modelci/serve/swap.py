@@ -94,6 +94,16 @@ def model_tag(reference: Reference) -> Wanted | None:
     return None if descriptor is None else Wanted(descriptor.digest)
 
 
+def shadow_tag(main_digest: Callable[[], str]) -> Callable[[Reference], Wanted | None]:
+    """A shadow tag names a model; the model the main tag names as shadow is none (how a shadow is ended), not
+    loaded a second time."""
+    def read(reference: Reference) -> Wanted | None:
+        wanted = model_tag(reference)
+        return Wanted(None) if wanted is not None and wanted.digest == main_digest() else wanted
+
+    return read
+
+
 def canary_tag(reference: Reference) -> Wanted | None:
     """A canary tag names a record (`modelci deploy --canary`): the model's digest and its percent; a percent of
     0 ends the canary."""
