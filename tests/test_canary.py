@@ -367,3 +367,19 @@ def test_a_server_without_metrics_per_version_is_exit_2_before_the_canary_starts
     assert found.code == 2, found.err
     assert "does not report its metrics per version" in found.err
     assert resolve(parse_reference(f"{registry}:prod-canary")) is None
+
+
+def test_a_rollback_ends_a_canary_or_roll_a_killed_deploy_left_going(cli, registry: str) -> None:  # type: ignore[no-untyped-def]
+    from modelci.registry.records import push_record, read_record
+
+    assert cli("deploy", f"{registry}:sha-b").code == 0
+    good = digest_of(registry, "sha-b")
+    push_record(parse_reference(f"{registry}:prod-canary"), ["prod-canary"], "canary",
+                {"model": good, "percent": "50", "stable": digest_of(registry, "sha-a")})
+    push_record(parse_reference(f"{registry}:prod-rollout"), ["prod-rollout"], "rollout",
+                {"model": good, "instances": "churn-0"})
+    done = cli("rollback", registry)
+    assert done.code == 0, done.err
+    assert "prod-canary was still going (a deploy was killed?): ended" in done.err
+    assert read_record(parse_reference(f"{registry}:prod-canary"), "canary")["percent"] == "0"  # type: ignore[index]
+    assert read_record(parse_reference(f"{registry}:prod-rollout"), "rollout")["instances"] == ""  # type: ignore[index]

@@ -193,9 +193,24 @@ def rollback(registry: Reference, tag: str) -> str:
         goal = previous.digest
     with _signals_deferred():
         artifact.promote(registry.with_digest(goal), [tag, DEPLOYED.format(tag=tag)])
+    _end_candidates(registry, tag)
     if current is not None and current.digest != goal:  # NOTE: a second rollback changes nothing
         history.record(target, "rolled-back", goal, previous=current.digest, how="rollback")
     return goal
+
+
+def _end_candidates(registry: Reference, tag: str) -> None:
+    """End a canary or a rolling deploy that a killed deploy left going (its record still naming a model with
+    servers or a share): a rollback puts every server back on the tag."""
+    from modelci.registry.records import push_record, read_record
+    from modelci.serve.swap import CANARY, ROLLOUT
+
+    for kind, field, off in ((CANARY, "percent", "0"), (ROLLOUT, "instances", "")):
+        reference = registry.with_tag(f"{tag}-{kind}")
+        fields = read_record(reference, kind)
+        if fields is not None and fields.get(field, off) not in (off, "0"):
+            push_record(reference, [str(reference.tag)], kind, {**fields, field: off})
+            github.warning(f"{reference} was still going (a deploy was killed?): ended")
 
 
 def _last_good(target: Reference) -> str | None:
