@@ -15,7 +15,6 @@ often it agreed with the stable model; the shadow tag then goes back to the stab
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 
 import requests
 
-from modelci import github
+from modelci import atomic, github
 from modelci.deploy import evidence, history
 from modelci.deploy.evidence import Figure, Rule, Traffic
 from modelci.deploy.rollout import deploy, deployable, failed_loads, refused_since
@@ -100,7 +99,7 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
     _report(verdict, report)
     if verdict.decision != "promoted":
         raise CheckFailed(f"the canary {descriptor.digest} was rolled back: {verdict.reason}",
-                          hint=f"{tag} still names {stable}; the report says which figure decided")
+                          hint=f"this canary did not move {tag}; the report says what decided")
     return verdict
 
 
@@ -132,7 +131,7 @@ def shadow(source: Reference, tag: str, servers: list[str], model: str, window_s
     end()
     result = {"shadow": descriptor.digest, "stable": stable, **found}
     if report is not None:
-        report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        atomic.write_json(report, result)
     github.add_summary(_shadow_markdown(result))
     return result
 
@@ -281,7 +280,7 @@ def _report(verdict: Verdict, report: Path | None) -> None:
         if line:
             github.log(line)
     if report is not None:
-        report.write_text(json.dumps(verdict.to_json(), indent=2) + "\n", encoding="utf-8")
+        atomic.write_json(report, verdict.to_json())
 
 
 def _shadow_figures(servers: list[str], model: str, version: str) -> dict[str, Any]:
