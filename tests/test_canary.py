@@ -53,14 +53,18 @@ def inverted(model: Path, folder: Path) -> list[Path]:
 @contextmanager
 def load_on(server: Running, bodies: list[dict[str, Any]], clients: int = 3) -> Iterator[list[int]]:
     """Clients asking `server` all the time, each request one of `bodies` at random with an id of its own; every
-    status they got."""
+    status they got (0: the server could not be reached)."""
     stop, statuses = threading.Event(), list[int]()
 
     def keep_asking() -> None:
         generator = np.random.default_rng()
         while not stop.is_set():
             body = bodies[generator.integers(len(bodies))]
-            statuses.append(server.infer({**body, "id": uuid.uuid4().hex}).status_code)
+            try:
+                statuses.append(server.infer({**body, "id": uuid.uuid4().hex}).status_code)
+            except requests.ConnectionError:  # NOTE: a server restarting: 0, and the client goes on
+                statuses.append(0)
+                time.sleep(0.05)
 
     threads = [threading.Thread(target=keep_asking) for _ in range(clients)]
     for thread in threads:
@@ -383,3 +387,53 @@ def test_a_rollback_ends_a_canary_or_roll_a_killed_deploy_left_going(cli, regist
     assert "prod-canary was still going (a deploy was killed?): ended" in done.err
     assert read_record(parse_reference(f"{registry}:prod-canary"), "canary")["percent"] == "0"  # type: ignore[index]
     assert read_record(parse_reference(f"{registry}:prod-rollout"), "rollout")["instances"] == ""  # type: ignore[index]
+
+
+def test_a_server_that_restarts_during_the_canary_leaves_it_not_judgeable(registry: str, exported: Path,  # noqa: F811
+                                                                           tmp_path: Path) -> None:
+    # its counters start again from 0: what it counted before (a canary's failures, say) is gone
+    import subprocess
+
+    from loopback import wait_until_ready
+    from modelci.deploy.canary import canary
+    from modelci.errors import CheckFailed
+    from test_serve import MODELCI
+
+    first = start(f"{registry}:prod", "--watch", "--poll-interval", "0.1")
+    command = [*MODELCI, "serve", "--model", f"{registry}:prod", "--watch", "--poll-interval", "0.1", "--name",
+               "churn", "--port", str(first.port), "--drain-period", "0"]
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            canary(parse_reference(f"{registry}:sha-b"), "prod", [first.url], "churn", 50, 12.0, Rule(), 60,
+                   poll_s=0.5)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    judging = threading.Thread(target=run)
+    second = None
+    try:
+        with load_on(first, traffic_of(exported), clients=2):
+            judging.start()
+            for _ in range(200):
+                if 'role="canary"' in requests.get(f"{first.url}/metrics", timeout=5).text:
+                    break
+                time.sleep(0.1)
+            time.sleep(2)  # NOTE: traffic counted by the first process
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(timeout=30)
+            second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until_ready(second, f"{first.url}/v2/health/ready", "the restarted server")
+            judging.join(timeout=60)
+    finally:
+        for process in (first.process, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    (found,) = outcome
+    assert isinstance(found, CheckFailed)
+    assert "it cannot be judged" in found.message
+    assert "restarted during the window" in found.message
+    assert digest_of(registry, "prod") == digest_of(registry, "sha-a")

@@ -203,6 +203,11 @@ def _watch(servers: list[str], model: str, digest: str, stable: str, window_s: f
         except _Restarted as restarted:
             return Verdict("rolled back", f"it cannot be judged: {restarted} restarted during the window (its "
                            "counters went back), so part of the evidence is gone", digest, stable)
+        except UsageError as unread:  # NOTE: a server restarting, or a moment of network trouble: the next look
+            if not ended:
+                github.warning(f"a look at the canary's traffic failed, looking again: {unread.message}")
+                continue
+            return Verdict("rolled back", f"it cannot be judged: {unread.message}", digest, stable)
         figures = evidence.judge(canary_traffic, stable_traffic, rule, FINAL if ended else INTERIM)
         verdict = Verdict("rolled back", "", digest, stable,
                           {"canary": canary_traffic.requests, "stable": stable_traffic.requests}, figures)

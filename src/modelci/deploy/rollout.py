@@ -132,6 +132,11 @@ def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout
                                   f"moved are back on what {tag} names", hint="the server's log says why")
             github.log(f"{len(moved)} of {len(servers)} servers serve {descriptor.digest}")
         deploy(pinned, tag, servers, model, timeout_s, force=True, how="rolling", started=started)
+    except KeyboardInterrupt:  # NOTE: SIGTERM too; the deploy of the tag records its own interruption
+        if len(moved) < len(servers):
+            history.record(source.with_tag(tag), "refused", descriptor.digest, started=started, how="rolling",
+                           reason="interrupted")
+        raise
     finally:
         moved_to([])  # NOTE: done or stopped, every server follows the tag again
     return descriptor.digest
