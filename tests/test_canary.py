@@ -229,6 +229,17 @@ def test_the_figures_decide_worse_not_worse_and_undecided_with_their_intervals()
     assert shifted.difference == pytest.approx(0.8)
 
 
+def test_a_multiclass_canary_is_judged_on_its_predicted_classes() -> None:
+    swapped = Traffic(1000.0, 0.0, {}, {}, {0.0: 900.0, 1.0: 100.0})
+    stable = Traffic(1000.0, 0.0, {}, {}, {0.0: 100.0, 1.0: 850.0, 2.0: 50.0})
+    shift = evidence.judge(swapped, stable, Rule(), 0.99)[-1]
+    assert shift.name == "prediction shift (predicted classes, total variation distance)"
+    assert shift.difference == pytest.approx(0.8)
+    assert shift.worse
+    same = evidence.judge(stable, stable, Rule(), 0.95)[-1]
+    assert same.not_worse
+
+
 def test_the_canary_split_is_sticky_per_request_id_and_near_its_percent() -> None:
     split = Canary(None, lambda columns: columns, 10.0)  # type: ignore[arg-type]
     ids = [uuid.uuid4().hex for _ in range(20_000)]

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import pytest
+import requests
 import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import BertTokenizerFast, PreTrainedTokenizerFast
@@ -148,6 +149,11 @@ def test_the_server_answers_raw_text_as_onnx_runtime_does(trained: Path) -> None
         assert found.status_code == 200, found.text
         (output,) = found.json()["outputs"]
         assert np.allclose(np.reshape(output["data"], output["shape"]), expected, atol=1e-6)
+        # a multiclass model's rows by predicted class, which a canary's predictions figure compares
+        counted = {line.split('class="')[1].split('"')[0]: float(line.split()[-1]) for line in
+                   requests.get(f"{running.url}/metrics", timeout=5).text.splitlines()
+                   if line.startswith("modelci_predicted_class_rows_total{")}
+        assert counted == {str(c): float(n) for c, n in enumerate(np.bincount(expected.argmax(axis=1))) if n}
     finally:
         running.process.terminate()  # NOTE: by its PID
         running.process.wait(timeout=30)

@@ -6,8 +6,9 @@ and three figures of the canary against the stable model, each a difference with
   are);
 - **slow requests**: the share of requests slower than the stable model's 99th percentile (the histogram bucket
   it falls in), canary minus stable: the latency tail as a proportion, with the same interval;
-- **prediction shift**: the total variation distance between the two distributions of predictions (the
-  servers' `modelci_prediction` histogram: the share of predictions that would have to move to another bucket),
+- **prediction shift**: the total variation distance between the two distributions of predictions (a
+  multiclass model's predicted classes, `modelci_predicted_class_rows`; any other model's score, the
+  `modelci_prediction` histogram: the share of predictions that would have to move to another class or bucket),
   with a basic bootstrap interval (which corrects the distance's upward bias on small samples).
 
 A figure is **worse** when its whole interval lies above the rule's margin, and **not worse** when its whole
@@ -17,7 +18,7 @@ interval lies at or below it; otherwise it is not decided yet.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelci.errors import UsageError
@@ -28,27 +29,31 @@ if TYPE_CHECKING:
 REQUESTS = "modelci_inference_requests"
 DURATION = "modelci_inference_request_duration_seconds"
 PREDICTION = "modelci_prediction"
+CLASSES = "modelci_predicted_class_rows"
 RUN_DURATION = "modelci_model_run_duration_seconds"
 BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
 class Traffic:
-    """One version's infer requests over a window: their count, those not answered 200, and two histograms as
-    cumulative counts by bucket bound (`le`, +Inf last)."""
+    """One version's infer requests over a window: their count, those not answered 200, two histograms as
+    cumulative counts by bucket bound (`le`, +Inf last), and a multiclass model's rows by predicted class."""
 
     requests: float
     failed: float
     latency: dict[float, float]
     predictions: dict[float, float]
+    classes: dict[float, float] = field(default_factory=dict)
 
     def __sub__(self, earlier: Traffic) -> Traffic:
         return Traffic(self.requests - earlier.requests, self.failed - earlier.failed,
-                       _minus(self.latency, earlier.latency), _minus(self.predictions, earlier.predictions))
+                       _minus(self.latency, earlier.latency), _minus(self.predictions, earlier.predictions),
+                       _minus(self.classes, earlier.classes))
 
     def __add__(self, other: Traffic) -> Traffic:
         return Traffic(self.requests + other.requests, self.failed + other.failed,
-                       _plus(self.latency, other.latency), _plus(self.predictions, other.predictions))
+                       _plus(self.latency, other.latency), _plus(self.predictions, other.predictions),
+                       _plus(self.classes, other.classes))
 
 
 NONE = Traffic(0.0, 0.0, {}, {})
@@ -117,7 +122,7 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
             if labels.get("model") != model or "version" not in labels:
                 continue
             entry = counts.setdefault(labels["version"], {"requests": 0.0, "failed": 0.0, "latency": {},
-                                                          "predictions": {}})
+                                                          "predictions": {}, "classes": {}})
             if sample.name == f"{REQUESTS}_total":
                 entry["requests"] += sample.value
                 entry["failed"] += sample.value if labels.get("status") != "200" else 0.0
@@ -125,6 +130,8 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
                 entry["latency"][float(labels["le"])] = sample.value
             elif sample.name == f"{PREDICTION}_bucket":
                 entry["predictions"][float(labels["le"])] = sample.value
+            elif sample.name == f"{CLASSES}_total":
+                entry["classes"][float(labels["class"])] = sample.value
     if not per_version:
         raise UsageError(f"{url} does not report its metrics per version ({RUN_DURATION}, and {DURATION} with a "
                          "version label), which a canary is judged on", hint="serve with a modelci that does")
@@ -142,9 +149,17 @@ def judge(canary: Traffic, stable: Traffic, rule: Rule, confidence: float, seed:
         slow_stable = stable.requests - _at_or_below(stable.latency, bound)
         figures.append(_proportions(f"requests slower than the stable model's p99 (≤ {bound:g} s)", slow_canary,
                                     canary.requests, slow_stable, stable.requests, z, rule.slow_share))
-    # NOTE: without the histograms (a model whose first output is not a score) the figure stays undecided: a
-    # canary is promoted on its predictions too, or not at all
-    figures.append(_shift(canary.predictions, stable.predictions, confidence, rule.prediction_shift, seed))
+    # NOTE: without the counts (a model whose first output is not a score) the figure stays undecided: a canary is
+    # promoted on its predictions too, or not at all
+    if canary.classes and stable.classes:
+        known = sorted(canary.classes.keys() | stable.classes.keys())
+        ours, theirs = ([side.classes.get(k, 0.0) for k in known] for side in (canary, stable))
+        name = "prediction shift (predicted classes, total variation distance)"
+    else:
+        ours, theirs = (_bucket_counts(side.predictions).tolist() if side.predictions else []
+                        for side in (canary, stable))
+        name = "prediction shift (total variation distance)"
+    figures.append(_shift(ours, theirs, name, confidence, rule.prediction_shift, seed))
     return figures
 
 
@@ -167,16 +182,14 @@ def wilson(p: float, n: float, z: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _shift(canary: dict[float, float], stable: dict[float, float], confidence: float, margin: float,
+def _shift(canary: list[float], stable: list[float], name: str, confidence: float, margin: float,
            seed: int) -> Figure:
-    """The total variation distance of the two prediction distributions, with a basic bootstrap interval."""
+    """The total variation distance of two distributions given as counts by bucket or class, with a basic bootstrap
+    interval."""
     import numpy as np
 
-    name = "prediction shift (total variation distance)"
-    if not canary or not stable:
-        return Figure(name, math.nan, math.nan, math.nan, -math.inf, math.inf, margin, "distance")
-    a, b = _bucket_counts(canary), _bucket_counts(stable)
-    if a.sum() <= 0 or b.sum() <= 0:
+    a, b = np.asarray(canary, dtype=np.float64).clip(min=0), np.asarray(stable, dtype=np.float64).clip(min=0)
+    if a.size == 0 or b.size == 0 or a.sum() <= 0 or b.sum() <= 0:
         return Figure(name, math.nan, math.nan, math.nan, -math.inf, math.inf, margin, "distance")
     observed = _distance(a, b)
     generator = np.random.default_rng(seed)

@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from modelci import github
 from modelci.evaluate.extensions import inference_session
 from modelci.evaluate.onnx_model import META_TASK
 from modelci.serve import binary, protocol
 from modelci.serve.batching import Batcher, Columns, Run
-from modelci.serve.candidates import Canary, Shadow, scores
+from modelci.serve.candidates import Canary, Shadow, predicted_classes, scores
 from modelci.serve.drift import OnlineDrift, read_profile
 from modelci.serve.images import Sample, image_input, statistics
 from modelci.serve.metrics import Metrics
@@ -231,6 +233,8 @@ class Server:
                 predicted = scores(outputs)
                 if predicted is not None:
                     self.metrics.prediction.observe((model.name, model.version), predicted)
+                if model.task == "multiclass":
+                    self._count_classes(model, outputs)
                 if stable and model.drift is not None:
                     model.drift.add(columns)
                 shadow = self.shadow
@@ -241,6 +245,13 @@ class Server:
             return outputs
 
         return run
+
+    def _count_classes(self, model: Loaded, outputs: Columns) -> None:
+        classes = predicted_classes(model, outputs)
+        if classes is not None and len(classes):
+            for index, rows in enumerate(np.bincount(classes).tolist()):
+                if rows:
+                    self.metrics.classes.labels(model.name, model.version, str(index)).inc(rows)
 
     def refused(self, digest: str) -> None:
         """A model the watcher did not swap in: counted, and named, so that `modelci deploy` knows at once."""

@@ -75,6 +75,8 @@ class Metrics:
                                              ["model", "version"], registry=r)
         self.shadow_agreeing_total = Counter("modelci_shadow_agreeing_rows", "Rows the shadow model put in the class "
                                              "the stable model did.", ["model", "version"], registry=r)
+        self.classes = Counter("modelci_predicted_class_rows", "Rows a multiclass model put in each class.",
+                               ["model", "version", "class"], registry=r)
         self.prediction = BatchHistogram(
             "modelci_prediction", "The first output's last column per row: the positive class's probability of a "
             "binary model.", ["model", "version"], PREDICTION_BUCKETS)
