@@ -523,3 +523,36 @@ def test_a_fast_models_lone_small_batch_runs_on_the_event_loop_and_a_slow_ones_n
     big, big_ran_on = model(0.0)
     asyncio.run(ask(big, 2, rows=16))
     assert all(name.startswith("modelci-onnxruntime") for name in big_ran_on)
+
+
+def test_requests_of_two_models_that_alternate_in_the_queue_go_in_one_batch_per_model() -> None:
+    # a canary's requests among the stable model's: two full batches, not one per run of one model's requests
+    import asyncio
+
+    from modelci.serve.batching import Batcher
+
+    batches: dict[str, list[int]] = {"stable": [], "canary": []}
+
+    def model(name: str) -> Any:
+        def run(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            batches[name].append(len(columns["x"]))
+            return {"y": columns["x"] + (0 if name == "stable" else 100)}
+
+        return run
+
+    stable, canary = model("stable"), model("canary")
+
+    async def ask() -> list[dict[str, np.ndarray]]:
+        batcher = Batcher(64)
+        asking = [asyncio.ensure_future(batcher.infer(stable if i % 2 == 0 else canary,
+                                                      {"x": np.array([float(i)])}, 1)) for i in range(8)]
+        await asyncio.sleep(0)  # NOTE: every request queued before the batcher looks
+        batcher.start()
+        try:
+            return await asyncio.gather(*asking)
+        finally:
+            await batcher.stop()
+
+    answers = asyncio.run(ask())
+    assert [float(a["y"][0]) for a in answers] == [0, 101, 2, 103, 4, 105, 6, 107]  # each its own model's answer
+    assert batches == {"stable": [4], "canary": [4]}

@@ -67,7 +67,8 @@ class Batcher:
 
     async def _serve(self) -> None:
         while True:
-            await self._answer(await self._gather())
+            for batch in await self._gather():
+                await self._answer(batch)
 
     async def _answer(self, batch: list[_Waiting]) -> None:
         """Run `batch` and give each request its rows; a batch that fails is run again request by request, so
@@ -107,12 +108,14 @@ class Batcher:
         self._small_run_s[run] = time.perf_counter() - began
         return outputs
 
-    async def _gather(self) -> list[_Waiting]:
+    async def _gather(self) -> list[list[_Waiting]]:
+        """What is queued, a batch per model (the stable one, a canary): requests of two models that alternate in
+        the queue still go in two full batches, not in one batch per run of one model's requests."""
         first = self._held or await self._queue.get()
         self._held = None
-        batch, rows = [first], first.rows
+        batches, rows = {first.run: [first]}, {first.run: first.rows}
         deadline = time.perf_counter() + self.max_delay_s
-        while rows < self.max_rows:
+        while rows[first.run] < self.max_rows:
             try:
                 waiting = self._queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -123,9 +126,9 @@ class Batcher:
                     waiting = await asyncio.wait_for(self._queue.get(), left)
                 except asyncio.TimeoutError:
                     break
-            if rows + waiting.rows > self.max_rows or waiting.run != first.run:  # NOTE: one model per batch
+            if rows.get(waiting.run, 0) + waiting.rows > self.max_rows:
                 self._held = waiting
                 break
-            batch.append(waiting)
-            rows += waiting.rows
-        return batch
+            batches.setdefault(waiting.run, []).append(waiting)
+            rows[waiting.run] = rows.get(waiting.run, 0) + waiting.rows
+        return list(batches.values())
