@@ -38,6 +38,24 @@ class LoopbackServer:
         self._thread.join(timeout=5)
 
 
+def text_server(body: bytes) -> LoopbackServer:
+    """A server answering every GET with `body` as Prometheus' text format (an exporter, an older server)."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Text(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return LoopbackServer(ThreadingHTTPServer(("127.0.0.1", 0), Text))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

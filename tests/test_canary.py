@@ -358,27 +358,13 @@ def test_a_canary_without_traffic_cannot_be_judged_and_is_rolled_back(  # type: 
 
 def test_a_server_without_metrics_per_version_is_exit_2_before_the_canary_starts(  # type: ignore[no-untyped-def]
         cli, registry: str) -> None:
-    import http.server
+    from loopback import text_server
 
-    class OlderServer(http.server.BaseHTTPRequestHandler):  # NOTE: an older modelci serve's /metrics
-        def do_GET(self) -> None:
-            body = (b'# TYPE modelci_inference_request_duration_seconds histogram\n'
-                    b'modelci_inference_request_duration_seconds_bucket{model="churn",le="+Inf"} 3.0\n')
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    older = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OlderServer)
-    threading.Thread(target=older.serve_forever, daemon=True).start()
-    try:
-        found = cli("deploy", f"{registry}:sha-b", "--server", f"http://127.0.0.1:{older.server_address[1]}",
+    older = (b'# TYPE modelci_inference_request_duration_seconds histogram\n'  # NOTE: an older modelci serve's
+             b'modelci_inference_request_duration_seconds_bucket{model="churn",le="+Inf"} 3.0\n')
+    with text_server(older) as server:
+        found = cli("deploy", f"{registry}:sha-b", "--server", f"http://127.0.0.1:{server.port}",
                     "--model-name", "churn", "--canary", "10", "--for", "1m")
-    finally:
-        older.shutdown()
     assert found.code == 2, found.err
     assert "does not report its metrics per version" in found.err
     assert resolve(parse_reference(f"{registry}:prod-canary")) is None

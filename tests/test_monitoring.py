@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from loopback import free_port, stop, wait_until_ready
+from loopback import free_port, stop, text_server, wait_until_ready
 from modelci.registry.artifact import push_files
 from modelci.registry.reference import parse_reference
 from test_serve import artifact_of, exported, start  # noqa: F401  (the module's model, as a fixture)
@@ -152,9 +152,6 @@ def dashboard_queries(dashboard_file: str = "modelci-serve.json", **variables: s
 
 def test_the_delivery_dashboards_queries_read_what_modelci_delivery_writes(tmp_path: Path) -> None:
     # the figures of a history of two deploys and a rollback, as node_exporter's textfile collector exposes them
-    import http.server
-    import threading
-
     from test_delivery import T0, model
 
     registry = f"oci:{tmp_path / 'registry'}"
@@ -164,29 +161,15 @@ def test_the_delivery_dashboards_queries_read_what_modelci_delivery_writes(tmp_p
                  ["delivery", registry, "--out", str(tmp_path / "out"), "--prometheus", str(tmp_path / "d.prom")]):
         done = subprocess.run([sys.executable, "-m", "modelci", *argv], capture_output=True, check=False)
         assert done.returncode == 0, done.stderr
-    text = (tmp_path / "d.prom").read_bytes()
-
-    class Textfile(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(text)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Textfile)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    process, prometheus = start_prometheus(tmp_path, f"127.0.0.1:{exporter.server_address[1]}")
-    try:
-        prometheus.wait_for("a scrape", lambda: prometheus.query("modelci_delivery_deploys_total"))
-        answered = {query: prometheus.query(query) for query in dashboard_queries("modelci-delivery.json",
-                                                                                  repository=".+", tag="prod")}
-        empty = [query for query, found in answered.items() if not found]
-        assert not empty, empty
-        (rate,) = prometheus.query("modelci_delivery_change_failure_ratio")
-        assert float(rate["value"][1]) == 0.5
-    finally:
-        stop(process)
-        exporter.shutdown()
+    with text_server((tmp_path / "d.prom").read_bytes()) as exporter:
+        process, prometheus = start_prometheus(tmp_path, f"127.0.0.1:{exporter.port}")
+        try:
+            prometheus.wait_for("a scrape", lambda: prometheus.query("modelci_delivery_deploys_total"))
+            answered = {query: prometheus.query(query) for query in dashboard_queries("modelci-delivery.json",
+                                                                                      repository=".+", tag="prod")}
+            empty = [query for query, found in answered.items() if not found]
+            assert not empty, empty
+            (rate,) = prometheus.query("modelci_delivery_change_failure_ratio")
+            assert float(rate["value"][1]) == 0.5
+        finally:
+            stop(process)

@@ -26,7 +26,7 @@ import requests
 from modelci import atomic, github
 from modelci.deploy import evidence, history
 from modelci.deploy.evidence import Figure, Rule, Traffic
-from modelci.deploy.rollout import deploy, deployable, failed_loads, refused_since
+from modelci.deploy.rollout import deploy, deployable, failed_loads, has_line, metrics_text, refused_since
 from modelci.errors import CheckFailed, UsageError
 from modelci.registry import artifact, signature
 from modelci.registry.records import push_record
@@ -69,7 +69,7 @@ def canary(source: Reference, tag: str, servers: list[str], model: str, percent:
                                                         "stable": stable})
 
     started = history.now()
-    failed_before = {url: failed_loads(url) for url in servers}
+    failed_before = {url: failed_loads(metrics_text(url)) for url in servers}
     push_record(record, [str(record.tag)], CANARY, {"model": descriptor.digest, "percent": f"{percent:g}",
                                                     "stable": stable})
     github.log(f"{record.tag}: {percent:g}% of the requests to {descriptor.digest}, against {tag} = {stable}")
@@ -117,7 +117,7 @@ def shadow(source: Reference, tag: str, servers: list[str], model: str, window_s
         now = artifact.resolve(source.with_tag(tag))
         artifact.promote(source.with_digest(now.digest if now else stable), [str(target.tag)])
 
-    failed_before = {url: failed_loads(url) for url in servers}
+    failed_before = {url: failed_loads(metrics_text(url)) for url in servers}
     artifact.promote(pinned, [str(target.tag)])
     try:
         _wait_for_candidate(servers, model, descriptor.digest, SHADOW, timeout_s, failed_before)
@@ -175,12 +175,12 @@ def _wait_for_candidate(servers: list[str], model: str, digest: str, role: str, 
     `CheckFailed` when one refuses it or the time runs out."""
     waiting, deadline = list(servers), time.monotonic() + timeout_s
     while waiting and time.monotonic() < deadline:
-        exposition = {url: _metrics(url) for url in waiting}
-        refused = [url for url in waiting if refused_since(url, model, digest, failed_before[url])]
+        exposition = {url: metrics_text(url) for url in waiting}  # NOTE: one read a look: refusal and candidate
+        refused = [url for url, text in exposition.items() if refused_since(text, model, digest, failed_before[url])]
         if refused:
             raise CheckFailed(f"{', '.join(refused)} refused the {role} {digest}: it did not load, or did not "
                               "reproduce its golden samples", hint="the server's log says why")
-        waiting = [url for url, text in exposition.items() if not _line_with(
+        waiting = [url for url, text in exposition.items() if not has_line(
             text, "modelci_model_candidate_info{", f'digest="{digest}"', f'role="{role}"', f'model="{model}"')]
         if waiting:
             time.sleep(0.2)
@@ -233,14 +233,15 @@ def _final(verdict: Verdict, canary_traffic: Traffic, rule: Rule) -> Verdict:
     return verdict
 
 
-def _window(servers: list[str], model: str, start: dict[str, dict[str, Traffic]], ours: str,
+def _window(servers: list[str], model: str, start: dict[str, evidence.Scraped], ours: str,
             theirs: str) -> tuple[Traffic, Traffic]:
     """The canary's and the stable model's traffic since `start`, summed over the servers."""
     canary_traffic, stable_traffic = evidence.NONE, evidence.NONE
     for url in servers:
-        now = evidence.scrape(url, model)
-        before = start[url]
-        if any(now.get(v, evidence.NONE).requests < before.get(v, evidence.NONE).requests for v in (ours, theirs)):
+        scraped = evidence.scrape(url, model)
+        now, before = scraped.versions, start[url].versions
+        if scraped.started != start[url].started or \
+                any(now.get(v, evidence.NONE).requests < before.get(v, evidence.NONE).requests for v in (ours, theirs)):
             raise _Restarted(url)
         canary_traffic += now.get(ours, evidence.NONE) - before.get(ours, evidence.NONE)
         stable_traffic += now.get(theirs, evidence.NONE) - before.get(theirs, evidence.NONE)
@@ -255,18 +256,6 @@ def _shown(figure: Figure) -> str:
     each = "" if figure.unit == "distance" else f"canary {figure.canary:.4g}, stable {figure.stable:.4g}, "
     return (f"{each}difference {figure.difference:+.4g} (interval {figure.low:+.4g} to {figure.high:+.4g}; margin "
             f"{figure.margin:+.4g})")
-
-
-def _metrics(url: str) -> str:
-    try:
-        answer = requests.get(f"{url}/metrics", timeout=5)
-    except requests.RequestException:
-        return ""  # NOTE: a server restarting: asked again until the timeout
-    return answer.text if answer.status_code == 200 else ""
-
-
-def _line_with(exposition: str, start: str, *parts: str) -> bool:
-    return any(line.startswith(start) and all(p in line for p in parts) for line in exposition.splitlines())
 
 
 def _report(verdict: Verdict, report: Path | None) -> None:
@@ -299,7 +288,7 @@ def _shadow_figures(servers: list[str], model: str, version: str) -> dict[str, A
         "modelci_shadow_compared_rows_total": lambda labels: "compared",
         "modelci_shadow_agreeing_rows_total": lambda labels: "agreeing"}
     for url in servers:
-        for family in text_string_to_metric_families(_metrics(url)):
+        for family in text_string_to_metric_families(metrics_text(url)):
             for sample in family.samples:
                 key = wanted[sample.name](sample.labels) if sample.name in wanted else None
                 if key in totals and sample.labels.get("model") == model and sample.labels.get("version") == version:

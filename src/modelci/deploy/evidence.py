@@ -99,7 +99,16 @@ class Rule:
     min_requests: int = 200
 
 
-def scrape(url: str, model: str) -> dict[str, Traffic]:
+@dataclass(frozen=True)
+class Scraped:
+    """A server's traffic by version, and when its process started (`process_start_time_seconds`): counts of two
+    scrapes of another start are of two processes, not one window."""
+
+    started: float | None
+    versions: dict[str, Traffic]
+
+
+def scrape(url: str, model: str) -> Scraped:
     """The traffic of every version of `model` a server has answered, from its /metrics; exit 2 when the server
     does not expose its metrics per version."""
     import requests
@@ -112,8 +121,10 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
         raise UsageError(f"{url}/metrics could not be read: {exc}",
                          hint="name servers that `modelci serve` runs, reachable from here") from None
     counts: dict[str, dict[str, Any]] = {}
-    per_version = False
+    per_version, started = False, None
     for family in text_string_to_metric_families(answer.text):
+        if family.name == "process_start_time_seconds" and family.samples:
+            started = family.samples[0].value
         # NOTE: a server that times its model per version labels its requests by version too; the family is there
         # before any request (its samples are not)
         per_version = per_version or family.name == RUN_DURATION
@@ -135,7 +146,7 @@ def scrape(url: str, model: str) -> dict[str, Traffic]:
     if not per_version:
         raise UsageError(f"{url} does not report its metrics per version ({RUN_DURATION}, and {DURATION} with a "
                          "version label), which a canary is judged on", hint="serve with a modelci that does")
-    return {version: Traffic(**entry) for version, entry in counts.items()}
+    return Scraped(started, {version: Traffic(**entry) for version, entry in counts.items()})
 
 
 def judge(canary: Traffic, stable: Traffic, rule: Rule, confidence: float, seed: int = 0) -> list[Figure]:

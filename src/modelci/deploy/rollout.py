@@ -58,7 +58,7 @@ def deploy(source: Reference, tag: str, servers: list[str], model: str, timeout_
         history.record(target, "refused", descriptor.digest, started=started, previous=before, how=how,
                        reason=reason)
 
-    failed_before = {url: failed_loads(url) for url in servers}
+    failed_before = {url: failed_loads(metrics_text(url)) for url in servers}
 
     try:
         # NOTE: a signal during the move is held until the move is done, then raised in this block: the tag
@@ -120,7 +120,7 @@ def rolling(source: Reference, tag: str, servers: list[str], model: str, timeout
         for first in range(0, len(servers), batch):
             step = servers[first:first + batch]
             moved += step
-            failed_before = {url: failed_loads(url) for url in step}
+            failed_before = {url: failed_loads(metrics_text(url)) for url in step}
             moved_to(moved)
             waiting, refused = confirm(step, model, descriptor.digest, samples, timeout_s, failed_before)
             if waiting:
@@ -273,35 +273,39 @@ def confirm(servers: list[str], model: str, digest: str, samples: Any, timeout_s
     while waiting and not refused and time.monotonic() < deadline:
         waiting = [url for url in waiting if not _serves(url, model, version, samples)]
         if polls % 5 == 0:  # NOTE: about once a second: reading /metrics has a server measure its drift
-            refused = [url for url in waiting if refused_since(url, model, digest, failed_before[url])]
+            refused = [url for url in waiting if refused_since(metrics_text(url), model, digest, failed_before[url])]
         polls += 1
         if waiting and not refused:
             time.sleep(0.2)
     return waiting, refused
 
 
-def failed_loads(url: str) -> float:
-    """How many models the server has refused so far (0 when it cannot say)."""
+def metrics_text(url: str) -> str:
+    """A server's /metrics; empty when it cannot be read (a server restarting: asked again at the next look)."""
     try:
-        text = requests.get(f"{url}/metrics", timeout=5).text
+        answer = requests.get(f"{url}/metrics", timeout=5)
     except requests.RequestException:
-        return 0.0
-    found = re.search(r'^modelci_model_loads_total\{outcome="failed"\} (\S+)$', text, re.MULTILINE)
+        return ""
+    return answer.text if answer.status_code == 200 else ""
+
+
+def failed_loads(exposition: str) -> float:
+    """How many models the server whose /metrics this is has refused so far (0 when it does not say)."""
+    found = re.search(r'^modelci_model_loads_total\{outcome="failed"\} (\S+)$', exposition, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
-def refused_since(url: str, model: str, digest: str, failed_before: float) -> bool:
-    """Whether the server refused `digest` since it had refused `failed_before` models: modelci serve names the
-    last model it refused in /metrics, which may be this digest refused before, by an earlier deploy."""
-    try:
-        metrics = requests.get(f"{url}/metrics", timeout=5)
-    except requests.RequestException:
-        return False
-    wanted = f'digest="{digest}"'
-    named = metrics.status_code == 200 and any(
-        line.startswith("modelci_model_refused_info{") and wanted in line and f'model="{model}"' in line
-        for line in metrics.text.splitlines())
-    return named and failed_loads(url) > failed_before
+def refused_since(exposition: str, model: str, digest: str, failed_before: float) -> bool:
+    """Whether the server whose /metrics this is refused `digest` since it had refused `failed_before` models:
+    modelci serve names the last model it refused, which may be this digest refused before, by an earlier
+    deploy."""
+    return has_line(exposition, "modelci_model_refused_info{", f'digest="{digest}"', f'model="{model}"') and \
+        failed_loads(exposition) > failed_before
+
+
+def has_line(exposition: str, start: str, *parts: str) -> bool:
+    """Whether a sample of the exposition starts with `start` and holds every one of `parts`."""
+    return any(line.startswith(start) and all(p in line for p in parts) for line in exposition.splitlines())
 
 
 def _serves(url: str, model: str, version: str, samples: Any) -> bool:
